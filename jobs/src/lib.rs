@@ -1,0 +1,119 @@
+//! Pool's job catalogue: every job kind's stable name and payload.
+//!
+//! Payloads are stored in Postgres and outlive deploys, so this crate is a wire
+//! contract. It depends on nothing of the app, which keeps payloads to ids and plain
+//! values: handlers re-read everything else. Rename nothing here; add fields only with
+//! `#[serde(default)]`, so rows written by the previous release still decode.
+
+use serde::{Deserialize, Serialize};
+
+/// A job payload with its stable kind name (the queue name in the job table). The name
+/// is never derived from a Rust type path, so moving or renaming a type is safe.
+pub trait Job: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static {
+    /// The stable kind name.
+    const KIND: &'static str;
+}
+
+macro_rules! job {
+    ($ty:ident, $kind:literal) => {
+        impl Job for $ty {
+            const KIND: &'static str = $kind;
+        }
+    };
+}
+
+/// Creates the provider resources of an instance whose row is already `provisioning`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProvisionInstance {
+    pub instance_id: String,
+}
+job!(ProvisionInstance, "provision_instance");
+
+/// Binds one idle instance to a conversation. The instance row records the job's id,
+/// so a re-run resumes the same instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimAndProvision {
+    pub agent_name: String,
+    pub instructions: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+}
+job!(ClaimAndProvision, "claim_and_provision");
+
+/// Tops the pool up to `POOL_MIN_IDLE`, or adds exactly `count` instances.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Replenish {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+job!(Replenish, "replenish");
+
+/// Removes up to `count` unclaimed instances, idle ones first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DrainIdle {
+    pub count: u32,
+}
+job!(DrainIdle, "drain_idle");
+
+/// Destroys one instance whatever its status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KillInstance {
+    pub instance_id: String,
+}
+job!(KillInstance, "kill_instance");
+
+/// Destroys one crashed instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DismissCrashed {
+    pub instance_id: String,
+}
+job!(DismissCrashed, "dismiss_crashed");
+
+/// Brings the table in line with the provider's view; at most one runs at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconcile {}
+job!(Reconcile, "reconcile");
+
+/// Backfills instance metadata from the provider.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnrichMetadata {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+job!(EnrichMetadata, "enrich_metadata");
+
+/// Every kind name, for registries, filters and validation.
+pub const KINDS: [&str; 8] = [
+    ProvisionInstance::KIND,
+    ClaimAndProvision::KIND,
+    Replenish::KIND,
+    DrainIdle::KIND,
+    KillInstance::KIND,
+    DismissCrashed::KIND,
+    Reconcile::KIND,
+    EnrichMetadata::KIND,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in KINDS {
+            assert!(seen.insert(kind), "duplicate kind {kind}");
+            assert!(kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{kind}");
+        }
+    }
+}

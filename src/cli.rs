@@ -1,0 +1,137 @@
+//! The `pool` command line: one binary, one subcommand per process role.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::{config::Config, db, dev, http, sim, telemetry};
+
+#[derive(Parser)]
+#[command(name = "pool", version, about = "Keeps a pool of pre-warmed agent instances")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply all migrations (Pool's and the job queue's); safe to run twice.
+    Migrate,
+    /// Serve the HTTP API and dashboard.
+    Web,
+    /// Run jobs and schedules.
+    Worker,
+    /// Serve the simulated services API and instances.
+    Sim(SimArgs),
+    /// Run migrate, sim, web and worker together against DATABASE_URL.
+    Dev(dev::DevArgs),
+}
+
+/// Entry point of the binary: loads `.env`, runs the subcommand, maps errors to exit 1.
+pub fn main() -> ExitCode {
+    // `.env` is a development convenience; real environments set variables directly,
+    // and those always win over the file.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let result = runtime.context("Failed to start the async runtime").and_then(|rt| rt.block_on(run(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let json_logs = std::env::var("POOL_ENVIRONMENT").is_ok_and(|e| e == "staging" || e == "production")
+        && std::env::var("POOL_LOG_FORMAT").map_or(true, |f| f != "text");
+    telemetry::init(json_logs);
+    match command {
+        Command::Migrate => migrate().await,
+        Command::Web => web().await,
+        Command::Worker => crate::worker::run(load_config()?, telemetry::shutdown_signal()).await,
+        Command::Sim(args) => run_sim(args).await,
+        Command::Dev(args) => dev::run(args).await,
+    }
+}
+
+fn load_config() -> anyhow::Result<Config> {
+    Config::from_env().context("configuration error")
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .context("missing required environment variable DATABASE_URL")?;
+    let pool = db::connect(&url.into(), 2).await?;
+    db::migrate(&pool).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn web() -> anyhow::Result<()> {
+    let config = load_config()?;
+    let pool = db::connect(&config.database_url, config.database_max_connections).await?;
+    let app = http::Application::build(config, pool).await?;
+    app.run_until_stopped(telemetry::shutdown_signal()).await
+}
+
+/// Knobs of the simulator; defaults give a fast, fault-free upstream.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SimArgs {
+    /// Port to serve on (services API and every instance under `/i/<id>`).
+    #[arg(long, env = "SIM_PORT", default_value_t = 3002)]
+    pub port: u16,
+    /// Time from create to deploy `SUCCESS`.
+    #[arg(long, env = "SIM_BUILD_MS", default_value_t = 2000)]
+    pub build_ms: u64,
+    /// Time a provision call takes.
+    #[arg(long, env = "SIM_PROVISION_MS", default_value_t = 0)]
+    pub provision_ms: u64,
+    /// Latency added to every services API call.
+    #[arg(long, env = "SIM_LATENCY_MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Share of services API calls answering 500.
+    #[arg(long, env = "SIM_FAILURE_RATE", default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Share of services API calls answering 429 with `Retry-After`.
+    #[arg(long, env = "SIM_RATE_LIMIT_RATE", default_value_t = 0.0)]
+    pub rate_limit_rate: f64,
+    /// Share of new deploys that end `FAILED`.
+    #[arg(long, env = "SIM_CRASH_RATE", default_value_t = 0.0)]
+    pub crash_rate: f64,
+    /// Share of running deploys shown as `SLEEPING`.
+    #[arg(long, env = "SIM_SLEEP_RATE", default_value_t = 0.0)]
+    pub sleep_rate: f64,
+}
+
+impl SimArgs {
+    /// The simulator configuration these flags describe.
+    pub fn to_config(&self) -> sim::SimConfig {
+        use std::time::Duration;
+        sim::SimConfig {
+            build_time: Duration::from_millis(self.build_ms),
+            provision_time: Duration::from_millis(self.provision_ms),
+            latency: Duration::from_millis(self.latency_ms),
+            failure_rate: self.failure_rate,
+            rate_limit_rate: self.rate_limit_rate,
+            crash_rate: self.crash_rate,
+            sleep_rate: self.sleep_rate,
+            ..sim::SimConfig::default()
+        }
+    }
+}
+
+async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let addr = format!("127.0.0.1:{}", args.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("Failed to bind {addr}"))?;
+    tracing::info!(%addr, "simulator listening");
+    sim::Simulator::new(args.to_config())
+        .serve(listener, telemetry::shutdown_signal())
+        .await
+        .context("simulator failed")
+}

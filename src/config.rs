@@ -1,0 +1,292 @@
+//! Configuration from the environment (SPEC §6), parsed once at start-up into typed
+//! values. A missing or malformed variable stops the process with its name in the
+//! message; secrets are wrapped in [`SecretString`] so `Debug` never prints them.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use secrecy::SecretString;
+
+/// Which deployment this is; decides log format, `joinUrl` rules and dashboard warnings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Staging,
+    Production,
+}
+
+impl Environment {
+    /// The name used in `/version` and in `POOL_ENVIRONMENT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "staging" => Ok(Self::Staging),
+            "production" => Ok(Self::Production),
+            _ => Err("expected `staging` or `production`".into()),
+        }
+    }
+}
+
+/// A configuration problem, always naming the variable at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing required environment variable {0}")]
+    Missing(&'static str),
+    #[error("invalid value for environment variable {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Everything `pool web` and `pool worker` need. Both read the same variables so one
+/// `.env` serves every process.
+#[derive(Clone)]
+pub struct Config {
+    /// HTTP port of `pool web`.
+    pub port: u16,
+    /// Bearer token for the API and for calls to instances.
+    pub api_key: SecretString,
+    pub environment: Environment,
+    /// Replenish keeps `idle + provisioning` at least this high.
+    pub min_idle: u32,
+    /// A provisioning instance not ready after this long is drained.
+    pub stuck_timeout: Duration,
+    pub database_url: SecretString,
+    /// Largest number of database connections per process.
+    pub database_max_connections: u32,
+    pub services: ServicesConfig,
+    pub railway_project_id: Option<String>,
+    pub railway_environment_id: Option<String>,
+    pub jobs: JobsConfig,
+}
+
+/// How to reach the services API.
+#[derive(Clone)]
+pub struct ServicesConfig {
+    pub url: String,
+    pub api_key: Option<SecretString>,
+    /// Timeout of one services API call.
+    pub timeout: Duration,
+}
+
+/// Job settings: schedules, concurrency, limits and retries.
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    /// Cron (with seconds) for enqueueing `reconcile`.
+    pub reconcile_schedule: String,
+    /// Cron (with seconds) for enqueueing `replenish`.
+    pub replenish_schedule: String,
+    /// Concurrent claim jobs per worker process.
+    pub claim_concurrency: usize,
+    /// Concurrent jobs of every other kind per worker process.
+    pub default_concurrency: usize,
+    /// Services API calls per second across all worker processes together.
+    pub services_rate_per_sec: u32,
+    pub services_rate_burst: u32,
+    /// Instance calls per second per worker process.
+    pub instance_rate_per_sec: u32,
+    /// Timeout of `POST {url}/pool/provision`, which may take minutes.
+    pub provision_timeout: Duration,
+    /// Attempts of a job before it is `failed`.
+    pub max_attempts: u32,
+    /// How long finished jobs are kept.
+    pub retention: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets are SecretString and print as redacted; listing fields keeps it honest.
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("environment", &self.environment)
+            .field("min_idle", &self.min_idle)
+            .field("services_url", &self.services.url)
+            .field("jobs", &self.jobs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads the process environment (after `.env`, loaded by the CLI).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        Ok(Self {
+            port: env.parse("PORT", 3001)?,
+            api_key: env.secret("POOL_API_KEY")?,
+            environment: env.parse("POOL_ENVIRONMENT", Environment::Staging)?,
+            min_idle: env.parse("POOL_MIN_IDLE", 1)?,
+            stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,
+            database_url: env.secret("DATABASE_URL")?,
+            database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10)?,
+            services: ServicesConfig {
+                url: env.url("SERVICES_URL")?,
+                api_key: env.optional("SERVICES_API_KEY").map(SecretString::from),
+                timeout: env.millis("SERVICES_TIMEOUT_MS", 15_000)?,
+            },
+            railway_project_id: env.optional("RAILWAY_PROJECT_ID"),
+            railway_environment_id: env.optional("RAILWAY_ENVIRONMENT_ID"),
+            jobs: JobsConfig::from_env(&env)?,
+        })
+    }
+}
+
+impl JobsConfig {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            reconcile_schedule: env.cron("RECONCILE_SCHEDULE", "*/30 * * * * *")?,
+            replenish_schedule: env.cron("REPLENISH_SCHEDULE", "*/30 * * * * *")?,
+            claim_concurrency: env.positive("JOB_CLAIM_CONCURRENCY", 16)?,
+            default_concurrency: env.positive("JOB_DEFAULT_CONCURRENCY", 4)?,
+            services_rate_per_sec: env.positive("SERVICES_RATE_PER_SEC", 2)?,
+            services_rate_burst: env.positive("SERVICES_RATE_BURST", 5)?,
+            instance_rate_per_sec: env.positive("INSTANCE_RATE_PER_SEC", 50)?,
+            provision_timeout: env.millis("PROVISION_TIMEOUT_MS", 180_000)?,
+            max_attempts: env.positive("JOB_MAX_ATTEMPTS", 6)?,
+            retention: Duration::from_secs(env.parse::<u64>("JOB_RETENTION_HOURS", 72)? * 3600),
+        })
+    }
+}
+
+/// Variable access with the error shapes of [`ConfigError`].
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// A set, non-blank value; blank counts as unset so `.env` placeholders work.
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn secret(&self, name: &'static str) -> Result<SecretString, ConfigError> {
+        self.required(name).map(SecretString::from)
+    }
+
+    fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: format!("{e} (got {raw:?})"),
+            }),
+        }
+    }
+
+    fn positive<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + Default + PartialEq,
+        T::Err: fmt::Display,
+    {
+        let value = self.parse(name, default)?;
+        if value == T::default() {
+            return Err(ConfigError::Invalid { name, reason: "must be greater than 0".into() });
+        }
+        Ok(value)
+    }
+
+    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse(name, default).map(Duration::from_millis)
+    }
+
+    fn url(&self, name: &'static str) -> Result<String, ConfigError> {
+        let raw = self.required(name)?;
+        let parsed = reqwest::Url::parse(&raw)
+            .map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid { name, reason: "expected an http(s) URL".into() });
+        }
+        Ok(raw.trim_end_matches('/').to_owned())
+    }
+
+    fn cron(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let raw = self.optional(name).unwrap_or_else(|| default.to_owned());
+        cron::Schedule::from_str(&raw).map_err(|e| ConfigError::Invalid {
+            name,
+            reason: format!("{e}; expected cron with seconds, e.g. `*/30 * * * * *`"),
+        })?;
+        Ok(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("POOL_API_KEY", "k"),
+        ("DATABASE_URL", "postgres://u:secretpw@h/db"),
+        ("SERVICES_URL", "http://127.0.0.1:3002/"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_required_vars_are_set() {
+        let c = load(&BASE).unwrap();
+        assert_eq!(c.port, 3001);
+        assert_eq!(c.min_idle, 1);
+        assert_eq!(c.environment, Environment::Staging);
+        assert_eq!(c.services.url, "http://127.0.0.1:3002");
+        assert_eq!(c.stuck_timeout, Duration::from_millis(900_000));
+        assert_eq!(c.api_key.expose_secret(), "k");
+    }
+
+    #[test]
+    fn missing_required_variable_is_named() {
+        for name in ["POOL_API_KEY", "DATABASE_URL", "SERVICES_URL"] {
+            let vars: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != name).collect();
+            let err = load(&vars).expect_err("must fail");
+            assert_eq!(err, ConfigError::Missing(name));
+            assert!(err.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_named() {
+        let cases = [
+            ("PORT", "eighty"),
+            ("POOL_MIN_IDLE", "-1"),
+            ("POOL_ENVIRONMENT", "prod"),
+            ("SERVICES_URL", "not a url"),
+            ("RECONCILE_SCHEDULE", "*/30 * * * *"),
+            ("JOB_MAX_ATTEMPTS", "0"),
+        ];
+        for (name, value) in cases {
+            let mut vars = BASE.to_vec();
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, value));
+            let err = load(&vars).err().unwrap_or_else(|| panic!("{name}={value} accepted"));
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_contains_secrets() {
+        let mut vars = BASE.to_vec();
+        vars.push(("SERVICES_API_KEY", "svc-secret"));
+        let printed = format!("{:?}", load(&vars).unwrap());
+        assert!(!printed.contains("secretpw") && !printed.contains("svc-secret"), "{printed}");
+    }
+}

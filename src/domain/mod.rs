@@ -1,0 +1,18 @@
+//! Pool's domain values: instance ids, statuses and deploy statuses. No IO here, so
+//! everything that touches the outside world receives values that are already valid.
+
+mod deploy;
+mod id;
+mod status;
+
+pub use deploy::{DeployPhase, DeployStatus};
+pub use id::{InstanceId, InvalidInstanceId};
+pub use status::{InstanceStatus, UnknownStatus};
+
+/// Service names at the provider are this prefix plus the instance id.
+pub const SERVICE_PREFIX: &str = "convos-agent-";
+
+/// The provider's service name of an instance.
+pub fn service_name(id: &InstanceId) -> String {
+    format!("{SERVICE_PREFIX}{id}")
+}

@@ -1,0 +1,68 @@
+//! Extractors whose rejections are [`ApiError`]s, so malformed input always gets the
+//! JSON error shape instead of axum's plain-text answers.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{header::CONTENT_TYPE, request::Parts},
+};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::{AppState, error::ApiError};
+use secrecy::ExposeSecret;
+
+/// A JSON body. An empty body counts as `{}` so optional bodies (`replenish`) work
+/// without a `Content-Type`; a non-empty one must be `application/json`.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Validation(format!("could not read body: {}", e.body_text()))
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        if !json_type && bytes != b"{}" {
+            return Err(ApiError::Validation("expected Content-Type: application/json".into()));
+        }
+        serde_json::from_slice(bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Proof that the request carried the right Bearer key (compared in constant time).
+pub struct Authenticated;
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if has_valid_key(parts, state) { Ok(Self) } else { Err(ApiError::Unauthorized) }
+    }
+}
+
+/// Whether the request carries the API key; for routes where auth only adds fields.
+pub fn has_valid_key(parts: &Parts, state: &AppState) -> bool {
+    let Some(token) = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let expected = state.config.api_key.expose_secret().as_bytes();
+    token.trim().as_bytes().ct_eq(expected).into()
+}

@@ -1,0 +1,72 @@
+//! The web process: a router over [`AppState`], JSON errors everywhere, request
+//! tracing, and graceful shutdown. Slow work is never done on the request path.
+
+pub mod error;
+pub mod extract;
+mod health;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::{Router, extract::MatchedPath, http::Request};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
+
+use crate::config::Config;
+pub use error::ApiError;
+
+/// Largest accepted request body: `instructions` may be 64 KiB, plus the envelope.
+const BODY_LIMIT: usize = 96 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+}
+
+/// The full router with its middleware.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Covers `Prefer: wait=60` plus slack; anything slower is a bug.
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(75)))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+            tracing::info_span!("http", method = %req.method(), route, path = %req.uri().path())
+        }))
+}
+
+/// A bound, ready-to-run web server; built separately so tests can learn the port.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Binds `0.0.0.0:{port}` (port 0 picks a free one) and builds the router.
+    pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let addr = format!("0.0.0.0:{}", config.port);
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("Failed to bind {addr}"))?;
+        let state = AppState { db, config: Arc::new(config) };
+        Ok(Self { listener, router: router(state) })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "web listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("web server failed")
+    }
+}

@@ -1,0 +1,112 @@
+//! Client for an instance's own endpoints (SPEC §5.2): readiness, binding to a
+//! conversation, and what it is bound to. Authenticated with `POOL_API_KEY`.
+
+use std::{sync::Arc, time::Duration};
+
+use reqwest::{Client, RequestBuilder};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{
+    services::RateLimiter,
+    upstream::{UpstreamError, read_json},
+};
+
+const TARGET: &str = "instance";
+
+/// `GET /pool/health`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Health {
+    pub ready: bool,
+}
+
+/// Body of `POST /pool/provision`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionRequest {
+    pub agent_name: String,
+    pub instructions: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+}
+
+/// 200 answer of `POST /pool/provision`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provisioned {
+    pub invite_url: Option<String>,
+    pub conversation_id: String,
+    #[serde(default)]
+    pub joined: bool,
+}
+
+/// `GET /convos/status`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ConvosStatus {
+    pub ready: bool,
+    pub conversation: Option<Conversation>,
+    #[serde(default)]
+    pub streaming: bool,
+}
+
+/// The conversation an instance is bound to.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Conversation {
+    pub id: String,
+}
+
+/// A cheap-to-clone handle for calling any instance by its base URL.
+#[derive(Clone)]
+pub struct InstanceClient {
+    http: Client,
+    api_key: SecretString,
+    timeout: Duration,
+    provision_timeout: Duration,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+impl InstanceClient {
+    /// `timeout` bounds health and status calls; provision gets its own, longer one.
+    pub fn new(
+        api_key: SecretString,
+        timeout: Duration,
+        provision_timeout: Duration,
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> Self {
+        let http = crate::upstream::client_builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("reqwest client with static settings");
+        Self { http, api_key, timeout, provision_timeout, limiter }
+    }
+
+    pub async fn health(&self, base_url: &str) -> Result<Health, UpstreamError> {
+        let request = self.http.get(format!("{base_url}/pool/health")).timeout(self.timeout);
+        self.send(request).await
+    }
+
+    /// Binds the instance to a conversation. 409 means it already is bound; 503 that
+    /// it is not ready (and did nothing).
+    pub async fn provision(&self, base_url: &str, body: &ProvisionRequest) -> Result<Provisioned, UpstreamError> {
+        let request = self
+            .http
+            .post(format!("{base_url}/pool/provision"))
+            .timeout(self.provision_timeout)
+            .json(body);
+        self.send(request).await
+    }
+
+    pub async fn convos_status(&self, base_url: &str) -> Result<ConvosStatus, UpstreamError> {
+        let request = self.http.get(format!("{base_url}/convos/status")).timeout(self.timeout);
+        self.send(request).await
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, UpstreamError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        let request = request.bearer_auth(self.api_key.expose_secret());
+        let response = request.send().await.map_err(|e| UpstreamError::from_transport(TARGET, &e))?;
+        read_json(TARGET, response).await
+    }
+}

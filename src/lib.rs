@@ -1,0 +1,32 @@
+//! Pool keeps a pool of pre-warmed agent instances so that claiming one takes seconds.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `pool` subcommands (`migrate`, `web`, `worker`, `sim`, `dev`).
+//! - [`config`]: typed configuration read from the environment; secrets wrapped.
+//! - [`telemetry`]: tracing setup.
+//! - [`db`]: connection pools and migrations (Pool's and the job queue's).
+//! - [`domain`]: instance ids, statuses and deploy statuses — no IO.
+//! - [`upstream`]: the error type shared by both upstream clients, classified by
+//!   what the caller does next (retry, give up, treat as gone).
+//! - [`services`]: client for the services API (creates and destroys instances).
+//! - [`instance`]: client for an instance's own endpoints (health, provision).
+//! - [`http`]: the web process: router, `ApiError`, handlers.
+//! - [`worker`]: the worker process.
+//! - [`sim`]: the simulated services API and instances used by `pool dev` and tests.
+//! - [`dev`]: `pool dev`, the whole system as one process tree.
+//!
+//! `http` and `worker` are the two entry layers and never import each other.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod dev;
+pub mod domain;
+pub mod http;
+pub mod instance;
+pub mod services;
+pub mod sim;
+pub mod telemetry;
+pub mod upstream;
+pub mod worker;

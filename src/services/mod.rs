@@ -1,0 +1,89 @@
+//! Client for the services API (SPEC §5.1): the only way Pool creates, inspects and
+//! destroys provider resources. Every call passes the rate limiter first.
+
+mod types;
+
+use std::sync::Arc;
+
+use reqwest::{Client, RequestBuilder};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+pub use types::{CreatedInstance, Destroyed, ServiceStatus, StatusBatch};
+
+use crate::{
+    config::ServicesConfig,
+    domain::{InstanceId, service_name},
+    upstream::{UpstreamError, read_json},
+};
+
+/// Paces outgoing calls; shared by every task of a process.
+pub type RateLimiter = governor::DefaultDirectRateLimiter;
+
+const TARGET: &str = "services API";
+
+/// Tools every instance is created with.
+const TOOLS: [&str; 2] = ["openrouter", "agentmail"];
+
+/// A cheap-to-clone handle on the services API.
+#[derive(Clone)]
+pub struct ServicesClient {
+    http: Client,
+    base: String,
+    api_key: Option<SecretString>,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+impl ServicesClient {
+    /// Builds a client with the configured timeout; `limiter` paces every call.
+    pub fn new(config: &ServicesConfig, limiter: Option<Arc<RateLimiter>>) -> Self {
+        let http = crate::upstream::client_builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(std::time::Duration::from_secs(5)))
+            .build()
+            .expect("reqwest client with static settings");
+        Self { http, base: config.url.clone(), api_key: config.api_key.clone(), limiter }
+    }
+
+    /// `POST /create-instance`; idempotent on `id` at the services API.
+    pub async fn create_instance(&self, id: &InstanceId) -> Result<CreatedInstance, UpstreamError> {
+        let body = serde_json::json!({ "instanceId": id, "name": service_name(id), "tools": TOOLS });
+        self.send(self.http.post(self.url("/create-instance")).json(&body)).await
+    }
+
+    /// `DELETE /destroy/:id`. A 404 comes back as [`UpstreamError::NotFound`]; callers
+    /// treat it as "already gone".
+    pub async fn destroy(&self, id: &InstanceId) -> Result<Destroyed, UpstreamError> {
+        self.send(self.http.delete(self.url(&format!("/destroy/{id}")))).await
+    }
+
+    /// `POST /status/batch`, for all services or only `ids`.
+    pub async fn status_batch(&self, ids: Option<&[InstanceId]>) -> Result<StatusBatch, UpstreamError> {
+        let body = match ids {
+            Some(ids) => serde_json::json!({ "instanceIds": ids }),
+            None => serde_json::json!({}),
+        };
+        self.send(self.http.post(self.url("/status/batch")).json(&body)).await
+    }
+
+    /// `POST /redeploy/:id`.
+    pub async fn redeploy(&self, id: &InstanceId) -> Result<serde_json::Value, UpstreamError> {
+        self.send(self.http.post(self.url(&format!("/redeploy/{id}")))).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, UpstreamError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        let request = match &self.api_key {
+            Some(key) => request.bearer_auth(key.expose_secret()),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| UpstreamError::from_transport(TARGET, &e))?;
+        read_json(TARGET, response).await
+    }
+}

@@ -1,0 +1,10 @@
+//! Pool's integration tests: one binary, real Postgres (a fresh database per test,
+//! cloned from a migrated template), the simulator as the upstream, the app on port 0,
+//! and real `pool` processes where the process boundary matters.
+
+mod helpers;
+
+mod clients;
+mod config;
+mod http;
+mod migrations;
