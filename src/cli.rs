@@ -26,6 +26,16 @@ enum Command {
     Sim(SimArgs),
     /// Run migrate, sim, web and worker together against DATABASE_URL.
     Dev(dev::DevArgs),
+    /// Backfill instance metadata from the services API (enqueues `enrich_metadata`
+    /// and waits for its report).
+    Enrich {
+        /// Refresh every row, not only rows missing metadata.
+        #[arg(long)]
+        all: bool,
+        /// Report what would change without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Entry point of the binary: loads `.env`, runs the subcommand, maps errors to exit 1.
@@ -55,6 +65,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Worker => crate::worker::run(load_config()?, telemetry::shutdown_signal()).await,
         Command::Sim(args) => run_sim(args).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Enrich { all, dry_run } => enrich(all, dry_run).await,
     }
 }
 
@@ -71,6 +82,26 @@ async fn migrate() -> anyhow::Result<()> {
     db::migrate(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+async fn enrich(all: bool, dry_run: bool) -> anyhow::Result<()> {
+    let config = load_config()?;
+    let pool = db::connect(&config.database_url, 2).await?;
+    let mut conn = pool.acquire().await?;
+    let payload = pool_jobs::EnrichMetadata { all, dry_run };
+    let job_id = crate::queue::enqueue(&mut conn, &payload, &config.jobs).await?.id().to_owned();
+    eprintln!("enqueued enrich_metadata job {job_id}; waiting for a worker to run it…");
+    // A CLI waiting on one job may poll; the web process uses notifications instead.
+    for _ in 0..600 {
+        let doc = crate::store::jobs::get(&pool, &job_id).await?.map(crate::queue::JobDoc::from);
+        if let Some(doc) = doc.filter(|d| d.status.is_finished()) {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            anyhow::ensure!(doc.status == crate::store::JobState::Succeeded, "enrich job {}", doc.status.as_str());
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    anyhow::bail!("job {job_id} did not finish within 5 minutes; is a worker running?")
 }
 
 async fn web() -> anyhow::Result<()> {

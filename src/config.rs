@@ -94,6 +94,8 @@ pub struct JobsConfig {
     pub provision_timeout: Duration,
     /// Attempts of a job before it is `failed`.
     pub max_attempts: u32,
+    /// Per-kind overrides of `max_attempts` (`JOB_MAX_ATTEMPTS_<KIND>`).
+    pub max_attempts_by_kind: Vec<(&'static str, u32)>,
     /// How long finished jobs are kept.
     pub retention: Duration,
 }
@@ -152,9 +154,28 @@ impl JobsConfig {
             instance_rate_per_sec: env.positive("INSTANCE_RATE_PER_SEC", 50)?,
             provision_timeout: env.millis("PROVISION_TIMEOUT_MS", 180_000)?,
             max_attempts: env.positive("JOB_MAX_ATTEMPTS", 6)?,
+            max_attempts_by_kind: max_attempts_by_kind(env)?,
             retention: Duration::from_secs(env.parse::<u64>("JOB_RETENTION_HOURS", 72)? * 3600),
         })
     }
+}
+
+impl JobsConfig {
+    /// Attempts allowed for jobs of `kind`.
+    pub fn max_attempts_for(&self, kind: &str) -> u32 {
+        self.max_attempts_by_kind.iter().find(|(k, _)| *k == kind).map_or(self.max_attempts, |(_, n)| *n)
+    }
+}
+
+fn max_attempts_by_kind(env: &Env<'_>) -> Result<Vec<(&'static str, u32)>, ConfigError> {
+    let mut overrides = Vec::new();
+    for kind in pool_jobs::KINDS {
+        let name: &'static str = Box::leak(format!("JOB_MAX_ATTEMPTS_{}", kind.to_uppercase()).into_boxed_str());
+        if env.optional(name).is_some() {
+            overrides.push((kind, env.positive(name, 1)?));
+        }
+    }
+    Ok(overrides)
 }
 
 /// Variable access with the error shapes of [`ConfigError`].

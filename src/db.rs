@@ -1,5 +1,5 @@
-//! Database pools and migrations. `migrate` applies Pool's migrations (embedded from
-//! `migrations/`) and then the job queue's own schema (`apalis`), both idempotent and
+//! Database pools and migrations. `migrate` applies the job queue's own schema (`apalis`) and
+//! then Pool's migrations (embedded from `migrations/`), both idempotent and
 //! safe to run from several processes at once (each takes an advisory lock).
 
 use std::time::Duration;
@@ -29,12 +29,13 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result
         .context("Failed to connect to the database (DATABASE_URL)")
 }
 
-/// Applies every migration: Pool's, then the job queue's.
+/// Applies every migration: the job queue's first (Pool's own add indexes and a
+/// trigger to its table), then Pool's.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("Failed to apply Pool's migrations")?;
     apalis_postgres::PostgresStorage::setup(pool)
         .await
         .context("Failed to set up the job queue schema")?;
+    MIGRATOR.run(pool).await.context("Failed to apply Pool's migrations")?;
     Ok(())
 }
 

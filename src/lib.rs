@@ -11,8 +11,10 @@
 //!   what the caller does next (retry, give up, treat as gone).
 //! - [`services`]: client for the services API (creates and destroys instances).
 //! - [`instance`]: client for an instance's own endpoints (health, provision).
+//! - [`store`]: all SQL: instances, jobs, idempotency keys, shared rate limits.
 //! - [`http`]: the web process: router, `ApiError`, handlers.
-//! - [`worker`]: the worker process.
+//! - [`queue`]: enqueueing jobs (inside the caller's transaction) and the job document.
+//! - [`worker`]: the worker process: job handlers, schedules, pruning.
 //! - [`sim`]: the simulated services API and instances used by `pool dev` and tests.
 //! - [`dev`]: `pool dev`, the whole system as one process tree.
 //!
@@ -25,8 +27,10 @@ pub mod dev;
 pub mod domain;
 pub mod http;
 pub mod instance;
+pub mod queue;
 pub mod services;
 pub mod sim;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod worker;

@@ -108,13 +108,26 @@ _pg_on_exit() {
   exit "$rc"
 }
 
+# True if our process group is the terminal's foreground group, which is what
+# receives Ctrl-C. Fields after "(comm) ": state ppid pgrp session tty tpgid.
+_pg_in_foreground() {
+  local stat pgrp tpgid
+  stat=$(</proc/$$/stat) || return 1
+  read -r _ _ pgrp _ _ tpgid _ <<<"${stat##*) }"
+  [[ $pgrp == "$tpgid" ]]
+}
+
 # On Ctrl-C or kill: pass the signal on and wait for the command, so that it can
 # still use the database while it shuts down; then delete the cluster, and die of
 # the same signal so that the caller (a shell loop, make, CI) sees why we stopped.
+# A Ctrl-C at the terminal has already reached the command (it shares our process
+# group); sending a second SIGINT could cut short its graceful shutdown.
 _pg_on_signal() {
   local sig=$1
   if [[ -n $PG_CHILD ]]; then
-    kill -s "$sig" "$PG_CHILD" 2>/dev/null || true
+    if [[ $sig != INT ]] || ! _pg_in_foreground; then
+      kill -s "$sig" "$PG_CHILD" 2>/dev/null || true
+    fi
     wait "$PG_CHILD" 2>/dev/null || true
   fi
   _pg_cleanup
@@ -191,7 +204,7 @@ EOF
     port=
   done
   [[ -n $port ]] || _pg_die "found no free port"
-  "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" ||
+  "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres ||
     { cat "$log" >&2 || true; _pg_die "postgres is not ready"; }
 
   "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U postgres pool

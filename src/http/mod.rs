@@ -1,9 +1,14 @@
 //! The web process: a router over [`AppState`], JSON errors everywhere, request
 //! tracing, and graceful shutdown. Slow work is never done on the request path.
 
+mod claim;
 pub mod error;
 pub mod extract;
 mod health;
+mod jobs;
+mod pool;
+mod respond;
+mod wait;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -24,12 +29,16 @@ const BODY_LIMIT: usize = 96 * 1024;
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
+    /// Wakes `Prefer: wait` requests when their job finishes.
+    pub waiter: wait::JobWaiter,
 }
 
 /// The full router with its middleware.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(pool::router())
+        .merge(jobs::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -52,7 +61,8 @@ impl Application {
     pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let addr = format!("0.0.0.0:{}", config.port);
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("Failed to bind {addr}"))?;
-        let state = AppState { db, config: Arc::new(config) };
+        let waiter = wait::JobWaiter::start(db.clone());
+        let state = AppState { db, config: Arc::new(config), waiter };
         Ok(Self { listener, router: router(state) })
     }
 

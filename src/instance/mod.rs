@@ -1,14 +1,14 @@
 //! Client for an instance's own endpoints (SPEC §5.2): readiness, binding to a
 //! conversation, and what it is bound to. Authenticated with `POOL_API_KEY`.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
-    services::RateLimiter,
+    services::Throttle,
     upstream::{UpstreamError, read_json},
 };
 
@@ -62,7 +62,7 @@ pub struct InstanceClient {
     api_key: SecretString,
     timeout: Duration,
     provision_timeout: Duration,
-    limiter: Option<Arc<RateLimiter>>,
+    throttle: Throttle,
 }
 
 impl InstanceClient {
@@ -71,13 +71,13 @@ impl InstanceClient {
         api_key: SecretString,
         timeout: Duration,
         provision_timeout: Duration,
-        limiter: Option<Arc<RateLimiter>>,
+        throttle: Throttle,
     ) -> Self {
         let http = crate::upstream::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("reqwest client with static settings");
-        Self { http, api_key, timeout, provision_timeout, limiter }
+        Self { http, api_key, timeout, provision_timeout, throttle }
     }
 
     pub async fn health(&self, base_url: &str) -> Result<Health, UpstreamError> {
@@ -102,9 +102,7 @@ impl InstanceClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, UpstreamError> {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
-        }
+        self.throttle.wait().await;
         let request = request.bearer_auth(self.api_key.expose_secret());
         let response = request.send().await.map_err(|e| UpstreamError::from_transport(TARGET, &e))?;
         read_json(TARGET, response).await

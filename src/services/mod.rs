@@ -1,14 +1,14 @@
 //! Client for the services API (SPEC §5.1): the only way Pool creates, inspects and
 //! destroys provider resources. Every call passes the rate limiter first.
 
+mod throttle;
 mod types;
-
-use std::sync::Arc;
 
 use reqwest::{Client, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
+pub use throttle::{RateLimiter, Throttle};
 pub use types::{CreatedInstance, Destroyed, ServiceStatus, StatusBatch};
 
 use crate::{
@@ -16,9 +16,6 @@ use crate::{
     domain::{InstanceId, service_name},
     upstream::{UpstreamError, read_json},
 };
-
-/// Paces outgoing calls; shared by every task of a process.
-pub type RateLimiter = governor::DefaultDirectRateLimiter;
 
 const TARGET: &str = "services API";
 
@@ -31,18 +28,18 @@ pub struct ServicesClient {
     http: Client,
     base: String,
     api_key: Option<SecretString>,
-    limiter: Option<Arc<RateLimiter>>,
+    throttle: Throttle,
 }
 
 impl ServicesClient {
-    /// Builds a client with the configured timeout; `limiter` paces every call.
-    pub fn new(config: &ServicesConfig, limiter: Option<Arc<RateLimiter>>) -> Self {
+    /// Builds a client with the configured timeout; `throttle` paces every call.
+    pub fn new(config: &ServicesConfig, throttle: Throttle) -> Self {
         let http = crate::upstream::client_builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(std::time::Duration::from_secs(5)))
             .build()
             .expect("reqwest client with static settings");
-        Self { http, base: config.url.clone(), api_key: config.api_key.clone(), limiter }
+        Self { http, base: config.url.clone(), api_key: config.api_key.clone(), throttle }
     }
 
     /// `POST /create-instance`; idempotent on `id` at the services API.
@@ -76,9 +73,7 @@ impl ServicesClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, UpstreamError> {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
-        }
+        self.throttle.wait().await;
         let request = match &self.api_key {
             Some(key) => request.bearer_auth(key.expose_secret()),
             None => request,

@@ -6,7 +6,7 @@ use pool::{
     config::ServicesConfig,
     domain::InstanceId,
     instance::{InstanceClient, ProvisionRequest},
-    services::ServicesClient,
+    services::{ServicesClient, Throttle},
     sim::{Faults, SimConfig},
     upstream::{Next, UpstreamError},
 };
@@ -16,11 +16,11 @@ use crate::helpers::{fast_sim, free_port, spawn_sim};
 
 fn services(url: &str, key: Option<&str>, timeout: Duration) -> ServicesClient {
     let config = ServicesConfig { url: url.to_owned(), api_key: key.map(SecretString::from), timeout };
-    ServicesClient::new(&config, None)
+    ServicesClient::new(&config, Throttle::Unlimited)
 }
 
 fn instances() -> InstanceClient {
-    InstanceClient::new(SecretString::from("k"), Duration::from_secs(5), Duration::from_secs(5), None)
+    InstanceClient::new(SecretString::from("k"), Duration::from_secs(5), Duration::from_secs(5), Throttle::Unlimited)
 }
 
 fn provision_body() -> ProvisionRequest {

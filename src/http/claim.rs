@@ -1,0 +1,172 @@
+//! `POST /api/pool/claim`: validates, reserves the oldest idle instance and enqueues
+//! the claim job in one transaction, so the answer is exact: a job that holds an
+//! instance, or 503 `no_idle_instance`.
+
+use axum::{
+    extract::State,
+    http::HeaderMap,
+    response::Response,
+};
+use pool_jobs::ClaimAndProvision;
+use serde::Deserialize;
+
+use super::{AppState, error::ApiError, extract::{ApiJson, Authenticated}, respond::job_response};
+use crate::{
+    config::Environment,
+    queue,
+    store::{instances, jobs},
+};
+
+const DEFAULT_AGENT_NAME: &str = "Assistant";
+const DEFAULT_INSTRUCTIONS: &str = "You are a helpful AI assistant.";
+const MAX_AGENT_NAME: usize = 100;
+const MAX_INSTRUCTIONS: usize = 64 * 1024;
+
+/// The request body; unknown fields are rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimBody {
+    pub agent_name: Option<String>,
+    pub instructions: Option<String>,
+    pub join_url: Option<String>,
+}
+
+/// Parses the body into the job payload (SPEC §3.1).
+pub fn validate(body: ClaimBody, environment: Environment) -> Result<ClaimAndProvision, ApiError> {
+    let agent_name = body.agent_name.unwrap_or_else(|| DEFAULT_AGENT_NAME.into());
+    let name_len = agent_name.trim().chars().count();
+    if name_len == 0 || agent_name.chars().count() > MAX_AGENT_NAME {
+        return Err(ApiError::Validation(format!("agentName must be 1–{MAX_AGENT_NAME} characters")));
+    }
+    let instructions = body.instructions.unwrap_or_else(|| DEFAULT_INSTRUCTIONS.into());
+    if instructions.len() > MAX_INSTRUCTIONS {
+        return Err(ApiError::Validation("instructions must be at most 64 KiB".into()));
+    }
+    let join_url = body.join_url.map(|url| validate_join_url(&url, environment)).transpose()?;
+    Ok(ClaimAndProvision { agent_name, instructions, join_url })
+}
+
+fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiError> {
+    let url = reqwest::Url::parse(raw).map_err(|_| ApiError::Validation("joinUrl must be a valid URL".into()))?;
+    if url.scheme() != "https" {
+        return Err(ApiError::Validation("joinUrl must be an https URL".into()));
+    }
+    let host = url.host_str().unwrap_or_default();
+    let wrong_env = match environment {
+        Environment::Production => host == "dev.convos.org",
+        Environment::Staging => host == "popup.convos.org",
+    };
+    if wrong_env {
+        return Err(ApiError::Validation(format!(
+            "joinUrl points at {host}, which belongs to another environment than {}",
+            environment.as_str()
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+pub async fn claim(
+    State(state): State<AppState>,
+    _: Authenticated,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ClaimBody>,
+) -> Result<Response, ApiError> {
+    let payload = validate(body, state.config.environment)?;
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let hash = request_hash(&payload);
+    for _ in 0..2 {
+        let job_id = match &key {
+            Some(key) => match existing_for_key(&state, key, &hash).await? {
+                Some(job_id) => job_id,
+                None => match reserve_and_enqueue(&state, &payload, Some((key, &hash))).await? {
+                    Some(job_id) => job_id,
+                    None => continue, // a concurrent request with the same key won
+                },
+            },
+            None => reserve_and_enqueue(&state, &payload, None).await?.expect("no key, no race"),
+        };
+        return job_response(&state, &headers, &job_id).await;
+    }
+    Err(ApiError::Conflict { code: "idempotency_conflict", message: "concurrent requests with this Idempotency-Key".into() })
+}
+
+async fn existing_for_key(state: &AppState, key: &str, hash: &str) -> Result<Option<String>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    jobs::idempotent_job(&mut conn, key, hash).await?.map_err(|()| ApiError::Conflict {
+        code: "idempotency_conflict",
+        message: "Idempotency-Key was already used with a different request body".into(),
+    })
+}
+
+/// Reserves an instance and enqueues the claim (plus a replenish) atomically.
+/// `Ok(None)`: another request recorded the same idempotency key first.
+async fn reserve_and_enqueue(
+    state: &AppState,
+    payload: &ClaimAndProvision,
+    key: Option<(&str, &str)>,
+) -> Result<Option<String>, ApiError> {
+    let jobs_config = &state.config.jobs;
+    let job = queue::new_job(payload, jobs_config);
+    let mut tx = state.db.begin().await?;
+    let Some(row) = instances::reserve_idle(&mut tx, &job.id, &[]).await? else {
+        tx.rollback().await?;
+        let mut conn = state.db.acquire().await?;
+        queue::enqueue_replenish(&mut conn, jobs_config).await?;
+        return Err(ApiError::Unavailable { code: "no_idle_instance", message: "no idle instance; the pool is replenishing".into() });
+    };
+    jobs::enqueue(&mut tx, &job).await?;
+    queue::enqueue_replenish(&mut tx, jobs_config).await?;
+    if let Some((key, hash)) = key
+        && !jobs::remember_idempotency_key(&mut tx, key, hash, &job.id).await?
+    {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    tracing::info!(job_id = %job.id, instance_id = %row.id, "claim enqueued");
+    Ok(Some(job.id))
+}
+
+/// A stable fingerprint of the validated request (FNV-1a over its JSON), so the same
+/// key with another body can be told apart without storing the body twice.
+fn request_hash(payload: &ClaimAndProvision) -> String {
+    let json = serde_json::to_vec(payload).unwrap_or_default();
+    let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(join_url: &str) -> ClaimBody {
+        ClaimBody { join_url: Some(join_url.into()), ..ClaimBody::default() }
+    }
+
+    #[test]
+    fn defaults_fill_missing_fields() {
+        let p = validate(ClaimBody::default(), Environment::Staging).unwrap();
+        assert_eq!(p.agent_name, DEFAULT_AGENT_NAME);
+        assert_eq!(p.instructions, DEFAULT_INSTRUCTIONS);
+    }
+
+    #[test]
+    fn join_url_rules_follow_the_environment() {
+        assert!(validate(body("https://dev.convos.org/x"), Environment::Production).is_err());
+        assert!(validate(body("https://dev.convos.org/x"), Environment::Staging).is_ok());
+        assert!(validate(body("https://popup.convos.org/x"), Environment::Staging).is_err());
+        assert!(validate(body("https://popup.convos.org/x"), Environment::Production).is_ok());
+        assert!(validate(body("http://popup.convos.org/x"), Environment::Production).is_err());
+        assert!(validate(body("not a url"), Environment::Production).is_err());
+    }
+
+    #[test]
+    fn agent_name_and_instructions_are_bounded() {
+        let long = ClaimBody { agent_name: Some("x".repeat(101)), ..ClaimBody::default() };
+        assert!(validate(long, Environment::Staging).is_err());
+        let blank = ClaimBody { agent_name: Some("  ".into()), ..ClaimBody::default() };
+        assert!(validate(blank, Environment::Staging).is_err());
+        let huge = ClaimBody { instructions: Some("x".repeat(64 * 1024 + 1)), ..ClaimBody::default() };
+        assert!(validate(huge, Environment::Staging).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! The answer every job-creating endpoint gives: 202 with the job document and a
+//! `Location`, or — with `Prefer: wait=N` — the finished job with 200 once it ends.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION},
+    response::{IntoResponse, Response},
+};
+
+use super::{AppState, error::ApiError, wait::MAX_WAIT};
+use crate::{queue::JobDoc, store::jobs};
+
+/// Parses `Prefer: wait=N` (RFC 7240); N is capped at 60 seconds.
+pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .find_map(|pref| {
+            let (name, value) = pref.trim().split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            value.trim().trim_matches('"').parse::<u64>().ok()
+        })
+        .map(|secs| Duration::from_secs(secs).min(MAX_WAIT))
+}
+
+/// Answers for job `id`, waiting first if the client asked to.
+pub async fn job_response(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
+    let doc = match requested_wait(headers) {
+        Some(limit) => state.waiter.wait(&state.db, id, limit).await?,
+        None => jobs::get(&state.db, id).await?.map(JobDoc::from),
+    }
+    .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let status = if doc.status.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let mut response = (status, Json(&doc)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/jobs/{}", doc.id)) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefer(value: &str) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert("prefer", HeaderValue::from_str(value).unwrap());
+        requested_wait(&headers)
+    }
+
+    #[test]
+    fn parses_wait_among_other_preferences() {
+        assert_eq!(prefer("wait=5"), Some(Duration::from_secs(5)));
+        assert_eq!(prefer("respond-async, wait=10"), Some(Duration::from_secs(10)));
+        assert_eq!(prefer("wait=600"), Some(MAX_WAIT));
+        assert_eq!(prefer("wait=soon"), None);
+        assert_eq!(prefer("return=minimal"), None);
+    }
+}

@@ -1,0 +1,88 @@
+//! `Prefer: wait=N`: holds a response until its job finishes. One LISTEN connection
+//! per web process receives `pool_job_finished` (sent by a trigger on the job table)
+//! and fans it out; waiting requests never poll the database, except one safety
+//! re-read every few seconds in case a notification was lost while reconnecting.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::broadcast;
+
+use crate::{
+    queue::JobDoc,
+    store::jobs,
+};
+
+/// Channel the trigger notifies on.
+const CHANNEL: &str = "pool_job_finished";
+/// Longest wait a client may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Safety re-read interval while waiting.
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// Fan-out of finished job ids inside one web process.
+#[derive(Clone)]
+pub struct JobWaiter {
+    finished: broadcast::Sender<String>,
+}
+
+impl JobWaiter {
+    /// Starts the listener task; it reconnects on its own after database outages.
+    pub fn start(db: PgPool) -> Self {
+        let (finished, _) = broadcast::channel(4096);
+        let sender = finished.clone();
+        tokio::spawn(async move { listen(db, sender).await });
+        Self { finished }
+    }
+
+    /// Waits up to `limit` for job `id` to finish; returns its latest document.
+    pub async fn wait(&self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
+        let mut rx = self.finished.subscribe();
+        let deadline = tokio::time::Instant::now() + limit.min(MAX_WAIT);
+        loop {
+            // Subscribed before reading, so a finish between the two is not missed.
+            let Some(row) = jobs::get(db, id).await? else { return Ok(None) };
+            let doc = JobDoc::from(row);
+            if doc.status.is_finished() || tokio::time::Instant::now() >= deadline {
+                return Ok(Some(doc));
+            }
+            let until = deadline.min(tokio::time::Instant::now() + RECHECK);
+            loop {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Ok(finished)) if finished != id => continue,
+                    // Ours, lagged, or closed: re-read. Timeout: re-read as a safety net.
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+async fn listen(db: PgPool, sender: broadcast::Sender<String>) {
+    loop {
+        let mut listener = match PgListener::connect_with(&db).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "job listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %err, "job listener cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(note) => {
+                    let _ = sender.send(note.payload().to_owned());
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "job listener lost its connection; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Enqueueing Pool's jobs and describing them to clients. Used by both entry layers
+//! (web and worker); always takes a connection so callers can enqueue inside the
+//! transaction of the row change the job belongs to.
+
+use chrono::{DateTime, Utc};
+use pool_jobs::{Job, Reconcile, Replenish};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use crate::{
+    config::JobsConfig,
+    store::jobs::{self, Enqueued, JobRow, NewJob},
+};
+
+/// Dedupe key of jobs that must exist at most once while queued or running.
+pub const SINGLETON: &str = "singleton";
+
+/// A job of kind `J` with `payload`, ready to insert.
+pub fn new_job<J: Job>(payload: &J, config: &JobsConfig) -> NewJob {
+    let args = serde_json::to_value(payload).expect("job payloads serialize");
+    NewJob::new(J::KIND, args, config.max_attempts_for(J::KIND))
+}
+
+/// Enqueues `payload` on `conn`.
+pub async fn enqueue<J: Job>(conn: &mut PgConnection, payload: &J, config: &JobsConfig) -> sqlx::Result<Enqueued> {
+    jobs::enqueue(conn, &new_job(payload, config)).await
+}
+
+/// Enqueues a top-up replenish unless one is already queued or running.
+pub async fn enqueue_replenish(conn: &mut PgConnection, config: &JobsConfig) -> sqlx::Result<Enqueued> {
+    jobs::enqueue(conn, &new_job(&Replenish { count: None }, config).dedupe(SINGLETON)).await
+}
+
+/// Enqueues a reconcile unless one is already queued or running (at most one runs).
+pub async fn enqueue_reconcile(conn: &mut PgConnection, config: &JobsConfig) -> sqlx::Result<Enqueued> {
+    jobs::enqueue(conn, &new_job(&Reconcile {}, config).dedupe(SINGLETON)).await
+}
+
+/// The job document of SPEC §3.2.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDoc {
+    pub id: String,
+    pub kind: String,
+    pub status: jobs::JobState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub args: Value,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub run_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRow> for JobDoc {
+    fn from(row: JobRow) -> Self {
+        let state = row.state();
+        Self {
+            status: state,
+            args: row.args(),
+            result: row.result(),
+            error: row.error(),
+            created_at: row.created_at(),
+            started_at: row.lock_at.filter(|_| state == jobs::JobState::Running),
+            finished_at: row.done_at.filter(|_| state.is_finished()),
+            id: row.id,
+            kind: row.job_type,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            run_at: row.run_at,
+        }
+    }
+}

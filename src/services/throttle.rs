@@ -1,0 +1,49 @@
+//! Pacing of services API calls. The provider's budget (~10,000 calls per hour) is per
+//! account, so the limit must hold across every worker replica: `Shared` reserves
+//! slots in Postgres. `Local` (in-process, governor) serves tools and tests.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::PgPool;
+
+use crate::store::rate_limit;
+
+/// In-process limiter type.
+pub type RateLimiter = governor::DefaultDirectRateLimiter;
+
+/// Name of the shared limit's row.
+const SERVICES_LIMIT: &str = "services_api";
+
+/// How calls are paced.
+#[derive(Clone, Default)]
+pub enum Throttle {
+    #[default]
+    Unlimited,
+    Local(Arc<RateLimiter>),
+    Shared { db: PgPool, per_sec: u32, burst: u32 },
+}
+
+impl Throttle {
+    /// A local limiter of `per_sec` calls per second (burst 1).
+    pub fn local(per_sec: u32) -> Self {
+        let per_sec = std::num::NonZeroU32::new(per_sec.max(1)).expect("non-zero");
+        Self::Local(Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(per_sec))))
+    }
+
+    /// Waits until a call may be made.
+    pub async fn wait(&self) {
+        match self {
+            Self::Unlimited => {}
+            Self::Local(limiter) => limiter.until_ready().await,
+            Self::Shared { db, per_sec, burst } => match rate_limit::reserve(db, SERVICES_LIMIT, *per_sec, *burst).await {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(err) => {
+                    // Without the database we cannot coordinate; one interval's pause
+                    // keeps this replica at or under the limit on its own.
+                    tracing::warn!(error = %err, "shared rate limit unavailable; pacing locally");
+                    tokio::time::sleep(Duration::from_secs_f64(1.0 / f64::from((*per_sec).max(1)))).await;
+                }
+            },
+        }
+    }
+}

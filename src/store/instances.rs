@@ -1,0 +1,388 @@
+//! The `instances` table.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
+
+use crate::domain::{InstanceId, InstanceStatus};
+
+/// One row of `instances`.
+#[derive(Clone, Debug, FromRow, Serialize)]
+pub struct InstanceRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub status: String,
+    pub service_id: Option<String>,
+    pub deploy_status: Option<String>,
+    pub agent_name: Option<String>,
+    pub conversation_id: Option<String>,
+    pub invite_url: Option<String>,
+    pub instructions: Option<String>,
+    pub join_url: Option<String>,
+    pub claim_job_id: Option<String>,
+    pub last_error: Option<String>,
+    pub missing_batches: i32,
+    pub created_at: DateTime<Utc>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub status_changed_at: DateTime<Utc>,
+}
+
+impl InstanceRow {
+    /// The parsed status; rows always satisfy `instances_status_check`.
+    pub fn status(&self) -> InstanceStatus {
+        self.status.parse().unwrap_or(InstanceStatus::Draining)
+    }
+}
+
+/// Rows per status, for `/api/pool/counts` and replenish.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub provisioning: i64,
+    pub idle: i64,
+    pub claiming: i64,
+    pub claimed: i64,
+    pub crashed: i64,
+    pub draining: i64,
+}
+
+const COLUMNS: &str = "id, name, url, status, service_id, deploy_status, agent_name, conversation_id, \
+     invite_url, instructions, join_url, claim_job_id, last_error, missing_batches, created_at, \
+     claimed_at, status_changed_at";
+
+/// Inserts a `provisioning` row before the services call, so a crash in between
+/// leaves a row reconcile can finish or clean. `job_id` is the replenish creating it.
+pub async fn insert_provisioning(db: impl PgExecutor<'_>, id: &InstanceId, job_id: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO instances (id, name, status, created_by_job) VALUES ($1, $2, 'provisioning', $3)")
+        .bind(id.as_str())
+        .bind(crate::domain::service_name(id))
+        .bind(job_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Ids of rows a replenish job already created (so a re-run does not add more).
+pub async fn created_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT id FROM instances WHERE created_by_job = $1").bind(job_id).fetch_all(db).await
+}
+
+/// Inserts a row for a provider service nobody recorded (adopted by reconcile).
+pub async fn insert_adopted(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    name: Option<&str>,
+    service_id: Option<&str>,
+    url: Option<&str>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO instances (id, name, service_id, url, status) VALUES ($1, $2, $3, $4, 'provisioning')
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(service_id)
+    .bind(url)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<InstanceRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM instances WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Every row, oldest first (reconcile reads them all once per run).
+pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<InstanceRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM instances ORDER BY created_at, id")))
+        .fetch_all(db)
+        .await
+}
+
+/// Claimed and crashed rows for `/api/pool/agents`, newest claim first.
+pub async fn agents(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<InstanceRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM instances WHERE status IN ('claimed', 'crashed')
+         ORDER BY claimed_at DESC NULLS LAST, created_at DESC"
+    )))
+    .fetch_all(db)
+    .await
+}
+
+pub async fn counts(db: impl PgExecutor<'_>) -> sqlx::Result<Counts> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM instances GROUP BY status")
+        .fetch_all(db)
+        .await?;
+    let mut counts = Counts::default();
+    for (status, n) in rows {
+        let slot = match status.parse() {
+            Ok(InstanceStatus::Provisioning) => &mut counts.provisioning,
+            Ok(InstanceStatus::Idle) => &mut counts.idle,
+            Ok(InstanceStatus::Claiming) => &mut counts.claiming,
+            Ok(InstanceStatus::Claimed) => &mut counts.claimed,
+            Ok(InstanceStatus::Crashed) => &mut counts.crashed,
+            Ok(InstanceStatus::Draining) | Err(_) => &mut counts.draining,
+        };
+        *slot += n;
+    }
+    Ok(counts)
+}
+
+/// `idle` → `claiming` for the oldest idle row, recording `job_id` as its holder.
+/// Rows in `exclude` (already tried by this job) are passed over.
+pub async fn reserve_idle(db: &mut PgConnection, job_id: &str, exclude: &[String]) -> sqlx::Result<Option<InstanceRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE instances SET status = 'claiming', claim_job_id = $1, status_changed_at = now(), updated_at = now()
+         WHERE id = (SELECT id FROM instances WHERE status = 'idle' AND id <> ALL($2) ORDER BY created_at, id
+                     LIMIT 1 FOR UPDATE SKIP LOCKED)
+           AND status = 'idle'
+         RETURNING {COLUMNS}"
+    )))
+    .bind(job_id)
+    .bind(exclude)
+    .fetch_optional(db)
+    .await
+}
+
+/// The row a claim job holds (or held), if any.
+pub async fn held_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Option<InstanceRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM instances WHERE claim_job_id = $1")))
+        .bind(job_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// What a successful provision writes onto the row.
+pub struct Binding<'a> {
+    pub conversation_id: &'a str,
+    pub invite_url: Option<&'a str>,
+    pub agent_name: &'a str,
+    pub instructions: &'a str,
+    pub join_url: Option<&'a str>,
+}
+
+/// `claiming` → `claimed`, only while `job_id` still holds the row.
+pub async fn complete_claim(db: impl PgExecutor<'_>, id: &str, job_id: &str, b: &Binding<'_>) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET status = 'claimed', conversation_id = $3, invite_url = $4, agent_name = $5,
+                instructions = $6, join_url = $7, claimed_at = now(), last_error = NULL,
+                status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND claim_job_id = $2 AND status = 'claiming'",
+    )
+    .bind(id)
+    .bind(job_id)
+    .bind(b.conversation_id)
+    .bind(b.invite_url)
+    .bind(b.agent_name)
+    .bind(b.instructions)
+    .bind(b.join_url)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `claiming` → `idle` when the instance provably did nothing; the job lets go.
+pub async fn release_claim(db: impl PgExecutor<'_>, id: &str, job_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET status = 'idle', claim_job_id = NULL, status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND claim_job_id = $2 AND status = 'claiming'",
+    )
+    .bind(id)
+    .bind(job_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Compare-and-set of the status: moves `id` to `to` only from one of `from`.
+pub async fn transition(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    from: &[InstanceStatus],
+    to: InstanceStatus,
+    error: Option<&str>,
+) -> sqlx::Result<bool> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let done = sqlx::query(
+        "UPDATE instances SET status = $3, last_error = COALESCE($4, last_error),
+                status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = ANY($2)",
+    )
+    .bind(id)
+    .bind(&from)
+    .bind(to.as_str())
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records what the services API said at create time.
+pub async fn set_service(db: impl PgExecutor<'_>, id: &str, service_id: &str, url: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE instances SET service_id = $2, url = COALESCE($3, url), updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(service_id)
+        .bind(url)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Rows a drain job already took (a re-run finishes those first).
+pub async fn drained_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT id FROM instances WHERE drain_job_id = $1 AND status = 'draining'")
+        .bind(job_id)
+        .fetch_all(db)
+        .await
+}
+
+/// Moves up to `count` unclaimed rows to `draining` for `job_id`, idle (oldest first)
+/// before provisioning; rows other callers hold are skipped, not waited for.
+pub async fn take_for_drain(db: impl PgExecutor<'_>, job_id: &str, count: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "UPDATE instances SET status = 'draining', drain_job_id = $2, status_changed_at = now(), updated_at = now()
+         WHERE id IN (SELECT id FROM instances WHERE status IN ('idle', 'provisioning')
+                      ORDER BY (status = 'idle') DESC, created_at, id
+                      LIMIT $1 FOR UPDATE SKIP LOCKED)
+           AND status IN ('idle', 'provisioning')
+         RETURNING id",
+    )
+    .bind(count)
+    .bind(job_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes a row once its destroy was confirmed; only a `draining` row may go.
+pub async fn delete_draining(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND status = 'draining'")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a row whose service vanished at the provider, if its status is unchanged.
+pub async fn delete_vanished(db: impl PgExecutor<'_>, id: &str, status: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND status = $2")
+        .bind(id)
+        .bind(status)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the latest deploy status and provider metadata seen for a row, and resets
+/// the "absent from a batch" counter.
+pub async fn observe(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    deploy_status: Option<&str>,
+    service_id: Option<&str>,
+    url: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE instances SET deploy_status = COALESCE($2, deploy_status), service_id = COALESCE(service_id, $3),
+                url = COALESCE(url, $4), missing_batches = 0, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(deploy_status)
+    .bind(service_id)
+    .bind(url)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Counts one more batch without the row's service; returns the new count.
+pub async fn mark_missing(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<i32> {
+    sqlx::query_scalar("UPDATE instances SET missing_batches = missing_batches + 1 WHERE id = $1 RETURNING missing_batches")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .map(Option::unwrap_or_default)
+}
+
+/// `crashed` → `claimed` when the deploy recovered with the same conversation.
+pub async fn recover_crashed(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET status = 'claimed', last_error = NULL, status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'crashed' AND conversation_id = $2",
+    )
+    .bind(id)
+    .bind(conversation_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `claiming` → `claimed` for a row no live claim job holds, from the instance's own
+/// report of its conversation (stuck claims of a crashed claimer).
+pub async fn settle_stuck_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&str>, conversation_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET status = 'claimed', conversation_id = $3, claimed_at = COALESCE(claimed_at, now()),
+                status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'claiming' AND claim_job_id IS NOT DISTINCT FROM $2",
+    )
+    .bind(id)
+    .bind(holder)
+    .bind(conversation_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `idle + provisioning`, the number replenish keeps at `POOL_MIN_IDLE`.
+pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')")
+        .fetch_one(db)
+        .await
+}
+
+/// `claiming` → `idle` for a row no live job holds and whose instance is unbound.
+pub async fn release_stuck_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&str>) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET status = 'idle', claim_job_id = NULL, status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'claiming' AND claim_job_id IS NOT DISTINCT FROM $2",
+    )
+    .bind(id)
+    .bind(holder)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Provider metadata to backfill onto a row.
+pub struct Enrichment<'a> {
+    pub service_id: Option<&'a str>,
+    pub url: Option<&'a str>,
+    pub name: Option<&'a str>,
+    /// Replace present values too (`--all`), not only fill gaps.
+    pub overwrite: bool,
+}
+
+/// Backfills metadata; `claimed_at` of a claimed row without one becomes its
+/// status-change time, the best record of when the claim happened.
+pub async fn enrich(db: impl PgExecutor<'_>, id: &str, e: &Enrichment<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE instances SET
+             service_id = CASE WHEN $5 THEN COALESCE($2, service_id) ELSE COALESCE(service_id, $2) END,
+             url = CASE WHEN $5 THEN COALESCE($3, url) ELSE COALESCE(url, $3) END,
+             name = CASE WHEN $5 THEN COALESCE($4, name) ELSE COALESCE(name, $4) END,
+             claimed_at = CASE WHEN COALESCE(agent_name, '') <> '' THEN COALESCE(claimed_at, status_changed_at) ELSE claimed_at END,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(e.service_id)
+    .bind(e.url)
+    .bind(e.name)
+    .bind(e.overwrite)
+    .execute(db)
+    .await?;
+    Ok(())
+}

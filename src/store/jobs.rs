@@ -1,0 +1,323 @@
+//! Pool's view of the job table `apalis.jobs`: enqueue inside the caller's
+//! transaction, the job document, operator actions, and how a handler's outcome is
+//! written. Outcomes are written by Pool (not by apalis's ack) so that retries are
+//! durable `Pending` rows with a later `run_at`; every finishing write is a
+//! compare-and-set on `lock_by`, so a worker that lost its job cannot overwrite it.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+
+/// A job to insert.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// A ULID (apalis fetches break on anything else).
+    pub id: String,
+    pub kind: &'static str,
+    pub args: Value,
+    pub max_attempts: i32,
+    /// Earliest start; `None` is now.
+    pub run_at: Option<DateTime<Utc>>,
+    /// At most one queued-or-running job per `(kind, dedupe)`.
+    pub dedupe: Option<String>,
+    /// At most one job ever per `(kind, key)` (cron ticks).
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    /// A job of `kind` with a fresh id.
+    pub fn new(kind: &'static str, args: Value, max_attempts: u32) -> Self {
+        Self {
+            id: ulid::Ulid::generate().to_string(),
+            kind,
+            args,
+            max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
+            run_at: None,
+            dedupe: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// Makes this job a singleton while queued or running.
+    pub fn dedupe(mut self, key: impl Into<String>) -> Self {
+        self.dedupe = Some(key.into());
+        self
+    }
+}
+
+/// One row of `apalis.jobs`, as Pool reads it.
+#[derive(Clone, Debug, FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub job_type: String,
+    pub job: Vec<u8>,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub last_result: Option<Value>,
+    pub lock_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub cancelled: bool,
+}
+
+/// The client-facing status of a job (SPEC §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl JobRow {
+    /// Maps apalis's states onto Pool's. A `Failed` row below its attempt limit is
+    /// one apalis would fetch again, so it counts as queued.
+    pub fn state(&self) -> JobState {
+        match self.status.as_str() {
+            "Running" => JobState::Running,
+            "Done" => JobState::Succeeded,
+            "Failed" if self.attempts < self.max_attempts => JobState::Queued,
+            "Failed" => JobState::Failed,
+            "Killed" if self.cancelled => JobState::Cancelled,
+            "Killed" => JobState::Failed,
+            _ => JobState::Queued,
+        }
+    }
+
+    /// The arguments as JSON (stored as JSON bytes by apalis's codec).
+    pub fn args(&self) -> Value {
+        serde_json::from_slice(&self.job).unwrap_or(Value::Null)
+    }
+
+    pub fn result(&self) -> Option<Value> {
+        self.last_result.as_ref()?.get("Ok").cloned()
+    }
+
+    pub fn error(&self) -> Option<String> {
+        let err = self.last_result.as_ref()?.get("Err")?;
+        Some(err.as_str().map_or_else(|| err.to_string(), str::to_owned))
+    }
+
+    /// Creation time, from the ULID (the table has no column for it).
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        let ulid = ulid::Ulid::from_string(&self.id).ok()?;
+        DateTime::from_timestamp_millis(i64::try_from(ulid.timestamp_ms()).ok()?)
+    }
+}
+
+const COLUMNS: &str = "id, job_type, job, status, attempts, max_attempts, run_at, last_result, lock_at, done_at, \
+     COALESCE(metadata ? 'cancelled', false) AS cancelled";
+
+/// Whether [`enqueue`] inserted the job or found the one that already holds its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    New(String),
+    Existing(String),
+}
+
+impl Enqueued {
+    pub fn id(&self) -> &str {
+        match self {
+            Self::New(id) | Self::Existing(id) => id,
+        }
+    }
+}
+
+/// Inserts a job on `conn` (pass a transaction to enqueue atomically with a row
+/// change). A job whose dedupe or idempotency key is taken is not inserted; the
+/// holder's id comes back instead.
+pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Enqueued> {
+    let bytes = serde_json::to_vec(&job.args).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    for _ in 0..3 {
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
+             VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE($5, now()), 0,
+                     CASE WHEN $6::text IS NULL THEN ''::hstore ELSE hstore('dedupe', $6::text) END, $7)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+        )
+        .bind(&job.id)
+        .bind(job.kind)
+        .bind(&bytes)
+        .bind(job.max_attempts)
+        .bind(job.run_at)
+        .bind(&job.dedupe)
+        .bind(&job.idempotency_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok(Enqueued::New(id));
+        }
+        if let Some(id) = holder(&mut *conn, job).await? {
+            return Ok(Enqueued::Existing(id));
+        }
+        // The holder finished between our insert and lookup; the key is free again.
+    }
+    Err(sqlx::Error::Protocol(format!("could not enqueue {} after 3 tries", job.kind)))
+}
+
+async fn holder(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT id FROM apalis.jobs WHERE job_type = $1 AND (
+             ($2::text IS NOT NULL AND metadata -> 'dedupe' = $2 AND status IN ('Pending', 'Queued', 'Running'))
+          OR ($3::text IS NOT NULL AND idempotency_key = $3)
+          OR id = $4)
+         LIMIT 1",
+    )
+    .bind(job.kind)
+    .bind(&job.dedupe)
+    .bind(&job.idempotency_key)
+    .bind(&job.id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM apalis.jobs WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// How a handler run ended, as written by [`finish`].
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Succeeded(Value),
+    /// Run again no earlier than `delay_ms` from now, unless out of attempts.
+    Retryable { error: String, delay_ms: i64 },
+    /// Cannot succeed by repeating.
+    Permanent(String),
+}
+
+/// Writes a handler's outcome if `worker` still holds the job; false when it does not
+/// (the job was re-enqueued as an orphan or cancelled meanwhile). Whether a retryable
+/// failure is retried or final is decided here, against the row's own attempt count.
+pub async fn finish(db: impl PgExecutor<'_>, id: &str, worker: &str, outcome: &Outcome) -> sqlx::Result<bool> {
+    let (kind, result, delay_ms) = match outcome {
+        Outcome::Succeeded(v) => ("ok", serde_json::json!({ "Ok": v }), 0),
+        Outcome::Retryable { error, delay_ms } => ("retry", serde_json::json!({ "Err": error }), *delay_ms),
+        Outcome::Permanent(e) => ("permanent", serde_json::json!({ "Err": e }), 0),
+    };
+    let done = sqlx::query(
+        "WITH next AS (
+             SELECT id, CASE $3
+                 WHEN 'ok' THEN 'Done'
+                 WHEN 'permanent' THEN 'Killed'
+                 ELSE CASE WHEN attempts + 1 >= max_attempts THEN 'Failed' ELSE 'Pending' END
+             END AS status
+             FROM apalis.jobs WHERE id = $1 AND lock_by = $2 AND status IN ('Queued', 'Running')
+             FOR UPDATE
+         )
+         UPDATE apalis.jobs j SET
+             status = next.status, attempts = j.attempts + 1, last_result = $4, lock_by = NULL, lock_at = NULL,
+             run_at = CASE WHEN next.status = 'Pending' THEN now() + make_interval(secs => $5::float8 / 1000) ELSE j.run_at END,
+             done_at = CASE WHEN next.status = 'Pending' THEN NULL ELSE now() END
+         FROM next WHERE j.id = next.id",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(kind)
+    .bind(result)
+    .bind(delay_ms as f64)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Why an operator action on a job did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("no job with this id")]
+    NotFound,
+    #[error("job is {0}; this action does not apply")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A failed or cancelled job back to queued, with its attempts reset.
+pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
+    let updated = sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), last_result = NULL,
+                done_at = NULL, lock_by = NULL, lock_at = NULL, metadata = delete(metadata, 'cancelled')
+         WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await;
+    match updated {
+        Ok(done) if done.rows_affected() == 1 => get(&mut *conn, id).await?.ok_or(ActionError::NotFound),
+        Ok(_) => match get(&mut *conn, id).await? {
+            None => Err(ActionError::NotFound),
+            Some(job) => Err(ActionError::Conflict(job.state().as_str())),
+        },
+        // Another job with the same dedupe key is active: retrying would make two.
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("pool_jobs_active_dedupe_key") => {
+            Err(ActionError::Conflict("blocked by an active job of the same kind"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes finished jobs older than `retention_secs`; returns how many.
+pub async fn prune(db: impl PgExecutor<'_>, retention_secs: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM apalis.jobs WHERE done_at < now() - make_interval(secs => $1::float8)
+           AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
+    )
+    .bind(retention_secs as f64)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The job an idempotency key already names, if the key is younger than 24 h and
+/// was used with the same request; `Err(())` when it was used with another body.
+pub async fn idempotent_job(conn: &mut PgConnection, key: &str, request_hash: &str) -> sqlx::Result<Result<Option<String>, ()>> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND created_at < now() - interval '24 hours'")
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    let found: Option<(String, String)> =
+        sqlx::query_as("SELECT request_hash, job_id FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match found {
+        None => Ok(None),
+        Some((hash, job_id)) if hash == request_hash => Ok(Some(job_id)),
+        Some(_) => Err(()),
+    })
+}
+
+/// Records `key` → `job_id`; false if a concurrent request recorded the key first.
+pub async fn remember_idempotency_key(conn: &mut PgConnection, key: &str, request_hash: &str, job_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys (key, request_hash, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(key)
+    .bind(request_hash)
+    .bind(job_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

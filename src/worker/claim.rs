@@ -1,0 +1,133 @@
+//! `claim_and_provision`: binds one idle instance to a conversation.
+//!
+//! The row this job holds carries the job's id (`claim_job_id`), reserved by the
+//! claim request itself or here. A re-run therefore resumes that row and never takes
+//! a second one while the first may have been bound (invariant 1). Outcomes follow
+//! SPEC §2.2: 2xx → `claimed`; provably untouched (refused connection, 503) → back to
+//! `idle` and another instance is tried; anything that may have acted → `crashed`.
+
+use pool_jobs::ClaimAndProvision;
+use serde_json::{Value, json};
+
+use super::{
+    Ctx,
+    handler::{Handler, JobError, JobMeta},
+};
+use crate::{
+    domain::InstanceStatus,
+    instance::{ProvisionRequest, Provisioned},
+    queue,
+    store::instances::{self, Binding, InstanceRow},
+    upstream::UpstreamError,
+};
+
+/// Instances one claim may try when they turn out not ready.
+const MAX_INSTANCES: usize = 3;
+
+impl Handler for ClaimAndProvision {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+        let result = claim(&self, ctx, job).await;
+        // Every claim attempt may have used up an idle instance.
+        let mut conn = ctx.db.acquire().await?;
+        queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
+        result
+    }
+}
+
+async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+    let mut tried = Vec::new();
+    let mut held = instances::held_by_job(&ctx.db, &job.id).await?;
+    while tried.len() < MAX_INSTANCES {
+        let row = match held.take() {
+            Some(row) => row,
+            None => reserve(ctx, job, &tried).await?,
+        };
+        match row.status() {
+            InstanceStatus::Claiming => {}
+            InstanceStatus::Claimed => return Ok(claim_result(&row, row.conversation_id.as_deref(), None)),
+            other => return Err(JobError::permanent(format!("instance {} became {other} during the claim", row.id))),
+        }
+        if let Some(done) = provision(args, ctx, job, &row).await? {
+            return Ok(done);
+        }
+        tried.push(row.id);
+    }
+    Err(JobError::permanent(format!("no ready instance after trying {MAX_INSTANCES}")))
+}
+
+async fn reserve(ctx: &Ctx, job: &JobMeta, tried: &[String]) -> Result<InstanceRow, JobError> {
+    let mut conn = ctx.db.acquire().await?;
+    instances::reserve_idle(&mut conn, &job.id, tried)
+        .await?
+        .ok_or_else(|| JobError::permanent("no_idle_instance: no idle instance to claim"))
+}
+
+/// Provisions `row`. `Ok(None)` = the instance provably did nothing and was released.
+async fn provision(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta, row: &InstanceRow) -> Result<Option<Value>, JobError> {
+    let Some(url) = row.url.as_deref() else {
+        instances::release_claim(&ctx.db, &row.id, &job.id).await?;
+        return Ok(None);
+    };
+    let body = ProvisionRequest {
+        agent_name: args.agent_name.clone(),
+        instructions: args.instructions.clone(),
+        join_url: args.join_url.clone(),
+    };
+    match ctx.instances.provision(url, &body).await {
+        Ok(bound) => complete(args, ctx, job, row, &bound).await.map(Some),
+        Err(UpstreamError::Conflict { .. }) if job.attempt > 0 => resume_after_conflict(args, ctx, job, row).await.map(Some),
+        Err(err) if err.never_sent() || err.status() == Some(503) => {
+            tracing::info!(instance_id = %row.id, error = %err, "instance did not act; releasing it");
+            instances::release_claim(&ctx.db, &row.id, &job.id).await?;
+            Ok(None)
+        }
+        Err(err) => {
+            let message = format!("provision of instance {} failed: {err}", row.id);
+            let from = [InstanceStatus::Claiming];
+            instances::transition(&ctx.db, &row.id, &from, InstanceStatus::Crashed, Some(&message)).await?;
+            Err(JobError::permanent(message))
+        }
+    }
+}
+
+/// A 409 on a re-run of the job that reserved the row: an earlier attempt bound it.
+/// The instance's own report of its conversation completes the claim.
+async fn resume_after_conflict(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta, row: &InstanceRow) -> Result<Value, JobError> {
+    let url = row.url.as_deref().unwrap_or_default();
+    let status = ctx.instances.convos_status(url).await?;
+    let Some(conversation) = status.conversation else {
+        let message = format!("instance {} answered 409 but reports no conversation", row.id);
+        instances::transition(&ctx.db, &row.id, &[InstanceStatus::Claiming], InstanceStatus::Crashed, Some(&message)).await?;
+        return Err(JobError::permanent(message));
+    };
+    let bound = Provisioned { invite_url: None, conversation_id: conversation.id, joined: args.join_url.is_some() };
+    complete(args, ctx, job, row, &bound).await
+}
+
+async fn complete(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta, row: &InstanceRow, bound: &Provisioned) -> Result<Value, JobError> {
+    let binding = Binding {
+        conversation_id: &bound.conversation_id,
+        invite_url: bound.invite_url.as_deref(),
+        agent_name: &args.agent_name,
+        instructions: &args.instructions,
+        join_url: args.join_url.as_deref(),
+    };
+    if !instances::complete_claim(&ctx.db, &row.id, &job.id, &binding).await? {
+        // Someone moved the row (a kill) while the instance was binding.
+        return Err(JobError::permanent(format!("instance {} was taken away during provisioning", row.id)));
+    }
+    tracing::info!(instance_id = %row.id, conversation_id = %bound.conversation_id, "instance claimed");
+    let mut row = row.clone();
+    row.invite_url = bound.invite_url.clone();
+    Ok(claim_result(&row, Some(&bound.conversation_id), Some(bound.joined)))
+}
+
+fn claim_result(row: &InstanceRow, conversation_id: Option<&str>, joined: Option<bool>) -> Value {
+    json!({
+        "instanceId": row.id,
+        "inviteUrl": row.invite_url,
+        "conversationId": conversation_id,
+        "joined": joined.unwrap_or(row.join_url.is_some()),
+        "gatewayUrl": row.url,
+    })
+}

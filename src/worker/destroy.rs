@@ -1,0 +1,72 @@
+//! `drain_idle`, `kill_instance` and `dismiss_crashed`: move rows to `draining`
+//! (compare-and-set), destroy at the provider, and delete each row only once the
+//! services API confirmed the destroy (2xx, or 404 = already gone).
+
+use pool_jobs::{DismissCrashed, DrainIdle, KillInstance};
+use serde_json::{Value, json};
+
+use super::{
+    Ctx,
+    handler::{Handler, JobError, JobMeta},
+};
+use crate::{
+    domain::{InstanceId, InstanceStatus},
+    store::instances,
+    upstream::UpstreamError,
+};
+
+use InstanceStatus::*;
+
+/// Destroys a `draining` instance and deletes its row.
+pub async fn destroy_and_delete(ctx: &Ctx, id: &str) -> Result<(), JobError> {
+    let parsed = InstanceId::parse(id).map_err(|e| JobError::permanent(format!("{id}: {e}")))?;
+    match ctx.services.destroy(&parsed).await {
+        Ok(_) | Err(UpstreamError::NotFound { .. }) => {}
+        Err(err) => return Err(err.into()),
+    }
+    instances::delete_draining(&ctx.db, id).await?;
+    tracing::info!(instance_id = id, "instance destroyed");
+    Ok(())
+}
+
+impl Handler for DrainIdle {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+        let mut ids = instances::drained_by_job(&ctx.db, &job.id).await?;
+        let more = i64::from(self.count) - ids.len() as i64;
+        if more > 0 && job.attempt == 0 {
+            ids.extend(instances::take_for_drain(&ctx.db, &job.id, more).await?);
+        }
+        for id in &ids {
+            destroy_and_delete(ctx, id).await?;
+        }
+        Ok(json!({ "drained": ids.len(), "instanceIds": ids }))
+    }
+}
+
+impl Handler for KillInstance {
+    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<Value, JobError> {
+        let from = [Provisioning, Idle, Claiming, Claimed, Crashed];
+        instances::transition(&ctx.db, &self.instance_id, &from, Draining, Some("killed by operator")).await?;
+        finish_removal(ctx, &self.instance_id).await
+    }
+}
+
+impl Handler for DismissCrashed {
+    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<Value, JobError> {
+        instances::transition(&ctx.db, &self.instance_id, &[Crashed], Draining, Some("dismissed")).await?;
+        finish_removal(ctx, &self.instance_id).await
+    }
+}
+
+/// After the transition: destroy if the row is draining (this run's or an earlier
+/// attempt's doing); a vanished row means an earlier attempt finished.
+async fn finish_removal(ctx: &Ctx, id: &str) -> Result<Value, JobError> {
+    match instances::get(&ctx.db, id).await? {
+        None => Ok(json!({ "instanceId": id, "destroyed": true, "note": "already removed" })),
+        Some(row) if row.status() == Draining => {
+            destroy_and_delete(ctx, id).await?;
+            Ok(json!({ "instanceId": id, "destroyed": true }))
+        }
+        Some(row) => Err(JobError::permanent(format!("instance {id} is {}; not removed", row.status))),
+    }
+}

@@ -1,0 +1,209 @@
+//! `reconcile`: one `POST /status/batch`, then SPEC §2.2 applied to every row with
+//! compare-and-set updates. At most one runs at a time (singleton dedupe key and a
+//! concurrency of one). A failed batch changes nothing.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use futures::{StreamExt, stream};
+use pool_jobs::Reconcile;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{
+    Ctx,
+    destroy::destroy_and_delete,
+    handler::{Handler, JobError, JobMeta},
+    reconcile_rules::{Action, decide},
+};
+use crate::{
+    domain::{InstanceStatus, SERVICE_PREFIX},
+    queue,
+    services::ServiceStatus,
+    store::{
+        instances::{self, InstanceRow},
+        jobs,
+    },
+};
+
+/// Instance calls (health, status) made at once during one reconcile.
+const CHECK_CONCURRENCY: usize = 16;
+
+/// What one reconcile did, reported as the job's result.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub services: usize,
+    pub rows: usize,
+    pub became_idle: usize,
+    pub crashed: usize,
+    pub recovered: usize,
+    pub settled_claims: usize,
+    pub released_claims: usize,
+    pub draining: usize,
+    pub destroyed: usize,
+    pub vanished: usize,
+    pub adopted: usize,
+    pub errors: Vec<String>,
+}
+
+impl Handler for Reconcile {
+    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<Value, JobError> {
+        let batch = ctx.services.status_batch(None).await?;
+        let rows = instances::all(&ctx.db).await?;
+        let mut report = Report { services: batch.services.len(), rows: rows.len(), ..Report::default() };
+        let by_id = batch.by_instance();
+        let known: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        // Owned pairs: borrowed closure arguments trip the Send check of the future.
+        let pairs: Vec<_> = rows.iter().map(|row| (row.clone(), by_id.get(row.id.as_str()).map(|s| (*s).clone()))).collect();
+        let outcomes: Vec<_> = stream::iter(pairs)
+            .map(|(row, service)| async move { apply(ctx, &row, service.as_ref()).await })
+            .buffer_unordered(CHECK_CONCURRENCY)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            match outcome {
+                Ok(action) => count(&mut report, action),
+                Err(err) => report.errors.push(err.to_string()),
+            }
+        }
+        for service in batch.services.iter().filter(|s| !known.contains(s.instance_id.as_str())) {
+            report.adopted += usize::from(adopt(ctx, service).await?);
+        }
+        let mut conn = ctx.db.acquire().await?;
+        queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
+        Ok(serde_json::to_value(report).unwrap_or_default())
+    }
+}
+
+/// Applies the decided action to one row; every write is compare-and-set on the
+/// status observed in this run.
+async fn apply(ctx: &Ctx, row: &InstanceRow, service: Option<&ServiceStatus>) -> Result<Action, JobError> {
+    if let Some(s) = service {
+        let url = s.domain.as_deref().map(url_from_domain);
+        let deploy = s.deploy_status.as_ref().map(|d| d.as_str());
+        instances::observe(&ctx.db, &row.id, deploy, s.service_id.as_deref(), url.as_deref()).await?;
+    }
+    let holder_active = match &row.claim_job_id {
+        Some(job_id) if row.status() == InstanceStatus::Claiming => job_is_active(ctx, job_id).await?,
+        _ => false,
+    };
+    let age = (Utc::now() - row.status_changed_at).to_std().unwrap_or_default();
+    let action = decide(row, service, holder_active, age, ctx.config.stuck_timeout);
+    execute(ctx, row, action).await
+}
+
+async fn job_is_active(ctx: &Ctx, job_id: &str) -> Result<bool, JobError> {
+    Ok(jobs::get(&ctx.db, job_id).await?.is_some_and(|job| !job.state().is_finished()))
+}
+
+async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action, JobError> {
+    use InstanceStatus::*;
+    let id = row.id.as_str();
+    let url = row.url.as_deref().unwrap_or_default();
+    let applied = match action {
+        Action::None => true,
+        Action::CheckHealth { stuck } => match ctx.instances.health(url).await {
+            Ok(health) if health.ready => instances::transition(&ctx.db, id, &[Provisioning], Idle, None).await?,
+            _ if stuck => return Box::pin(execute(ctx, row, Action::Drain("not ready before the stuck timeout"))).await,
+            _ => return Ok(Action::None),
+        },
+        Action::Crash(reason) => instances::transition(&ctx.db, id, &[Claimed], Crashed, Some(reason)).await?,
+        Action::Drain(reason) => {
+            let moved = instances::transition(&ctx.db, id, &[Provisioning, Idle], Draining, Some(reason)).await?;
+            if moved {
+                destroy_and_delete(ctx, id).await?;
+            }
+            moved
+        }
+        Action::Destroy => {
+            destroy_and_delete(ctx, id).await?;
+            true
+        }
+        Action::Vanished => instances::delete_vanished(&ctx.db, id, &row.status).await?,
+        Action::MarkMissing => {
+            instances::mark_missing(&ctx.db, id).await?;
+            true
+        }
+        Action::CheckRecovery => recover(ctx, row).await?,
+        Action::ResolveClaim => return resolve_stuck_claim(ctx, row).await,
+        Action::SettleClaim | Action::ReleaseClaim => unreachable!("only produced by resolve_stuck_claim"),
+    };
+    Ok(if applied { action } else { Action::None })
+}
+
+/// `crashed` → `claimed` only if the instance reports the same conversation.
+async fn recover(ctx: &Ctx, row: &InstanceRow) -> Result<bool, JobError> {
+    let (Some(url), Some(conversation_id)) = (row.url.as_deref(), row.conversation_id.as_deref()) else {
+        return Ok(false);
+    };
+    match ctx.instances.convos_status(url).await {
+        Ok(status) if status.conversation.as_ref().is_some_and(|c| c.id == conversation_id) => {
+            Ok(instances::recover_crashed(&ctx.db, &row.id, conversation_id).await?)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// A `claiming` row no live job holds: bound → `claimed`; unbound and ready → `idle`.
+async fn resolve_stuck_claim(ctx: &Ctx, row: &InstanceRow) -> Result<Action, JobError> {
+    let url = row.url.as_deref().unwrap_or_default();
+    let Ok(status) = ctx.instances.convos_status(url).await else { return Ok(Action::None) };
+    let holder = row.claim_job_id.as_deref();
+    match status.conversation {
+        Some(conversation) => {
+            let done = instances::settle_stuck_claim(&ctx.db, &row.id, holder, &conversation.id).await?;
+            Ok(if done { Action::SettleClaim } else { Action::None })
+        }
+        None if status.ready => {
+            let done = instances::release_stuck_claim(&ctx.db, &row.id, holder).await?;
+            Ok(if done { Action::ReleaseClaim } else { Action::None })
+        }
+        None => Ok(Action::None),
+    }
+}
+
+/// A `convos-agent-*` service with no row: record it so the next reconciles can
+/// health-check it into the pool (or remove it if it is dead).
+async fn adopt(ctx: &Ctx, service: &ServiceStatus) -> Result<bool, JobError> {
+    let named_ours = service.name.as_deref().is_some_and(|n| n.starts_with(SERVICE_PREFIX));
+    if !named_ours || crate::domain::InstanceId::parse(&service.instance_id).is_err() {
+        return Ok(false);
+    }
+    let url = service.domain.as_deref().map(url_from_domain);
+    let adopted = instances::insert_adopted(
+        &ctx.db,
+        &service.instance_id,
+        service.name.as_deref(),
+        service.service_id.as_deref(),
+        url.as_deref(),
+    )
+    .await?;
+    if adopted {
+        tracing::info!(instance_id = %service.instance_id, "adopted an unknown service");
+    }
+    Ok(adopted)
+}
+
+/// Public domains are https; loopback ones (the simulator) are plain http.
+pub fn url_from_domain(domain: &str) -> String {
+    if domain.starts_with("http://") || domain.starts_with("https://") {
+        return domain.to_owned();
+    }
+    let local = domain.starts_with("127.0.0.1") || domain.starts_with("localhost");
+    format!("{}://{domain}", if local { "http" } else { "https" })
+}
+
+fn count(report: &mut Report, action: Action) {
+    match action {
+        Action::CheckHealth { .. } => report.became_idle += 1,
+        Action::Crash(_) => report.crashed += 1,
+        Action::CheckRecovery => report.recovered += 1,
+        Action::SettleClaim => report.settled_claims += 1,
+        Action::ReleaseClaim => report.released_claims += 1,
+        Action::Drain(_) => report.draining += 1,
+        Action::Destroy => report.destroyed += 1,
+        Action::Vanished => report.vanished += 1,
+        Action::None | Action::MarkMissing | Action::ResolveClaim => {}
+    }
+}

@@ -1,0 +1,61 @@
+//! The cron schedules. Every worker replica runs this loop; each tick's job carries an
+//! idempotency key made of the tick's own timestamp (identical on every replica), so a
+//! tick yields one job however many replicas see it. Ticks only enqueue.
+
+use std::{str::FromStr, sync::Arc};
+
+use chrono::{DateTime, Utc};
+use cron::Schedule;
+use pool_jobs::{Job, Reconcile, Replenish};
+use tokio::sync::watch;
+
+use super::Ctx;
+use crate::{
+    queue::{self, SINGLETON},
+    store::jobs::{self, Enqueued},
+};
+
+/// Runs until `stop` flips to true.
+pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let jobs_config = &ctx.config.jobs;
+    // Validated when the configuration was read.
+    let schedules = [
+        (Reconcile::KIND, Schedule::from_str(&jobs_config.reconcile_schedule).expect("valid cron")),
+        (Replenish::KIND, Schedule::from_str(&jobs_config.replenish_schedule).expect("valid cron")),
+    ];
+    loop {
+        let Some((tick, kinds)) = next_tick(&schedules) else { return };
+        let wait = (tick - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        for kind in kinds {
+            if let Err(err) = enqueue_tick(&ctx, kind, tick).await {
+                tracing::warn!(kind, %tick, error = %err, "could not enqueue scheduled job");
+            }
+        }
+    }
+}
+
+/// The earliest upcoming tick and every kind due at it.
+fn next_tick(schedules: &[(&'static str, Schedule)]) -> Option<(DateTime<Utc>, Vec<&'static str>)> {
+    let ticks: Vec<_> = schedules.iter().filter_map(|(kind, s)| Some((*kind, s.upcoming(Utc).next()?))).collect();
+    let first = ticks.iter().map(|(_, t)| *t).min()?;
+    Some((first, ticks.iter().filter(|(_, t)| *t == first).map(|(k, _)| *k).collect()))
+}
+
+async fn enqueue_tick(ctx: &Ctx, kind: &'static str, tick: DateTime<Utc>) -> sqlx::Result<()> {
+    let mut job = match kind {
+        Reconcile::KIND => queue::new_job(&Reconcile {}, &ctx.config.jobs),
+        _ => queue::new_job(&Replenish { count: None }, &ctx.config.jobs),
+    }
+    .dedupe(SINGLETON);
+    job.idempotency_key = Some(format!("cron:{}", tick.timestamp()));
+    let mut conn = ctx.db.acquire().await?;
+    match jobs::enqueue(&mut conn, &job).await? {
+        Enqueued::New(id) => tracing::debug!(kind, job_id = %id, %tick, "scheduled job enqueued"),
+        Enqueued::Existing(id) => tracing::debug!(kind, job_id = %id, %tick, "tick already covered"),
+    }
+    Ok(())
+}
