@@ -3,8 +3,12 @@
 //! and real `pool` processes where the process boundary matters.
 
 mod helpers;
+mod stack;
 
+mod api;
 mod clients;
 mod config;
 mod http;
+mod lifecycle;
 mod migrations;
+mod resilience;

@@ -1,0 +1,160 @@
+//! The HTTP API without workers: validation, auth, exact claim answers, idempotency
+//! keys, `Prefer: wait` timing out to 202, and agents redaction.
+
+
+use pool::{queue::JobDoc, store::JobState};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{API_KEY, TestApp, TestDb, test_config};
+
+struct Api {
+    app: TestApp,
+    db: TestDb,
+}
+
+impl Api {
+    async fn start(overrides: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let app = TestApp::spawn(test_config(&db.url, "http://127.0.0.1:1", overrides), db.pool.clone()).await;
+        Self { app, db }
+    }
+
+    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.app.http.request(method, self.app.url(path)).bearer_auth(API_KEY)
+    }
+
+    async fn claim(&self, body: Value) -> reqwest::Response {
+        self.req(Method::POST, "/api/pool/claim").json(&body).send().await.unwrap()
+    }
+
+    /// Idle rows as a worker would leave them.
+    async fn add_idle(&self, n: usize) {
+        for i in 0..n {
+            sqlx::query("INSERT INTO instances (id, status, url, created_at) VALUES ($1, 'idle', 'http://127.0.0.1:1/x', now() - make_interval(secs => $2))")
+                .bind(format!("idle{i:08}"))
+                .bind(f64::from(100 - i as u32))
+                .execute(&self.db.pool)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn jobs_of(&self, kind: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = $1").bind(kind).fetch_one(&self.db.pool).await.unwrap()
+    }
+}
+
+async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON error body");
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn mutations_require_the_api_key() {
+    let api = Api::start(&[]).await;
+    for (method, path) in [(Method::POST, "/api/pool/claim"), (Method::POST, "/api/pool/drain"), (Method::POST, "/api/pool/reconcile"), (Method::DELETE, "/api/pool/instances/abcdefghijkl"), (Method::GET, "/api/jobs/x")] {
+        let r = api.app.http.request(method.clone(), api.app.url(path)).bearer_auth("wrong").json(&json!({})).send().await.unwrap();
+        assert_eq!(error_code(r).await, (StatusCode::UNAUTHORIZED, "unauthorized".into()), "{method} {path}");
+    }
+    assert_eq!(api.jobs_of("reconcile").await, 0, "a rejected request changes nothing");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let api = Api::start(&[("POOL_ENVIRONMENT", "production")]).await;
+    api.add_idle(1).await;
+    let bad = [
+        json!({"agentName": ""}),
+        json!({"agentName": "x".repeat(101)}),
+        json!({"instructions": "x".repeat(64 * 1024 + 1)}),
+        json!({"joinUrl": "http://popup.convos.org/abc"}),
+        json!({"joinUrl": "https://dev.convos.org/abc"}),
+        json!({"agentName": "Ada", "color": "blue"}),
+        json!({"agentName": 7}),
+    ];
+    for body in bad {
+        let (status, code) = error_code(api.claim(body.clone()).await).await;
+        assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
+    }
+    for body in [json!({"count": 0}), json!({"count": 21}), json!({})] {
+        let r = api.req(Method::POST, "/api/pool/drain").json(&body).send().await.unwrap();
+        assert_eq!(error_code(r).await.0, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let r = api.req(Method::DELETE, "/api/pool/instances/short").send().await.unwrap();
+    assert_eq!(error_code(r).await.0, StatusCode::BAD_REQUEST);
+    let r = api.req(Method::DELETE, "/api/pool/instances/abcdefghijkl").send().await.unwrap();
+    assert_eq!(error_code(r).await, (StatusCode::NOT_FOUND, "not_found".into()));
+    let counts: Value = api.app.http.get(api.app.url("/api/pool/counts")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(counts["idle"], 1, "nothing was reserved: {counts}");
+    assert_eq!(api.jobs_of("claim_and_provision").await + api.jobs_of("drain_idle").await, 0);
+}
+
+#[tokio::test]
+async fn claim_reserves_exactly_and_answers_503_when_empty() {
+    let api = Api::start(&[]).await;
+    api.add_idle(2).await;
+    let mut reserved = Vec::new();
+    for _ in 0..2 {
+        let r = api.claim(json!({"agentName": "Ada"})).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let job: JobDoc = r.json().await.unwrap();
+        assert_eq!(location, format!("/api/jobs/{}", job.id));
+        assert_eq!((job.kind.as_str(), job.status), ("claim_and_provision", JobState::Queued));
+        let holder: String = sqlx::query_scalar("SELECT id FROM instances WHERE claim_job_id = $1 AND status = 'claiming'")
+            .bind(&job.id).fetch_one(&api.db.pool).await.unwrap();
+        reserved.push(holder);
+    }
+    assert_eq!(reserved, ["idle00000000", "idle00000001"], "oldest idle first");
+    let (status, code) = error_code(api.claim(json!({})).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "no_idle_instance"));
+    assert_eq!(api.jobs_of("replenish").await, 1, "replenish enqueued once (deduplicated)");
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_same_job_and_rejects_another_body() {
+    let api = Api::start(&[]).await;
+    api.add_idle(3).await;
+    let send = |body: Value| api.req(Method::POST, "/api/pool/claim").header("idempotency-key", "k-1").json(&body).send();
+    let first: JobDoc = send(json!({"agentName": "Ada"})).await.unwrap().json().await.unwrap();
+    let again: JobDoc = send(json!({"agentName": "Ada"})).await.unwrap().json().await.unwrap();
+    assert_eq!(first.id, again.id);
+    let (status, code) = error_code(send(json!({"agentName": "Bob"})).await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "idempotency_conflict"));
+    assert_eq!(api.jobs_of("claim_and_provision").await, 1);
+    let claiming: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE status = 'claiming'").fetch_one(&api.db.pool).await.unwrap();
+    assert_eq!(claiming, 1, "one instance reserved for one key");
+}
+
+#[tokio::test]
+async fn prefer_wait_without_a_worker_answers_202_after_the_wait() {
+    let api = Api::start(&[]).await;
+    let r = api.req(Method::POST, "/api/pool/reconcile").header("prefer", "wait=1").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let job: JobDoc = r.json().await.unwrap();
+    assert_eq!(job.status, JobState::Queued);
+    // A second reconcile while one is queued is the same job.
+    let again: JobDoc = api.req(Method::POST, "/api/pool/reconcile").send().await.unwrap().json().await.unwrap();
+    assert_eq!(again.id, job.id);
+    let r = api.req(Method::GET, "/api/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV").send().await.unwrap();
+    assert_eq!(error_code(r).await.0, StatusCode::NOT_FOUND);
+    let r = api.req(Method::POST, &format!("/api/jobs/{}/retry", job.id)).send().await.unwrap();
+    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "job_not_retryable".into()));
+}
+
+#[tokio::test]
+async fn agents_hide_instructions_and_invite_without_the_key() {
+    let api = Api::start(&[]).await;
+    sqlx::query("INSERT INTO instances (id, status, agent_name, instructions, invite_url, conversation_id, claimed_at) VALUES ('claimed00001', 'claimed', 'Ada', 'secret plan', 'https://invite', 'c1', now())")
+        .execute(&api.db.pool).await.unwrap();
+    let anonymous: Value = api.app.http.get(api.app.url("/api/pool/agents")).send().await.unwrap().json().await.unwrap();
+    let agent = &anonymous["claimed"][0];
+    assert_eq!(agent["agentName"], "Ada");
+    assert!(agent.get("instructions").is_none() && agent.get("inviteUrl").is_none(), "{agent}");
+    let authed: Value = api.req(Method::GET, "/api/pool/agents").send().await.unwrap().json().await.unwrap();
+    assert_eq!(authed["claimed"][0]["instructions"], "secret plan");
+    assert_eq!(authed["claimed"][0]["inviteUrl"], "https://invite");
+}

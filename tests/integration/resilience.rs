@@ -1,0 +1,84 @@
+//! Operations around the jobs: a database outage, the `pool enrich` command, pruning.
+
+use std::time::Duration;
+
+use pool::store::JobState;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::{
+    helpers::{TestDb, admin_url, fast_sim, pool_command},
+    stack::Stack,
+};
+
+async fn set_connections_allowed(db: &str, allowed: bool) {
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    let sql = format!(r#"ALTER DATABASE "{db}" ALLOW_CONNECTIONS {allowed}"#);
+    admin.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+    if !allowed {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+            .bind(db)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
+
+/// An outage longer than the pools' acquire timeout (10 s) ends apalis workers with
+/// an error; the worker process must restart them rather than die or hang.
+#[tokio::test]
+async fn worker_keeps_working_after_a_database_outage() {
+    let stack = Stack::start(fast_sim(), 1, &[]).await;
+    stack.db.pool.close().await;
+    set_connections_allowed(&stack.db.name, false).await;
+    let during = stack.http.get(stack.url("/readyz")).send().await.unwrap().status();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    set_connections_allowed(&stack.db.name, true).await;
+    assert_eq!(during, 503, "readyz reports the outage");
+
+    let mut job = None;
+    for _ in 0..50 {
+        let r = stack.post("/api/pool/replenish", json!({"count": 2}), 0).await;
+        if r.status() == 202 {
+            job = Some(r.json::<pool::queue::JobDoc>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let job = job.expect("web recovers after the outage");
+    let done = stack.wait_job(&job.id, Duration::from_secs(45)).await;
+    assert_eq!(done.status, JobState::Succeeded, "{done:?}");
+    stack.wait_for_counts("2 idle after the outage", Duration::from_secs(45), |c| c["idle"] == 2).await;
+}
+
+#[tokio::test]
+async fn enrich_command_backfills_and_reports_counts() {
+    let stack = Stack::start(fast_sim(), 1, &[("POOL_MIN_IDLE", "2")]).await;
+    stack.wait_for_counts("2 idle", Duration::from_secs(30), |c| c["idle"] == 2).await;
+    sqlx::query("UPDATE instances SET service_id = NULL, url = NULL").execute(&stack.db.pool).await.unwrap();
+
+    let dry = pool_command(&["enrich", "--dry-run"], &stack.env).output().await.unwrap();
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let report: Value = serde_json::from_slice(&dry.stdout).expect("job document on stdout");
+    assert_eq!(report["result"]["enriched"], 2, "{report}");
+    let untouched: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE service_id IS NULL").fetch_one(&stack.db.pool).await.unwrap();
+    assert_eq!(untouched, 2, "dry run writes nothing");
+
+    let real = pool_command(&["enrich"], &stack.env).output().await.unwrap();
+    assert!(real.status.success(), "{}", String::from_utf8_lossy(&real.stderr));
+    let filled: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE service_id IS NOT NULL AND url IS NOT NULL").fetch_one(&stack.db.pool).await.unwrap();
+    assert_eq!(filled, 2);
+}
+
+#[tokio::test]
+async fn prune_deletes_only_old_finished_jobs() {
+    let db = TestDb::new().await;
+    for (id, status, age_hours) in [("01ARZ3NDEKTSV4RRFFQ69G5FA1", "Done", 100), ("01ARZ3NDEKTSV4RRFFQ69G5FA2", "Done", 1), ("01ARZ3NDEKTSV4RRFFQ69G5FA3", "Pending", 100)] {
+        sqlx::query("INSERT INTO apalis.jobs (id, job_type, job, status, done_at) VALUES ($1, 'reconcile', '\\x7b7d', $2, now() - make_interval(hours => $3))")
+            .bind(id).bind(status).bind(age_hours).execute(&db.pool).await.unwrap();
+    }
+    let deleted = pool::store::jobs::prune(&db.pool, 72 * 3600).await.unwrap();
+    assert_eq!(deleted, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(left, ["01ARZ3NDEKTSV4RRFFQ69G5FA2", "01ARZ3NDEKTSV4RRFFQ69G5FA3"]);
+}
