@@ -82,3 +82,20 @@ async fn prune_deletes_only_old_finished_jobs() {
     let left: Vec<String> = sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
     assert_eq!(left, ["01ARZ3NDEKTSV4RRFFQ69G5FA2", "01ARZ3NDEKTSV4RRFFQ69G5FA3"]);
 }
+
+/// 429 with `Retry-After` is retried after the hinted delay, a bounded number of
+/// times: no hot loop (apalis's own retry-after path re-runs a job hundreds of times
+/// a second), and the job ends `failed` with the upstream's message.
+#[tokio::test]
+async fn rate_limited_upstream_is_retried_after_its_hint_without_a_hot_loop() {
+    let sim = pool::sim::SimConfig { rate_limit_rate: 1.0, retry_after_secs: 1, ..fast_sim() };
+    let stack = Stack::start(sim, 1, &[("JOB_MAX_ATTEMPTS", "3"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *")]).await;
+    let replenish: pool::queue::JobDoc = stack.post("/api/pool/replenish", json!({"count": 1}), 10).await.json().await.unwrap();
+    assert_eq!(replenish.status, JobState::Succeeded);
+    let id: String = sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'provision_instance'").fetch_one(&stack.db.pool).await.unwrap();
+    let job = stack.wait_job(&id, Duration::from_secs(30)).await;
+    assert_eq!((job.status, job.attempts), (JobState::Failed, 3), "{job:?}");
+    assert!(job.error.as_deref().is_some_and(|e| e.contains("429")), "{job:?}");
+    let creates = stack.sim.sim.requests().iter().filter(|r| r.path == "/create-instance").count();
+    assert_eq!(creates, 3, "one call per attempt");
+}
