@@ -5,6 +5,7 @@
 mod helpers;
 mod stack;
 
+mod adoption;
 mod api;
 mod clients;
 mod config;

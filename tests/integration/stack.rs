@@ -37,6 +37,11 @@ impl Stack {
     pub async fn start(sim_config: sim::SimConfig, workers: usize, overrides: &[(&str, &str)]) -> Self {
         let db = TestDb::new().await;
         let sim = spawn_sim(sim_config).await;
+        Self::start_on(db, sim, workers, overrides).await
+    }
+
+    /// Like [`Stack::start`], on a database and simulator prepared by the test.
+    pub async fn start_on(db: TestDb, sim: sim::SpawnedSim, workers: usize, overrides: &[(&str, &str)]) -> Self {
         let mut env = base_env(&db.url, &sim.url);
         for (k, v) in FAST.iter().chain(overrides) {
             env.insert((*k).to_owned(), (*v).to_owned());
