@@ -26,6 +26,9 @@ enum Command {
     Sim(SimArgs),
     /// Run migrate, sim, web and worker together against DATABASE_URL.
     Dev(dev::DevArgs),
+    /// List, retry and cancel jobs.
+    #[command(subcommand)]
+    Jobs(crate::jobs_cli::JobsCommand),
     /// Backfill instance metadata from the services API (enqueues `enrich_metadata`
     /// and waits for its report).
     Enrich {
@@ -66,6 +69,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sim(args) => run_sim(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Enrich { all, dry_run } => enrich(all, dry_run).await,
+        Command::Jobs(command) => crate::jobs_cli::run(command, &load_config()?).await,
     }
 }
 

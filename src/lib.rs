@@ -17,6 +17,7 @@
 //! - [`worker`]: the worker process: job handlers, schedules, pruning.
 //! - [`sim`]: the simulated services API and instances used by `pool dev` and tests.
 //! - [`dev`]: `pool dev`, the whole system as one process tree.
+//! - [`jobs_cli`]: `pool jobs list|retry|cancel`.
 //!
 //! `http` and `worker` are the two entry layers and never import each other.
 
@@ -27,6 +28,7 @@ pub mod dev;
 pub mod domain;
 pub mod http;
 pub mod instance;
+pub mod jobs_cli;
 pub mod queue;
 pub mod services;
 pub mod sim;

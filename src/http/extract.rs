@@ -66,3 +66,17 @@ pub fn has_valid_key(parts: &Parts, state: &AppState) -> bool {
     let expected = state.config.api_key.expose_secret().as_bytes();
     token.trim().as_bytes().ct_eq(expected).into()
 }
+
+/// Query parameters whose rejection is an [`ApiError`] (unknown or mistyped fields).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| ApiError::Validation(format!("invalid query: {}", e.body_text())))
+    }
+}

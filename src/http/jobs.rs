@@ -1,5 +1,7 @@
 //! `/api/jobs/*`: a job's document and operator actions on it.
 
+use std::collections::BTreeMap;
+
 use axum::{
     Json, Router,
     extract::{Path, State},
@@ -7,15 +9,110 @@ use axum::{
     response::Response,
     routing::{get, post},
 };
+use serde::{Deserialize, Serialize};
 
-use super::{AppState, error::ApiError, extract::Authenticated, respond::job_response};
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{ApiQuery, Authenticated},
+    respond::job_response,
+};
 use crate::{
     queue::JobDoc,
-    store::jobs::{self, ActionError},
+    store::jobs::{self, ActionError, JobRow, JobState, ListQuery},
 };
 
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 200;
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/jobs/{id}", get(show)).route("/api/jobs/{id}/retry", post(retry))
+    Router::new()
+        .route("/api/jobs", get(list))
+        .route("/api/jobs/{id}", get(show))
+        .route("/api/jobs/{id}/retry", post(retry))
+        .route("/api/jobs/{id}/cancel", post(cancel))
+}
+
+/// `?status=&kind=&limit=&before=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    kind: Option<String>,
+    limit: Option<i64>,
+    before: Option<String>,
+}
+
+/// A page of jobs, newest first, with the cursor of the next page and totals per
+/// status (for the same kind filter).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobPage {
+    jobs: Vec<JobDoc>,
+    next_before: Option<String>,
+    totals: BTreeMap<&'static str, i64>,
+}
+
+fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
+    let state = params
+        .status
+        .filter(|s| !s.is_empty())
+        .map(|s| serde_json::from_value::<JobState>(serde_json::Value::String(s.clone())).map_err(|_| {
+            ApiError::Validation(format!("status must be one of queued, running, succeeded, failed, cancelled (got {s:?})"))
+        }))
+        .transpose()?;
+    let kind = params.kind.filter(|k| !k.is_empty());
+    if let Some(kind) = &kind
+        && !pool_jobs::KINDS.contains(&kind.as_str())
+    {
+        return Err(ApiError::Validation(format!("unknown job kind {kind:?}; known: {}", pool_jobs::KINDS.join(", "))));
+    }
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Validation(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let before = params.before.filter(|b| !b.is_empty());
+    if before.as_deref().is_some_and(|b| ulid::Ulid::from_string(b).is_err()) {
+        return Err(ApiError::Validation("before must be a job id".into()));
+    }
+    Ok(ListQuery { state, kind, before, limit })
+}
+
+async fn list(State(state): State<AppState>, _: Authenticated, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<JobPage>, ApiError> {
+    let query = parse_list(params)?;
+    let rows: Vec<JobRow> = jobs::list(&state.db, &query).await?;
+    let next_before = (rows.len() as i64 == query.limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
+    let mut totals: BTreeMap<&'static str, i64> =
+        [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Cancelled]
+            .into_iter()
+            .map(|s| (s.as_str(), 0))
+            .collect();
+    for (name, n) in jobs::totals(&state.db, query.kind.as_deref()).await? {
+        if let Some(slot) = totals.iter_mut().find(|(k, _)| **k == name).map(|(_, v)| v) {
+            *slot += n;
+        }
+    }
+    Ok(Json(JobPage { jobs: rows.into_iter().map(JobDoc::from).collect(), next_before, totals }))
+}
+
+/// Cancels a queued job, or asks a running one to stop at its next safe point.
+async fn cancel(State(state): State<AppState>, _: Authenticated, Path(id): Path<String>) -> Result<Json<JobDoc>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    match jobs::cancel(&mut conn, &id).await {
+        Ok(row) => {
+            tracing::info!(job_id = %id, kind = %row.job_type, "job cancelled by operator");
+            Ok(Json(JobDoc::from(row)))
+        }
+        Err(err) => Err(action_error(&id, err, "only queued or running jobs can be cancelled")),
+    }
+}
+
+fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
+    match err {
+        ActionError::NotFound => ApiError::NotFound(format!("no job {id}")),
+        ActionError::Conflict(state) => ApiError::Conflict { code: "job_state_conflict", message: format!("job {id} is {state}; {hint}") },
+        ActionError::Db(err) => err.into(),
+    }
 }
 
 /// The job; with `Prefer: wait=N` held until it finishes.
@@ -31,10 +128,6 @@ async fn retry(State(state): State<AppState>, _: Authenticated, Path(id): Path<S
             tracing::info!(job_id = %id, kind = %row.job_type, "job re-queued by operator");
             Ok(Json(JobDoc::from(row)))
         }
-        Err(ActionError::NotFound) => Err(ApiError::NotFound(format!("no job {id}"))),
-        Err(ActionError::Conflict(state)) => {
-            Err(ApiError::Conflict { code: "job_not_retryable", message: format!("job {id} is {state}; only failed or cancelled jobs can be retried") })
-        }
-        Err(ActionError::Db(err)) => Err(err.into()),
+        Err(err) => Err(action_error(&id, err, "only failed or cancelled jobs can be retried")),
     }
 }

@@ -127,6 +127,98 @@ impl JobRow {
 const COLUMNS: &str = "id, job_type, job, status, attempts, max_attempts, run_at, last_result, lock_at, done_at, \
      COALESCE(metadata ? 'cancelled', false) AS cancelled";
 
+/// Pool's state of a row in SQL, mirroring [`JobRow::state`].
+const STATE_SQL: &str = "CASE
+     WHEN status = 'Running' THEN 'running'
+     WHEN status = 'Done' THEN 'succeeded'
+     WHEN status = 'Failed' AND attempts < max_attempts THEN 'queued'
+     WHEN status = 'Failed' THEN 'failed'
+     WHEN status = 'Killed' AND COALESCE(metadata ? 'cancelled', false) THEN 'cancelled'
+     WHEN status = 'Killed' THEN 'failed'
+     ELSE 'queued' END";
+
+/// Filters and cursor of a job listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub state: Option<JobState>,
+    pub kind: Option<String>,
+    /// Only jobs older than this id (ids are ULIDs, so they sort by creation).
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+/// Newest first.
+pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> sqlx::Result<Vec<JobRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM apalis.jobs
+         WHERE ($1::text IS NULL OR job_type = $1) AND ($2::text IS NULL OR ({STATE_SQL}) = $2)
+           AND ($3::text IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    )))
+    .bind(&q.kind)
+    .bind(q.state.map(JobState::as_str))
+    .bind(&q.before)
+    .bind(q.limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Jobs per state (of one kind, if given).
+pub async fn totals(db: impl PgExecutor<'_>, kind: Option<&str>) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {STATE_SQL} AS state, count(*) FROM apalis.jobs WHERE ($1::text IS NULL OR job_type = $1) GROUP BY 1"
+    )))
+    .bind(kind)
+    .fetch_all(db)
+    .await
+}
+
+/// Jobs per (kind, state), for metrics.
+pub async fn totals_by_kind(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT job_type, {STATE_SQL} AS state, count(*) FROM apalis.jobs GROUP BY 1, 2"
+    )))
+    .fetch_all(db)
+    .await
+}
+
+/// What a handler run should do, decided at its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    Run,
+    /// An operator asked it to stop before it started.
+    Cancelled,
+    /// This worker no longer holds the job (cancelled or re-queued meanwhile).
+    NotOurs,
+}
+
+/// Marks the job running (so `startedAt` is the real start) if `worker` holds it.
+pub async fn start(db: impl PgExecutor<'_>, id: &str, worker: &str) -> sqlx::Result<Start> {
+    let cancel: Option<bool> = sqlx::query_scalar(
+        "UPDATE apalis.jobs SET status = 'Running', lock_at = now()
+         WHERE id = $1 AND lock_by = $2 AND status IN ('Queued', 'Running')
+         RETURNING COALESCE(metadata ? 'cancel_requested', false)",
+    )
+    .bind(id)
+    .bind(worker)
+    .fetch_optional(db)
+    .await?;
+    Ok(match cancel {
+        None => Start::NotOurs,
+        Some(true) => Start::Cancelled,
+        Some(false) => Start::Run,
+    })
+}
+
+/// Whether an operator asked a running job to stop (checked at safe points).
+pub async fn cancel_requested(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT COALESCE(metadata ? 'cancel_requested', false) FROM apalis.jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .map(|v| v.unwrap_or(true))
+}
+
 /// Whether [`enqueue`] inserted the job or found the one that already holds its key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Enqueued {
@@ -202,6 +294,8 @@ pub async fn get(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<JobRo
 #[derive(Clone, Debug)]
 pub enum Outcome {
     Succeeded(Value),
+    /// Stopped at a safe point because an operator cancelled it.
+    Cancelled,
     /// Run again no earlier than `delay_ms` from now, unless out of attempts.
     Retryable { error: String, delay_ms: i64 },
     /// Cannot succeed by repeating.
@@ -216,12 +310,14 @@ pub async fn finish(db: impl PgExecutor<'_>, id: &str, worker: &str, outcome: &O
         Outcome::Succeeded(v) => ("ok", serde_json::json!({ "Ok": v }), 0),
         Outcome::Retryable { error, delay_ms } => ("retry", serde_json::json!({ "Err": error }), *delay_ms),
         Outcome::Permanent(e) => ("permanent", serde_json::json!({ "Err": e }), 0),
+        Outcome::Cancelled => ("cancelled", serde_json::json!({ "Err": "cancelled by operator" }), 0),
     };
     let done = sqlx::query(
         "WITH next AS (
              SELECT id, CASE $3
                  WHEN 'ok' THEN 'Done'
                  WHEN 'permanent' THEN 'Killed'
+                 WHEN 'cancelled' THEN 'Killed'
                  ELSE CASE WHEN attempts + 1 >= max_attempts THEN 'Failed' ELSE 'Pending' END
              END AS status
              FROM apalis.jobs WHERE id = $1 AND lock_by = $2 AND status IN ('Queued', 'Running')
@@ -230,7 +326,8 @@ pub async fn finish(db: impl PgExecutor<'_>, id: &str, worker: &str, outcome: &O
          UPDATE apalis.jobs j SET
              status = next.status, attempts = j.attempts + 1, last_result = $4, lock_by = NULL, lock_at = NULL,
              run_at = CASE WHEN next.status = 'Pending' THEN now() + make_interval(secs => $5::float8 / 1000) ELSE j.run_at END,
-             done_at = CASE WHEN next.status = 'Pending' THEN NULL ELSE now() END
+             done_at = CASE WHEN next.status = 'Pending' THEN NULL ELSE now() END,
+             metadata = CASE WHEN $3 = 'cancelled' THEN j.metadata || hstore('cancelled', 'true') ELSE j.metadata END
          FROM next WHERE j.id = next.id",
     )
     .bind(id)
@@ -276,6 +373,30 @@ pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionEr
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Cancels a queued job at once; asks a running one to stop at its next safe point.
+pub async fn cancel(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
+    let changed = sqlx::query(
+        "UPDATE apalis.jobs SET
+             status = CASE WHEN status = 'Running' THEN status ELSE 'Killed' END,
+             metadata = metadata || CASE WHEN status = 'Running' THEN hstore('cancel_requested', 'true')
+                                         ELSE hstore('cancelled', 'true') END,
+             lock_by = CASE WHEN status = 'Running' THEN lock_by END,
+             lock_at = CASE WHEN status = 'Running' THEN lock_at END,
+             done_at = CASE WHEN status = 'Running' THEN done_at ELSE now() END,
+             last_result = CASE WHEN status = 'Running' THEN last_result ELSE '{\"Err\": \"cancelled by operator\"}'::jsonb END
+         WHERE id = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts))",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let row = get(&mut *conn, id).await?.ok_or(ActionError::NotFound)?;
+    if changed == 0 {
+        return Err(ActionError::Conflict(row.state().as_str()));
+    }
+    Ok(row)
 }
 
 /// Deletes finished jobs older than `retention_secs`; returns how many.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{
     Ctx,
-    handler::{Handler, JobError, JobMeta},
+    handler::{Handler, JobError, JobMeta, checkpoint},
 };
 use crate::{
     domain::InstanceStatus,
@@ -46,6 +46,13 @@ async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Val
             InstanceStatus::Claiming => {}
             InstanceStatus::Claimed => return Ok(claim_result(&row, row.conversation_id.as_deref(), None)),
             other => return Err(JobError::permanent(format!("instance {} became {other} during the claim", row.id))),
+        }
+        if row.status() == InstanceStatus::Claiming && job.attempt == 0 && tried.is_empty() {
+            // Before anything was sent, a cancel can still release the instance.
+            if let Err(cancelled) = checkpoint(ctx, job).await {
+                instances::release_claim(&ctx.db, &row.id, &job.id).await?;
+                return Err(cancelled);
+            }
         }
         if let Some(done) = provision(args, ctx, job, &row).await? {
             return Ok(done);

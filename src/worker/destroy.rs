@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{
     Ctx,
-    handler::{Handler, JobError, JobMeta},
+    handler::{Handler, JobError, JobMeta, checkpoint},
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
@@ -34,6 +34,7 @@ impl Handler for DrainIdle {
         let mut ids = instances::drained_by_job(&ctx.db, &job.id).await?;
         let more = i64::from(self.count) - ids.len() as i64;
         if more > 0 && job.attempt == 0 {
+            checkpoint(ctx, job).await?;
             ids.extend(instances::take_for_drain(&ctx.db, &job.id, more).await?);
         }
         for id in &ids {

@@ -35,6 +35,9 @@ pub enum JobError {
     /// Repeating cannot help; fail the job now.
     #[error("{0}")]
     Permanent(String),
+    /// An operator cancelled the job; it stopped at a safe point.
+    #[error("cancelled by operator")]
+    Cancelled,
 }
 
 impl JobError {
@@ -68,6 +71,11 @@ pub trait Handler: Job + Sized + Clone + Unpin {
     fn run(self, ctx: &Ctx, job: &JobMeta) -> impl Future<Output = Result<Value, JobError>> + Send;
 }
 
+/// A safe point: stops the run if an operator cancelled the job.
+pub async fn checkpoint(ctx: &Ctx, job: &JobMeta) -> Result<(), JobError> {
+    if jobs::cancel_requested(&ctx.db, &job.id).await? { Err(JobError::Cancelled) } else { Ok(()) }
+}
+
 /// Exponential backoff with full jitter in the upper half: 1 s, 2 s, 4 s … ≤ 5 min.
 pub fn backoff(attempt: usize) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
@@ -81,6 +89,7 @@ pub async fn settle(ctx: &Ctx, meta: &JobMeta, worker: &str, kind: &str, outcome
     let outcome = match outcome {
         Ok(value) => Outcome::Succeeded(value),
         Err(JobError::Permanent(error)) => Outcome::Permanent(error),
+        Err(JobError::Cancelled) => Outcome::Cancelled,
         Err(JobError::Retry { message, after }) => {
             let delay = after.unwrap_or_else(|| backoff(meta.attempt)).min(BACKOFF_CAP);
             Outcome::Retryable { error: message, delay_ms: delay.as_millis() as i64 }
@@ -92,6 +101,7 @@ pub async fn settle(ctx: &Ctx, meta: &JobMeta, worker: &str, kind: &str, outcome
             tracing::warn!(job_id = %meta.id, kind, error, delay_ms, "job attempt failed")
         }
         Outcome::Permanent(error) => tracing::error!(job_id = %meta.id, kind, error, "job failed permanently"),
+        Outcome::Cancelled => tracing::info!(job_id = %meta.id, kind, "job cancelled"),
     }
     for _ in 0..5 {
         match jobs::finish(&ctx.db, &meta.id, worker, &outcome).await {

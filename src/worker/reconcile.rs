@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{
     Ctx,
     destroy::destroy_and_delete,
-    handler::{Handler, JobError, JobMeta},
+    handler::{Handler, JobError, JobMeta, checkpoint},
     reconcile_rules::{Action, decide},
 };
 use crate::{
@@ -48,8 +48,10 @@ pub struct Report {
 }
 
 impl Handler for Reconcile {
-    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
         let batch = ctx.services.status_batch(None).await?;
+        // The batch may have taken a while (rate limit); nothing is changed yet.
+        checkpoint(ctx, job).await?;
         let rows = instances::all(&ctx.db).await?;
         let mut report = Report { services: batch.services.len(), rows: rows.len(), ..Report::default() };
         let by_id = batch.by_instance();

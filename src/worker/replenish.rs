@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{
     Ctx,
-    handler::{Handler, JobError, JobMeta},
+    handler::{Handler, JobError, JobMeta, checkpoint},
 };
 use crate::{domain::InstanceId, queue, store::instances};
 
@@ -27,6 +27,7 @@ impl Handler for Replenish {
                 (i64::from(ctx.config.min_idle) - have).clamp(0, MAX_PER_RUN)
             }
         };
+        checkpoint(ctx, job).await?;
         let mut tx = ctx.db.begin().await?;
         let mut ids = Vec::new();
         for _ in 0..wanted {

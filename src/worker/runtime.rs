@@ -12,8 +12,9 @@ use tokio::sync::watch;
 
 use super::{
     Ctx,
-    handler::{Handler, JobMeta, settle},
+    handler::{Handler, JobError, JobMeta, settle},
 };
+use crate::store::jobs::{self, Start};
 
 /// How often a worker proves it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -74,7 +75,16 @@ async fn handle<J: Handler>(
     // handlers want the attempts made before this one, i.e. the row's `attempts`.
     let meta = JobMeta { id: id.to_string(), attempt: attempt.current().saturating_sub(1) };
     let span = tracing::info_span!("job", job_id = %meta.id, kind = J::KIND, attempt = meta.attempt);
-    let outcome = tracing::Instrument::instrument(args.run(&ctx, &meta), span).await;
+    let outcome = match jobs::start(&ctx.db, &meta.id, worker.name()).await {
+        Ok(Start::Run) => tracing::Instrument::instrument(args.run(&ctx, &meta), span).await,
+        Ok(Start::Cancelled) => Err(JobError::Cancelled),
+        Ok(Start::NotOurs) => {
+            tracing::info!(job_id = %meta.id, kind = J::KIND, "job no longer held by this worker; skipped");
+            return Ok(());
+        }
+        // The row stays ours; a later attempt (or orphan recovery) runs it.
+        Err(err) => Err(JobError::from(err)),
+    };
     settle(&ctx, &meta, worker.name(), J::KIND, outcome).await;
     Ok(())
 }

@@ -142,7 +142,7 @@ async fn prefer_wait_without_a_worker_answers_202_after_the_wait() {
     let r = api.req(Method::GET, "/api/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV").send().await.unwrap();
     assert_eq!(error_code(r).await.0, StatusCode::NOT_FOUND);
     let r = api.req(Method::POST, &format!("/api/jobs/{}/retry", job.id)).send().await.unwrap();
-    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "job_not_retryable".into()));
+    assert_eq!(error_code(r).await, (StatusCode::CONFLICT, "job_state_conflict".into()));
 }
 
 #[tokio::test]

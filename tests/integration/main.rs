@@ -10,6 +10,7 @@ mod api;
 mod clients;
 mod config;
 mod http;
+mod jobs_admin;
 mod lifecycle;
 mod migrations;
 mod resilience;

@@ -1,0 +1,129 @@
+//! Job administration: listing with filters and cursor, totals, cancel and retry,
+//! through the API and the `pool jobs` command.
+
+use std::time::Duration;
+
+use pool::{
+    queue::{self, JobDoc},
+    store::JobState,
+};
+use pool_jobs::{DrainIdle, Replenish};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{API_KEY, TestApp, TestDb, pool_command, test_config},
+    stack::{Stack, eventually},
+};
+
+async fn app() -> (TestApp, TestDb, pool::config::Config) {
+    let db = TestDb::new().await;
+    let config = test_config(&db.url, "http://127.0.0.1:1", &[]);
+    (TestApp::spawn(config.clone(), db.pool.clone()).await, db, config)
+}
+
+async fn get(app: &TestApp, path: &str) -> (StatusCode, Value) {
+    let r = app.http.get(app.url(path)).bearer_auth(API_KEY).send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn post(app: &TestApp, path: &str) -> (StatusCode, Value) {
+    let r = app.http.request(Method::POST, app.url(path)).bearer_auth(API_KEY).send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn list_filters_paginates_and_totals() {
+    let (app, db, config) = app().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let mut ids = Vec::new();
+    for count in 1..=3 {
+        ids.push(queue::enqueue(&mut conn, &DrainIdle { count }, &config.jobs).await.unwrap().id().to_owned());
+    }
+    ids.push(queue::enqueue(&mut conn, &Replenish { count: Some(1) }, &config.jobs).await.unwrap().id().to_owned());
+    sqlx::query("UPDATE apalis.jobs SET status = 'Done', done_at = now(), last_result = '{\"Ok\": {}}' WHERE id = $1")
+        .bind(&ids[0]).execute(&db.pool).await.unwrap();
+
+    let (status, page) = get(&app, "/api/jobs").await;
+    assert_eq!(status, 200);
+    let listed: Vec<&str> = page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first);
+    assert_eq!(page["totals"], json!({"queued": 3, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0}));
+
+    let (_, drains) = get(&app, "/api/jobs?kind=drain_idle&status=queued").await;
+    assert_eq!(drains["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(drains["totals"]["succeeded"], 1, "totals follow the kind filter only");
+
+    let (_, first) = get(&app, "/api/jobs?limit=2").await;
+    let cursor = first["nextBefore"].as_str().expect("a next page").to_owned();
+    let (_, second) = get(&app, &format!("/api/jobs?limit=2&before={cursor}")).await;
+    let second_ids: Vec<&str> = second["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(second_ids, [ids[1].as_str(), ids[0].as_str()]);
+
+    for bad in ["/api/jobs?status=done", "/api/jobs?kind=nope", "/api/jobs?limit=0", "/api/jobs?before=x", "/api/jobs?color=red"] {
+        let (status, body) = get(&app, bad).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_and_retry_follow_the_job_state() {
+    let (app, db, config) = app().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let id = queue::enqueue(&mut conn, &Replenish { count: Some(1) }, &config.jobs).await.unwrap().id().to_owned();
+
+    let (status, job) = post(&app, &format!("/api/jobs/{id}/cancel")).await;
+    assert_eq!((status, job["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let (status, body) = post(&app, &format!("/api/jobs/{id}/cancel")).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("job_state_conflict")));
+    let (status, job) = post(&app, &format!("/api/jobs/{id}/retry")).await;
+    assert_eq!((status, job["status"].as_str(), job["attempts"].as_i64()), (StatusCode::OK, Some("queued"), Some(0)));
+    let (status, _) = post(&app, "/api/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/cancel").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM instances").fetch_one(&db.pool).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_running_job_stops_at_its_next_safe_point() {
+    let sim = pool::sim::SimConfig { latency: Duration::from_secs(2), ..crate::helpers::fast_sim() };
+    let stack = Stack::start(sim, 1, &[("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")]).await;
+    let job: JobDoc = stack.post("/api/pool/reconcile", json!({}), 0).await.json().await.unwrap();
+    let running = eventually(Duration::from_secs(10), || async {
+        let doc: JobDoc = stack.request(Method::GET, &format!("/api/jobs/{}", job.id)).send().await.unwrap().json().await.unwrap();
+        (doc.status == JobState::Running).then_some(doc)
+    })
+    .await;
+    assert!(running.is_some(), "reconcile started");
+    let cancel: JobDoc = stack.request(Method::POST, &format!("/api/jobs/{}/cancel", job.id)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cancel.status, JobState::Running, "a running job finishes its current step");
+    let done = stack.wait_job(&job.id, Duration::from_secs(20)).await;
+    assert_eq!(done.status, JobState::Cancelled, "{done:?}");
+}
+
+#[tokio::test]
+async fn jobs_command_lists_cancels_and_retries() {
+    let (_app, db, config) = app().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let id = queue::enqueue(&mut conn, &DrainIdle { count: 1 }, &config.jobs).await.unwrap().id().to_owned();
+    let env = crate::helpers::base_env(&db.url, "http://127.0.0.1:1");
+    let run = |args: Vec<String>| {
+        let env = env.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            pool_command(&args, &env).output().await.unwrap()
+        }
+    };
+    let list = run(vec!["jobs".into(), "list".into(), "--json".into()]).await;
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let doc: JobDoc = serde_json::from_slice(list.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(doc.id, id);
+    let cancel = run(vec!["jobs".into(), "cancel".into(), id.clone()]).await;
+    assert!(cancel.status.success());
+    let again = run(vec!["jobs".into(), "cancel".into(), id.clone()]).await;
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("cancelled"));
+    let retry = run(vec!["jobs".into(), "retry".into(), id.clone()]).await;
+    assert!(retry.status.success());
+    let doc: JobDoc = serde_json::from_slice(&retry.stdout).unwrap();
+    assert_eq!(doc.status, JobState::Queued);
+}
