@@ -17,6 +17,7 @@
 //! - [`worker`]: the worker process: job handlers, schedules, pruning.
 //! - [`sim`]: the simulated services API and instances used by `pool dev` and tests.
 //! - [`dev`]: `pool dev`, the whole system as one process tree.
+//! - [`metrics`]: fleet-wide counters in Postgres and the `/metrics` page.
 //! - [`jobs_cli`]: `pool jobs list|retry|cancel`.
 //!
 //! `http` and `worker` are the two entry layers and never import each other.
@@ -29,6 +30,7 @@ pub mod domain;
 pub mod http;
 pub mod instance;
 pub mod jobs_cli;
+pub mod metrics;
 pub mod queue;
 pub mod services;
 pub mod sim;

@@ -38,7 +38,7 @@ pub async fn enqueue_reconcile(conn: &mut PgConnection, config: &JobsConfig) -> 
 }
 
 /// The job document of SPEC §3.2.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDoc {
     pub id: String,
@@ -46,7 +46,9 @@ pub struct JobDoc {
     pub status: jobs::JobState,
     pub attempts: i32,
     pub max_attempts: i32,
+    #[schema(value_type = Object)]
     pub args: Value,
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub error: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
@@ -64,7 +66,7 @@ impl From<JobRow> for JobDoc {
             result: row.result(),
             error: row.error(),
             created_at: row.created_at(),
-            started_at: row.lock_at.filter(|_| state == jobs::JobState::Running),
+            started_at: row.lock_at.filter(|_| state != jobs::JobState::Queued),
             finished_at: row.done_at.filter(|_| state.is_finished()),
             id: row.id,
             kind: row.job_type,

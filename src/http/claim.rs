@@ -10,10 +10,10 @@ use axum::{
 use pool_jobs::ClaimAndProvision;
 use serde::Deserialize;
 
-use super::{AppState, error::ApiError, extract::{ApiJson, Authenticated}, respond::job_response};
+use super::{AppState, error::{ApiError, ErrorBody}, extract::{ApiJson, Authenticated}, respond::job_response};
 use crate::{
     config::Environment,
-    queue,
+    queue::{self, JobDoc},
     store::{instances, jobs},
 };
 
@@ -23,11 +23,14 @@ const MAX_AGENT_NAME: usize = 100;
 const MAX_INSTRUCTIONS: usize = 64 * 1024;
 
 /// The request body; unknown fields are rejected.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimBody {
+    /// 1–100 characters; default "Assistant".
     pub agent_name: Option<String>,
+    /// At most 64 KiB; default "You are a helpful AI assistant."
     pub instructions: Option<String>,
+    /// An https conversation link of this environment.
     pub join_url: Option<String>,
 }
 
@@ -65,6 +68,18 @@ fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiE
     Ok(raw.to_owned())
 }
 
+/// Reserve the oldest idle instance and enqueue `claim_and_provision`.
+#[utoipa::path(post, path = "/api/pool/claim", tag = "pool", request_body = ClaimBody, security(("bearer" = [])),
+    params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes"), ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h → same job")),
+    responses(
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 409, description = "Idempotency-Key reused with another body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "no_idle_instance", body = ErrorBody),
+    ))]
 pub async fn claim(
     State(state): State<AppState>,
     _: Authenticated,

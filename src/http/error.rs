@@ -29,10 +29,13 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: String,
-    code: &'a str,
+/// The JSON shape of every error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A human message.
+    pub error: String,
+    /// A machine code, e.g. `invalid_request`, `no_idle_instance`.
+    pub code: String,
 }
 
 impl ApiError {
@@ -55,7 +58,7 @@ impl IntoResponse for ApiError {
         if let Self::Internal(err) = &self {
             tracing::error!(error = ?err, "request failed");
         }
-        (status, Json(Body { error: self.to_string(), code })).into_response()
+        (status, Json(ErrorBody { error: self.to_string(), code: code.to_owned() })).into_response()
     }
 }
 

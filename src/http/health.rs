@@ -3,19 +3,31 @@
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 use serde_json::{Value, json};
 
-use super::{AppState, error::ApiError};
+use super::{AppState, error::{ApiError, ErrorBody}};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
+        .route("/metrics", get(metrics))
 }
 
+/// Prometheus metrics of the whole fleet.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let page = crate::metrics::render(&state.db).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], page))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "`{\"ok\": true}`")))]
 async fn healthz() -> Json<Value> {
     Json(json!({ "ok": true }))
 }
 
+/// The database answers.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if crate::db::ping(&state.db).await {
         Ok(Json(json!({ "ok": true, "database": "up" })))
@@ -24,6 +36,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     }
 }
 
+/// Build version, commit and environment.
+#[utoipa::path(get, path = "/version", tag = "ops", responses((status = 200, description = "`{version, commit, environment}`")))]
 async fn version(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),

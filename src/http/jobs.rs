@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppState,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{ApiQuery, Authenticated},
     respond::job_response,
 };
@@ -45,9 +45,9 @@ struct ListParams {
 
 /// A page of jobs, newest first, with the cursor of the next page and totals per
 /// status (for the same kind filter).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct JobPage {
+pub struct JobPage {
     jobs: Vec<JobDoc>,
     next_before: Option<String>,
     totals: BTreeMap<&'static str, i64>,
@@ -78,6 +78,16 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
     Ok(ListQuery { state, kind, before, limit })
 }
 
+/// Jobs, newest first, with filters, a cursor and totals per status.
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs", security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "queued|running|succeeded|failed|cancelled"),
+           ("kind" = Option<String>, Query, description = "a job kind"),
+           ("limit" = Option<i64>, Query, description = "1–200, default 50"),
+           ("before" = Option<String>, Query, description = "cursor: `nextBefore` of the previous page")),
+    responses((status = 200, body = JobPage),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ))]
 async fn list(State(state): State<AppState>, _: Authenticated, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<JobPage>, ApiError> {
     let query = parse_list(params)?;
     let rows: Vec<JobRow> = jobs::list(&state.db, &query).await?;
@@ -96,6 +106,12 @@ async fn list(State(state): State<AppState>, _: Authenticated, ApiQuery(params):
 }
 
 /// Cancels a queued job, or asks a running one to stop at its next safe point.
+#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, description = "Cancelled, or running with a stop requested", body = JobDoc),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody),
+    ))]
 async fn cancel(State(state): State<AppState>, _: Authenticated, Path(id): Path<String>) -> Result<Json<JobDoc>, ApiError> {
     let mut conn = state.db.acquire().await?;
     match jobs::cancel(&mut conn, &id).await {
@@ -116,11 +132,24 @@ fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
 }
 
 /// The job; with `Prefer: wait=N` held until it finishes.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path), ("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+    responses(
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+    ))]
 async fn show(State(state): State<AppState>, _: Authenticated, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     job_response(&state, &headers, &id).await
 }
 
 /// A failed or cancelled job back to `queued` with its attempts reset.
+#[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, description = "Queued again with attempts reset", body = JobDoc),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 409, description = "Not failed or cancelled", body = ErrorBody),
+    ))]
 async fn retry(State(state): State<AppState>, _: Authenticated, Path(id): Path<String>) -> Result<Json<JobDoc>, ApiError> {
     let mut conn = state.db.acquire().await?;
     match jobs::retry(&mut conn, &id).await {

@@ -2,10 +2,12 @@
 //! tracing, and graceful shutdown. Slow work is never done on the request path.
 
 mod claim;
+mod dashboard;
 pub mod error;
 pub mod extract;
 mod health;
 mod jobs;
+pub mod openapi;
 mod pool;
 mod respond;
 mod wait;
@@ -39,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(pool::router())
         .merge(jobs::router())
+        .merge(dashboard::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -61,6 +65,8 @@ impl Application {
     pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let addr = format!("0.0.0.0:{}", config.port);
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("Failed to bind {addr}"))?;
+        // Install the recorder before the first notification is recorded.
+        let _ = crate::metrics::handle();
         let waiter = wait::JobWaiter::start(db.clone());
         let state = AppState { db, config: Arc::new(config), waiter };
         Ok(Self { listener, router: router(state) })

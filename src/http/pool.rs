@@ -8,18 +8,17 @@ use axum::{
     routing::{delete, get, post},
 };
 use pool_jobs::{DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Replenish};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::{
     AppState, claim,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{ApiJson, Authenticated, has_valid_key},
     respond::job_response,
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
-    queue,
+    queue::{self, JobDoc},
     store::{Counts, instances},
 };
 
@@ -36,34 +35,82 @@ pub fn router() -> Router<AppState> {
         .route("/api/pool/crashed/{id}", delete(dismiss))
 }
 
+/// Instances per status.
+#[utoipa::path(get, path = "/api/pool/counts", tag = "pool", responses((status = 200, body = Counts)))]
 async fn counts(State(state): State<AppState>) -> Result<Json<Counts>, ApiError> {
     Ok(Json(instances::counts(&state.db).await?))
 }
 
-async fn agents(State(state): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
+/// Claimed and crashed agents; `instructions` and `inviteUrl` only with the API key.
+#[utoipa::path(get, path = "/api/pool/agents", tag = "pool", responses((status = 200, body = Agents)))]
+async fn agents(State(state): State<AppState>, parts: Parts) -> Result<Json<Agents>, ApiError> {
     let authed = has_valid_key(&parts, &state);
     let rows = instances::agents(&state.db).await?;
     let (mut claimed, mut crashed) = (Vec::new(), Vec::new());
     for row in rows {
-        let mut agent = json!({
-            "id": row.id, "name": row.name, "agentName": row.agent_name, "url": row.url,
-            "status": row.status, "conversationId": row.conversation_id,
-            "createdAt": row.created_at, "claimedAt": row.claimed_at,
-        });
-        if authed {
-            agent["instructions"] = json!(row.instructions);
-            agent["inviteUrl"] = json!(row.invite_url);
-        }
-        if row.status() == InstanceStatus::Crashed { crashed.push(agent) } else { claimed.push(agent) }
+        let is_crashed = row.status() == InstanceStatus::Crashed;
+        let agent = Agent {
+            instructions: row.instructions.filter(|_| authed),
+            invite_url: row.invite_url.filter(|_| authed),
+            id: row.id,
+            name: row.name,
+            agent_name: row.agent_name,
+            url: row.url,
+            status: row.status,
+            conversation_id: row.conversation_id,
+            created_at: row.created_at,
+            claimed_at: row.claimed_at,
+        };
+        if is_crashed { crashed.push(agent) } else { claimed.push(agent) }
     }
-    Ok(Json(json!({ "claimed": claimed, "crashed": crashed })))
+    Ok(Json(Agents { claimed, crashed }))
 }
 
 /// `{"count": 1..20}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CountBody {
+pub struct CountBody {
+    /// 1–20.
     count: Option<u32>,
+}
+
+/// `{"all": bool, "dryRun": bool}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnrichBody {
+    /// Refresh every row, not only rows missing metadata.
+    #[serde(default)]
+    all: bool,
+    /// Report without writing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// One agent in `/api/pool/agents`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    id: String,
+    name: Option<String>,
+    agent_name: Option<String>,
+    url: Option<String>,
+    status: String,
+    conversation_id: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    claimed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only with the API key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instructions: Option<String>,
+    /// Only with the API key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invite_url: Option<String>,
+}
+
+/// `/api/pool/agents`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Agents {
+    claimed: Vec<Agent>,
+    crashed: Vec<Agent>,
 }
 
 fn count_in_range(count: Option<u32>) -> Result<Option<u32>, ApiError> {
@@ -73,6 +120,14 @@ fn count_in_range(count: Option<u32>) -> Result<Option<u32>, ApiError> {
     }
 }
 
+/// Top up to `POOL_MIN_IDLE`, or add `count` instances.
+#[utoipa::path(post, path = "/api/pool/replenish", tag = "pool", request_body(content = Option<CountBody>), security(("bearer" = [])), params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+    responses(
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ))]
 async fn replenish(
     State(state): State<AppState>,
     _: Authenticated,
@@ -88,6 +143,14 @@ async fn replenish(
     job_response(&state, &headers, enqueued.id()).await
 }
 
+/// Remove `count` idle (then provisioning) instances.
+#[utoipa::path(post, path = "/api/pool/drain", tag = "pool", request_body = CountBody, security(("bearer" = [])), params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+    responses(
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ))]
 async fn drain(
     State(state): State<AppState>,
     _: Authenticated,
@@ -98,21 +161,45 @@ async fn drain(
     enqueue_one(&state, &headers, &DrainIdle { count }).await
 }
 
+/// Sync with the provider; answers the queued or running reconcile if there is one.
+#[utoipa::path(post, path = "/api/pool/reconcile", tag = "pool", security(("bearer" = [])), params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+    responses(
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ))]
 async fn reconcile(State(state): State<AppState>, _: Authenticated, headers: HeaderMap) -> Result<Response, ApiError> {
     let mut conn = state.db.acquire().await?;
     let enqueued = queue::enqueue_reconcile(&mut conn, &state.config.jobs).await?;
     job_response(&state, &headers, enqueued.id()).await
 }
 
+/// Backfill instance metadata from the provider.
+#[utoipa::path(post, path = "/api/pool/enrich", tag = "pool", request_body = EnrichBody, security(("bearer" = [])), params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+    responses(
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ))]
 async fn enrich(
     State(state): State<AppState>,
     _: Authenticated,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<EnrichMetadata>,
+    ApiJson(body): ApiJson<EnrichBody>,
 ) -> Result<Response, ApiError> {
-    enqueue_one(&state, &headers, &body).await
+    enqueue_one(&state, &headers, &EnrichMetadata { all: body.all, dry_run: body.dry_run }).await
 }
 
+/// Destroy an instance, whatever its status.
+#[utoipa::path(delete, path = "/api/pool/instances/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path), ("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+    responses(
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+    ))]
 async fn kill(
     State(state): State<AppState>,
     _: Authenticated,
@@ -123,6 +210,16 @@ async fn kill(
     enqueue_one(&state, &headers, &KillInstance { instance_id: id }).await
 }
 
+/// Destroy a crashed instance.
+#[utoipa::path(delete, path = "/api/pool/crashed/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path), ("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+    responses(
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 409, description = "Not crashed", body = ErrorBody),
+    ))]
 async fn dismiss(
     State(state): State<AppState>,
     _: Authenticated,

@@ -76,7 +76,9 @@ async fn listen(db: PgPool, sender: broadcast::Sender<String>) {
         loop {
             match listener.recv().await {
                 Ok(note) => {
-                    let _ = sender.send(note.payload().to_owned());
+                    crate::metrics::record_finished(note.payload());
+                    let id = note.payload().split(' ').next().unwrap_or_default();
+                    let _ = sender.send(id.to_owned());
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "job listener lost its connection; reconnecting");

@@ -104,7 +104,11 @@ impl InstanceClient {
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, UpstreamError> {
         self.throttle.wait().await;
         let request = request.bearer_auth(self.api_key.expose_secret());
-        let response = request.send().await.map_err(|e| UpstreamError::from_transport(TARGET, &e))?;
+        let response = request.send().await.map_err(|e| {
+            crate::metrics::upstream_call(TARGET, None);
+            UpstreamError::from_transport(TARGET, &e)
+        })?;
+        crate::metrics::upstream_call(TARGET, Some(response.status().as_u16()));
         read_json(TARGET, response).await
     }
 }

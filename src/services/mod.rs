@@ -78,7 +78,11 @@ impl ServicesClient {
             Some(key) => request.bearer_auth(key.expose_secret()),
             None => request,
         };
-        let response = request.send().await.map_err(|e| UpstreamError::from_transport(TARGET, &e))?;
+        let response = request.send().await.map_err(|e| {
+            crate::metrics::upstream_call("services", None);
+            UpstreamError::from_transport(TARGET, &e)
+        })?;
+        crate::metrics::upstream_call("services", Some(response.status().as_u16()));
         read_json(TARGET, response).await
     }
 }

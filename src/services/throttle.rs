@@ -34,9 +34,21 @@ impl Throttle {
     pub async fn wait(&self) {
         match self {
             Self::Unlimited => {}
-            Self::Local(limiter) => limiter.until_ready().await,
+            Self::Local(limiter) => {
+                let started = std::time::Instant::now();
+                limiter.until_ready().await;
+                let waited = started.elapsed();
+                if waited > Duration::from_millis(1) {
+                    crate::metrics::rate_limit_wait("local", waited);
+                }
+            }
             Self::Shared { db, per_sec, burst } => match rate_limit::reserve(db, SERVICES_LIMIT, *per_sec, *burst).await {
-                Ok(wait) => tokio::time::sleep(wait).await,
+                Ok(wait) => {
+                    if !wait.is_zero() {
+                        crate::metrics::rate_limit_wait(SERVICES_LIMIT, wait);
+                    }
+                    tokio::time::sleep(wait).await
+                }
                 Err(err) => {
                     // Without the database we cannot coordinate; one interval's pause
                     // keeps this replica at or under the limit on its own.

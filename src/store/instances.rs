@@ -36,7 +36,7 @@ impl InstanceRow {
 }
 
 /// Rows per status, for `/api/pool/counts` and replenish.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Counts {
     pub provisioning: i64,
     pub idle: i64,

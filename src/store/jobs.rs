@@ -62,7 +62,7 @@ pub struct JobRow {
 }
 
 /// The client-facing status of a job (SPEC §3.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -324,7 +324,7 @@ pub async fn finish(db: impl PgExecutor<'_>, id: &str, worker: &str, outcome: &O
              FOR UPDATE
          )
          UPDATE apalis.jobs j SET
-             status = next.status, attempts = j.attempts + 1, last_result = $4, lock_by = NULL, lock_at = NULL,
+             status = next.status, attempts = j.attempts + 1, last_result = $4, lock_by = NULL,
              run_at = CASE WHEN next.status = 'Pending' THEN now() + make_interval(secs => $5::float8 / 1000) ELSE j.run_at END,
              done_at = CASE WHEN next.status = 'Pending' THEN NULL ELSE now() END,
              metadata = CASE WHEN $3 = 'cancelled' THEN j.metadata || hstore('cancelled', 'true') ELSE j.metadata END

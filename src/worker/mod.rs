@@ -88,6 +88,7 @@ fn spawn_all(ctx: &Arc<Ctx>, stop: &watch::Receiver<bool>) -> JoinSet<()> {
     set.spawn(runtime::run_kind::<EnrichMetadata>(ctx.clone(), 1, stop.clone()));
     set.spawn(schedule::run(ctx.clone(), stop.clone()));
     set.spawn(prune_loop(ctx.clone(), stop.clone()));
+    set.spawn(crate::metrics::flush_loop(ctx.db.clone(), stop.clone()));
     set
 }
 

@@ -13,4 +13,5 @@ mod http;
 mod jobs_admin;
 mod lifecycle;
 mod migrations;
+mod ops;
 mod resilience;

@@ -85,7 +85,6 @@ function showKeyState(errorText) {
   setText($('key-status'), has ? 'API key set' : 'No API key');
   $('key-status').classList.toggle('ok', has);
   $('key-forget').hidden = !has;
-  $('key-open').hidden = has;
   $('key-panel').hidden = has;
   const error = $('key-error');
   error.hidden = !errorText;
@@ -141,9 +140,9 @@ function confirmDestructive(message) {
 
 // ---------- keyed table rows, updated in place ----------
 
-// Keeps tbody's rows in the order of `items`, creating rows with `create(item)` once
-// and refreshing them with `update(tr, item)`; shows `emptyText` when there are none.
-function syncRows(tbody, items, keyOf, create, update, emptyText) {
+// Keeps tbody's rows in the order of `items` (keyed by `item.id`), creating each row
+// once and refreshing it with `update(tr, item)`; shows `emptyText` when there are none.
+function syncRows(tbody, items, update, emptyText) {
   const existing = new Map();
   for (const tr of tbody.querySelectorAll('tr[data-key]')) existing.set(tr.dataset.key, tr);
   const empty = tbody.querySelector('tr.empty');
@@ -156,9 +155,8 @@ function syncRows(tbody, items, keyOf, create, update, emptyText) {
   if (empty) empty.remove();
   let prev = null;
   for (const item of items) {
-    const key = keyOf(item);
-    let tr = existing.get(key);
-    if (tr) existing.delete(key); else { tr = create(item); tr.dataset.key = key; }
+    let tr = existing.get(item.id);
+    if (tr) existing.delete(item.id); else tr = el('tr', { dataset: { key: item.id } });
     update(tr, item);
     const wanted = prev ? prev.nextSibling : tbody.firstChild;
     if (wanted !== tr) tbody.insertBefore(tr, wanted);
@@ -207,26 +205,25 @@ async function refreshCounts() {
 async function loadVersion() {
   try {
     const { data } = await api('GET', '/version');
-    state.environment = data.environment;
-    const badge = $('env-badge');
-    setText(badge, data.environment);
-    badge.className = `env-badge env-${data.environment === 'production' ? 'production' : data.environment === 'staging' ? 'staging' : 'other'}`;
-    document.body.classList.toggle('is-production', data.environment === 'production');
-    const commit = data.commit && data.commit !== 'unknown' ? ` · ${String(data.commit).slice(0, 7)}` : '';
-    setText($('version'), `v${data.version}${commit}`);
+    const env = state.environment = String(data.environment || 'unknown');
+    const cls = `env-${env === 'production' || env === 'staging' ? env : 'other'}`;
+    for (const id of ['env-badge', 'env-name']) { setText($(id), env); $(id).className = `${id} ${cls}`; }
+    document.body.classList.toggle('is-production', env === 'production');
+    setText($('version'), `v${data.version}`);
+    setText($('env-version'), data.version);
+    setText($('env-commit'), data.commit);
+    setText($('env-confirm'), env === 'production' ? 'Kill, dismiss, drain and cancel ask first' : 'Off outside production');
   } catch (err) { notifyError(err, 'Could not load /version'); }
 }
 
 // ---------- agents ----------
 
-async function killInstance(a) {
-  if (!requireKey() || !confirmDestructive(`kill instance ${a.name || a.id}?`)) return;
-  await mutate('DELETE', `/api/pool/instances/${encodeURIComponent(a.id)}`, undefined, `Kill ${a.name || a.id}`);
-}
-
-async function dismissCrashed(a) {
-  if (!requireKey() || !confirmDestructive(`dismiss crashed instance ${a.name || a.id}?`)) return;
-  await mutate('DELETE', `/api/pool/crashed/${encodeURIComponent(a.id)}`, undefined, `Dismiss ${a.name || a.id}`);
+// verb: 'Kill' (DELETE /api/pool/instances/:id) or 'Dismiss' (DELETE /api/pool/crashed/:id).
+async function agentAction(verb, a) {
+  const label = a.name || a.id;
+  if (!requireKey() || !confirmDestructive(`${verb.toLowerCase()} instance ${label}?`)) return;
+  const path = verb === 'Kill' ? 'instances' : 'crashed';
+  await mutate('DELETE', `/api/pool/${path}/${encodeURIComponent(a.id)}`, undefined, `${verb} ${label}`);
 }
 
 function agentCell(td, a) {
@@ -252,7 +249,7 @@ function updateClaimedRow(tr, a) {
   setActions(c[4], `invite:${href}`, () => (href
     ? [el('a', { href, target: '_blank', rel: 'noopener noreferrer', class: 'link', text: 'Open invite' })]
     : [el('span', { class: 'muted', text: getKey() ? '—' : 'key needed' })]), '');
-  setActions(c[5], 'kill', () => [actionButton('Kill', 'btn-danger-outline kill', () => killInstance(tr.agent))]);
+  setActions(c[5], 'kill', () => [actionButton('Kill', 'btn-danger-outline kill', () => agentAction('Kill', tr.agent))]);
   tr.agent = a;
 }
 
@@ -264,8 +261,8 @@ function updateCrashedRow(tr, a) {
   setText(c[3], fmtTime(a.createdAt));
   setAttr(c[3], 'title', a.createdAt);
   setActions(c[4], 'crashed', () => [
-    actionButton('Dismiss', 'dismiss', () => dismissCrashed(tr.agent)),
-    actionButton('Kill', 'btn-danger-outline kill', () => killInstance(tr.agent)),
+    actionButton('Dismiss', 'dismiss', () => agentAction('Dismiss', tr.agent)),
+    actionButton('Kill', 'btn-danger-outline kill', () => agentAction('Kill', tr.agent)),
   ]);
   tr.agent = a;
 }
@@ -276,9 +273,8 @@ async function refreshAgents() {
   const crashed = data.crashed || [];
   setText($('claimed-count'), claimed.length);
   setText($('crashed-count'), crashed.length);
-  const create = () => el('tr');
-  syncRows($('agents-claimed'), claimed, (a) => a.id, create, updateClaimedRow, 'No claimed agents.');
-  syncRows($('agents-crashed'), crashed, (a) => a.id, create, updateCrashedRow, 'No crashed instances.');
+  syncRows($('agents-claimed'), claimed, updateClaimedRow, 'No claimed agents.');
+  syncRows($('agents-crashed'), crashed, updateCrashedRow, 'No crashed instances.');
 }
 
 // ---------- jobs ----------
@@ -321,7 +317,7 @@ function renderJobs() {
   const all = j.head.concat(j.tail.filter((x) => !headIds.has(x.id)));
   const emptyText = !getKey() ? 'Enter the API key to see jobs.'
     : j.error ? `Could not load jobs: ${j.error}` : 'No jobs match.';
-  syncRows($('jobs'), all, (x) => x.id, () => el('tr'), updateJobRow, emptyText);
+  syncRows($('jobs'), all, updateJobRow, emptyText);
   $('jobs-more').hidden = !(j.tail.length ? j.tailNext : j.headNext);
 }
 
@@ -353,11 +349,12 @@ async function refreshJobs() {
   if (gen !== j.gen) return; // filters changed or an action answered meanwhile
   j.error = null;
   const fresh = data.jobs || [];
-  if (j.tail.length) {
-    // Rows that slid out of the first page stay visible above the older pages.
-    const ids = new Set(fresh.map((x) => x.id));
+  if (j.tail.length && fresh.length) {
+    // Rows pushed off the first page by newer jobs (ids are ULIDs: they sort by time)
+    // stay visible above the older pages; rows that left the filter go.
+    const oldest = fresh[fresh.length - 1].id;
     const tailIds = new Set(j.tail.map((x) => x.id));
-    j.tail = j.head.filter((x) => !ids.has(x.id) && !tailIds.has(x.id)).concat(j.tail);
+    j.tail = j.head.filter((x) => x.id < oldest && !tailIds.has(x.id)).concat(j.tail);
   }
   j.head = fresh;
   j.headNext = data.nextBefore || null;
@@ -493,7 +490,9 @@ async function submitClaim(ev) {
       showClaimResult('ok', [el('div', { class: 'kv' }, el('span', { class: 'muted', text: 'Invite' }), link),
         kv('Conversation', r.conversationId), kv('Instance', r.instanceId)]);
     } else {
-      showClaimResult('error', [el('div', { text: `Claim ${job.status}: ${job.error || 'no error message'}` })]);
+      const msg = `Claim job ${job.id} ${job.status}: ${job.error || 'no error message'}`;
+      showClaimResult('error', [el('div', { text: msg })]);
+      notify('error', msg);
     }
   } catch (err) {
     claimStatus('');
@@ -546,6 +545,7 @@ function init() {
     if (!key) return;
     sessionStorage.setItem(KEY_STORAGE, key);
     $('key-input').value = '';
+    $('notice').hidden = true;
     showKeyState();
     onFiltersChanged();
     refreshAll();
@@ -555,7 +555,6 @@ function init() {
     showKeyState();
     refreshAll();
   });
-  $('key-open').addEventListener('click', () => { $('key-panel').hidden = false; $('key-input').focus(); });
   $('claim-form').addEventListener('submit', submitClaim);
   document.addEventListener('visibilitychange', () => { if (!document.hidden) tick(); });
   wireControls();

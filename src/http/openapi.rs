@@ -1,0 +1,37 @@
+//! The OpenAPI document at `/openapi.json`, generated from the handlers' annotations.
+
+use axum::{Json, Router, routing::get};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+
+use super::{AppState, claim, error::ErrorBody, health, jobs, pool};
+use crate::{queue::JobDoc, store::{Counts, JobState}};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Pool", description = "Keeps a pool of pre-warmed agent instances. Mutations answer 202 with a job."),
+    paths(
+        health::healthz, health::readyz, health::version, health::metrics,
+        pool::counts, pool::agents, claim::claim, pool::replenish, pool::drain, pool::reconcile,
+        pool::enrich, pool::kill, pool::dismiss,
+        jobs::list, jobs::show, jobs::retry, jobs::cancel,
+    ),
+    components(schemas(JobDoc, JobState, ErrorBody, Counts, claim::ClaimBody, pool::CountBody, pool::EnrichBody, pool::Agents, pool::Agent, jobs::JobPage)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+}
