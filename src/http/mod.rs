@@ -18,7 +18,12 @@ use anyhow::Context;
 use axum::{Router, extract::MatchedPath, http::Request};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
+use tower_http::{
+    LatencyUnit,
+    limit::RequestBodyLimitLayer,
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
 
 use crate::config::Config;
 pub use error::ApiError;
@@ -48,10 +53,15 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Covers `Prefer: wait=60` plus slack; anything slower is a bug.
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(75)))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-            tracing::info_span!("http", method = %req.method(), route, path = %req.uri().path())
-        }))
+        // Layers run after routing, so the span can name the matched route.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+                    tracing::info_span!("http", method = %req.method(), route, path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis)),
+        )
 }
 
 /// A bound, ready-to-run web server; built separately so tests can learn the port.
