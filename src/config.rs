@@ -96,6 +96,10 @@ pub struct JobsConfig {
     pub max_attempts: u32,
     /// Per-kind overrides of `max_attempts` (`JOB_MAX_ATTEMPTS_<KIND>`).
     pub max_attempts_by_kind: Vec<(&'static str, u32)>,
+    /// Per-kind overrides of the concurrency (`JOB_CONCURRENCY_<KIND>`).
+    pub concurrency_by_kind: Vec<(&'static str, u32)>,
+    /// Jobs fetched per query; `None` = the kind's concurrency.
+    pub batch_size: Option<usize>,
     /// How long finished jobs are kept.
     pub retention: Duration,
 }
@@ -154,7 +158,9 @@ impl JobsConfig {
             instance_rate_per_sec: env.positive("INSTANCE_RATE_PER_SEC", 50)?,
             provision_timeout: env.millis("PROVISION_TIMEOUT_MS", 180_000)?,
             max_attempts: env.positive("JOB_MAX_ATTEMPTS", 6)?,
-            max_attempts_by_kind: max_attempts_by_kind(env)?,
+            max_attempts_by_kind: by_kind(env, "JOB_MAX_ATTEMPTS_")?,
+            concurrency_by_kind: by_kind(env, "JOB_CONCURRENCY_")?,
+            batch_size: env.optional("JOB_BATCH_SIZE").map(|_| env.positive("JOB_BATCH_SIZE", 1usize)).transpose()?,
             retention: Duration::from_secs(env.parse::<u64>("JOB_RETENTION_HOURS", 72)? * 3600),
         })
     }
@@ -165,12 +171,19 @@ impl JobsConfig {
     pub fn max_attempts_for(&self, kind: &str) -> u32 {
         self.max_attempts_by_kind.iter().find(|(k, _)| *k == kind).map_or(self.max_attempts, |(_, n)| *n)
     }
+
+    /// Concurrency of jobs of `kind` per worker process, given its default.
+    pub fn concurrency_for(&self, kind: &str, default: usize) -> usize {
+        self.concurrency_by_kind.iter().find(|(k, _)| *k == kind).map_or(default, |(_, n)| *n as usize)
+    }
 }
 
-fn max_attempts_by_kind(env: &Env<'_>) -> Result<Vec<(&'static str, u32)>, ConfigError> {
+/// `<prefix><KIND>` overrides, e.g. `JOB_MAX_ATTEMPTS_RECONCILE=3`.
+fn by_kind(env: &Env<'_>, prefix: &str) -> Result<Vec<(&'static str, u32)>, ConfigError> {
     let mut overrides = Vec::new();
     for kind in pool_jobs::KINDS {
-        let name: &'static str = Box::leak(format!("JOB_MAX_ATTEMPTS_{}", kind.to_uppercase()).into_boxed_str());
+        // Read once at start-up; the names live as long as the configuration.
+        let name: &'static str = Box::leak(format!("{prefix}{}", kind.to_uppercase()).into_boxed_str());
         if env.optional(name).is_some() {
             overrides.push((kind, env.positive(name, 1)?));
         }

@@ -92,8 +92,18 @@ pub struct EnrichMetadata {
 }
 job!(EnrichMetadata, "enrich_metadata");
 
+/// Does nothing: measures the queue itself (`pool bench`). `sentAtUs` is the
+/// enqueue time in µs since the Unix epoch, so the handler can report the latency.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Noop {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_us: Option<i64>,
+}
+job!(Noop, "noop");
+
 /// Every kind name, for registries, filters and validation.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     ProvisionInstance::KIND,
     ClaimAndProvision::KIND,
     Replenish::KIND,
@@ -102,6 +112,7 @@ pub const KINDS: [&str; 8] = [
     DismissCrashed::KIND,
     Reconcile::KIND,
     EnrichMetadata::KIND,
+    Noop::KIND,
 ];
 
 #[cfg(test)]

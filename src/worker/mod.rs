@@ -2,6 +2,7 @@
 //! [`run`]), the cron schedules, and pruning of finished jobs.
 
 mod claim;
+mod noop;
 mod destroy;
 mod enrich;
 pub mod handler;
@@ -15,7 +16,8 @@ mod schedule;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use pool_jobs::{
-    ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, KillInstance, ProvisionInstance, Reconcile, Replenish,
+    ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Noop, ProvisionInstance, Reconcile,
+    Replenish,
 };
 use sqlx::PgPool;
 use tokio::{sync::watch, task::JoinSet};
@@ -77,15 +79,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 fn spawn_all(ctx: &Arc<Ctx>, stop: &watch::Receiver<bool>) -> JoinSet<()> {
     let jobs = &ctx.config.jobs;
     let (claim, other) = (jobs.claim_concurrency, jobs.default_concurrency);
+    let n = |kind: &str, default: usize| jobs.concurrency_for(kind, default);
     let mut set = JoinSet::new();
-    set.spawn(runtime::run_kind::<ClaimAndProvision>(ctx.clone(), claim, stop.clone()));
-    set.spawn(runtime::run_kind::<ProvisionInstance>(ctx.clone(), other, stop.clone()));
+    set.spawn(runtime::run_kind::<ClaimAndProvision>(ctx.clone(), n(ClaimAndProvision::KIND, claim), stop.clone()));
+    set.spawn(runtime::run_kind::<ProvisionInstance>(ctx.clone(), n(ProvisionInstance::KIND, other), stop.clone()));
+    // One replenish at a time keeps top-ups from overshooting.
     set.spawn(runtime::run_kind::<Replenish>(ctx.clone(), 1, stop.clone()));
-    set.spawn(runtime::run_kind::<DrainIdle>(ctx.clone(), other, stop.clone()));
-    set.spawn(runtime::run_kind::<KillInstance>(ctx.clone(), other, stop.clone()));
-    set.spawn(runtime::run_kind::<DismissCrashed>(ctx.clone(), other, stop.clone()));
+    set.spawn(runtime::run_kind::<DrainIdle>(ctx.clone(), n(DrainIdle::KIND, other), stop.clone()));
+    set.spawn(runtime::run_kind::<KillInstance>(ctx.clone(), n(KillInstance::KIND, other), stop.clone()));
+    set.spawn(runtime::run_kind::<DismissCrashed>(ctx.clone(), n(DismissCrashed::KIND, other), stop.clone()));
+    // Reconciles never overlap (SPEC invariant 5).
     set.spawn(runtime::run_kind::<Reconcile>(ctx.clone(), 1, stop.clone()));
     set.spawn(runtime::run_kind::<EnrichMetadata>(ctx.clone(), 1, stop.clone()));
+    set.spawn(runtime::run_kind::<Noop>(ctx.clone(), n(Noop::KIND, other), stop.clone()));
     set.spawn(schedule::run(ctx.clone(), stop.clone()));
     set.spawn(prune_loop(ctx.clone(), stop.clone()));
     set.spawn(crate::metrics::flush_loop(ctx.db.clone(), stop.clone()));

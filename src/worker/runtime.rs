@@ -32,7 +32,7 @@ pub async fn run_kind<J: Handler>(ctx: Arc<Ctx>, concurrency: usize, mut stop: w
         tracing::info!(kind = J::KIND, worker = %name, concurrency, "worker starting");
         let queue = QueueConfig::default()
             .queue(J::KIND)
-            .batch_size(concurrency.max(1))
+            .batch_size(ctx.config.jobs.batch_size.unwrap_or(concurrency).max(1))
             .heartbeat_interval(HEARTBEAT)
             .missed_heartbeats(MISSED_HEARTBEATS);
         let backend = PostgresStorage::<J>::new(&ctx.db)
