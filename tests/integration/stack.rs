@@ -78,6 +78,11 @@ impl Stack {
         self.workers[i].wait(Duration::from_secs(60)).await
     }
 
+    /// The log file of a process of this stack (`web`, `worker-1`, …).
+    pub fn log_path(&self, role: &str) -> PathBuf {
+        log_dir().join(format!("{}-{role}.log", self.db.name))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.web_url)
     }
@@ -157,8 +162,12 @@ where
     }
 }
 
+fn log_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-logs")
+}
+
 fn spawn_logged(args: &[&str], env: &HashMap<String, String>, name: &str) -> PoolProcess {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
+    let dir = log_dir();
     std::fs::create_dir_all(&dir).expect("log dir");
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
     let child = pool_command(args, env)
