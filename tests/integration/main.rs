@@ -7,11 +7,15 @@ mod stack;
 
 mod adoption;
 mod api;
+mod browser;
 mod clients;
 mod config;
+mod faults;
 mod http;
 mod jobs_admin;
 mod lifecycle;
 mod migrations;
 mod ops;
+mod reconcile;
 mod resilience;
+mod schedules;

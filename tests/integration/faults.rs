@@ -1,0 +1,217 @@
+//! Upstream faults end to end: the services rate limit shared by worker replicas,
+//! retries through intermittent failures, and a job that ran out of attempts being
+//! retried by an operator.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use pool::{
+    queue::JobDoc,
+    sim::{Faults, SimConfig},
+    store::JobState,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::fast_sim,
+    stack::{Stack, eventually},
+};
+
+/// Whether a logged request was a services API call (not an instance endpoint).
+fn is_services_call(path: &str) -> bool {
+    path == "/create-instance" || path == "/status/batch" || path.starts_with("/destroy/")
+}
+
+/// Rows with a service id, i.e. whose provision succeeded.
+async fn provisioned(stack: &Stack) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM instances WHERE service_id IS NOT NULL")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap()
+}
+
+async fn replenish(stack: &Stack, count: u32) -> Vec<String> {
+    let response = stack.post("/api/pool/replenish", json!({ "count": count }), 30).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let job: JobDoc = response.json().await.unwrap();
+    assert_eq!(job.status, JobState::Succeeded, "{job:?}");
+    serde_json::from_value(job.result.unwrap()["instanceIds"].clone()).unwrap()
+}
+
+async fn job_doc(stack: &Stack, id: &str) -> (StatusCode, Value) {
+    let response = stack.request(Method::GET, &format!("/api/jobs/{id}")).send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// (a) `SERVICES_RATE_PER_SEC=5`, `SERVICES_RATE_BURST=5` across two worker processes:
+/// 40 creates plus every reconcile's batch never exceed 5 + 5 calls in any 1 s window.
+#[tokio::test]
+async fn services_rate_limit_holds_across_two_workers() {
+    let stack = Stack::start(
+        fast_sim(),
+        2,
+        &[("SERVICES_RATE_PER_SEC", "5"), ("SERVICES_RATE_BURST", "5"), ("JOB_DEFAULT_CONCURRENCY", "8")],
+    )
+    .await;
+    let mut ids = replenish(&stack, 20).await;
+    ids.extend(replenish(&stack, 20).await);
+    assert_eq!(ids.len(), 40);
+
+    let done = eventually(Duration::from_secs(45), || async { (provisioned(&stack).await == 40).then_some(()) }).await;
+    assert!(done.is_some(), "only {} of 40 provisioned", provisioned(&stack).await);
+    let mut services = stack.sim.sim.service_ids();
+    services.sort();
+    ids.sort();
+    assert_eq!(services, ids, "one service per instance");
+
+    let calls: Vec<_> = stack.sim.sim.requests().into_iter().filter(|r| is_services_call(&r.path)).collect();
+    let creates = calls.iter().filter(|r| r.path == "/create-instance").count();
+    assert_eq!(creates, 40, "no failures, so exactly one create per instance");
+    assert!(calls.iter().any(|r| r.path == "/status/batch"), "reconciles share the budget");
+    assert!(calls.iter().all(|r| r.status < 400), "the simulator never limited or failed");
+    let at: Vec<u64> = calls.iter().map(|r| r.at_ms).collect();
+    let (worst, start) = busiest_second(&at);
+    eprintln!("busiest second: {worst} services calls from {start} ms ({} calls in all)", at.len());
+    assert!(worst <= 10, "{worst} services calls in the second from {start} ms; limit is 5/s + burst 5");
+}
+
+/// The most timestamps (ms) inside any half-open 1000 ms window, and where it starts.
+fn busiest_second(at: &[u64]) -> (usize, u64) {
+    let mut at = at.to_vec();
+    at.sort_unstable();
+    let mut best = (0, 0);
+    let mut lo = 0;
+    for hi in 0..at.len() {
+        while at[hi] - at[lo] >= 1000 {
+            lo += 1;
+        }
+        if hi - lo + 1 > best.0 {
+            best = (hi - lo + 1, at[lo]);
+        }
+    }
+    best
+}
+
+#[test]
+fn busiest_second_counts_a_sliding_window() {
+    assert_eq!(busiest_second(&[]), (0, 0));
+    assert_eq!(busiest_second(&[0, 999, 1000, 1500, 1999]).0, 3);
+    assert_eq!(busiest_second(&[0, 999, 1000, 1500, 1998]), (4, 999));
+    assert_eq!(busiest_second(&[5, 0, 2000]).0, 2);
+}
+
+/// (b) With 30% of services calls failing, every provision still succeeds through
+/// retries, and exactly one service exists per instance (no duplicates, no leaks).
+#[tokio::test]
+async fn provisions_succeed_through_intermittent_failures() {
+    let stack = Stack::start(fast_sim(), 1, &[("JOB_MAX_ATTEMPTS", "10")]).await;
+    // Every first attempt fails, so every job provably goes through a retry; then the
+    // failure rate drops to 30%.
+    stack.sim.sim.set_faults(Faults { failure_rate: Some(1.0), ..Faults::default() });
+    let mut ids = replenish(&stack, 10).await;
+    let failed_first = eventually(Duration::from_secs(20), || async {
+        let failed: BTreeSet<String> = stack
+            .sim
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/create-instance" && r.status == 500)
+            .filter_map(|r| r.instance_id)
+            .collect();
+        (failed.len() == 10).then_some(())
+    })
+    .await;
+    assert!(failed_first.is_some(), "not every provision made a failing first attempt");
+    stack.sim.sim.set_faults(Faults { failure_rate: Some(0.3), ..Faults::default() });
+
+    let done = eventually(Duration::from_secs(55), || async { (provisioned(&stack).await == 10).then_some(()) }).await;
+    assert!(done.is_some(), "only {} of 10 provisioned; rows: {:?}", provisioned(&stack).await, stack.rows().await);
+    let mut services = stack.sim.sim.service_ids();
+    services.sort();
+    ids.sort();
+    assert_eq!(services, ids, "one service per instance");
+
+    let jobs: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT id, status, attempts FROM apalis.jobs WHERE job_type = 'provision_instance' ORDER BY id",
+    )
+    .fetch_all(&stack.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(jobs.len(), 10);
+    for (id, status, attempts) in &jobs {
+        assert_eq!(status, "Done", "job {id}");
+        assert!(*attempts >= 2, "job {id} succeeded after a failure, so ≥ 2 attempts, got {attempts}");
+        let (code, doc) = job_doc(&stack, id).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(doc["status"], "succeeded", "{doc}");
+    }
+    // Each instance was created (2xx) exactly once at the services API.
+    let created: Vec<String> = stack
+        .sim
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/create-instance" && r.status == 200)
+        .filter_map(|r| r.instance_id)
+        .collect();
+    assert_eq!(created.len(), 10, "{created:?}");
+}
+
+/// (c) A provision that exhausted `JOB_MAX_ATTEMPTS` ends `failed` with the
+/// upstream's message; an operator retry re-queues it with its attempts reset and it
+/// then succeeds. Only failed or cancelled jobs can be retried; unknown ids are 404.
+#[tokio::test]
+async fn exhausted_job_fails_and_operator_retry_succeeds() {
+    let sim = SimConfig { failure_rate: 1.0, ..fast_sim() };
+    let stack = Stack::start(sim, 1, &[("JOB_MAX_ATTEMPTS", "2"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *")]).await;
+    let ids = replenish(&stack, 1).await;
+    let instance_id = &ids[0];
+    let job_id: String =
+        sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'provision_instance'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+
+    let failed = stack.wait_job(&job_id, Duration::from_secs(30)).await;
+    assert_eq!(failed.status, JobState::Failed, "{failed:?}");
+    assert_eq!(failed.kind, "provision_instance");
+    assert_eq!(failed.attempts, 2);
+    assert_eq!(failed.max_attempts, 2);
+    assert_eq!(failed.args, json!({ "instanceId": instance_id }));
+    let error = failed.error.clone().expect("the last attempt's error");
+    assert!(error.contains("upstream exploded"), "the upstream's message: {error}");
+    assert!(error.contains("500"), "{error}");
+    assert!(failed.finished_at.is_some());
+    let creates = stack.sim.sim.requests().into_iter().filter(|r| r.path == "/create-instance").count();
+    assert_eq!(creates, 2, "one call per attempt, none after the last");
+    assert!(stack.sim.sim.service_ids().is_empty());
+
+    stack.sim.sim.set_faults(Faults { failure_rate: Some(0.0), ..Faults::default() });
+    let response = stack.post(&format!("/api/jobs/{job_id}/retry"), json!({}), 0).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let retried: JobDoc = response.json().await.unwrap();
+    assert_eq!(retried.id, job_id);
+    assert_eq!(retried.status, JobState::Queued);
+    assert_eq!(retried.attempts, 0);
+    assert_eq!(retried.error, None);
+
+    let done = stack.wait_job(&job_id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 1);
+    assert_eq!(done.result.as_ref().unwrap()["instanceId"], instance_id.as_str());
+    assert_eq!(stack.sim.sim.service_ids(), vec![instance_id.clone()]);
+    assert_eq!(provisioned(&stack).await, 1);
+
+    let response = stack.post(&format!("/api/jobs/{job_id}/retry"), json!({}), 0).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["code"].is_string() && body["error"].is_string(), "{body}");
+    let (code, doc) = job_doc(&stack, &job_id).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(doc["status"], "succeeded", "a refused retry changes nothing: {doc}");
+
+    let unknown = ulid::Ulid::generate().to_string();
+    let response = stack.post(&format!("/api/jobs/{unknown}/retry"), json!({}), 0).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(job_doc(&stack, &unknown).await.0, StatusCode::NOT_FOUND);
+}
