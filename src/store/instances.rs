@@ -21,6 +21,8 @@ pub struct InstanceRow {
     pub instructions: Option<String>,
     pub join_url: Option<String>,
     pub claim_job_id: Option<String>,
+    /// The replenish job that created the row; `None` for adopted or legacy rows.
+    pub created_by_job: Option<String>,
     pub last_error: Option<String>,
     pub missing_batches: i32,
     pub created_at: DateTime<Utc>,
@@ -47,7 +49,7 @@ pub struct Counts {
 }
 
 const COLUMNS: &str = "id, name, url, status, service_id, deploy_status, agent_name, conversation_id, \
-     invite_url, instructions, join_url, claim_job_id, last_error, missing_batches, created_at, \
+     invite_url, instructions, join_url, claim_job_id, created_by_job, last_error, missing_batches, created_at, \
      claimed_at, status_changed_at";
 
 /// Inserts a `provisioning` row before the services call, so a crash in between
@@ -341,6 +343,21 @@ pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')")
         .fetch_one(db)
         .await
+}
+
+/// `provisioning` → `claimed` for a row Pool did not create whose instance reports a
+/// conversation: it was bound before Pool knew it, and must never be handed out.
+pub async fn adopt_bound(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET status = 'claimed', conversation_id = $2, claimed_at = COALESCE(claimed_at, now()),
+                status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'provisioning'",
+    )
+    .bind(id)
+    .bind(conversation_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// `claiming` → `idle` for a row no live job holds and whose instance is unbound.

@@ -106,7 +106,7 @@ async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action,
     let applied = match action {
         Action::None => true,
         Action::CheckHealth { stuck } => match ctx.instances.health(url).await {
-            Ok(health) if health.ready => instances::transition(&ctx.db, id, &[Provisioning], Idle, None).await?,
+            Ok(health) if health.ready => return become_idle(ctx, row).await,
             _ if stuck => return Box::pin(execute(ctx, row, Action::Drain("not ready before the stuck timeout"))).await,
             _ => return Ok(Action::None),
         },
@@ -132,6 +132,24 @@ async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action,
         Action::SettleClaim | Action::ReleaseClaim => unreachable!("only produced by resolve_stuck_claim"),
     };
     Ok(if applied { action } else { Action::None })
+}
+
+/// `provisioning` → `idle` for a ready instance. A row Pool did not create itself
+/// (adopted, or from the original service) may already be bound: ask the instance
+/// first, and record a binding as `claimed` instead of handing the instance out.
+async fn become_idle(ctx: &Ctx, row: &InstanceRow) -> Result<Action, JobError> {
+    use InstanceStatus::*;
+    if row.created_by_job.is_none() {
+        let url = row.url.as_deref().unwrap_or_default();
+        let Ok(status) = ctx.instances.convos_status(url).await else { return Ok(Action::None) };
+        if let Some(conversation) = status.conversation {
+            let bound = instances::adopt_bound(&ctx.db, &row.id, &conversation.id).await?;
+            tracing::info!(instance_id = %row.id, conversation_id = %conversation.id, "adopted instance is already bound");
+            return Ok(if bound { Action::SettleClaim } else { Action::None });
+        }
+    }
+    let idle = instances::transition(&ctx.db, &row.id, &[Provisioning], Idle, None).await?;
+    Ok(if idle { Action::CheckHealth { stuck: false } } else { Action::None })
 }
 
 /// `crashed` → `claimed` only if the instance reports the same conversation.

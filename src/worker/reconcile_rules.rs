@@ -63,10 +63,13 @@ pub fn decide(
     match (status, phase) {
         (Provisioning | Idle, DeployPhase::Dead) => Action::Drain("deploy is dead"),
         (Provisioning, _) if live && row.url.is_some() => Action::CheckHealth { stuck: age > stuck_timeout },
-        (Provisioning, DeployPhase::Starting) if age > stuck_timeout => Action::Drain("not ready before the stuck timeout"),
+        // Whatever else it shows (still building, an unrecognised status, no URL):
+        // not ready in time.
+        (Provisioning, _) if age > stuck_timeout => Action::Drain("not ready before the stuck timeout"),
         (Claiming, _) if live && !holder_active && row.url.is_some() => Action::ResolveClaim,
         (Claimed, DeployPhase::Dead) => Action::Crash("deploy is dead"),
-        (Crashed, DeployPhase::Running) => Action::CheckRecovery,
+        // A sleeping deploy wakes on request, so it can answer the conversation check.
+        (Crashed, DeployPhase::Running | DeployPhase::Sleeping) => Action::CheckRecovery,
         (Draining, _) if age > DRAIN_GRACE => Action::Destroy,
         _ => Action::None,
     }
@@ -94,6 +97,7 @@ mod tests {
             instructions: None,
             join_url: None,
             claim_job_id: None,
+            created_by_job: None,
             last_error: None,
             missing_batches: 0,
             created_at: Utc::now(),
@@ -158,6 +162,19 @@ mod tests {
         let s = service("SUCCESS");
         assert_eq!(decide(&row("claiming"), Some(&s), true, Duration::ZERO, STUCK), Action::None);
         assert_eq!(decide(&row("claiming"), Some(&s), false, Duration::ZERO, STUCK), Action::ResolveClaim);
+    }
+
+    #[test]
+    fn provisioning_past_the_stuck_timeout_drains_whatever_its_deploy_shows() {
+        for deploy in ["BUILDING", "MIGRATING"] {
+            let s = service(deploy);
+            let action = decide(&row("provisioning"), Some(&s), false, STUCK * 2, STUCK);
+            assert_eq!(action, Action::Drain("not ready before the stuck timeout"), "{deploy}");
+        }
+        let mut no_url = row("provisioning");
+        no_url.url = None;
+        let s = service("SUCCESS");
+        assert_eq!(decide(&no_url, Some(&s), false, STUCK * 2, STUCK), Action::Drain("not ready before the stuck timeout"));
     }
 
     #[test]

@@ -186,7 +186,7 @@ async fn unknown_agent_service_is_adopted_and_becomes_idle() {
 /// never as `idle`. Today it becomes idle; the next claim gets 409 "already bound",
 /// crashes the instance and fails the user's claim.
 #[tokio::test]
-#[ignore = "bug: reconcile adopts a bound service and health-checks it into idle (src/worker/reconcile.rs adopt + reconcile_rules.rs CheckHealth ignore /convos/status)"]
+
 async fn adopted_service_already_bound_is_never_idle() {
     let stack = start(&[]).await;
     let stranger = "Bound_agent1";
@@ -369,7 +369,7 @@ async fn stuck_provisioning_instances_are_drained_and_destroyed() {
 /// past `POOL_STUCK_TIMEOUT_MS` it must be drained like any other stuck instance.
 /// Otherwise it counts towards `idle + provisioning` forever and is never replaced.
 #[tokio::test]
-#[ignore = "bug: reconcile_rules::decide only applies the stuck timeout to Starting/Running/Sleeping deploys; Unknown (or url-less) provisioning rows stay forever"]
+
 async fn stuck_provisioning_with_unrecognised_deploy_status_is_drained() {
     let stack = start(&[("POOL_STUCK_TIMEOUT_MS", "1000")]).await;
     let ids = create(&stack, 1).await;
