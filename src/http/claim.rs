@@ -10,10 +10,10 @@ use axum::{
 use pool_jobs::ClaimAndProvision;
 use serde::Deserialize;
 
-use super::{AppState, error::{ApiError, ErrorBody}, extract::{ApiJson, Authenticated}, respond::job_response};
+use super::{AppState, error::{ApiError, ErrorBody}, extract::{ApiJson, Authenticated}, respond::{JobResponses, PreferWait, job_response}};
 use crate::{
     config::Environment,
-    queue::{self, JobDoc},
+    queue,
     store::{instances, jobs},
 };
 
@@ -70,10 +70,9 @@ fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiE
 
 /// Reserve the oldest idle instance and enqueue `claim_and_provision`.
 #[utoipa::path(post, path = "/api/pool/claim", tag = "pool", request_body = ClaimBody, security(("bearer" = [])),
-    params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes"), ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h → same job")),
+    params(PreferWait, ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h → same job")),
     responses(
-        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
-        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 409, description = "Idempotency-Key reused with another body", body = ErrorBody),

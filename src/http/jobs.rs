@@ -15,7 +15,7 @@ use super::{
     AppState,
     error::{ApiError, ErrorBody},
     extract::{ApiQuery, Authenticated},
-    respond::job_response,
+    respond::{JobResponses, PreferWait, job_response},
 };
 use crate::{
     queue::JobDoc,
@@ -132,10 +132,9 @@ fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
 }
 
 /// The job; with `Prefer: wait=N` held until it finishes.
-#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path), ("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path), PreferWait),
     responses(
-        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
-        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        JobResponses,
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),
     ))]

@@ -14,11 +14,11 @@ use super::{
     AppState, claim,
     error::{ApiError, ErrorBody},
     extract::{ApiJson, Authenticated, has_valid_key},
-    respond::job_response,
+    respond::{JobResponses, PreferWait, job_response},
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
-    queue::{self, JobDoc},
+    queue,
     store::{Counts, instances},
 };
 
@@ -121,10 +121,9 @@ fn count_in_range(count: Option<u32>) -> Result<Option<u32>, ApiError> {
 }
 
 /// Top up to `POOL_MIN_IDLE`, or add `count` instances.
-#[utoipa::path(post, path = "/api/pool/replenish", tag = "pool", request_body(content = Option<CountBody>), security(("bearer" = [])), params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+#[utoipa::path(post, path = "/api/pool/replenish", tag = "pool", request_body(content = Option<CountBody>), security(("bearer" = [])), params(PreferWait),
     responses(
-        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
-        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ))]
@@ -144,10 +143,9 @@ async fn replenish(
 }
 
 /// Remove `count` idle (then provisioning) instances.
-#[utoipa::path(post, path = "/api/pool/drain", tag = "pool", request_body = CountBody, security(("bearer" = [])), params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+#[utoipa::path(post, path = "/api/pool/drain", tag = "pool", request_body = CountBody, security(("bearer" = [])), params(PreferWait),
     responses(
-        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
-        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ))]
@@ -162,10 +160,9 @@ async fn drain(
 }
 
 /// Sync with the provider; answers the queued or running reconcile if there is one.
-#[utoipa::path(post, path = "/api/pool/reconcile", tag = "pool", security(("bearer" = [])), params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+#[utoipa::path(post, path = "/api/pool/reconcile", tag = "pool", security(("bearer" = [])), params(PreferWait),
     responses(
-        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
-        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        JobResponses,
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ))]
 async fn reconcile(State(state): State<AppState>, _: Authenticated, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -175,10 +172,9 @@ async fn reconcile(State(state): State<AppState>, _: Authenticated, headers: Hea
 }
 
 /// Backfill instance metadata from the provider.
-#[utoipa::path(post, path = "/api/pool/enrich", tag = "pool", request_body = EnrichBody, security(("bearer" = [])), params(("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+#[utoipa::path(post, path = "/api/pool/enrich", tag = "pool", request_body = EnrichBody, security(("bearer" = [])), params(PreferWait),
     responses(
-        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
-        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ))]
@@ -192,10 +188,9 @@ async fn enrich(
 }
 
 /// Destroy an instance, whatever its status.
-#[utoipa::path(delete, path = "/api/pool/instances/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path), ("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+#[utoipa::path(delete, path = "/api/pool/instances/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path), PreferWait),
     responses(
-        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
-        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),
@@ -211,10 +206,9 @@ async fn kill(
 }
 
 /// Destroy a crashed instance.
-#[utoipa::path(delete, path = "/api/pool/crashed/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path), ("Prefer" = Option<String>, Header, description = "wait=N (≤ 60): hold the answer until the job finishes")),
+#[utoipa::path(delete, path = "/api/pool/crashed/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path), PreferWait),
     responses(
-        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc, headers(("Location" = String, description = "/api/jobs/<id>"))),
-        (status = 200, description = "Finished job (with `Prefer: wait=N`)", body = JobDoc),
+        JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),

@@ -12,6 +12,28 @@ use axum::{
 use super::{AppState, error::ApiError, wait::MAX_WAIT};
 use crate::{queue::JobDoc, store::jobs};
 
+/// The two answers of every job-creating endpoint, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum JobResponses {
+    /// Job accepted (still queued or running); `Location: /api/jobs/<id>`.
+    #[response(status = 202, headers(("Location" = String, description = "/api/jobs/<id>")))]
+    Accepted(JobDoc),
+    /// The finished job (with `Prefer: wait=N`).
+    #[response(status = 200)]
+    Finished(JobDoc),
+}
+
+/// The `Prefer` header of job-creating endpoints, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct PreferWait {
+    /// `wait=N` (N ≤ 60): hold the answer until the job finishes.
+    #[param(rename = "Prefer")]
+    prefer: Option<String>,
+}
+
 /// Parses `Prefer: wait=N` (RFC 7240); N is capped at 60 seconds.
 pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
