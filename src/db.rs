@@ -17,14 +17,44 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool; the first connection is made eagerly so a bad URL fails at start.
 pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    connect_with(url, max_connections, false).await
+}
+
+/// Like [`connect`], and every connection handed back to the pool is checked for a
+/// transaction left open (one more round trip per release). The worker needs this:
+/// at shutdown apalis drops in-flight fetches, and sqlx 0.9.0 can then take back a
+/// connection whose `BEGIN` future was dropped half-way (sqlx #4393) — the server
+/// is still inside that transaction and the next user's writes would silently join
+/// it and be lost.
+pub async fn connect_guarded(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    connect_with(url, max_connections, true).await
+}
+
+async fn connect_with(url: &SecretString, max_connections: u32, guard: bool) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url
         .expose_secret()
         .parse()
         .context("DATABASE_URL is not a valid Postgres URL")?;
+    // A transaction left open by a bug must not hold locks for long.
+    let options = options.application_name("pool").options([("idle_in_transaction_session_timeout", "60000")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options.application_name("pool"))
+        .after_release(move |conn, _| {
+            Box::pin(async move {
+                if !guard {
+                    return Ok(true);
+                }
+                let outside: bool = sqlx::query_scalar("SELECT statement_timestamp() = transaction_timestamp()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if !outside {
+                    tracing::warn!("closing a pooled connection that was left inside a transaction");
+                }
+                Ok(outside)
+            })
+        })
+        .connect_with(options)
         .await
         .context("Failed to connect to the database (DATABASE_URL)")
 }

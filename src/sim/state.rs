@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Mutex, MutexGuard, PoisonError, RwLock},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use serde::Serialize;
@@ -24,8 +24,9 @@ struct Service {
     seq: u64,
     service_id: String,
     name: String,
-    /// When the current build started (creation, or the last redeploy).
-    built_from: Instant,
+    /// When the current build (from creation, or the last redeploy) ends. Fixed when
+    /// the build starts, so changing the build time later affects new builds only.
+    ready_at: Instant,
     /// Rolled at creation against `crash_rate`: this service ends `FAILED`.
     ends_failed: bool,
     /// Rolled at creation, compared with the current `sleep_rate`, so changing the
@@ -40,7 +41,6 @@ struct Service {
 /// is never held together with the services lock.
 #[derive(Clone, Copy, Debug)]
 struct Lifecycle {
-    build_time: Duration,
     sleep_rate: f64,
 }
 
@@ -49,7 +49,7 @@ impl Service {
         if let Some(status) = &self.override_status {
             return status.clone();
         }
-        let status = if now.duration_since(self.built_from) < life.build_time {
+        let status = if now < self.ready_at {
             "BUILDING"
         } else if self.ends_failed {
             "FAILED"
@@ -131,7 +131,7 @@ impl SimState {
     }
 
     fn lifecycle(&self) -> Lifecycle {
-        self.with_config(|c| Lifecycle { build_time: c.build_time, sleep_rate: c.sleep_rate })
+        self.with_config(|c| Lifecycle { sleep_rate: c.sleep_rate })
     }
 
     pub fn base_url(&self) -> Option<String> {
@@ -144,7 +144,7 @@ impl SimState {
 
     /// Creates the service for `id` unless it exists; either way returns it.
     pub fn create(&self, id: &str, name: Option<&str>) -> ServiceView {
-        let crash_rate = self.with_config(|c| c.crash_rate);
+        let (crash_rate, build_time) = self.with_config(|c| (c.crash_rate, c.build_time));
         let life = self.lifecycle();
         let mut services = lock(&self.services);
         let seq = services.next_seq;
@@ -152,7 +152,7 @@ impl SimState {
             seq,
             service_id: format!("svc-{}", ulid::Ulid::generate().to_string().to_lowercase()),
             name: name.map_or_else(|| format!("convos-agent-{id}"), str::to_owned),
-            built_from: Instant::now(),
+            ready_at: Instant::now() + build_time,
             ends_failed: rand::random::<f64>() < crash_rate,
             sleep_roll: rand::random::<f64>(),
             override_status: None,
@@ -217,8 +217,9 @@ impl SimState {
     /// A redeploy restarts the build and clears a test's status override, so a
     /// `CRASHED` service comes back (unless it was rolled to end `FAILED`).
     pub fn redeploy(&self, id: &str) -> bool {
+        let build_time = self.with_config(|c| c.build_time);
         self.update(id, |s| {
-            s.built_from = Instant::now();
+            s.ready_at = Instant::now() + build_time;
             s.override_status = None;
         })
     }

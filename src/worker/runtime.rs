@@ -34,7 +34,12 @@ pub async fn run_kind<J: Handler>(ctx: Arc<Ctx>, concurrency: usize, mut stop: w
             .queue(J::KIND)
             .batch_size(ctx.config.jobs.batch_size.unwrap_or(concurrency).max(1))
             .heartbeat_interval(HEARTBEAT)
-            .missed_heartbeats(MISSED_HEARTBEATS);
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            // Pool marks jobs running and writes outcomes itself (store::jobs::start
+            // and finish). apalis's own lock/ack transactions would only repeat that,
+            // and at shutdown an unfinished one holds row locks the handlers wait on.
+            .lock_tasks(false)
+            .persist_results(false);
         let backend = PostgresStorage::<J>::new(&ctx.db)
             .with_config(queue)
             .with_pubsub()
