@@ -20,7 +20,42 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result
     connect_with(url, max_connections, false).await
 }
 
-/// Like [`connect`], and every connection handed back to the pool is checked for a
+/// Like [`connect_guarded`], but a database that is down (or not accepting
+/// connections yet) is waited for, so a worker started during an outage does not
+/// exit; a malformed URL still fails at once.
+pub async fn connect_guarded_patiently(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    let _: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match connect_guarded(url, max_connections).await {
+            Ok(pool) => return Ok(pool),
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "database not reachable; waiting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// A pool that connects on first use: the web process starts (and `/healthz`
+/// answers) while the database is down; `/readyz` tells the difference.
+pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(base_options(options)))
+}
+
+fn base_options(options: PgConnectOptions) -> PgConnectOptions {
+    // A transaction left open by a bug must not hold locks for long.
+    options
+        .application_name("pool")
+        .options([("idle_in_transaction_session_timeout", "60000"), ("client_min_messages", "error")])
+}
+
+/// Like [`connect`], and every connection handed back to the pool ends any
 /// transaction left open (one more round trip per release). The worker needs this:
 /// at shutdown apalis drops in-flight fetches, and sqlx 0.9.0 can then take back a
 /// connection whose `BEGIN` future was dropped half-way (sqlx #4393) — the server
@@ -35,23 +70,19 @@ async fn connect_with(url: &SecretString, max_connections: u32, guard: bool) -> 
         .expose_secret()
         .parse()
         .context("DATABASE_URL is not a valid Postgres URL")?;
-    // A transaction left open by a bug must not hold locks for long.
-    let options = options.application_name("pool").options([("idle_in_transaction_session_timeout", "60000")]);
+    let options = base_options(options);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .after_release(move |conn, _| {
             Box::pin(async move {
-                if !guard {
-                    return Ok(true);
+                if guard {
+                    // Ends a transaction left open by a dropped `BEGIN` (see
+                    // `connect_guarded`); outside one it is a no-op (its warning is
+                    // not sent: client_min_messages below).
+                    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
                 }
-                let outside: bool = sqlx::query_scalar("SELECT statement_timestamp() = transaction_timestamp()")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                if !outside {
-                    tracing::warn!("closing a pooled connection that was left inside a transaction");
-                }
-                Ok(outside)
+                Ok(true)
             })
         })
         .connect_with(options)

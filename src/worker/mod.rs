@@ -62,7 +62,7 @@ impl Ctx {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     // Each kind keeps a pubsub connection and its concurrency's worth of queries.
     let connections = config.database_max_connections.max(12) + config.jobs.claim_concurrency as u32;
-    let pool = db::connect_guarded(&config.database_url, connections).await?;
+    let pool = db::connect_guarded_patiently(&config.database_url, connections).await?;
     let ctx = Arc::new(Ctx::new(config, pool));
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = spawn_all(&ctx, &stop);

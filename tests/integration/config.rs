@@ -28,6 +28,16 @@ async fn malformed_port_stops_web_with_its_name() {
 async fn secrets_do_not_appear_in_startup_errors() {
     let mut env = base_env("postgres://user:hunter2secret@127.0.0.1:1/x", "http://127.0.0.1:1");
     env.insert("SERVICES_API_KEY".into(), "svc-topsecret".into());
+    // A database that refuses connections: migrate fails and says why.
+    let output = pool_command(&["migrate"], &env).output().await.expect("run pool migrate");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    // A configuration error of web names the variable, not the secrets next to it.
+    env.insert("POOL_MIN_IDLE".into(), "many".into());
     let stderr = stderr_of_failed_web(env).await;
-    assert!(!stderr.contains("hunter2secret") && !stderr.contains("svc-topsecret"), "{stderr}");
+    assert!(stderr.contains("POOL_MIN_IDLE"), "{stderr}");
+    for leaked in ["hunter2secret", "svc-topsecret", "test-pool-key"] {
+        assert!(!stderr.contains(leaked), "{stderr}");
+    }
 }

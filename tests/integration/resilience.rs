@@ -29,6 +29,7 @@ async fn set_connections_allowed(db: &str, allowed: bool) {
 #[tokio::test]
 async fn worker_keeps_working_after_a_database_outage() {
     let stack = Stack::start(fast_sim(), 1, &[]).await;
+    stack.wait_for_workers(1).await;
     stack.db.pool.close().await;
     set_connections_allowed(&stack.db.name, false).await;
     let during = stack.http.get(stack.url("/readyz")).send().await.unwrap().status();

@@ -78,6 +78,19 @@ impl Stack {
         self.workers[i].wait(Duration::from_secs(60)).await
     }
 
+    /// Waits until `n` worker processes have registered their reconcile worker.
+    pub async fn wait_for_workers(&self, n: i64) {
+        let found = eventually(Duration::from_secs(30), || async {
+            let count: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.workers WHERE worker_type = 'reconcile'")
+                .fetch_one(&self.db.pool)
+                .await
+                .unwrap_or(0);
+            (count >= n).then_some(())
+        })
+        .await;
+        assert!(found.is_some(), "{n} workers did not start");
+    }
+
     /// The log file of a process of this stack (`web`, `worker-1`, …).
     pub fn log_path(&self, role: &str) -> PathBuf {
         log_dir().join(format!("{}-{role}.log", self.db.name))
