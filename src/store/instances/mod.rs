@@ -1,5 +1,12 @@
 //! The `instances` table.
 
+mod reconcile;
+
+pub use reconcile::{
+    Enrichment, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing, observe, recover_crashed,
+    release_stuck_claim, settle_stuck_claim,
+};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
@@ -67,27 +74,6 @@ pub async fn insert_provisioning(db: impl PgExecutor<'_>, id: &InstanceId, job_i
 /// Ids of rows a replenish job already created (so a re-run does not add more).
 pub async fn created_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT id FROM instances WHERE created_by_job = $1").bind(job_id).fetch_all(db).await
-}
-
-/// Inserts a row for a provider service nobody recorded (adopted by reconcile).
-pub async fn insert_adopted(
-    db: impl PgExecutor<'_>,
-    id: &str,
-    name: Option<&str>,
-    service_id: Option<&str>,
-    url: Option<&str>,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO instances (id, name, service_id, url, status) VALUES ($1, $2, $3, $4, 'provisioning')
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(name)
-    .bind(service_id)
-    .bind(url)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<InstanceRow>> {
@@ -267,77 +253,6 @@ pub async fn delete_draining(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<
     Ok(done.rows_affected() == 1)
 }
 
-/// Deletes a row whose service vanished at the provider, if its status is unchanged.
-pub async fn delete_vanished(db: impl PgExecutor<'_>, id: &str, status: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND status = $2")
-        .bind(id)
-        .bind(status)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Records the latest deploy status and provider metadata seen for a row, and resets
-/// the "absent from a batch" counter.
-pub async fn observe(
-    db: impl PgExecutor<'_>,
-    id: &str,
-    deploy_status: Option<&str>,
-    service_id: Option<&str>,
-    url: Option<&str>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE instances SET deploy_status = COALESCE($2, deploy_status), service_id = COALESCE(service_id, $3),
-                url = COALESCE(url, $4), missing_batches = 0, updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(deploy_status)
-    .bind(service_id)
-    .bind(url)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Counts one more batch without the row's service; returns the new count.
-pub async fn mark_missing(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<i32> {
-    sqlx::query_scalar("UPDATE instances SET missing_batches = missing_batches + 1 WHERE id = $1 RETURNING missing_batches")
-        .bind(id)
-        .fetch_optional(db)
-        .await
-        .map(Option::unwrap_or_default)
-}
-
-/// `crashed` → `claimed` when the deploy recovered with the same conversation.
-pub async fn recover_crashed(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE instances SET status = 'claimed', last_error = NULL, status_changed_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'crashed' AND conversation_id = $2",
-    )
-    .bind(id)
-    .bind(conversation_id)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// `claiming` → `claimed` for a row no live claim job holds, from the instance's own
-/// report of its conversation (stuck claims of a crashed claimer).
-pub async fn settle_stuck_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&str>, conversation_id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE instances SET status = 'claimed', conversation_id = $3, claimed_at = COALESCE(claimed_at, now()),
-                status_changed_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'claiming' AND claim_job_id IS NOT DISTINCT FROM $2",
-    )
-    .bind(id)
-    .bind(holder)
-    .bind(conversation_id)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// `idle + provisioning`, the number replenish keeps at `POOL_MIN_IDLE`.
 pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')")
@@ -345,61 +260,3 @@ pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
         .await
 }
 
-/// `provisioning` → `claimed` for a row Pool did not create whose instance reports a
-/// conversation: it was bound before Pool knew it, and must never be handed out.
-pub async fn adopt_bound(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE instances SET status = 'claimed', conversation_id = $2, claimed_at = COALESCE(claimed_at, now()),
-                status_changed_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'provisioning'",
-    )
-    .bind(id)
-    .bind(conversation_id)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// `claiming` → `idle` for a row no live job holds and whose instance is unbound.
-pub async fn release_stuck_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&str>) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE instances SET status = 'idle', claim_job_id = NULL, status_changed_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'claiming' AND claim_job_id IS NOT DISTINCT FROM $2",
-    )
-    .bind(id)
-    .bind(holder)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Provider metadata to backfill onto a row.
-pub struct Enrichment<'a> {
-    pub service_id: Option<&'a str>,
-    pub url: Option<&'a str>,
-    pub name: Option<&'a str>,
-    /// Replace present values too (`--all`), not only fill gaps.
-    pub overwrite: bool,
-}
-
-/// Backfills metadata; `claimed_at` of a claimed row without one becomes its
-/// status-change time, the best record of when the claim happened.
-pub async fn enrich(db: impl PgExecutor<'_>, id: &str, e: &Enrichment<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE instances SET
-             service_id = CASE WHEN $5 THEN COALESCE($2, service_id) ELSE COALESCE(service_id, $2) END,
-             url = CASE WHEN $5 THEN COALESCE($3, url) ELSE COALESCE(url, $3) END,
-             name = CASE WHEN $5 THEN COALESCE($4, name) ELSE COALESCE(name, $4) END,
-             claimed_at = CASE WHEN COALESCE(agent_name, '') <> '' THEN COALESCE(claimed_at, status_changed_at) ELSE claimed_at END,
-             updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(e.service_id)
-    .bind(e.url)
-    .bind(e.name)
-    .bind(e.overwrite)
-    .execute(db)
-    .await?;
-    Ok(())
-}

@@ -4,6 +4,12 @@
 //! durable `Pending` rows with a later `run_at`; every finishing write is a
 //! compare-and-set on `lock_by`, so a worker that lost its job cannot overwrite it.
 
+mod admin;
+mod idempotency;
+
+pub use admin::{ActionError, ListQuery, cancel, list, prune, retry, totals, totals_by_kind};
+pub use idempotency::{idempotent_job, remember_idempotency_key};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -124,11 +130,11 @@ impl JobRow {
     }
 }
 
-const COLUMNS: &str = "id, job_type, job, status, attempts, max_attempts, run_at, last_result, lock_at, done_at, \
+pub(super) const COLUMNS: &str = "id, job_type, job, status, attempts, max_attempts, run_at, last_result, lock_at, done_at, \
      COALESCE(metadata ? 'cancelled', false) AS cancelled";
 
 /// Pool's state of a row in SQL, mirroring [`JobRow::state`].
-const STATE_SQL: &str = "CASE
+pub(super) const STATE_SQL: &str = "CASE
      WHEN status = 'Running' THEN 'running'
      WHEN status = 'Done' THEN 'succeeded'
      WHEN status = 'Failed' AND attempts < max_attempts THEN 'queued'
@@ -136,51 +142,6 @@ const STATE_SQL: &str = "CASE
      WHEN status = 'Killed' AND COALESCE(metadata ? 'cancelled', false) THEN 'cancelled'
      WHEN status = 'Killed' THEN 'failed'
      ELSE 'queued' END";
-
-/// Filters and cursor of a job listing.
-#[derive(Clone, Debug, Default)]
-pub struct ListQuery {
-    pub state: Option<JobState>,
-    pub kind: Option<String>,
-    /// Only jobs older than this id (ids are ULIDs, so they sort by creation).
-    pub before: Option<String>,
-    pub limit: i64,
-}
-
-/// Newest first.
-pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> sqlx::Result<Vec<JobRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM apalis.jobs
-         WHERE ($1::text IS NULL OR job_type = $1) AND ($2::text IS NULL OR ({STATE_SQL}) = $2)
-           AND ($3::text IS NULL OR id < $3)
-         ORDER BY id DESC LIMIT $4"
-    )))
-    .bind(&q.kind)
-    .bind(q.state.map(JobState::as_str))
-    .bind(&q.before)
-    .bind(q.limit)
-    .fetch_all(db)
-    .await
-}
-
-/// Jobs per state (of one kind, if given).
-pub async fn totals(db: impl PgExecutor<'_>, kind: Option<&str>) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {STATE_SQL} AS state, count(*) FROM apalis.jobs WHERE ($1::text IS NULL OR job_type = $1) GROUP BY 1"
-    )))
-    .bind(kind)
-    .fetch_all(db)
-    .await
-}
-
-/// Jobs per (kind, state), for metrics.
-pub async fn totals_by_kind(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String, i64)>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT job_type, {STATE_SQL} AS state, count(*) FROM apalis.jobs GROUP BY 1, 2"
-    )))
-    .fetch_all(db)
-    .await
-}
 
 /// What a handler run should do, decided at its start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,105 +301,3 @@ pub async fn finish(db: impl PgExecutor<'_>, id: &str, worker: &str, outcome: &O
     Ok(done.rows_affected() == 1)
 }
 
-/// Why an operator action on a job did not apply.
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    #[error("no job with this id")]
-    NotFound,
-    #[error("job is {0}; this action does not apply")]
-    Conflict(&'static str),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-/// A failed or cancelled job back to queued, with its attempts reset.
-pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
-    let updated = sqlx::query(
-        "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), last_result = NULL,
-                done_at = NULL, lock_by = NULL, lock_at = NULL, metadata = delete(metadata, 'cancelled')
-         WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await;
-    match updated {
-        Ok(done) if done.rows_affected() == 1 => get(&mut *conn, id).await?.ok_or(ActionError::NotFound),
-        Ok(_) => match get(&mut *conn, id).await? {
-            None => Err(ActionError::NotFound),
-            Some(job) => Err(ActionError::Conflict(job.state().as_str())),
-        },
-        // Another job with the same dedupe key is active: retrying would make two.
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("pool_jobs_active_dedupe_key") => {
-            Err(ActionError::Conflict("blocked by an active job of the same kind"))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Cancels a queued job at once; asks a running one to stop at its next safe point.
-pub async fn cancel(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
-    let changed = sqlx::query(
-        "UPDATE apalis.jobs SET
-             status = CASE WHEN status = 'Running' THEN status ELSE 'Killed' END,
-             metadata = metadata || CASE WHEN status = 'Running' THEN hstore('cancel_requested', 'true')
-                                         ELSE hstore('cancelled', 'true') END,
-             lock_by = CASE WHEN status = 'Running' THEN lock_by END,
-             lock_at = CASE WHEN status = 'Running' THEN lock_at END,
-             done_at = CASE WHEN status = 'Running' THEN done_at ELSE now() END,
-             last_result = CASE WHEN status = 'Running' THEN last_result ELSE '{\"Err\": \"cancelled by operator\"}'::jsonb END
-         WHERE id = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts))",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    let row = get(&mut *conn, id).await?.ok_or(ActionError::NotFound)?;
-    if changed == 0 {
-        return Err(ActionError::Conflict(row.state().as_str()));
-    }
-    Ok(row)
-}
-
-/// Deletes finished jobs older than `retention_secs`; returns how many.
-pub async fn prune(db: impl PgExecutor<'_>, retention_secs: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM apalis.jobs WHERE done_at < now() - make_interval(secs => $1::float8)
-           AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
-    )
-    .bind(retention_secs as f64)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// The job an idempotency key already names, if the key is younger than 24 h and
-/// was used with the same request; `Err(())` when it was used with another body.
-pub async fn idempotent_job(conn: &mut PgConnection, key: &str, request_hash: &str) -> sqlx::Result<Result<Option<String>, ()>> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND created_at < now() - interval '24 hours'")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-    let found: Option<(String, String)> =
-        sqlx::query_as("SELECT request_hash, job_id FROM idempotency_keys WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(match found {
-        None => Ok(None),
-        Some((hash, job_id)) if hash == request_hash => Ok(Some(job_id)),
-        Some(_) => Err(()),
-    })
-}
-
-/// Records `key` → `job_id`; false if a concurrent request recorded the key first.
-pub async fn remember_idempotency_key(conn: &mut PgConnection, key: &str, request_hash: &str, job_id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO idempotency_keys (key, request_hash, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(key)
-    .bind(request_hash)
-    .bind(job_id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
