@@ -70,7 +70,15 @@ async fn connect_with(url: &SecretString, max_connections: u32, guard: bool) -> 
         .expose_secret()
         .parse()
         .context("DATABASE_URL is not a valid Postgres URL")?;
-    let options = base_options(options);
+    let mut options = base_options(options);
+    if guard {
+        // Worker writes need not wait for the WAL flush: a crash loses at most the
+        // last few commits, always a suffix (WAL order), so the job's own outcome is
+        // lost with its effects and the job re-runs; handlers are idempotent. This
+        // removes an fsync from every job step. The web keeps durable commits: it
+        // acknowledges to clients.
+        options = options.options([("synchronous_commit", "off")]);
+    }
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))

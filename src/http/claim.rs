@@ -128,8 +128,8 @@ async fn reserve_and_enqueue(
         queue::enqueue_replenish(&mut conn, jobs_config).await?;
         return Err(ApiError::Unavailable { code: "no_idle_instance", message: "no idle instance; the pool is replenishing".into() });
     };
+    // The claim job enqueues the replenish when it ends; not here, on the hot path.
     jobs::enqueue(&mut tx, &job).await?;
-    queue::enqueue_replenish(&mut tx, jobs_config).await?;
     if let Some((key, hash)) = key
         && !jobs::remember_idempotency_key(&mut tx, key, hash, &job.id).await?
     {
