@@ -88,7 +88,7 @@ pub struct JobsConfig {
     /// Services API calls per second across all worker processes together.
     pub services_rate_per_sec: u32,
     pub services_rate_burst: u32,
-    /// Instance calls per second per worker process.
+    /// Calls per second to any one instance, per worker process.
     pub instance_rate_per_sec: u32,
     /// Timeout of `POST {url}/pool/provision`, which may take minutes.
     pub provision_timeout: Duration,
@@ -155,7 +155,7 @@ impl JobsConfig {
             default_concurrency: env.positive("JOB_DEFAULT_CONCURRENCY", 4)?,
             services_rate_per_sec: env.positive("SERVICES_RATE_PER_SEC", 2)?,
             services_rate_burst: env.positive("SERVICES_RATE_BURST", 5)?,
-            instance_rate_per_sec: env.positive("INSTANCE_RATE_PER_SEC", 50)?,
+            instance_rate_per_sec: env.positive("INSTANCE_RATE_PER_SEC", 10)?,
             provision_timeout: env.millis("PROVISION_TIMEOUT_MS", 180_000)?,
             max_attempts: env.positive("JOB_MAX_ATTEMPTS", 6)?,
             max_attempts_by_kind: by_kind(env, "JOB_MAX_ATTEMPTS_")?,

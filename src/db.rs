@@ -15,19 +15,43 @@ use sqlx::{
 /// Pool's own migrations, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Opens a pool; the first connection is made eagerly so a bad URL fails at start.
-pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
-    connect_with(url, max_connections, false).await
+/// How a pool's connections behave.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolKind {
+    /// End any transaction a connection is handed back in (one round trip per
+    /// release). For apalis's pool: at shutdown it drops in-flight fetches, and sqlx
+    /// 0.9.0 can then take back a connection whose `BEGIN` future was dropped
+    /// half-way (sqlx #4393); the next user's writes would silently join that
+    /// transaction and be lost.
+    pub guard_transactions: bool,
+    /// Commit without waiting for the WAL flush (worker only; see
+    /// docs/ARCHITECTURE.md, "Durability").
+    pub async_commit: bool,
 }
 
-/// Like [`connect_guarded`], but a database that is down (or not accepting
-/// connections yet) is waited for, so a worker started during an outage does not
-/// exit; a malformed URL still fails at once.
-pub async fn connect_guarded_patiently(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+impl PoolKind {
+    /// The web process: durable commits, it acknowledges to clients.
+    pub const WEB: Self = Self { guard_transactions: false, async_commit: false };
+    /// The worker's handlers.
+    pub const HANDLERS: Self = Self { guard_transactions: false, async_commit: true };
+    /// apalis inside the worker (fetches, heartbeats, listeners).
+    pub const QUEUE: Self = Self { guard_transactions: true, async_commit: true };
+}
+
+/// Opens a durable pool; the first connection is made eagerly so a bad URL fails at
+/// start.
+pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    connect_as(url, max_connections, PoolKind::WEB).await
+}
+
+/// Like [`connect_as`], but a database that is down (or not accepting connections
+/// yet) is waited for, so a worker started during an outage does not exit; a
+/// malformed URL still fails at once.
+pub async fn connect_patiently(url: &SecretString, max_connections: u32, kind: PoolKind) -> anyhow::Result<PgPool> {
     let _: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
     let mut delay = Duration::from_millis(500);
     loop {
-        match connect_guarded(url, max_connections).await {
+        match connect_as(url, max_connections, kind).await {
             Ok(pool) => return Ok(pool),
             Err(err) => {
                 tracing::warn!(error = format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "database not reachable; waiting");
@@ -45,55 +69,38 @@ pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy_with(base_options(options)))
+        .connect_lazy_with(base_options(options, PoolKind::WEB)))
 }
 
-fn base_options(options: PgConnectOptions) -> PgConnectOptions {
+fn base_options(options: PgConnectOptions, kind: PoolKind) -> PgConnectOptions {
     // A transaction left open by a bug must not hold locks for long.
-    options
+    let options = options
         .application_name("pool")
-        .options([("idle_in_transaction_session_timeout", "60000"), ("client_min_messages", "error")])
+        .options([("idle_in_transaction_session_timeout", "60000"), ("client_min_messages", "error")]);
+    if kind.async_commit { options.options([("synchronous_commit", "off")]) } else { options }
 }
 
-/// Like [`connect`], and every connection handed back to the pool ends any
-/// transaction left open (one more round trip per release). The worker needs this:
-/// at shutdown apalis drops in-flight fetches, and sqlx 0.9.0 can then take back a
-/// connection whose `BEGIN` future was dropped half-way (sqlx #4393) — the server
-/// is still inside that transaction and the next user's writes would silently join
-/// it and be lost.
-pub async fn connect_guarded(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
-    connect_with(url, max_connections, true).await
-}
-
-async fn connect_with(url: &SecretString, max_connections: u32, guard: bool) -> anyhow::Result<PgPool> {
+/// Opens a pool of `kind`, connecting eagerly.
+pub async fn connect_as(url: &SecretString, max_connections: u32, kind: PoolKind) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url
         .expose_secret()
         .parse()
         .context("DATABASE_URL is not a valid Postgres URL")?;
-    let mut options = base_options(options);
-    if guard {
-        // Worker writes need not wait for the WAL flush: a crash loses at most the
-        // last few commits, always a suffix (WAL order), so the job's own outcome is
-        // lost with its effects and the job re-runs; handlers are idempotent. This
-        // removes an fsync from every job step. The web keeps durable commits: it
-        // acknowledges to clients.
-        options = options.options([("synchronous_commit", "off")]);
-    }
+    let guard = kind.guard_transactions;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .after_release(move |conn, _| {
             Box::pin(async move {
                 if guard {
-                    // Ends a transaction left open by a dropped `BEGIN` (see
-                    // `connect_guarded`); outside one it is a no-op (its warning is
-                    // not sent: client_min_messages below).
+                    // Outside a transaction this is a no-op (its warning is not
+                    // sent: client_min_messages).
                     sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
                 }
                 Ok(true)
             })
         })
-        .connect_with(options)
+        .connect_with(base_options(options, kind))
         .await
         .context("Failed to connect to the database (DATABASE_URL)")
 }

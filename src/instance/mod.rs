@@ -82,7 +82,7 @@ impl InstanceClient {
 
     pub async fn health(&self, base_url: &str) -> Result<Health, UpstreamError> {
         let request = self.http.get(format!("{base_url}/pool/health")).timeout(self.timeout);
-        self.send(request).await
+        self.send(base_url, request).await
     }
 
     /// Binds the instance to a conversation. 409 means it already is bound; 503 that
@@ -93,16 +93,16 @@ impl InstanceClient {
             .post(format!("{base_url}/pool/provision"))
             .timeout(self.provision_timeout)
             .json(body);
-        self.send(request).await
+        self.send(base_url, request).await
     }
 
     pub async fn convos_status(&self, base_url: &str) -> Result<ConvosStatus, UpstreamError> {
         let request = self.http.get(format!("{base_url}/convos/status")).timeout(self.timeout);
-        self.send(request).await
+        self.send(base_url, request).await
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, UpstreamError> {
-        self.throttle.wait().await;
+    async fn send<T: DeserializeOwned>(&self, base_url: &str, request: RequestBuilder) -> Result<T, UpstreamError> {
+        self.throttle.wait_for(base_url).await;
         let request = request.bearer_auth(self.api_key.expose_secret());
         let response = request.send().await.map_err(|e| {
             crate::metrics::upstream_call(TARGET, None);

@@ -11,6 +11,9 @@ use crate::store::rate_limit;
 /// In-process limiter type.
 pub type RateLimiter = governor::DefaultDirectRateLimiter;
 
+/// In-process limiter with one budget per key (e.g. per instance).
+pub type KeyedRateLimiter = governor::DefaultKeyedRateLimiter<String>;
+
 /// Name of the shared limit's row.
 const SERVICES_LIMIT: &str = "services_api";
 
@@ -20,6 +23,9 @@ pub enum Throttle {
     #[default]
     Unlimited,
     Local(Arc<RateLimiter>),
+    /// Each key (an instance's URL) has its own budget: instances are independent
+    /// servers, so one busy instance must not slow calls to the others.
+    PerKey(Arc<KeyedRateLimiter>),
     Shared { db: PgPool, per_sec: u32, burst: u32 },
 }
 
@@ -30,9 +36,35 @@ impl Throttle {
         Self::Local(Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(per_sec))))
     }
 
+    /// A limiter of `per_sec` calls per second to each key (burst `per_sec`).
+    pub fn per_key(per_sec: u32) -> Self {
+        let per_sec = std::num::NonZeroU32::new(per_sec.max(1)).expect("non-zero");
+        Self::PerKey(Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(per_sec))))
+    }
+
+    /// Waits until a call to `key` may be made (keyless throttles ignore it).
+    pub async fn wait_for(&self, key: &str) {
+        match self {
+            Self::PerKey(limiter) => {
+                let started = std::time::Instant::now();
+                limiter.until_key_ready(&key.to_owned()).await;
+                let waited = started.elapsed();
+                if waited > Duration::from_millis(1) {
+                    crate::metrics::rate_limit_wait("instance", waited);
+                }
+                // Forget keys idle long enough to be back at a full budget.
+                if rand::random::<u16>() == 0 {
+                    limiter.retain_recent();
+                }
+            }
+            other => other.wait().await,
+        }
+    }
+
     /// Waits until a call may be made.
     pub async fn wait(&self) {
         match self {
+            Self::PerKey(_) => {}
             Self::Unlimited => {}
             Self::Local(limiter) => {
                 let started = std::time::Instant::now();

@@ -37,7 +37,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Everything a handler can reach.
 pub struct Ctx {
+    /// The handlers' pool.
     pub db: PgPool,
+    /// apalis's own pool (fetches, heartbeats), guarded against leaked transactions.
+    pub queue_db: PgPool,
     pub config: Arc<Config>,
     pub services: ServicesClient,
     pub instances: InstanceClient,
@@ -46,24 +49,26 @@ pub struct Ctx {
 impl Ctx {
     /// Clients paced as configured: services calls by the limit shared across
     /// replicas, instance calls per process.
-    pub fn new(config: Config, db: PgPool) -> Self {
+    pub fn new(config: Config, db: PgPool, queue_db: PgPool) -> Self {
         let jobs = &config.jobs;
         let throttle = Throttle::Shared { db: db.clone(), per_sec: jobs.services_rate_per_sec, burst: jobs.services_rate_burst };
         let services = ServicesClient::new(&config.services, throttle);
-        let instance_throttle = Throttle::local(jobs.instance_rate_per_sec);
+        let instance_throttle = Throttle::per_key(jobs.instance_rate_per_sec);
         let instances =
             InstanceClient::new(config.api_key.clone(), INSTANCE_TIMEOUT, jobs.provision_timeout, instance_throttle);
-        Self { db, config: Arc::new(config), services, instances }
+        Self { db, queue_db, config: Arc::new(config), services, instances }
     }
 }
 
 /// Runs every job kind, the schedules and pruning until `shutdown` resolves; then
 /// stops taking jobs and waits for in-flight ones (apalis returns unstarted ones).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    // Each kind keeps a pubsub connection and its concurrency's worth of queries.
-    let connections = config.database_max_connections.max(12) + config.jobs.claim_concurrency as u32;
-    let pool = db::connect_guarded_patiently(&config.database_url, connections).await?;
-    let ctx = Arc::new(Ctx::new(config, pool));
+    // Handlers: up to the claim concurrency plus the other kinds at once.
+    let connections = config.database_max_connections.max(8) + config.jobs.claim_concurrency as u32;
+    let pool = db::connect_patiently(&config.database_url, connections, db::PoolKind::HANDLERS).await?;
+    // apalis: a fetch and a heartbeat per kind now and then.
+    let queue_pool = db::connect_patiently(&config.database_url, 10, db::PoolKind::QUEUE).await?;
+    let ctx = Arc::new(Ctx::new(config, pool, queue_pool));
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = spawn_all(&ctx, &stop);
     tracing::info!(environment = ctx.config.environment.as_str(), "worker started");
@@ -71,6 +76,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     ctx.db.close().await;
+    ctx.queue_db.close().await;
     tracing::info!("worker stopped");
     Ok(())
 }

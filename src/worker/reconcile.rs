@@ -56,6 +56,7 @@ impl Handler for Reconcile {
         let mut report = Report { services: batch.services.len(), rows: rows.len(), ..Report::default() };
         let by_id = batch.by_instance();
         let known: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        observe_batch(ctx, &rows, &by_id).await?;
         // Owned pairs: borrowed closure arguments trip the Send check of the future.
         let pairs: Vec<_> = rows.iter().map(|row| (row.clone(), by_id.get(row.id.as_str()).map(|s| (*s).clone()))).collect();
         let outcomes: Vec<_> = stream::iter(pairs)
@@ -81,11 +82,6 @@ impl Handler for Reconcile {
 /// Applies the decided action to one row; every write is compare-and-set on the
 /// status observed in this run.
 async fn apply(ctx: &Ctx, row: &InstanceRow, service: Option<&ServiceStatus>) -> Result<Action, JobError> {
-    if let Some(s) = service {
-        let url = s.domain.as_deref().map(url_from_domain);
-        let deploy = s.deploy_status.as_ref().map(|d| d.as_str());
-        instances::observe(&ctx.db, &row.id, deploy, s.service_id.as_deref(), url.as_deref()).await?;
-    }
     let holder_active = match &row.claim_job_id {
         Some(job_id) if row.status() == InstanceStatus::Claiming => job_is_active(ctx, job_id).await?,
         _ => false,
@@ -93,6 +89,33 @@ async fn apply(ctx: &Ctx, row: &InstanceRow, service: Option<&ServiceStatus>) ->
     let age = (Utc::now() - row.status_changed_at).to_std().unwrap_or_default();
     let action = decide(row, service, holder_active, age, ctx.config.stuck_timeout);
     execute(ctx, row, action).await
+}
+
+/// Records every row's provider view (deploy status, service id, url) in one
+/// statement, instead of one round trip per row.
+async fn observe_batch(
+    ctx: &Ctx,
+    rows: &[InstanceRow],
+    by_id: &std::collections::HashMap<&str, &ServiceStatus>,
+) -> Result<(), JobError> {
+    let urls: Vec<(&str, Option<String>)> = rows
+        .iter()
+        .filter_map(|r| by_id.get(r.id.as_str()).map(|s| (r.id.as_str(), s.domain.as_deref().map(url_from_domain))))
+        .collect();
+    let seen: Vec<instances::Observation<'_>> = urls
+        .iter()
+        .map(|(id, url)| {
+            let s = by_id[id];
+            instances::Observation {
+                id,
+                deploy_status: s.deploy_status.as_ref().map(|d| d.as_str()),
+                service_id: s.service_id.as_deref(),
+                url: url.as_deref(),
+            }
+        })
+        .collect();
+    instances::observe_all(&ctx.db, &seen).await?;
+    Ok(())
 }
 
 async fn job_is_active(ctx: &Ctx, job_id: &str) -> Result<bool, JobError> {

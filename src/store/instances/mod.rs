@@ -3,8 +3,8 @@
 mod reconcile;
 
 pub use reconcile::{
-    Enrichment, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing, observe, recover_crashed,
-    release_stuck_claim, settle_stuck_claim,
+    Enrichment, Observation, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing,
+    observe_all, recover_crashed, release_stuck_claim, settle_stuck_claim,
 };
 
 use chrono::{DateTime, Utc};

@@ -23,27 +23,39 @@ pub async fn insert_adopted(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records the latest deploy status and provider metadata seen for a row, and resets
-/// the "absent from a batch" counter.
-pub async fn observe(
-    db: impl PgExecutor<'_>,
-    id: &str,
-    deploy_status: Option<&str>,
-    service_id: Option<&str>,
-    url: Option<&str>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE instances SET deploy_status = COALESCE($2, deploy_status), service_id = COALESCE(service_id, $3),
-                url = COALESCE(url, $4), missing_batches = 0, updated_at = now()
-         WHERE id = $1",
+/// What one status batch said about one row.
+pub struct Observation<'a> {
+    pub id: &'a str,
+    pub deploy_status: Option<&'a str>,
+    pub service_id: Option<&'a str>,
+    pub url: Option<&'a str>,
+}
+
+/// [`observe`] for many rows in one statement; rows the batch tells nothing new
+/// about are not written at all (a steady pool costs no writes).
+pub async fn observe_all(db: impl PgExecutor<'_>, seen: &[Observation<'_>]) -> sqlx::Result<u64> {
+    let ids: Vec<&str> = seen.iter().map(|o| o.id).collect();
+    let deploys: Vec<Option<&str>> = seen.iter().map(|o| o.deploy_status).collect();
+    let services: Vec<Option<&str>> = seen.iter().map(|o| o.service_id).collect();
+    let urls: Vec<Option<&str>> = seen.iter().map(|o| o.url).collect();
+    let done = sqlx::query(
+        "UPDATE instances i SET deploy_status = COALESCE(o.deploy_status, i.deploy_status),
+                service_id = COALESCE(i.service_id, o.service_id), url = COALESCE(i.url, o.url),
+                missing_batches = 0, updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, deploy_status, service_id, url)
+         WHERE i.id = o.id
+           AND (i.deploy_status IS DISTINCT FROM COALESCE(o.deploy_status, i.deploy_status)
+                OR (i.service_id IS NULL AND o.service_id IS NOT NULL)
+                OR (i.url IS NULL AND o.url IS NOT NULL)
+                OR i.missing_batches <> 0)",
     )
-    .bind(id)
-    .bind(deploy_status)
-    .bind(service_id)
-    .bind(url)
+    .bind(&ids)
+    .bind(&deploys)
+    .bind(&services)
+    .bind(&urls)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// Counts one more batch without the row's service; returns the new count.
