@@ -29,6 +29,8 @@ enum Command {
     /// List, retry and cancel jobs.
     #[command(subcommand)]
     Jobs(crate::jobs_cli::JobsCommand),
+    /// Run a benchmark scenario against throwaway databases on DATABASE_URL's server.
+    Bench(crate::bench::BenchArgs),
     /// Backfill instance metadata from the services API (enqueues `enrich_metadata`
     /// and waits for its report).
     Enrich {
@@ -70,6 +72,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args).await,
         Command::Enrich { all, dry_run } => enrich(all, dry_run).await,
         Command::Jobs(command) => crate::jobs_cli::run(command, &load_config()?).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     }
 }
 
@@ -110,7 +113,7 @@ async fn enrich(all: bool, dry_run: bool) -> anyhow::Result<()> {
 
 async fn web() -> anyhow::Result<()> {
     let config = load_config()?;
-    let pool = db::connect(&config.database_url, config.database_max_connections).await?;
+    let pool = db::connect_lazy(&config.database_url, config.database_max_connections)?;
     let app = http::Application::build(config, pool).await?;
     app.run_until_stopped(telemetry::shutdown_signal()).await
 }

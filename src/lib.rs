@@ -19,9 +19,11 @@
 //! - [`dev`]: `pool dev`, the whole system as one process tree.
 //! - [`metrics`]: fleet-wide counters in Postgres and the `/metrics` page.
 //! - [`jobs_cli`]: `pool jobs list|retry|cancel`.
+//! - [`bench`]: `pool bench`, the end-to-end benchmarks (docs/BENCHMARKS.md).
 //!
 //! `http` and `worker` are the two entry layers and never import each other.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::{
+    cpu,
     harness::{self, API_KEY, BenchDb, Stack},
     report::{self, Latency},
 };
@@ -32,6 +33,9 @@ pub struct Load {
     pub errors: usize,
     pub first_error: Option<String>,
     pub wall: Duration,
+    /// CPU seconds spent during the run by web, worker, Postgres and this process
+    /// (the clients and the simulator).
+    pub cpu: [f64; 4],
 }
 
 impl Load {
@@ -48,7 +52,15 @@ impl Load {
             "p99_ms": latency.p99_ms,
             "max_ms": latency.max_ms,
             "claims_per_sec": report::per_sec(self.latencies_ms.len(), self.wall),
+            "cpu_ms_per_claim": self.cpu_per_claim(),
         })
+    }
+
+    /// CPU milliseconds per successful claim, by process.
+    fn cpu_per_claim(&self) -> Value {
+        let n = self.latencies_ms.len().max(1) as f64;
+        let [web, worker, postgres, bench] = self.cpu.map(|s| report::round2(s * 1000.0 / n));
+        json!({ "web": web, "worker": worker, "postgres": postgres, "bench_and_sim": bench })
     }
 }
 
@@ -116,7 +128,9 @@ pub async fn load(stack: &Stack, k: usize, total: usize) -> anyhow::Result<Load>
         let http = harness::http_client()?;
         clients.spawn(client_loop(http, url.clone(), tickets.clone()));
     }
-    let mut load = Load { k, latencies_ms: Vec::with_capacity(total), errors: 0, first_error: None, wall: Duration::ZERO };
+    let cpu_before = cpu_now(stack);
+    let mut load =
+        Load { k, latencies_ms: Vec::with_capacity(total), errors: 0, first_error: None, wall: Duration::ZERO, cpu: [0.0; 4] };
     while let Some(done) = clients.join_next().await {
         let (latencies, errors) = done?;
         load.latencies_ms.extend(latencies);
@@ -124,7 +138,15 @@ pub async fn load(stack: &Stack, k: usize, total: usize) -> anyhow::Result<Load>
         load.first_error = load.first_error.or(errors.into_iter().next());
     }
     load.wall = started.elapsed();
+    let cpu_after = cpu_now(stack);
+    load.cpu = std::array::from_fn(|i| cpu_after[i] - cpu_before[i]);
     Ok(load)
+}
+
+/// CPU seconds so far of web, worker, Postgres and this process.
+fn cpu_now(stack: &Stack) -> [f64; 4] {
+    let of = |pid: u32| cpu::process_secs(pid).unwrap_or_default();
+    [of(stack.web.pid), of(stack.worker.pid), cpu::postgres_secs(), of(std::process::id())]
 }
 
 /// One client: claims until the shared tickets run out; latencies of the successes.

@@ -7,6 +7,7 @@ mod stack;
 
 mod adoption;
 mod api;
+mod bench;
 mod browser;
 mod claim_storm;
 mod clients;

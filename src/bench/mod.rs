@@ -1,0 +1,75 @@
+//! `pool bench <scenario> [--quick]`: performance measured end to end (issue 5).
+//!
+//! Every scenario run creates its own database on the server of `DATABASE_URL`
+//! (`bench_<scenario>_<random>`, dropped afterwards), starts the simulator in this
+//! process and real `pool web` / `pool worker` children of this binary, then prints a
+//! human table and exactly one JSON line. `--quick` shrinks the sizes for smoke runs.
+//! Results and their analysis live in `docs/BENCHMARKS.md`; `scripts/bench` runs
+//! this against a throwaway Postgres with durability on.
+
+mod claim;
+mod cpu;
+mod footprint;
+mod harness;
+mod queue_drain;
+mod queue_latency;
+mod reconcile;
+mod report;
+
+use serde_json::Value;
+
+/// Arguments of `pool bench`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Which scenario to run.
+    #[arg(value_enum, default_value_t = Scenario::All)]
+    pub scenario: Scenario,
+    /// Small sizes for a smoke run (numbers are not meaningful).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// The scenarios of issue 5.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// K = 1, 8, 32 concurrent clients claiming with `Prefer: wait=30`.
+    Claim,
+    /// 8 producers enqueueing single no-op jobs; enqueue → handler-start latency.
+    QueueLatency,
+    /// No-op jobs inserted in bulk, drained by one worker; default and tuned settings.
+    QueueDrain,
+    /// One reconcile over 1,000 and 10,000 simulated instances.
+    Reconcile,
+    /// RSS of web and worker at idle and under the claim load.
+    Footprint,
+    /// Every scenario in turn.
+    All,
+}
+
+const ALL: [Scenario; 5] =
+    [Scenario::Claim, Scenario::QueueLatency, Scenario::QueueDrain, Scenario::Reconcile, Scenario::Footprint];
+
+/// Runs the chosen scenario(s); each prints its table, then its JSON line.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let scenarios = if args.scenario == Scenario::All { ALL.to_vec() } else { vec![args.scenario] };
+    for scenario in scenarios {
+        // On SIGTERM or Ctrl-C the scenario is dropped, which kills its children.
+        let line = tokio::select! {
+            line = run_one(scenario, args.quick) => line?,
+            () = crate::telemetry::shutdown_signal() => anyhow::bail!("interrupted"),
+        };
+        println!("{}", serde_json::to_string(&line)?);
+    }
+    Ok(())
+}
+
+async fn run_one(scenario: Scenario, quick: bool) -> anyhow::Result<Value> {
+    match scenario {
+        Scenario::Claim => claim::run(quick).await,
+        Scenario::QueueLatency => queue_latency::run(quick).await,
+        Scenario::QueueDrain => queue_drain::run(quick).await,
+        Scenario::Reconcile => reconcile::run(quick).await,
+        Scenario::Footprint => footprint::run(quick).await,
+        Scenario::All => unreachable!("expanded by run"),
+    }
+}

@@ -1,0 +1,35 @@
+//! Smoke runs of `pool bench` at `--quick` sizes: the command creates its databases,
+//! runs real processes and ends with its JSON line. Performance is never asserted
+//! here; the numbers live in docs/BENCHMARKS.md.
+
+use std::{collections::HashMap, time::Duration};
+
+use serde_json::Value;
+
+use crate::helpers::{admin_url, pool_command};
+
+/// Runs `pool bench <scenario> --quick`; returns its last stdout line as JSON.
+async fn quick_bench(scenario: &str) -> Value {
+    let env: HashMap<String, String> = [("DATABASE_URL".to_owned(), admin_url())].into();
+    let run = pool_command(&["bench", scenario, "--quick"], &env).kill_on_drop(true).output();
+    let out = tokio::time::timeout(Duration::from_secs(300), run).await.expect("bench finishes").expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pool bench {scenario} failed ({}):\n{stdout}\n{stderr}", out.status);
+    let last = stdout.lines().last().unwrap_or_default();
+    let json: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last:?}"));
+    assert_eq!(json["scenario"], scenario, "{json}");
+    json
+}
+
+#[tokio::test]
+async fn claim_quick_prints_its_json_line() {
+    let json = quick_bench("claim").await;
+    assert_eq!(json["runs"].as_array().map(Vec::len), Some(3), "{json}");
+}
+
+#[tokio::test]
+async fn queue_drain_quick_prints_its_json_line() {
+    let json = quick_bench("queue-drain").await;
+    assert!(json["best"]["jobs_per_sec"].is_number(), "{json}");
+}
