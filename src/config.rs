@@ -215,10 +215,10 @@ impl Env<'_> {
     {
         match self.optional(name) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                reason: format!("{e} (got {raw:?})"),
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid { name, reason: format!("{e} (got {raw:?})") }),
         }
     }
 
@@ -240,8 +240,7 @@ impl Env<'_> {
 
     fn url(&self, name: &'static str) -> Result<String, ConfigError> {
         let raw = self.required(name)?;
-        let parsed = reqwest::Url::parse(&raw)
-            .map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })?;
+        let parsed = reqwest::Url::parse(&raw).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ConfigError::Invalid { name, reason: "expected an http(s) URL".into() });
         }
@@ -265,8 +264,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

@@ -54,7 +54,11 @@ pub async fn connect_patiently(url: &SecretString, max_connections: u32, kind: P
         match connect_as(url, max_connections, kind).await {
             Ok(pool) => return Ok(pool),
             Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "database not reachable; waiting");
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "database not reachable; waiting"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -82,10 +86,7 @@ fn base_options(options: PgConnectOptions, kind: PoolKind) -> PgConnectOptions {
 
 /// Opens a pool of `kind`, connecting eagerly.
 pub async fn connect_as(url: &SecretString, max_connections: u32, kind: PoolKind) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = url
-        .expose_secret()
-        .parse()
-        .context("DATABASE_URL is not a valid Postgres URL")?;
+    let options: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
     let guard = kind.guard_transactions;
     PgPoolOptions::new()
         .max_connections(max_connections)
@@ -108,9 +109,7 @@ pub async fn connect_as(url: &SecretString, max_connections: u32, kind: PoolKind
 /// Applies every migration: the job queue's first (Pool's own add indexes and a
 /// trigger to its table), then Pool's.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    apalis_postgres::PostgresStorage::setup(pool)
-        .await
-        .context("Failed to set up the job queue schema")?;
+    apalis_postgres::PostgresStorage::setup(pool).await.context("Failed to set up the job queue schema")?;
     MIGRATOR.run(pool).await.context("Failed to apply Pool's migrations")?;
     Ok(())
 }

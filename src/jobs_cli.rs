@@ -49,7 +49,14 @@ pub async fn run(command: JobsCommand, config: &Config) -> anyhow::Result<()> {
                     println!("{}", serde_json::to_string(&doc)?);
                 } else {
                     let error = doc.error.as_deref().unwrap_or("").chars().take(80).collect::<String>();
-                    println!("{}  {:<20} {:<9} {}/{}  {error}", doc.id, doc.kind, doc.status.as_str(), doc.attempts, doc.max_attempts);
+                    println!(
+                        "{}  {:<20} {:<9} {}/{}  {error}",
+                        doc.id,
+                        doc.kind,
+                        doc.status.as_str(),
+                        doc.attempts,
+                        doc.max_attempts
+                    );
                 }
             }
             Ok(())

@@ -77,9 +77,9 @@ impl UpstreamError {
     /// The HTTP status the upstream answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::RateLimited { status, .. }
-            | Self::Server { status, .. }
-            | Self::Rejected { status, .. } => Some(*status),
+            Self::RateLimited { status, .. } | Self::Server { status, .. } | Self::Rejected { status, .. } => {
+                Some(*status)
+            }
             Self::NotFound { .. } => Some(404),
             Self::Conflict { .. } => Some(409),
             _ => None,
@@ -108,27 +108,18 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// Turns a response into `T` or a classified error. Non-JSON error bodies are fine:
 /// the status code decides, the body only decorates the message.
-pub async fn read_json<T: DeserializeOwned>(
-    target: &'static str,
-    response: Response,
-) -> Result<T, UpstreamError> {
+pub async fn read_json<T: DeserializeOwned>(target: &'static str, response: Response) -> Result<T, UpstreamError> {
     let status = response.status();
     if status.is_success() {
         let bytes = response.bytes().await.map_err(|e| UpstreamError::from_transport(target, &e))?;
-        return serde_json::from_slice(&bytes)
-            .map_err(|e| UpstreamError::Decode { target, message: e.to_string() });
+        return serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode { target, message: e.to_string() });
     }
     let retry_after = retry_after(&response);
     let message = error_message(response.text().await.unwrap_or_default());
     Err(classify(target, status, retry_after, message))
 }
 
-fn classify(
-    target: &'static str,
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    message: String,
-) -> UpstreamError {
+fn classify(target: &'static str, status: StatusCode, retry_after: Option<Duration>, message: String) -> UpstreamError {
     let code = status.as_u16();
     match status {
         StatusCode::TOO_MANY_REQUESTS => UpstreamError::RateLimited { target, status: code, retry_after },
@@ -151,9 +142,9 @@ fn retry_after(response: &Response) -> Option<Duration> {
 
 /// The `error` field of a JSON body, else the start of the raw text.
 fn error_message(body: String) -> String {
-    let from_json = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| {
-        v.get("error").and_then(|e| e.as_str().map(str::to_owned).or_else(|| Some(e.to_string())))
-    });
+    let from_json = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned).or_else(|| Some(e.to_string()))));
     let text = from_json.unwrap_or(body);
     let text = text.trim();
     if text.is_empty() {

@@ -78,7 +78,9 @@ pub async fn run(quick: bool) -> anyhow::Result<Value> {
     if let Some(err) = loads.iter().find_map(|l| l.first_error.as_ref()) {
         println!("  first error: {err}");
     }
-    Ok(json!({ "scenario": "claim", "quick": quick, "idle": idle, "runs": loads.iter().map(Load::json).collect::<Vec<_>>() }))
+    Ok(
+        json!({ "scenario": "claim", "quick": quick, "idle": idle, "runs": loads.iter().map(Load::json).collect::<Vec<_>>() }),
+    )
 }
 
 fn row(load: &Load) -> Vec<String> {
@@ -129,8 +131,14 @@ pub async fn load(stack: &Stack, k: usize, total: usize) -> anyhow::Result<Load>
         clients.spawn(client_loop(http, url.clone(), tickets.clone()));
     }
     let cpu_before = cpu_now(stack);
-    let mut load =
-        Load { k, latencies_ms: Vec::with_capacity(total), errors: 0, first_error: None, wall: Duration::ZERO, cpu: [0.0; 4] };
+    let mut load = Load {
+        k,
+        latencies_ms: Vec::with_capacity(total),
+        errors: 0,
+        first_error: None,
+        wall: Duration::ZERO,
+        cpu: [0.0; 4],
+    };
     while let Some(done) = clients.join_next().await {
         let (latencies, errors) = done?;
         load.latencies_ms.extend(latencies);

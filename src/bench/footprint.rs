@@ -46,7 +46,9 @@ impl Reading {
 
     fn cells(&self, name: &str) -> Vec<String> {
         let mut cells = vec![name.to_owned()];
-        cells.extend([self.idle_kb, self.load_max_rss_kb, self.peak_hwm_kb, self.after_kb].map(|kb| format!("{:.1}", mb(kb))));
+        cells.extend(
+            [self.idle_kb, self.load_max_rss_kb, self.peak_hwm_kb, self.after_kb].map(|kb| format!("{:.1}", mb(kb))),
+        );
         cells
     }
 }
@@ -77,10 +79,8 @@ async fn measure(stack: &Stack, claims: usize) -> anyhow::Result<(Reading, Readi
     let web_max = Arc::new(AtomicU64::new(0));
     let worker_max = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(sample(
-        [(stack.web.pid, web_max.clone()), (stack.worker.pid, worker_max.clone())],
-        done.clone(),
-    ));
+    let sampler =
+        tokio::spawn(sample([(stack.web.pid, web_max.clone()), (stack.worker.pid, worker_max.clone())], done.clone()));
     let load = claim::load(stack, K, claims).await;
     done.store(true, Ordering::SeqCst);
     sampler.await?;

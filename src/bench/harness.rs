@@ -37,7 +37,8 @@ impl BenchDb {
         let mut admin = PgConnection::connect(&admin_url).await.context("connect to DATABASE_URL")?;
         admin.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).await.context("CREATE DATABASE")?;
         admin.close().await?;
-        let pool = PgPoolOptions::new().max_connections(16).connect(&url).await.context("connect to the bench database")?;
+        let pool =
+            PgPoolOptions::new().max_connections(16).connect(&url).await.context("connect to the bench database")?;
         crate::db::migrate(&pool).await?;
         Ok(Self { name, url, pool, admin_url })
     }
@@ -179,7 +180,10 @@ impl Proc {
             Err(_) => {
                 // The measurement is complete; report the hang instead of failing the run.
                 self.child.kill().await?;
-                eprintln!("bench: WARNING: pool {} did not stop within {PROCESS_LIMIT:?} of SIGTERM; killed", self.role);
+                eprintln!(
+                    "bench: WARNING: pool {} did not stop within {PROCESS_LIMIT:?} of SIGTERM; killed",
+                    self.role
+                );
                 Ok(())
             }
         }
@@ -240,7 +244,8 @@ pub async fn insert_idle(db: &PgPool, sim: &sim::SpawnedSim, n: usize) -> anyhow
 
 /// A simulator that builds and provisions instantly.
 pub async fn instant_sim() -> anyhow::Result<sim::SpawnedSim> {
-    let config = sim::SimConfig { build_time: Duration::ZERO, provision_time: Duration::ZERO, ..sim::SimConfig::default() };
+    let config =
+        sim::SimConfig { build_time: Duration::ZERO, provision_time: Duration::ZERO, ..sim::SimConfig::default() };
     Ok(sim::Simulator::new(config).spawn().await?)
 }
 

@@ -48,7 +48,8 @@ struct Drain {
 
 impl Drain {
     fn json(&self, jobs: usize) -> Value {
-        let env: serde_json::Map<String, Value> = self.setting.1.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        let env: serde_json::Map<String, Value> =
+            self.setting.1.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
         json!({
             "setting": self.setting.0,
             "env": env,
@@ -69,7 +70,8 @@ pub async fn run(quick: bool) -> anyhow::Result<Value> {
         drains.push(drain(*setting, jobs).await?);
     }
     let rows: Vec<Vec<String>> = drains.iter().map(|d| cells(d, jobs)).collect();
-    let headers = ["setting", "seconds", "jobs/s", "jobs/s after start-up", "worker peak MB", "worker CPU s", "postgres CPU s"];
+    let headers =
+        ["setting", "seconds", "jobs/s", "jobs/s after start-up", "worker peak MB", "worker CPU s", "postgres CPU s"];
     report::table(&format!("queue-drain: {jobs} noop jobs inserted in bulk, one worker"), &headers, &rows);
     let best = drains.iter().max_by(|a, b| a.wall.cmp(&b.wall).reverse()).map(|d| d.json(jobs));
     Ok(json!({
@@ -122,7 +124,14 @@ async fn drain_on(db: &BenchDb, setting: Setting, jobs: usize) -> anyhow::Result
             .fetch_one(&db.pool)
             .await?;
     let since = |start: DateTime<Utc>| (last_done - start).to_std().unwrap_or_default();
-    Ok(Drain { setting, wall: since(spawned_at), running: since(first_start), worker_peak_kb, worker_cpu, postgres_cpu })
+    Ok(Drain {
+        setting,
+        wall: since(spawned_at),
+        running: since(first_start),
+        worker_peak_kb,
+        worker_cpu,
+        postgres_cpu,
+    })
 }
 
 /// `n` pending `noop` jobs in one statement, as a bulk producer would write them.

@@ -112,17 +112,28 @@ async fn produce_and_wait(db: &BenchDb, config: &JobsConfig, phase: Phase) -> an
     queue_drain::wait_done(&db.pool, jobs + 1, Duration::from_secs(600)).await?;
     let mut latencies = latencies_ms(&db.pool).await?;
     anyhow::ensure!(latencies.len() == jobs, "{} of {jobs} jobs reported a latency", latencies.len());
-    let last_done: chrono::DateTime<Utc> = sqlx::query_scalar("SELECT max(done_at) FROM apalis.jobs WHERE job_type = $1")
-        .bind(Noop::KIND)
-        .fetch_one(&db.pool)
-        .await?;
+    let last_done: chrono::DateTime<Utc> =
+        sqlx::query_scalar("SELECT max(done_at) FROM apalis.jobs WHERE job_type = $1")
+            .bind(Noop::KIND)
+            .fetch_one(&db.pool)
+            .await?;
     let wall = (last_done - started_at).to_std().unwrap_or_default();
-    Ok(Measured { phase, latency: Latency::of(&mut latencies), enqueue_per_sec, jobs_per_sec: report::per_sec(jobs, wall) })
+    Ok(Measured {
+        phase,
+        latency: Latency::of(&mut latencies),
+        enqueue_per_sec,
+        jobs_per_sec: report::per_sec(jobs, wall),
+    })
 }
 
 /// Producer `p` enqueues jobs `p, p + 8, p + 16, …` of `jobs`, each at its slot of
 /// a schedule of `rate` jobs per second.
-async fn produce(db: sqlx::PgPool, config: JobsConfig, (p, jobs, rate): (usize, usize, f64), started: Instant) -> anyhow::Result<()> {
+async fn produce(
+    db: sqlx::PgPool,
+    config: JobsConfig,
+    (p, jobs, rate): (usize, usize, f64),
+    started: Instant,
+) -> anyhow::Result<()> {
     let mut conn = db.acquire().await?;
     for i in (p..jobs).step_by(PRODUCERS) {
         tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into()).await;

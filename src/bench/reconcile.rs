@@ -67,7 +67,9 @@ pub async fn run(quick: bool) -> anyhow::Result<Value> {
     let headers = ["instances", "job ms", "wall ms", "services calls", "instance calls", "worker peak MB"];
     let rows: Vec<Vec<String>> = outcomes.iter().map(Outcome::cells).collect();
     report::table("reconcile: POST /api/pool/reconcile, Prefer: wait=60, all rows idle and ready", &headers, &rows);
-    Ok(json!({ "scenario": "reconcile", "quick": quick, "runs": outcomes.iter().map(Outcome::json).collect::<Vec<_>>() }))
+    Ok(
+        json!({ "scenario": "reconcile", "quick": quick, "runs": outcomes.iter().map(Outcome::json).collect::<Vec<_>>() }),
+    )
 }
 
 /// A fresh database, simulator and processes with `n` idle instances; one reconcile.
@@ -100,7 +102,12 @@ async fn measure(stack: &Stack, n: usize) -> anyhow::Result<Outcome> {
     let wall = started.elapsed();
     let status = response.status();
     let doc: JobDoc = response.json().await?;
-    anyhow::ensure!(doc.status == JobState::Succeeded, "reconcile answered HTTP {status}, job {:?}: {:?}", doc.status, doc.error);
+    anyhow::ensure!(
+        doc.status == JobState::Succeeded,
+        "reconcile answered HTTP {status}, job {:?}: {:?}",
+        doc.status,
+        doc.error
+    );
     let job = match (doc.started_at, doc.finished_at) {
         (Some(start), Some(end)) => (end - start).to_std().unwrap_or_default(),
         _ => anyhow::bail!("reconcile job has no start or finish time"),

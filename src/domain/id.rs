@@ -25,8 +25,7 @@ impl InstanceId {
 
     /// Parses an id, rejecting anything that could not be a provider service suffix.
     pub fn parse(raw: &str) -> Result<Self, InvalidInstanceId> {
-        let valid = raw.len() == Self::LEN
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let valid = raw.len() == Self::LEN && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if valid { Ok(Self(raw.to_owned())) } else { Err(InvalidInstanceId) }
     }
 

@@ -22,14 +22,8 @@ pub struct UnknownStatus(pub String);
 
 impl InstanceStatus {
     /// Every status, in the order counts are shown.
-    pub const ALL: [Self; 6] = [
-        Self::Provisioning,
-        Self::Idle,
-        Self::Claiming,
-        Self::Claimed,
-        Self::Crashed,
-        Self::Draining,
-    ];
+    pub const ALL: [Self; 6] =
+        [Self::Provisioning, Self::Idle, Self::Claiming, Self::Claimed, Self::Crashed, Self::Draining];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,10 +40,7 @@ impl InstanceStatus {
 impl FromStr for InstanceStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
+        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| UnknownStatus(s.to_owned()))
     }
 }
 

@@ -2,15 +2,16 @@
 //! the claim job in one transaction, so the answer is exact: a job that holds an
 //! instance, or 503 `no_idle_instance`.
 
-use axum::{
-    extract::State,
-    http::HeaderMap,
-    response::Response,
-};
+use axum::{extract::State, http::HeaderMap, response::Response};
 use pool_jobs::ClaimAndProvision;
 use serde::Deserialize;
 
-use super::{AppState, error::{ApiError, ErrorBody}, extract::{ApiJson, Authenticated}, respond::{JobResponses, PreferWait, job_response}};
+use super::{
+    AppState,
+    error::{ApiError, ErrorBody},
+    extract::{ApiJson, Authenticated},
+    respond::{JobResponses, PreferWait, job_response},
+};
 use crate::{
     config::Environment,
     queue,
@@ -101,7 +102,10 @@ pub async fn claim(
         };
         return job_response(&state, &headers, &job_id).await;
     }
-    Err(ApiError::Conflict { code: "idempotency_conflict", message: "concurrent requests with this Idempotency-Key".into() })
+    Err(ApiError::Conflict {
+        code: "idempotency_conflict",
+        message: "concurrent requests with this Idempotency-Key".into(),
+    })
 }
 
 async fn existing_for_key(state: &AppState, key: &str, hash: &str) -> Result<Option<String>, ApiError> {
@@ -126,7 +130,10 @@ async fn reserve_and_enqueue(
         tx.rollback().await?;
         let mut conn = state.db.acquire().await?;
         queue::enqueue_replenish(&mut conn, jobs_config).await?;
-        return Err(ApiError::Unavailable { code: "no_idle_instance", message: "no idle instance; the pool is replenishing".into() });
+        return Err(ApiError::Unavailable {
+            code: "no_idle_instance",
+            message: "no idle instance; the pool is replenishing".into(),
+        });
     };
     // The claim job enqueues the replenish when it ends; not here, on the hot path.
     jobs::enqueue(&mut tx, &job).await?;

@@ -36,9 +36,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         if !json_type && bytes != b"{}" {
             return Err(ApiError::Validation("expected Content-Type: application/json".into()));
         }
-        serde_json::from_slice(bytes)
-            .map(ApiJson)
-            .map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(bytes).map(ApiJson).map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
     }
 }
 

@@ -3,7 +3,10 @@
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 use serde_json::{Value, json};
 
-use super::{AppState, error::{ApiError, ErrorBody}};
+use super::{
+    AppState,
+    error::{ApiError, ErrorBody},
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -15,7 +18,9 @@ pub fn router() -> Router<AppState> {
 
 /// Prometheus metrics of the whole fleet.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+async fn metrics(
+    State(state): State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     let page = crate::metrics::render(&state.db).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], page))
 }

@@ -57,9 +57,13 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
     let state = params
         .status
         .filter(|s| !s.is_empty())
-        .map(|s| serde_json::from_value::<JobState>(serde_json::Value::String(s.clone())).map_err(|_| {
-            ApiError::Validation(format!("status must be one of queued, running, succeeded, failed, cancelled (got {s:?})"))
-        }))
+        .map(|s| {
+            serde_json::from_value::<JobState>(serde_json::Value::String(s.clone())).map_err(|_| {
+                ApiError::Validation(format!(
+                    "status must be one of queued, running, succeeded, failed, cancelled (got {s:?})"
+                ))
+            })
+        })
         .transpose()?;
     let kind = params.kind.filter(|k| !k.is_empty());
     if let Some(kind) = &kind
@@ -88,7 +92,11 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ))]
-async fn list(State(state): State<AppState>, _: Authenticated, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<JobPage>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    _: Authenticated,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<JobPage>, ApiError> {
     let query = parse_list(params)?;
     let rows: Vec<JobRow> = jobs::list(&state.db, &query).await?;
     let next_before = (rows.len() as i64 == query.limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
@@ -112,7 +120,11 @@ async fn list(State(state): State<AppState>, _: Authenticated, ApiQuery(params):
         (status = 404, description = "Unknown id", body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
     ))]
-async fn cancel(State(state): State<AppState>, _: Authenticated, Path(id): Path<String>) -> Result<Json<JobDoc>, ApiError> {
+async fn cancel(
+    State(state): State<AppState>,
+    _: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<JobDoc>, ApiError> {
     let mut conn = state.db.acquire().await?;
     match jobs::cancel(&mut conn, &id).await {
         Ok(row) => {
@@ -126,7 +138,9 @@ async fn cancel(State(state): State<AppState>, _: Authenticated, Path(id): Path<
 fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
     match err {
         ActionError::NotFound => ApiError::NotFound(format!("no job {id}")),
-        ActionError::Conflict(state) => ApiError::Conflict { code: "job_state_conflict", message: format!("job {id} is {state}; {hint}") },
+        ActionError::Conflict(state) => {
+            ApiError::Conflict { code: "job_state_conflict", message: format!("job {id} is {state}; {hint}") }
+        }
         ActionError::Db(err) => err.into(),
     }
 }
@@ -138,7 +152,12 @@ fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),
     ))]
-async fn show(State(state): State<AppState>, _: Authenticated, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    _: Authenticated,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     job_response(&state, &headers, &id).await
 }
 
@@ -149,7 +168,11 @@ async fn show(State(state): State<AppState>, _: Authenticated, headers: HeaderMa
         (status = 404, description = "Unknown id", body = ErrorBody),
         (status = 409, description = "Not failed or cancelled", body = ErrorBody),
     ))]
-async fn retry(State(state): State<AppState>, _: Authenticated, Path(id): Path<String>) -> Result<Json<JobDoc>, ApiError> {
+async fn retry(
+    State(state): State<AppState>,
+    _: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<JobDoc>, ApiError> {
     let mut conn = state.db.acquire().await?;
     match jobs::retry(&mut conn, &id).await {
         Ok(row) => {

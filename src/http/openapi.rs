@@ -7,7 +7,10 @@ use utoipa::{
 };
 
 use super::{AppState, claim, error::ErrorBody, health, jobs, pool};
-use crate::{queue::JobDoc, store::{Counts, JobState}};
+use crate::{
+    queue::JobDoc,
+    store::{Counts, JobState},
+};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -222,7 +222,10 @@ async fn dismiss(
 ) -> Result<Response, ApiError> {
     let row = existing_row(&state, &id).await?;
     if row.status() != InstanceStatus::Crashed {
-        return Err(ApiError::Conflict { code: "not_crashed", message: format!("instance {id} is {}, not crashed", row.status) });
+        return Err(ApiError::Conflict {
+            code: "not_crashed",
+            message: format!("instance {id} is {}, not crashed", row.status),
+        });
     }
     enqueue_one(&state, &headers, &DismissCrashed { instance_id: id }).await
 }

@@ -8,10 +8,7 @@ use std::time::Duration;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::broadcast;
 
-use crate::{
-    queue::JobDoc,
-    store::jobs,
-};
+use crate::{queue::JobDoc, store::jobs};
 
 /// Channel the trigger notifies on.
 const CHANNEL: &str = "pool_job_finished";

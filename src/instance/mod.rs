@@ -67,12 +67,7 @@ pub struct InstanceClient {
 
 impl InstanceClient {
     /// `timeout` bounds health and status calls; provision gets its own, longer one.
-    pub fn new(
-        api_key: SecretString,
-        timeout: Duration,
-        provision_timeout: Duration,
-        throttle: Throttle,
-    ) -> Self {
+    pub fn new(api_key: SecretString, timeout: Duration, provision_timeout: Duration, throttle: Throttle) -> Self {
         let http = crate::upstream::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -88,11 +83,7 @@ impl InstanceClient {
     /// Binds the instance to a conversation. 409 means it already is bound; 503 that
     /// it is not ready (and did nothing).
     pub async fn provision(&self, base_url: &str, body: &ProvisionRequest) -> Result<Provisioned, UpstreamError> {
-        let request = self
-            .http
-            .post(format!("{base_url}/pool/provision"))
-            .timeout(self.provision_timeout)
-            .json(body);
+        let request = self.http.post(format!("{base_url}/pool/provision")).timeout(self.provision_timeout).json(body);
         self.send(base_url, request).await
     }
 

@@ -26,7 +26,11 @@ pub enum Throttle {
     /// Each key (an instance's URL) has its own budget: instances are independent
     /// servers, so one busy instance must not slow calls to the others.
     PerKey(Arc<KeyedRateLimiter>),
-    Shared { db: PgPool, per_sec: u32, burst: u32 },
+    Shared {
+        db: PgPool,
+        per_sec: u32,
+        burst: u32,
+    },
 }
 
 impl Throttle {
@@ -74,20 +78,22 @@ impl Throttle {
                     crate::metrics::rate_limit_wait("local", waited);
                 }
             }
-            Self::Shared { db, per_sec, burst } => match rate_limit::reserve(db, SERVICES_LIMIT, *per_sec, *burst).await {
-                Ok(wait) => {
-                    if !wait.is_zero() {
-                        crate::metrics::rate_limit_wait(SERVICES_LIMIT, wait);
+            Self::Shared { db, per_sec, burst } => {
+                match rate_limit::reserve(db, SERVICES_LIMIT, *per_sec, *burst).await {
+                    Ok(wait) => {
+                        if !wait.is_zero() {
+                            crate::metrics::rate_limit_wait(SERVICES_LIMIT, wait);
+                        }
+                        tokio::time::sleep(wait).await
                     }
-                    tokio::time::sleep(wait).await
+                    Err(err) => {
+                        // Without the database we cannot coordinate; one interval's pause
+                        // keeps this replica at or under the limit on its own.
+                        tracing::warn!(error = %err, "shared rate limit unavailable; pacing locally");
+                        tokio::time::sleep(Duration::from_secs_f64(1.0 / f64::from((*per_sec).max(1)))).await;
+                    }
                 }
-                Err(err) => {
-                    // Without the database we cannot coordinate; one interval's pause
-                    // keeps this replica at or under the limit on its own.
-                    tracing::warn!(error = %err, "shared rate limit unavailable; pacing locally");
-                    tokio::time::sleep(Duration::from_secs_f64(1.0 / f64::from((*per_sec).max(1)))).await;
-                }
-            },
+            }
         }
     }
 }

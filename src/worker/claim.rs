@@ -70,7 +70,12 @@ async fn reserve(ctx: &Ctx, job: &JobMeta, tried: &[String]) -> Result<InstanceR
 }
 
 /// Provisions `row`. `Ok(None)` = the instance provably did nothing and was released.
-async fn provision(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta, row: &InstanceRow) -> Result<Option<Value>, JobError> {
+async fn provision(
+    args: &ClaimAndProvision,
+    ctx: &Ctx,
+    job: &JobMeta,
+    row: &InstanceRow,
+) -> Result<Option<Value>, JobError> {
     let Some(url) = row.url.as_deref() else {
         instances::release_claim(&ctx.db, &row.id, &job.id).await?;
         return Ok(None);
@@ -82,7 +87,9 @@ async fn provision(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta, row: &Ins
     };
     match ctx.instances.provision(url, &body).await {
         Ok(bound) => complete(args, ctx, job, row, &bound).await.map(Some),
-        Err(UpstreamError::Conflict { .. }) if job.attempt > 0 => resume_after_conflict(args, ctx, job, row).await.map(Some),
+        Err(UpstreamError::Conflict { .. }) if job.attempt > 0 => {
+            resume_after_conflict(args, ctx, job, row).await.map(Some)
+        }
         Err(err) if err.never_sent() || err.status() == Some(503) => {
             tracing::info!(instance_id = %row.id, error = %err, "instance did not act; releasing it");
             instances::release_claim(&ctx.db, &row.id, &job.id).await?;
@@ -99,19 +106,31 @@ async fn provision(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta, row: &Ins
 
 /// A 409 on a re-run of the job that reserved the row: an earlier attempt bound it.
 /// The instance's own report of its conversation completes the claim.
-async fn resume_after_conflict(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta, row: &InstanceRow) -> Result<Value, JobError> {
+async fn resume_after_conflict(
+    args: &ClaimAndProvision,
+    ctx: &Ctx,
+    job: &JobMeta,
+    row: &InstanceRow,
+) -> Result<Value, JobError> {
     let url = row.url.as_deref().unwrap_or_default();
     let status = ctx.instances.convos_status(url).await?;
     let Some(conversation) = status.conversation else {
         let message = format!("instance {} answered 409 but reports no conversation", row.id);
-        instances::transition(&ctx.db, &row.id, &[InstanceStatus::Claiming], InstanceStatus::Crashed, Some(&message)).await?;
+        instances::transition(&ctx.db, &row.id, &[InstanceStatus::Claiming], InstanceStatus::Crashed, Some(&message))
+            .await?;
         return Err(JobError::permanent(message));
     };
     let bound = Provisioned { invite_url: None, conversation_id: conversation.id, joined: args.join_url.is_some() };
     complete(args, ctx, job, row, &bound).await
 }
 
-async fn complete(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta, row: &InstanceRow, bound: &Provisioned) -> Result<Value, JobError> {
+async fn complete(
+    args: &ClaimAndProvision,
+    ctx: &Ctx,
+    job: &JobMeta,
+    row: &InstanceRow,
+    bound: &Provisioned,
+) -> Result<Value, JobError> {
     let binding = Binding {
         conversation_id: &bound.conversation_id,
         invite_url: bound.invite_url.as_deref(),

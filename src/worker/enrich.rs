@@ -42,6 +42,8 @@ impl Handler for EnrichMetadata {
             }
             enriched += 1;
         }
-        Ok(json!({ "enriched": enriched, "skipped": skipped, "failed": failed, "dryRun": self.dry_run, "all": self.all }))
+        Ok(
+            json!({ "enriched": enriched, "skipped": skipped, "failed": failed, "dryRun": self.dry_run, "all": self.all }),
+        )
     }
 }

@@ -2,10 +2,10 @@
 //! [`run`]), the cron schedules, and pruning of finished jobs.
 
 mod claim;
-mod noop;
 mod destroy;
 mod enrich;
 pub mod handler;
+mod noop;
 mod provision;
 mod reconcile;
 mod reconcile_rules;
@@ -16,8 +16,8 @@ mod schedule;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use pool_jobs::{
-    ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Noop, ProvisionInstance, Reconcile,
-    Replenish,
+    ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Noop, ProvisionInstance,
+    Reconcile, Replenish,
 };
 use sqlx::PgPool;
 use tokio::{sync::watch, task::JoinSet};
@@ -51,7 +51,8 @@ impl Ctx {
     /// replicas, instance calls per process.
     pub fn new(config: Config, db: PgPool, queue_db: PgPool) -> Self {
         let jobs = &config.jobs;
-        let throttle = Throttle::Shared { db: db.clone(), per_sec: jobs.services_rate_per_sec, burst: jobs.services_rate_burst };
+        let throttle =
+            Throttle::Shared { db: db.clone(), per_sec: jobs.services_rate_per_sec, burst: jobs.services_rate_burst };
         let services = ServicesClient::new(&config.services, throttle);
         let instance_throttle = Throttle::per_key(jobs.instance_rate_per_sec);
         let instances =

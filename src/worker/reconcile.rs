@@ -58,7 +58,8 @@ impl Handler for Reconcile {
         let known: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         observe_batch(ctx, &rows, &by_id).await?;
         // Owned pairs: borrowed closure arguments trip the Send check of the future.
-        let pairs: Vec<_> = rows.iter().map(|row| (row.clone(), by_id.get(row.id.as_str()).map(|s| (*s).clone()))).collect();
+        let pairs: Vec<_> =
+            rows.iter().map(|row| (row.clone(), by_id.get(row.id.as_str()).map(|s| (*s).clone()))).collect();
         let outcomes: Vec<_> = stream::iter(pairs)
             .map(|(row, service)| async move { apply(ctx, &row, service.as_ref()).await })
             .buffer_unordered(CHECK_CONCURRENCY)
@@ -130,7 +131,9 @@ async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action,
         Action::None => true,
         Action::CheckHealth { stuck } => match ctx.instances.health(url).await {
             Ok(health) if health.ready => return become_idle(ctx, row).await,
-            _ if stuck => return Box::pin(execute(ctx, row, Action::Drain("not ready before the stuck timeout"))).await,
+            _ if stuck => {
+                return Box::pin(execute(ctx, row, Action::Drain("not ready before the stuck timeout"))).await;
+            }
             _ => return Ok(Action::None),
         },
         Action::Crash(reason) => instances::transition(&ctx.db, id, &[Claimed], Crashed, Some(reason)).await?,

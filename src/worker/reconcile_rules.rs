@@ -21,7 +21,9 @@ pub enum Action {
     None,
     /// `provisioning` with a running deploy: health-check; ready → `idle`. When
     /// `stuck`, a not-ready answer drains it.
-    CheckHealth { stuck: bool },
+    CheckHealth {
+        stuck: bool,
+    },
     /// `claimed` → `crashed`.
     Crash(&'static str),
     /// `crashed` with a running deploy: → `claimed` if the conversation matches.
@@ -54,7 +56,11 @@ pub fn decide(
     let Some(service) = service else {
         // Never confirmed by create-instance: the provision job may still be queued.
         if status == Provisioning && row.service_id.is_none() {
-            return if age > stuck_timeout { Action::Drain("never created before the stuck timeout") } else { Action::None };
+            return if age > stuck_timeout {
+                Action::Drain("never created before the stuck timeout")
+            } else {
+                Action::None
+            };
         }
         return if row.missing_batches + 1 >= VANISHED_AFTER { Action::Vanished } else { Action::MarkMissing };
     };
@@ -146,7 +152,10 @@ mod tests {
     fn provisioning_is_health_checked_and_drained_when_stuck() {
         assert_eq!(decide_now(&row("provisioning"), Some("SUCCESS")), Action::CheckHealth { stuck: false });
         let s = service("BUILDING");
-        assert_eq!(decide(&row("provisioning"), Some(&s), false, STUCK * 2, STUCK), Action::Drain("not ready before the stuck timeout"));
+        assert_eq!(
+            decide(&row("provisioning"), Some(&s), false, STUCK * 2, STUCK),
+            Action::Drain("not ready before the stuck timeout")
+        );
     }
 
     #[test]
@@ -174,7 +183,10 @@ mod tests {
         let mut no_url = row("provisioning");
         no_url.url = None;
         let s = service("SUCCESS");
-        assert_eq!(decide(&no_url, Some(&s), false, STUCK * 2, STUCK), Action::Drain("not ready before the stuck timeout"));
+        assert_eq!(
+            decide(&no_url, Some(&s), false, STUCK * 2, STUCK),
+            Action::Drain("not ready before the stuck timeout")
+        );
     }
 
     #[test]

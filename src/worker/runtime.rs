@@ -40,10 +40,8 @@ pub async fn run_kind<J: Handler>(ctx: Arc<Ctx>, concurrency: usize, mut stop: w
             // and at shutdown an unfinished one holds row locks the handlers wait on.
             .lock_tasks(false)
             .persist_results(false);
-        let backend = PostgresStorage::<J>::new(&ctx.queue_db)
-            .with_config(queue)
-            .with_pubsub()
-            .poll_with_interval(POLL);
+        let backend =
+            PostgresStorage::<J>::new(&ctx.queue_db).with_config(queue).with_pubsub().poll_with_interval(POLL);
         let worker = WorkerBuilder::new(name.clone())
             .backend(backend)
             .concurrency(concurrency)

@@ -70,20 +70,35 @@ async fn migrate_twice(db: &TestDb) {
 async fn check_rows_kept(db: &TestDb, legacy: bool) {
     for (i, (id, _, agent, conversation, expected)) in ROWS.iter().enumerate() {
         let (status, name, agent_name, conv, instructions): (String, String, Option<String>, Option<String>, String) =
-            sqlx::query_as("SELECT status, name, agent_name, conversation_id, instructions FROM instances WHERE id = $1")
-                .bind(id).fetch_one(&db.pool).await.unwrap();
+            sqlx::query_as(
+                "SELECT status, name, agent_name, conversation_id, instructions FROM instances WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
         assert_eq!(status, *expected, "{id}");
         assert_eq!(name, format!("convos-agent-{id}"));
-        assert_eq!((agent_name.unwrap_or_default(), conv.unwrap_or_default()), (agent.to_string(), conversation.to_string()));
+        assert_eq!(
+            (agent_name.unwrap_or_default(), conv.unwrap_or_default()),
+            (agent.to_string(), conversation.to_string())
+        );
         assert_eq!(instructions, "be nice");
         if legacy {
-            let (service_id, token): (String, String) = sqlx::query_as("SELECT service_id, gateway_token FROM instances WHERE id = $1")
-                .bind(id).fetch_one(&db.pool).await.unwrap();
+            let (service_id, token): (String, String) =
+                sqlx::query_as("SELECT service_id, gateway_token FROM instances WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap();
             assert_eq!((service_id, token), (format!("svc-{i}"), "gw-secret".to_owned()));
         }
     }
     // Legacy NOT NULL constraints are relaxed: Pool can write its early rows.
-    sqlx::query("INSERT INTO instances (id, status) VALUES ('newrowAAAAAA', 'provisioning')").execute(&db.pool).await.unwrap();
+    sqlx::query("INSERT INTO instances (id, status) VALUES ('newrowAAAAAA', 'provisioning')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM instances WHERE id = 'newrowAAAAAA'").execute(&db.pool).await.unwrap();
 }
 
@@ -92,7 +107,12 @@ async fn upgrade_and_run(legacy: bool) {
     for (id, ..) in ROWS {
         sim.sim.add_service(id);
     }
-    for (id, conversation) in [("claimingBND1", "conv-claimed-before-crash"), ("claimedAAAAA", "conv-ada"), ("crashedAAAAA", "conv-bob"), ("idleButBound", "conv-eve")] {
+    for (id, conversation) in [
+        ("claimingBND1", "conv-claimed-before-crash"),
+        ("claimedAAAAA", "conv-ada"),
+        ("crashedAAAAA", "conv-bob"),
+        ("idleButBound", "conv-eve"),
+    ] {
         sim.sim.bind(id, conversation);
     }
     let db = original_database(&sim.url, legacy).await;
@@ -107,7 +127,10 @@ async fn upgrade_and_run(legacy: bool) {
         let pool = stack.db.pool.clone();
         async move {
             sqlx::query_as::<_, (String, Option<String>)>("SELECT status, conversation_id FROM instances WHERE id = $1")
-                .bind(id).fetch_one(&pool).await.unwrap()
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
         }
     };
     assert_eq!(status_of("claimingBND1").await, ("claimed".into(), Some("conv-claimed-before-crash".into())));
@@ -115,9 +138,15 @@ async fn upgrade_and_run(legacy: bool) {
     assert_eq!(status_of("startingAAAA").await.0, "idle");
     assert_eq!(status_of("crashedAAAAA").await.0, "claimed", "healthy again with the same conversation");
 
-    let claim: pool::queue::JobDoc = stack.post("/api/pool/claim", json!({"agentName": "Zed"}), 30).await.json().await.unwrap();
+    let claim: pool::queue::JobDoc =
+        stack.post("/api/pool/claim", json!({"agentName": "Zed"}), 30).await.json().await.unwrap();
     assert_eq!(claim.status, JobState::Succeeded, "{claim:?}");
-    let killed = stack.request(reqwest::Method::DELETE, "/api/pool/instances/claimedAAAAA").header("prefer", "wait=30").send().await.unwrap();
+    let killed = stack
+        .request(reqwest::Method::DELETE, "/api/pool/instances/claimedAAAAA")
+        .header("prefer", "wait=30")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(killed.status(), 200);
     stack.wait_for_counts("kill done", Duration::from_secs(10), |c| c["draining"] == 0).await;
     assert!(!stack.sim.sim.service_ids().iter().any(|id| id == "claimedAAAAA"));

@@ -1,7 +1,6 @@
 //! The HTTP API without workers: validation, auth, exact claim answers, idempotency
 //! keys, `Prefer: wait` timing out to 202, and agents redaction.
 
-
 use pool::{queue::JobDoc, store::JobState};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -41,7 +40,11 @@ impl Api {
     }
 
     async fn jobs_of(&self, kind: &str) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = $1").bind(kind).fetch_one(&self.db.pool).await.unwrap()
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = $1")
+            .bind(kind)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
     }
 }
 
@@ -55,8 +58,22 @@ async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
 #[tokio::test]
 async fn mutations_require_the_api_key() {
     let api = Api::start(&[]).await;
-    for (method, path) in [(Method::POST, "/api/pool/claim"), (Method::POST, "/api/pool/drain"), (Method::POST, "/api/pool/reconcile"), (Method::DELETE, "/api/pool/instances/abcdefghijkl"), (Method::GET, "/api/jobs/x")] {
-        let r = api.app.http.request(method.clone(), api.app.url(path)).bearer_auth("wrong").json(&json!({})).send().await.unwrap();
+    for (method, path) in [
+        (Method::POST, "/api/pool/claim"),
+        (Method::POST, "/api/pool/drain"),
+        (Method::POST, "/api/pool/reconcile"),
+        (Method::DELETE, "/api/pool/instances/abcdefghijkl"),
+        (Method::GET, "/api/jobs/x"),
+    ] {
+        let r = api
+            .app
+            .http
+            .request(method.clone(), api.app.url(path))
+            .bearer_auth("wrong")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_code(r).await, (StatusCode::UNAUTHORIZED, "unauthorized".into()), "{method} {path}");
     }
     assert_eq!(api.jobs_of("reconcile").await, 0, "a rejected request changes nothing");
@@ -104,8 +121,12 @@ async fn claim_reserves_exactly_and_answers_503_when_empty() {
         let job: JobDoc = r.json().await.unwrap();
         assert_eq!(location, format!("/api/jobs/{}", job.id));
         assert_eq!((job.kind.as_str(), job.status), ("claim_and_provision", JobState::Queued));
-        let holder: String = sqlx::query_scalar("SELECT id FROM instances WHERE claim_job_id = $1 AND status = 'claiming'")
-            .bind(&job.id).fetch_one(&api.db.pool).await.unwrap();
+        let holder: String =
+            sqlx::query_scalar("SELECT id FROM instances WHERE claim_job_id = $1 AND status = 'claiming'")
+                .bind(&job.id)
+                .fetch_one(&api.db.pool)
+                .await
+                .unwrap();
         reserved.push(holder);
     }
     assert_eq!(reserved, ["idle00000000", "idle00000001"], "oldest idle first");
@@ -118,14 +139,18 @@ async fn claim_reserves_exactly_and_answers_503_when_empty() {
 async fn idempotency_key_returns_the_same_job_and_rejects_another_body() {
     let api = Api::start(&[]).await;
     api.add_idle(3).await;
-    let send = |body: Value| api.req(Method::POST, "/api/pool/claim").header("idempotency-key", "k-1").json(&body).send();
+    let send =
+        |body: Value| api.req(Method::POST, "/api/pool/claim").header("idempotency-key", "k-1").json(&body).send();
     let first: JobDoc = send(json!({"agentName": "Ada"})).await.unwrap().json().await.unwrap();
     let again: JobDoc = send(json!({"agentName": "Ada"})).await.unwrap().json().await.unwrap();
     assert_eq!(first.id, again.id);
     let (status, code) = error_code(send(json!({"agentName": "Bob"})).await.unwrap()).await;
     assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "idempotency_conflict"));
     assert_eq!(api.jobs_of("claim_and_provision").await, 1);
-    let claiming: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE status = 'claiming'").fetch_one(&api.db.pool).await.unwrap();
+    let claiming: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE status = 'claiming'")
+        .fetch_one(&api.db.pool)
+        .await
+        .unwrap();
     assert_eq!(claiming, 1, "one instance reserved for one key");
 }
 
@@ -150,7 +175,8 @@ async fn agents_hide_instructions_and_invite_without_the_key() {
     let api = Api::start(&[]).await;
     sqlx::query("INSERT INTO instances (id, status, agent_name, instructions, invite_url, conversation_id, claimed_at) VALUES ('claimed00001', 'claimed', 'Ada', 'secret plan', 'https://invite', 'c1', now())")
         .execute(&api.db.pool).await.unwrap();
-    let anonymous: Value = api.app.http.get(api.app.url("/api/pool/agents")).send().await.unwrap().json().await.unwrap();
+    let anonymous: Value =
+        api.app.http.get(api.app.url("/api/pool/agents")).send().await.unwrap().json().await.unwrap();
     let agent = &anonymous["claimed"][0];
     assert_eq!(agent["agentName"], "Ada");
     assert!(agent.get("instructions").is_none() && agent.get("inviteUrl").is_none(), "{agent}");

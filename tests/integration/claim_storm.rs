@@ -148,7 +148,8 @@ async fn two_hundred_claims_against_fifty_idle_with_three_workers() {
         assert_eq!(rows.get(&instance), Some(&Some(conversation.clone())), "row of {instance}");
         assert_eq!(stack.sim.sim.conversation_of(&instance), Some(conversation), "sim binding of {instance}");
     }
-    let db_conversations: HashSet<_> = rows.values().map(|c| c.clone().expect("claimed row has a conversation")).collect();
+    let db_conversations: HashSet<_> =
+        rows.values().map(|c| c.clone().expect("claimed row has a conversation")).collect();
     assert_eq!(db_conversations.len(), IDLE, "distinct conversation ids among claimed rows");
 
     // The simulator saw exactly one provision per claimed instance, each a 200, and

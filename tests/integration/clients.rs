@@ -69,7 +69,8 @@ async fn server_error_with_text_body_is_retryable_and_keeps_the_message() {
 #[tokio::test]
 async fn rate_limit_carries_retry_after() {
     let sim = spawn_sim(SimConfig { rate_limit_rate: 1.0, retry_after_secs: 7, ..fast_sim() }).await;
-    let err = services(&sim.url, None, Duration::from_secs(5)).create_instance(&InstanceId::generate()).await.unwrap_err();
+    let err =
+        services(&sim.url, None, Duration::from_secs(5)).create_instance(&InstanceId::generate()).await.unwrap_err();
     assert!(matches!(err, UpstreamError::RateLimited { status: 429, .. }), "{err:?}");
     assert_eq!(err.next(), Next::Retry { after: Some(Duration::from_secs(7)) });
 }

@@ -166,11 +166,10 @@ async fn exhausted_job_fails_and_operator_retry_succeeds() {
     let stack = Stack::start(sim, 1, &[("JOB_MAX_ATTEMPTS", "2"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *")]).await;
     let ids = replenish(&stack, 1).await;
     let instance_id = &ids[0];
-    let job_id: String =
-        sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'provision_instance'")
-            .fetch_one(&stack.db.pool)
-            .await
-            .unwrap();
+    let job_id: String = sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'provision_instance'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
 
     let failed = stack.wait_job(&job_id, Duration::from_secs(30)).await;
     assert_eq!(failed.status, JobState::Failed, "{failed:?}");

@@ -6,7 +6,9 @@ use axum::{Router, routing::post};
 use pool::http::extract::ApiJson;
 use serde_json::Value;
 
-use crate::helpers::{PoolProcess, TestApp, TestDb, base_env, fast_sim, free_port, spawn_sim, test_config, wait_until_up};
+use crate::helpers::{
+    PoolProcess, TestApp, TestDb, base_env, fast_sim, free_port, spawn_sim, test_config, wait_until_up,
+};
 
 async fn app() -> (TestApp, TestDb) {
     let db = TestDb::new().await;

@@ -42,7 +42,10 @@ async fn list_filters_paginates_and_totals() {
     }
     ids.push(queue::enqueue(&mut conn, &Replenish { count: Some(1) }, &config.jobs).await.unwrap().id().to_owned());
     sqlx::query("UPDATE apalis.jobs SET status = 'Done', done_at = now(), last_result = '{\"Ok\": {}}' WHERE id = $1")
-        .bind(&ids[0]).execute(&db.pool).await.unwrap();
+        .bind(&ids[0])
+        .execute(&db.pool)
+        .await
+        .unwrap();
 
     let (status, page) = get(&app, "/api/jobs").await;
     assert_eq!(status, 200);
@@ -61,7 +64,13 @@ async fn list_filters_paginates_and_totals() {
     let second_ids: Vec<&str> = second["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(second_ids, [ids[1].as_str(), ids[0].as_str()]);
 
-    for bad in ["/api/jobs?status=done", "/api/jobs?kind=nope", "/api/jobs?limit=0", "/api/jobs?before=x", "/api/jobs?color=red"] {
+    for bad in [
+        "/api/jobs?status=done",
+        "/api/jobs?kind=nope",
+        "/api/jobs?limit=0",
+        "/api/jobs?before=x",
+        "/api/jobs?color=red",
+    ] {
         let (status, body) = get(&app, bad).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{bad}");
     }
@@ -87,15 +96,24 @@ async fn cancel_and_retry_follow_the_job_state() {
 #[tokio::test]
 async fn a_running_job_stops_at_its_next_safe_point() {
     let sim = pool::sim::SimConfig { latency: Duration::from_secs(2), ..crate::helpers::fast_sim() };
-    let stack = Stack::start(sim, 1, &[("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")]).await;
+    let stack =
+        Stack::start(sim, 1, &[("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")]).await;
     let job: JobDoc = stack.post("/api/pool/reconcile", json!({}), 0).await.json().await.unwrap();
     let running = eventually(Duration::from_secs(10), || async {
-        let doc: JobDoc = stack.request(Method::GET, &format!("/api/jobs/{}", job.id)).send().await.unwrap().json().await.unwrap();
+        let doc: JobDoc =
+            stack.request(Method::GET, &format!("/api/jobs/{}", job.id)).send().await.unwrap().json().await.unwrap();
         (doc.status == JobState::Running).then_some(doc)
     })
     .await;
     assert!(running.is_some(), "reconcile started");
-    let cancel: JobDoc = stack.request(Method::POST, &format!("/api/jobs/{}/cancel", job.id)).send().await.unwrap().json().await.unwrap();
+    let cancel: JobDoc = stack
+        .request(Method::POST, &format!("/api/jobs/{}/cancel", job.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(cancel.status, JobState::Running, "a running job finishes its current step");
     let done = stack.wait_job(&job.id, Duration::from_secs(20)).await;
     assert_eq!(done.status, JobState::Cancelled, "{done:?}");

@@ -29,8 +29,12 @@ async fn warm_claim_drain_kill_dismiss_enrich() {
     assert_eq!(drained.status, JobState::Succeeded, "{drained:?}");
     assert_eq!(drained.result.unwrap()["drained"], 2);
 
-    let kill = stack.request(reqwest::Method::DELETE, &format!("/api/pool/instances/{instance_id}"))
-        .header("prefer", "wait=30").send().await.unwrap();
+    let kill = stack
+        .request(reqwest::Method::DELETE, &format!("/api/pool/instances/{instance_id}"))
+        .header("prefer", "wait=30")
+        .send()
+        .await
+        .unwrap();
     let killed: pool::queue::JobDoc = kill.json().await.unwrap();
     assert_eq!(killed.status, JobState::Succeeded, "{killed:?}");
     assert!(!stack.sim.sim.service_ids().contains(&instance_id), "destroyed at the provider");

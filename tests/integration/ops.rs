@@ -82,10 +82,17 @@ async fn dashboard_is_served_without_the_key() {
 
 #[tokio::test]
 async fn metrics_show_pool_jobs_upstream_calls_and_timings() {
-    let stack = Stack::start(fast_sim(), 1, &[("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")]).await;
-    let job: pool::queue::JobDoc = stack.post("/api/pool/replenish", json!({"count": 2}), 30).await.json().await.unwrap();
+    let stack =
+        Stack::start(fast_sim(), 1, &[("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")])
+            .await;
+    let job: pool::queue::JobDoc =
+        stack.post("/api/pool/replenish", json!({"count": 2}), 30).await.json().await.unwrap();
     assert_eq!(job.status, pool::store::JobState::Succeeded);
-    stack.wait_for_counts("2 provisioned", Duration::from_secs(20), |c| c["provisioning"].as_i64().unwrap() + c["idle"].as_i64().unwrap() == 2).await;
+    stack
+        .wait_for_counts("2 provisioned", Duration::from_secs(20), |c| {
+            c["provisioning"].as_i64().unwrap() + c["idle"].as_i64().unwrap() == 2
+        })
+        .await;
     let text = eventually(Duration::from_secs(20), || async {
         let text = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
         text.contains("pool_upstream_calls_total{target=\"services\",code=\"200\"}").then_some(text)
@@ -108,22 +115,35 @@ async fn metrics_show_pool_jobs_upstream_calls_and_timings() {
 /// request lines the matched route, status and latency.
 #[tokio::test]
 async fn json_logs_carry_job_and_request_fields() {
-    let overrides = [("POOL_ENVIRONMENT", "staging"), ("POOL_LOG_FORMAT", "json"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
+    let overrides = [
+        ("POOL_ENVIRONMENT", "staging"),
+        ("POOL_LOG_FORMAT", "json"),
+        ("RECONCILE_SCHEDULE", "0 0 0 1 1 *"),
+        ("REPLENISH_SCHEDULE", "0 0 0 1 1 *"),
+    ];
     let stack = Stack::start(fast_sim(), 1, &overrides).await;
-    let job: pool::queue::JobDoc = stack.post("/api/pool/replenish", json!({"count": 1}), 30).await.json().await.unwrap();
+    let job: pool::queue::JobDoc =
+        stack.post("/api/pool/replenish", json!({"count": 1}), 30).await.json().await.unwrap();
     assert_eq!(job.status, pool::store::JobState::Succeeded);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let worker_log = std::fs::read_to_string(stack.log_path("worker-1")).unwrap();
     let web_log = std::fs::read_to_string(stack.log_path("web")).unwrap();
     let lines = |log: &str| -> Vec<Value> { log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect() };
 
-    let job_lines: Vec<Value> = lines(&worker_log).into_iter().filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("job ") || m.contains("instance created"))).collect();
+    let job_lines: Vec<Value> = lines(&worker_log)
+        .into_iter()
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("job ") || m.contains("instance created")))
+        .collect();
     assert!(job_lines.len() >= 2, "job lines in\n{worker_log}");
     for line in &job_lines {
         let field = |name: &str| line.get(name).or_else(|| line["span"].get(name)).cloned();
         assert!(field("job_id").is_some() && field("kind").is_some(), "job line without ids: {line}");
     }
-    let requests: Vec<Value> = lines(&web_log).into_iter().filter(|l| l["message"] == "finished processing request").collect();
-    let replenish = requests.iter().find(|l| l["span"]["route"] == "/api/pool/replenish").unwrap_or_else(|| panic!("no request line in\n{web_log}"));
+    let requests: Vec<Value> =
+        lines(&web_log).into_iter().filter(|l| l["message"] == "finished processing request").collect();
+    let replenish = requests
+        .iter()
+        .find(|l| l["span"]["route"] == "/api/pool/replenish")
+        .unwrap_or_else(|| panic!("no request line in\n{web_log}"));
     assert!(replenish.get("status").is_some() && replenish.get("latency").is_some(), "{replenish}");
 }

@@ -68,9 +68,7 @@ async fn create(stack: &Stack, n: u32) -> Vec<String> {
 /// Waits until the simulator reports `SUCCESS` for every id (the build is over).
 async fn wait_built(stack: &Stack, ids: &[String]) {
     let built = eventually(Duration::from_secs(10), || async {
-        ids.iter()
-            .all(|id| stack.sim.sim.service(id).is_some_and(|s| s.deploy_status == "SUCCESS"))
-            .then_some(())
+        ids.iter().all(|id| stack.sim.sim.service(id).is_some_and(|s| s.deploy_status == "SUCCESS")).then_some(())
     })
     .await;
     assert!(built.is_some(), "simulated builds did not finish");
@@ -421,13 +419,8 @@ async fn sleeping_idle_instance_is_kept() {
     assert_eq!(deploy.as_deref(), Some("SLEEPING"));
     assert_eq!(stack.sim.sim.service(sleeping).unwrap().deploy_status, "SLEEPING", "not destroyed");
     // Idle instances are not health-checked (a sleeping one would be woken up).
-    let health_checks = stack
-        .sim
-        .sim
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == format!("/i/{sleeping}/pool/health"))
-        .count();
+    let health_checks =
+        stack.sim.sim.requests().into_iter().filter(|r| r.path == format!("/i/{sleeping}/pool/health")).count();
     assert_eq!(health_checks, 1, "only the check that made it idle");
 }
 

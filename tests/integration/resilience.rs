@@ -16,11 +16,13 @@ async fn set_connections_allowed(db: &str, allowed: bool) {
     let sql = format!(r#"ALTER DATABASE "{db}" ALLOW_CONNECTIONS {allowed}"#);
     admin.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
     if !allowed {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-            .bind(db)
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(db)
+        .execute(&mut admin)
+        .await
+        .unwrap();
     }
 }
 
@@ -62,25 +64,37 @@ async fn enrich_command_backfills_and_reports_counts() {
     assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
     let report: Value = serde_json::from_slice(&dry.stdout).expect("job document on stdout");
     assert_eq!(report["result"]["enriched"], 2, "{report}");
-    let untouched: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE service_id IS NULL").fetch_one(&stack.db.pool).await.unwrap();
+    let untouched: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE service_id IS NULL")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
     assert_eq!(untouched, 2, "dry run writes nothing");
 
     let real = pool_command(&["enrich"], &stack.env).output().await.unwrap();
     assert!(real.status.success(), "{}", String::from_utf8_lossy(&real.stderr));
-    let filled: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE service_id IS NOT NULL AND url IS NOT NULL").fetch_one(&stack.db.pool).await.unwrap();
+    let filled: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM instances WHERE service_id IS NOT NULL AND url IS NOT NULL")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
     assert_eq!(filled, 2);
 }
 
 #[tokio::test]
 async fn prune_deletes_only_old_finished_jobs() {
     let db = TestDb::new().await;
-    for (id, status, age_hours) in [("01ARZ3NDEKTSV4RRFFQ69G5FA1", "Done", 100), ("01ARZ3NDEKTSV4RRFFQ69G5FA2", "Done", 1), ("01ARZ3NDEKTSV4RRFFQ69G5FA3", "Pending", 100)] {
+    for (id, status, age_hours) in [
+        ("01ARZ3NDEKTSV4RRFFQ69G5FA1", "Done", 100),
+        ("01ARZ3NDEKTSV4RRFFQ69G5FA2", "Done", 1),
+        ("01ARZ3NDEKTSV4RRFFQ69G5FA3", "Pending", 100),
+    ] {
         sqlx::query("INSERT INTO apalis.jobs (id, job_type, job, status, done_at) VALUES ($1, 'reconcile', '\\x7b7d', $2, now() - make_interval(hours => $3))")
             .bind(id).bind(status).bind(age_hours).execute(&db.pool).await.unwrap();
     }
     let deleted = pool::store::jobs::prune(&db.pool, 72 * 3600).await.unwrap();
     assert_eq!(deleted, 1);
-    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
     assert_eq!(left, ["01ARZ3NDEKTSV4RRFFQ69G5FA2", "01ARZ3NDEKTSV4RRFFQ69G5FA3"]);
 }
 
@@ -90,10 +104,19 @@ async fn prune_deletes_only_old_finished_jobs() {
 #[tokio::test]
 async fn rate_limited_upstream_is_retried_after_its_hint_without_a_hot_loop() {
     let sim = pool::sim::SimConfig { rate_limit_rate: 1.0, retry_after_secs: 1, ..fast_sim() };
-    let stack = Stack::start(sim, 1, &[("JOB_MAX_ATTEMPTS", "3"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *")]).await;
-    let replenish: pool::queue::JobDoc = stack.post("/api/pool/replenish", json!({"count": 1}), 10).await.json().await.unwrap();
+    let stack = Stack::start(
+        sim,
+        1,
+        &[("JOB_MAX_ATTEMPTS", "3"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *")],
+    )
+    .await;
+    let replenish: pool::queue::JobDoc =
+        stack.post("/api/pool/replenish", json!({"count": 1}), 10).await.json().await.unwrap();
     assert_eq!(replenish.status, JobState::Succeeded);
-    let id: String = sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'provision_instance'").fetch_one(&stack.db.pool).await.unwrap();
+    let id: String = sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'provision_instance'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
     let job = stack.wait_job(&id, Duration::from_secs(30)).await;
     assert_eq!((job.status, job.attempts), (JobState::Failed, 3), "{job:?}");
     assert!(job.error.as_deref().is_some_and(|e| e.contains("429")), "{job:?}");

@@ -65,8 +65,7 @@ async fn two_workers_enqueue_one_reconcile_per_tick() {
 
     // The replenish schedule (every second) obeys the same rule. Replenishes without a
     // key are the top-ups each reconcile enqueues, not ticks.
-    let replenish_keys: Vec<String> =
-        scheduled(&stack, "replenish").await.into_iter().filter_map(|(_, k)| k).collect();
+    let replenish_keys: Vec<String> = scheduled(&stack, "replenish").await.into_iter().filter_map(|(_, k)| k).collect();
     let replenish_ticks: BTreeSet<i64> = replenish_keys.iter().map(|k| tick_of(k)).collect();
     assert_eq!(replenish_ticks.len(), replenish_keys.len(), "a replenish tick produced two jobs");
     let now = Utc::now().timestamp();

@@ -9,7 +9,9 @@ use std::{collections::HashMap, future::Future, path::PathBuf, process::Stdio, t
 use pool::{queue::JobDoc, sim};
 use serde_json::Value;
 
-use crate::helpers::{API_KEY, PoolProcess, TestDb, base_env, free_port, http_client, pool_command, spawn_sim, wait_until_up};
+use crate::helpers::{
+    API_KEY, PoolProcess, TestDb, base_env, free_port, http_client, pool_command, spawn_sim, wait_until_up,
+};
 
 /// Settings that make a test pool fast: schedules every second, a generous rate limit.
 pub const FAST: [(&str, &str); 6] = [

@@ -3,8 +3,8 @@
 mod reconcile;
 
 pub use reconcile::{
-    Enrichment, Observation, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing,
-    observe_all, recover_crashed, release_stuck_claim, settle_stuck_claim,
+    Enrichment, Observation, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing, observe_all,
+    recover_crashed, release_stuck_claim, settle_stuck_claim,
 };
 
 use chrono::{DateTime, Utc};
@@ -101,9 +101,8 @@ pub async fn agents(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<InstanceRow>> {
 }
 
 pub async fn counts(db: impl PgExecutor<'_>) -> sqlx::Result<Counts> {
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM instances GROUP BY status")
-        .fetch_all(db)
-        .await?;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM instances GROUP BY status").fetch_all(db).await?;
     let mut counts = Counts::default();
     for (status, n) in rows {
         let slot = match status.parse() {
@@ -121,7 +120,11 @@ pub async fn counts(db: impl PgExecutor<'_>) -> sqlx::Result<Counts> {
 
 /// `idle` → `claiming` for the oldest idle row, recording `job_id` as its holder.
 /// Rows in `exclude` (already tried by this job) are passed over.
-pub async fn reserve_idle(db: &mut PgConnection, job_id: &str, exclude: &[String]) -> sqlx::Result<Option<InstanceRow>> {
+pub async fn reserve_idle(
+    db: &mut PgConnection,
+    job_id: &str,
+    exclude: &[String],
+) -> sqlx::Result<Option<InstanceRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE instances SET status = 'claiming', claim_job_id = $1, status_changed_at = now(), updated_at = now()
          WHERE id = (SELECT id FROM instances WHERE status = 'idle' AND id <> ALL($2) ORDER BY created_at, id
@@ -246,17 +249,11 @@ pub async fn take_for_drain(db: impl PgExecutor<'_>, job_id: &str, count: i64) -
 
 /// Deletes a row once its destroy was confirmed; only a `draining` row may go.
 pub async fn delete_draining(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND status = 'draining'")
-        .bind(id)
-        .execute(db)
-        .await?;
+    let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND status = 'draining'").bind(id).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// `idle + provisioning`, the number replenish keeps at `POOL_MIN_IDLE`.
 pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')")
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')").fetch_one(db).await
 }
-

@@ -60,11 +60,13 @@ pub async fn observe_all(db: impl PgExecutor<'_>, seen: &[Observation<'_>]) -> s
 
 /// Counts one more batch without the row's service; returns the new count.
 pub async fn mark_missing(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<i32> {
-    sqlx::query_scalar("UPDATE instances SET missing_batches = missing_batches + 1 WHERE id = $1 RETURNING missing_batches")
-        .bind(id)
-        .fetch_optional(db)
-        .await
-        .map(Option::unwrap_or_default)
+    sqlx::query_scalar(
+        "UPDATE instances SET missing_batches = missing_batches + 1 WHERE id = $1 RETURNING missing_batches",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+    .map(Option::unwrap_or_default)
 }
 
 /// `crashed` → `claimed` when the deploy recovered with the same conversation.
@@ -82,7 +84,12 @@ pub async fn recover_crashed(db: impl PgExecutor<'_>, id: &str, conversation_id:
 
 /// `claiming` → `claimed` for a row no live claim job holds, from the instance's own
 /// report of its conversation (stuck claims of a crashed claimer).
-pub async fn settle_stuck_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&str>, conversation_id: &str) -> sqlx::Result<bool> {
+pub async fn settle_stuck_claim(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    holder: Option<&str>,
+    conversation_id: &str,
+) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE instances SET status = 'claimed', conversation_id = $3, claimed_at = COALESCE(claimed_at, now()),
                 status_changed_at = now(), updated_at = now()
@@ -126,11 +133,8 @@ pub async fn adopt_bound(db: impl PgExecutor<'_>, id: &str, conversation_id: &st
 
 /// Deletes a row whose service vanished at the provider, if its status is unchanged.
 pub async fn delete_vanished(db: impl PgExecutor<'_>, id: &str, status: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND status = $2")
-        .bind(id)
-        .bind(status)
-        .execute(db)
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM instances WHERE id = $1 AND status = $2").bind(id).bind(status).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
 

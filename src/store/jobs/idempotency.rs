@@ -4,7 +4,11 @@ use sqlx::PgConnection;
 
 /// The job an idempotency key already names, if the key is younger than 24 h and
 /// was used with the same request; `Err(())` when it was used with another body.
-pub async fn idempotent_job(conn: &mut PgConnection, key: &str, request_hash: &str) -> sqlx::Result<Result<Option<String>, ()>> {
+pub async fn idempotent_job(
+    conn: &mut PgConnection,
+    key: &str,
+    request_hash: &str,
+) -> sqlx::Result<Result<Option<String>, ()>> {
     sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND created_at < now() - interval '24 hours'")
         .bind(key)
         .execute(&mut *conn)
@@ -22,7 +26,12 @@ pub async fn idempotent_job(conn: &mut PgConnection, key: &str, request_hash: &s
 }
 
 /// Records `key` → `job_id`; false if a concurrent request recorded the key first.
-pub async fn remember_idempotency_key(conn: &mut PgConnection, key: &str, request_hash: &str, job_id: &str) -> sqlx::Result<bool> {
+pub async fn remember_idempotency_key(
+    conn: &mut PgConnection,
+    key: &str,
+    request_hash: &str,
+    job_id: &str,
+) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "INSERT INTO idempotency_keys (key, request_hash, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )

@@ -258,7 +258,10 @@ pub enum Outcome {
     /// Stopped at a safe point because an operator cancelled it.
     Cancelled,
     /// Run again no earlier than `delay_ms` from now, unless out of attempts.
-    Retryable { error: String, delay_ms: i64 },
+    Retryable {
+        error: String,
+        delay_ms: i64,
+    },
     /// Cannot succeed by repeating.
     Permanent(String),
 }
@@ -300,4 +303,3 @@ pub async fn finish(db: impl PgExecutor<'_>, id: &str, worker: &str, outcome: &O
     .await?;
     Ok(done.rows_affected() == 1)
 }
-
