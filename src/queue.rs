@@ -27,14 +27,19 @@ pub async fn enqueue<J: Job>(conn: &mut PgConnection, payload: &J, config: &Jobs
     jobs::enqueue(conn, &new_job(payload, config)).await
 }
 
-/// Enqueues a top-up replenish unless one is already queued or running.
-pub async fn enqueue_replenish(conn: &mut PgConnection, config: &JobsConfig) -> sqlx::Result<Enqueued> {
-    jobs::enqueue(conn, &new_job(&Replenish { count: None }, config).dedupe(SINGLETON)).await
+/// A top-up replenish, a singleton while queued or running.
+pub fn replenish_job(config: &JobsConfig) -> NewJob {
+    new_job(&Replenish { count: None }, config).dedupe(SINGLETON)
 }
 
-/// Enqueues a reconcile unless one is already queued or running (at most one runs).
-pub async fn enqueue_reconcile(conn: &mut PgConnection, config: &JobsConfig) -> sqlx::Result<Enqueued> {
-    jobs::enqueue(conn, &new_job(&Reconcile {}, config).dedupe(SINGLETON)).await
+/// A reconcile, a singleton while queued or running (at most one runs).
+pub fn reconcile_job(config: &JobsConfig) -> NewJob {
+    new_job(&Reconcile {}, config).dedupe(SINGLETON)
+}
+
+/// Enqueues a top-up replenish unless one is already queued or running.
+pub async fn enqueue_replenish(conn: &mut PgConnection, config: &JobsConfig) -> sqlx::Result<Enqueued> {
+    jobs::enqueue(conn, &replenish_job(config)).await
 }
 
 /// The job document of SPEC §3.2.

@@ -7,7 +7,7 @@ use axum::{
     response::Response,
     routing::{delete, get, post},
 };
-use pool_jobs::{DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Replenish};
+use pool_jobs::{DismissCrashed, DrainIdle, EnrichMetadata, KillInstance, Replenish};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -19,7 +19,10 @@ use super::{
 use crate::{
     domain::{InstanceId, InstanceStatus},
     queue,
-    store::{Counts, instances},
+    store::{
+        Counts, instances,
+        jobs::{self, NewJob},
+    },
 };
 
 pub fn router() -> Router<AppState> {
@@ -133,13 +136,11 @@ async fn replenish(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CountBody>,
 ) -> Result<Response, ApiError> {
-    let count = count_in_range(body.count)?;
-    let mut conn = state.db.acquire().await?;
-    let enqueued = match count {
-        None => queue::enqueue_replenish(&mut conn, &state.config.jobs).await?,
-        Some(_) => queue::enqueue(&mut conn, &Replenish { count }, &state.config.jobs).await?,
+    let job = match count_in_range(body.count)? {
+        None => queue::replenish_job(&state.config.jobs),
+        count => queue::new_job(&Replenish { count }, &state.config.jobs),
     };
-    job_response(&state, &headers, enqueued.id()).await
+    enqueue_and_respond(&state, &headers, job).await
 }
 
 /// Remove `count` idle (then provisioning) instances.
@@ -156,7 +157,7 @@ async fn drain(
     ApiJson(body): ApiJson<CountBody>,
 ) -> Result<Response, ApiError> {
     let count = count_in_range(body.count)?.ok_or_else(|| ApiError::Validation("count is required".into()))?;
-    enqueue_one(&state, &headers, &DrainIdle { count }).await
+    enqueue_and_respond(&state, &headers, queue::new_job(&DrainIdle { count }, &state.config.jobs)).await
 }
 
 /// Sync with the provider; answers the queued or running reconcile if there is one.
@@ -166,9 +167,7 @@ async fn drain(
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ))]
 async fn reconcile(State(state): State<AppState>, _: Authenticated, headers: HeaderMap) -> Result<Response, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let enqueued = queue::enqueue_reconcile(&mut conn, &state.config.jobs).await?;
-    job_response(&state, &headers, enqueued.id()).await
+    enqueue_and_respond(&state, &headers, queue::reconcile_job(&state.config.jobs)).await
 }
 
 /// Backfill instance metadata from the provider.
@@ -184,7 +183,8 @@ async fn enrich(
     headers: HeaderMap,
     ApiJson(body): ApiJson<EnrichBody>,
 ) -> Result<Response, ApiError> {
-    enqueue_one(&state, &headers, &EnrichMetadata { all: body.all, dry_run: body.dry_run }).await
+    let payload = EnrichMetadata { all: body.all, dry_run: body.dry_run };
+    enqueue_and_respond(&state, &headers, queue::new_job(&payload, &state.config.jobs)).await
 }
 
 /// Destroy an instance, whatever its status.
@@ -202,7 +202,7 @@ async fn kill(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     existing_row(&state, &id).await?;
-    enqueue_one(&state, &headers, &KillInstance { instance_id: id }).await
+    enqueue_and_respond(&state, &headers, queue::new_job(&KillInstance { instance_id: id }, &state.config.jobs)).await
 }
 
 /// Destroy a crashed instance.
@@ -227,7 +227,8 @@ async fn dismiss(
             message: format!("instance {id} is {}, not crashed", row.status),
         });
     }
-    enqueue_one(&state, &headers, &DismissCrashed { instance_id: id }).await
+    let job = queue::new_job(&DismissCrashed { instance_id: id }, &state.config.jobs);
+    enqueue_and_respond(&state, &headers, job).await
 }
 
 async fn existing_row(state: &AppState, id: &str) -> Result<instances::InstanceRow, ApiError> {
@@ -235,9 +236,12 @@ async fn existing_row(state: &AppState, id: &str) -> Result<instances::InstanceR
     instances::get(&state.db, id).await?.ok_or_else(|| ApiError::NotFound(format!("no instance {id}")))
 }
 
-async fn enqueue_one<J: Job>(state: &AppState, headers: &HeaderMap, payload: &J) -> Result<Response, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let enqueued = queue::enqueue(&mut conn, payload, &state.config.jobs).await?;
-    drop(conn);
+/// Enqueues `job` (or finds the job holding its dedupe key) and answers with it. The
+/// connection goes back to the pool before a `Prefer: wait` starts waiting.
+async fn enqueue_and_respond(state: &AppState, headers: &HeaderMap, job: NewJob) -> Result<Response, ApiError> {
+    let enqueued = {
+        let mut conn = state.db.acquire().await?;
+        jobs::enqueue(&mut conn, &job).await?
+    };
     job_response(state, headers, enqueued.id()).await
 }

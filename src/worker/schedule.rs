@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::Ctx;
 use crate::{
-    queue::{self, SINGLETON},
+    queue,
     store::jobs::{self, Enqueued},
 };
 
@@ -47,10 +47,9 @@ fn next_tick(schedules: &[(&'static str, Schedule)]) -> Option<(DateTime<Utc>, V
 
 async fn enqueue_tick(ctx: &Ctx, kind: &'static str, tick: DateTime<Utc>) -> sqlx::Result<()> {
     let mut job = match kind {
-        Reconcile::KIND => queue::new_job(&Reconcile {}, &ctx.config.jobs),
-        _ => queue::new_job(&Replenish { count: None }, &ctx.config.jobs),
-    }
-    .dedupe(SINGLETON);
+        Reconcile::KIND => queue::reconcile_job(&ctx.config.jobs),
+        _ => queue::replenish_job(&ctx.config.jobs),
+    };
     job.idempotency_key = Some(format!("cron:{}", tick.timestamp()));
     let mut conn = ctx.db.acquire().await?;
     match jobs::enqueue(&mut conn, &job).await? {
