@@ -50,7 +50,7 @@ async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Val
         if row.status() == InstanceStatus::Claiming && job.attempt == 0 && tried.is_empty() {
             // Before anything was sent, a cancel can still release the instance.
             if let Err(cancelled) = checkpoint(ctx, job).await {
-                instances::release_claim(&ctx.db, &row.id, &job.id).await?;
+                instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
                 return Err(cancelled);
             }
         }
@@ -77,7 +77,7 @@ async fn provision(
     row: &InstanceRow,
 ) -> Result<Option<Value>, JobError> {
     let Some(url) = row.url.as_deref() else {
-        instances::release_claim(&ctx.db, &row.id, &job.id).await?;
+        instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
         return Ok(None);
     };
     let body = ProvisionRequest {
@@ -92,7 +92,7 @@ async fn provision(
         }
         Err(err) if err.never_sent() || err.status() == Some(503) => {
             tracing::info!(instance_id = %row.id, error = %err, "instance did not act; releasing it");
-            instances::release_claim(&ctx.db, &row.id, &job.id).await?;
+            instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
             Ok(None)
         }
         Err(err) => {

@@ -202,7 +202,7 @@ async fn resolve_stuck_claim(ctx: &Ctx, row: &InstanceRow) -> Result<Action, Job
             Ok(if done { Action::SettleClaim } else { Action::None })
         }
         None if status.ready => {
-            let done = instances::release_stuck_claim(&ctx.db, &row.id, holder).await?;
+            let done = instances::release_claim(&ctx.db, &row.id, holder).await?;
             Ok(if done { Action::ReleaseClaim } else { Action::None })
         }
         None => Ok(Action::None),

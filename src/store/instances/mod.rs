@@ -4,7 +4,7 @@ mod reconcile;
 
 pub use reconcile::{
     Enrichment, Observation, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing, observe_all,
-    recover_crashed, release_stuck_claim, settle_stuck_claim,
+    recover_crashed, settle_stuck_claim,
 };
 
 use chrono::{DateTime, Utc};
@@ -175,14 +175,16 @@ pub async fn complete_claim(db: impl PgExecutor<'_>, id: &str, job_id: &str, b: 
     Ok(done.rows_affected() == 1)
 }
 
-/// `claiming` → `idle` when the instance provably did nothing; the job lets go.
-pub async fn release_claim(db: impl PgExecutor<'_>, id: &str, job_id: &str) -> sqlx::Result<bool> {
+/// `claiming` → `idle` while `holder` (the claim job, or `None` for a row no job
+/// holds) still holds the row: the claim job letting go of an instance that provably
+/// did nothing, or reconcile freeing an unbound instance of a dead claim.
+pub async fn release_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&str>) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE instances SET status = 'idle', claim_job_id = NULL, status_changed_at = now(), updated_at = now()
-         WHERE id = $1 AND claim_job_id = $2 AND status = 'claiming'",
+         WHERE id = $1 AND status = 'claiming' AND claim_job_id IS NOT DISTINCT FROM $2",
     )
     .bind(id)
-    .bind(job_id)
+    .bind(holder)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -103,19 +103,6 @@ pub async fn settle_stuck_claim(
     Ok(done.rows_affected() == 1)
 }
 
-/// `claiming` → `idle` for a row no live job holds and whose instance is unbound.
-pub async fn release_stuck_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&str>) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE instances SET status = 'idle', claim_job_id = NULL, status_changed_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'claiming' AND claim_job_id IS NOT DISTINCT FROM $2",
-    )
-    .bind(id)
-    .bind(holder)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// `provisioning` → `claimed` for a row Pool did not create whose instance reports a
 /// conversation: it was bound before Pool knew it, and must never be handed out.
 pub async fn adopt_bound(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
