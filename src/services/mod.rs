@@ -8,7 +8,7 @@ use reqwest::{Client, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
-pub use throttle::{RateLimiter, Throttle};
+pub use throttle::{KeyedRateLimiter, Throttle};
 pub use types::{CreatedInstance, Destroyed, ServiceStatus, StatusBatch};
 
 use crate::{

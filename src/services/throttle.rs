@@ -1,15 +1,12 @@
 //! Pacing of services API calls. The provider's budget (~10,000 calls per hour) is per
 //! account, so the limit must hold across every worker replica: `Shared` reserves
-//! slots in Postgres. `Local` (in-process, governor) serves tools and tests.
+//! slots in Postgres. `PerKey` (in-process, governor) paces calls to each instance.
 
 use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
 use crate::store::rate_limit;
-
-/// In-process limiter type.
-pub type RateLimiter = governor::DefaultDirectRateLimiter;
 
 /// In-process limiter with one budget per key (e.g. per instance).
 pub type KeyedRateLimiter = governor::DefaultKeyedRateLimiter<String>;
@@ -22,7 +19,6 @@ const SERVICES_LIMIT: &str = "services_api";
 pub enum Throttle {
     #[default]
     Unlimited,
-    Local(Arc<RateLimiter>),
     /// Each key (an instance's URL) has its own budget: instances are independent
     /// servers, so one busy instance must not slow calls to the others.
     PerKey(Arc<KeyedRateLimiter>),
@@ -34,12 +30,6 @@ pub enum Throttle {
 }
 
 impl Throttle {
-    /// A local limiter of `per_sec` calls per second (burst 1).
-    pub fn local(per_sec: u32) -> Self {
-        let per_sec = std::num::NonZeroU32::new(per_sec.max(1)).expect("non-zero");
-        Self::Local(Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(per_sec))))
-    }
-
     /// A limiter of `per_sec` calls per second to each key (burst `per_sec`).
     pub fn per_key(per_sec: u32) -> Self {
         let per_sec = std::num::NonZeroU32::new(per_sec.max(1)).expect("non-zero");
@@ -68,16 +58,8 @@ impl Throttle {
     /// Waits until a call may be made.
     pub async fn wait(&self) {
         match self {
-            Self::PerKey(_) => {}
-            Self::Unlimited => {}
-            Self::Local(limiter) => {
-                let started = std::time::Instant::now();
-                limiter.until_ready().await;
-                let waited = started.elapsed();
-                if waited > Duration::from_millis(1) {
-                    crate::metrics::rate_limit_wait("local", waited);
-                }
-            }
+            // A keyed throttle paces through `wait_for`.
+            Self::Unlimited | Self::PerKey(_) => {}
             Self::Shared { db, per_sec, burst } => {
                 match rate_limit::reserve(db, SERVICES_LIMIT, *per_sec, *burst).await {
                     Ok(wait) => {
