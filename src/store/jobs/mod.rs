@@ -34,7 +34,7 @@ impl NewJob {
     /// A job of `kind` with a fresh id.
     pub fn new(kind: &'static str, args: Value, max_attempts: u32) -> Self {
         Self {
-            id: ulid::Ulid::generate().to_string(),
+            id: next_job_id(),
             kind,
             args,
             max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
@@ -49,6 +49,14 @@ impl NewJob {
         self.dedupe = Some(key.into());
         self
     }
+}
+
+/// A fresh job id. Ids from one process increase strictly, even within the same
+/// millisecond, so "newest first" (ordering by id) is exact for one producer.
+fn next_job_id() -> String {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::generate()).to_string()
 }
 
 /// One row of `apalis.jobs`, as Pool reads it.
