@@ -98,8 +98,6 @@ pub struct JobsConfig {
     pub max_attempts_by_kind: Vec<(&'static str, u32)>,
     /// Per-kind overrides of the concurrency (`JOB_CONCURRENCY_<KIND>`).
     pub concurrency_by_kind: Vec<(&'static str, u32)>,
-    /// Jobs fetched per query; `None` = the kind's concurrency.
-    pub batch_size: Option<usize>,
     /// How long finished jobs are kept.
     pub retention: Duration,
 }
@@ -160,7 +158,6 @@ impl JobsConfig {
             max_attempts: env.positive("JOB_MAX_ATTEMPTS", 6)?,
             max_attempts_by_kind: by_kind(env, "JOB_MAX_ATTEMPTS_")?,
             concurrency_by_kind: by_kind(env, "JOB_CONCURRENCY_")?,
-            batch_size: env.optional("JOB_BATCH_SIZE").map(|_| env.positive("JOB_BATCH_SIZE", 1usize)).transpose()?,
             retention: Duration::from_secs(env.parse::<u64>("JOB_RETENTION_HOURS", 72)? * 3600),
         })
     }

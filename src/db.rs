@@ -1,6 +1,11 @@
-//! Database pools and migrations. `migrate` applies the job queue's own schema (`apalis`) and
-//! then Pool's migrations (embedded from `migrations/`), both idempotent and
-//! safe to run from several processes at once (each takes an advisory lock).
+//! Database pools and migrations. `migrate` applies Pool's migrations (embedded from
+//! `migrations/`), idempotent and safe to run from several processes at once (sqlx
+//! takes an advisory lock).
+//!
+//! No pool needs a guard against leaked transactions (sqlx #4393: a `BEGIN` whose
+//! future is dropped half-way leaves the connection inside a transaction): the hot
+//! paths are single statements, and the few multi-statement transactions run in
+//! [`crate::store::transaction`], which no caller can cancel half-way.
 
 use std::time::Duration;
 
@@ -18,12 +23,6 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// How a pool's connections behave.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolKind {
-    /// End any transaction a connection is handed back in (one round trip per
-    /// release). For apalis's pool: at shutdown it drops in-flight fetches, and sqlx
-    /// 0.9.0 can then take back a connection whose `BEGIN` future was dropped
-    /// half-way (sqlx #4393); the next user's writes would silently join that
-    /// transaction and be lost.
-    pub guard_transactions: bool,
     /// Commit without waiting for the WAL flush (worker only; see
     /// docs/ARCHITECTURE.md, "Durability").
     pub async_commit: bool,
@@ -31,11 +30,9 @@ pub struct PoolKind {
 
 impl PoolKind {
     /// The web process: durable commits, it acknowledges to clients.
-    pub const WEB: Self = Self { guard_transactions: false, async_commit: false };
-    /// The worker's handlers.
-    pub const HANDLERS: Self = Self { guard_transactions: false, async_commit: true };
-    /// apalis inside the worker (fetches, heartbeats, listeners).
-    pub const QUEUE: Self = Self { guard_transactions: true, async_commit: true };
+    pub const WEB: Self = Self { async_commit: false };
+    /// The worker: handlers, fetches and outcomes.
+    pub const WORKER: Self = Self { async_commit: true };
 }
 
 /// Opens a durable pool; the first connection is made eagerly so a bad URL fails at
@@ -87,32 +84,49 @@ fn base_options(options: PgConnectOptions, kind: PoolKind) -> PgConnectOptions {
 /// Opens a pool of `kind`, connecting eagerly.
 pub async fn connect_as(url: &SecretString, max_connections: u32, kind: PoolKind) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
-    let guard = kind.guard_transactions;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .after_release(move |conn, _| {
-            Box::pin(async move {
-                if guard {
-                    // Outside a transaction this is a no-op (its warning is not
-                    // sent: client_min_messages).
-                    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-                }
-                Ok(true)
-            })
-        })
         .connect_with(base_options(options, kind))
         .await
         .context("Failed to connect to the database (DATABASE_URL)")
 }
 
-/// Applies every migration: the job queue's first (Pool's own add indexes and a
-/// trigger to its table), then Pool's.
+/// Applies every migration.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    apalis_postgres::PostgresStorage::setup(pool).await.context("Failed to set up the job queue schema")?;
+    legacy_queue_stub(pool).await.context("Failed to prepare the legacy job queue schema")?;
     MIGRATOR.run(pool).await.context("Failed to apply Pool's migrations")?;
     Ok(())
 }
+
+/// Migrations 2 and 4 (append-only, so unchanged) add an index and a trigger to the
+/// job table of the previous releases, `apalis.jobs`, which apalis-postgres created
+/// before them. On a new database, an empty table of that shape lets them apply; the
+/// job table Pool uses is `jobs` (migration 20261130000001).
+async fn legacy_queue_stub(pool: &PgPool) -> sqlx::Result<()> {
+    let history: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if history {
+        let applied: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM public._sqlx_migrations WHERE version = 20261124000002)")
+                .fetch_one(pool)
+                .await?;
+        if applied {
+            return Ok(());
+        }
+    }
+    sqlx::raw_sql(LEGACY_QUEUE_STUB).execute(pool).await?;
+    Ok(())
+}
+
+const LEGACY_QUEUE_STUB: &str = "
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE SCHEMA IF NOT EXISTS apalis;
+CREATE TABLE IF NOT EXISTS apalis.jobs (
+    id text PRIMARY KEY, job_type text NOT NULL, job bytea NOT NULL, status text NOT NULL DEFAULT 'Pending',
+    attempts integer NOT NULL DEFAULT 0, max_attempts integer NOT NULL DEFAULT 25,
+    run_at timestamptz NOT NULL DEFAULT now(), last_result jsonb, lock_at timestamptz, lock_by text,
+    done_at timestamptz, priority integer NOT NULL DEFAULT 0, metadata hstore, idempotency_key text);";
 
 /// True when the database answers a trivial query; used by `/readyz`.
 pub async fn ping(pool: &PgPool) -> bool {

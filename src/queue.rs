@@ -64,17 +64,16 @@ pub struct JobDoc {
 
 impl From<JobRow> for JobDoc {
     fn from(row: JobRow) -> Self {
-        let state = row.state();
         Self {
-            status: state,
-            args: row.args(),
-            result: row.result(),
-            error: row.error(),
-            created_at: row.created_at(),
-            started_at: row.lock_at.filter(|_| state != jobs::JobState::Queued),
-            finished_at: row.done_at.filter(|_| state.is_finished()),
+            status: row.state,
+            args: row.args,
+            result: row.result,
+            error: row.error,
+            created_at: Some(row.created_at),
+            started_at: row.started_at.filter(|_| row.state != jobs::JobState::Queued),
+            finished_at: row.finished_at,
             id: row.id,
-            kind: row.job_type,
+            kind: row.kind,
             attempts: row.attempts,
             max_attempts: row.max_attempts,
             run_at: row.run_at,

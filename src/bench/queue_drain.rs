@@ -25,11 +25,11 @@ type Setting = (&'static str, &'static [(&'static str, &'static str)]);
 /// The settings tried, in order; "default" is the worker as shipped.
 const SETTINGS: [Setting; 6] = [
     ("default", &[]),
-    ("c32 b100", &[("JOB_CONCURRENCY_NOOP", "32"), ("JOB_BATCH_SIZE", "100")]),
-    ("c64 b100", &[("JOB_CONCURRENCY_NOOP", "64"), ("JOB_BATCH_SIZE", "100")]),
-    ("c128 b100", &[("JOB_CONCURRENCY_NOOP", "128"), ("JOB_BATCH_SIZE", "100")]),
-    ("c64 b500", &[("JOB_CONCURRENCY_NOOP", "64"), ("JOB_BATCH_SIZE", "500")]),
-    ("c64 b100 db64", &[("JOB_CONCURRENCY_NOOP", "64"), ("JOB_BATCH_SIZE", "100"), ("DATABASE_MAX_CONNECTIONS", "64")]),
+    ("c32", &[("JOB_CONCURRENCY_NOOP", "32")]),
+    ("c128", &[("JOB_CONCURRENCY_NOOP", "128")]),
+    ("c512", &[("JOB_CONCURRENCY_NOOP", "512")]),
+    ("c2048", &[("JOB_CONCURRENCY_NOOP", "2048")]),
+    ("c8192", &[("JOB_CONCURRENCY_NOOP", "8192")]),
 ];
 const SETTINGS_QUICK: [Setting; 2] = [SETTINGS[0], SETTINGS[2]];
 
@@ -119,7 +119,7 @@ async fn drain_on(db: &BenchDb, setting: Setting, jobs: usize) -> anyhow::Result
     done?;
     stopped?;
     let (first_start, last_done): (DateTime<Utc>, DateTime<Utc>) =
-        sqlx::query_as("SELECT min(lock_at), max(done_at) FROM apalis.jobs WHERE job_type = $1")
+        sqlx::query_as("SELECT min(started_at), max(finished_at) FROM jobs WHERE kind = $1")
             .bind(Noop::KIND)
             .fetch_one(&db.pool)
             .await?;
@@ -137,26 +137,23 @@ async fn drain_on(db: &BenchDb, setting: Setting, jobs: usize) -> anyhow::Result
 /// `n` pending `noop` jobs in one statement, as a bulk producer would write them.
 async fn insert_bulk(db: &PgPool, n: usize) -> anyhow::Result<()> {
     let ids: Vec<String> = (0..n).map(|_| ulid::Ulid::generate().to_string()).collect();
-    sqlx::query(
-        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata)
-         SELECT id, $2, convert_to('{}', 'UTF8'), 'Pending', 0, 6, now(), 0, ''::hstore FROM unnest($1::text[]) AS id",
-    )
-    .bind(&ids)
-    .bind(Noop::KIND)
-    .execute(db)
-    .await?;
+    sqlx::query("INSERT INTO jobs (id, kind, args, max_attempts) SELECT id, $2, '{}', 6 FROM unnest($1::text[]) AS id")
+        .bind(&ids)
+        .bind(Noop::KIND)
+        .execute(db)
+        .await?;
     // Statistics as a long-lived table would have them.
-    sqlx::query("ANALYZE apalis.jobs").execute(db).await?;
+    sqlx::query("ANALYZE jobs").execute(db).await?;
     Ok(())
 }
 
-/// Waits until `n` `noop` jobs are `Done`; fails on a failed job or after `limit`.
+/// Waits until `n` `noop` jobs succeeded; fails on a failed job or after `limit`.
 pub async fn wait_done(db: &PgPool, n: usize, limit: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let (done, failed): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'Done'), count(*) FILTER (WHERE status IN ('Failed', 'Killed'))
-             FROM apalis.jobs WHERE job_type = $1",
+            "SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state IN ('failed', 'cancelled'))
+             FROM jobs WHERE kind = $1",
         )
         .bind(Noop::KIND)
         .fetch_one(db)

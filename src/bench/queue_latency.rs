@@ -112,11 +112,10 @@ async fn produce_and_wait(db: &BenchDb, config: &JobsConfig, phase: Phase) -> an
     queue_drain::wait_done(&db.pool, jobs + 1, Duration::from_secs(600)).await?;
     let mut latencies = latencies_ms(&db.pool).await?;
     anyhow::ensure!(latencies.len() == jobs, "{} of {jobs} jobs reported a latency", latencies.len());
-    let last_done: chrono::DateTime<Utc> =
-        sqlx::query_scalar("SELECT max(done_at) FROM apalis.jobs WHERE job_type = $1")
-            .bind(Noop::KIND)
-            .fetch_one(&db.pool)
-            .await?;
+    let last_done: chrono::DateTime<Utc> = sqlx::query_scalar("SELECT max(finished_at) FROM jobs WHERE kind = $1")
+        .bind(Noop::KIND)
+        .fetch_one(&db.pool)
+        .await?;
     let wall = (last_done - started_at).to_std().unwrap_or_default();
     Ok(Measured {
         phase,
@@ -146,8 +145,8 @@ async fn produce(
 /// The enqueue → handler-start latency every measured job reported, in ms.
 async fn latencies_ms(db: &sqlx::PgPool) -> anyhow::Result<Vec<f64>> {
     let micros: Vec<i64> = sqlx::query_scalar(
-        "SELECT (last_result -> 'Ok' ->> 'latencyUs')::bigint FROM apalis.jobs
-         WHERE job_type = $1 AND status = 'Done' AND last_result -> 'Ok' ? 'latencyUs'",
+        "SELECT (result ->> 'latencyUs')::bigint FROM jobs
+         WHERE kind = $1 AND state = 'succeeded' AND result ? 'latencyUs'",
     )
     .bind(Noop::KIND)
     .fetch_all(db)

@@ -1,5 +1,5 @@
 //! `POST /api/pool/claim`: validates, reserves the oldest idle instance and enqueues
-//! the claim job in one transaction, so the answer is exact: a job that holds an
+//! the claim job in one statement, so the answer is exact: a job that holds an
 //! instance, or 503 `no_idle_instance`.
 
 use axum::{extract::State, http::HeaderMap, response::Response};
@@ -15,7 +15,10 @@ use super::{
 use crate::{
     config::Environment,
     queue,
-    store::{instances, jobs},
+    store::{
+        claim::{self, Reserved},
+        jobs,
+    },
 };
 
 const DEFAULT_AGENT_NAME: &str = "Assistant";
@@ -116,7 +119,7 @@ async fn existing_for_key(state: &AppState, key: &str, hash: &str) -> Result<Opt
     })
 }
 
-/// Reserves an instance and enqueues the claim (plus a replenish) atomically.
+/// Reserves an instance and enqueues the claim atomically (one statement).
 /// `Ok(None)`: another request recorded the same idempotency key first.
 async fn reserve_and_enqueue(
     state: &AppState,
@@ -125,27 +128,22 @@ async fn reserve_and_enqueue(
 ) -> Result<Option<String>, ApiError> {
     let jobs_config = &state.config.jobs;
     let job = queue::new_job(payload, jobs_config);
-    let mut tx = state.db.begin().await?;
-    let Some(row) = instances::reserve_idle(&mut tx, &job.id, &[]).await? else {
-        tx.rollback().await?;
-        let mut conn = state.db.acquire().await?;
-        queue::enqueue_replenish(&mut conn, jobs_config).await?;
-        return Err(ApiError::Unavailable {
-            code: "no_idle_instance",
-            message: "no idle instance; the pool is replenishing".into(),
-        });
-    };
-    // The claim job enqueues the replenish when it ends; not here, on the hot path.
-    jobs::enqueue(&mut tx, &job).await?;
-    if let Some((key, hash)) = key
-        && !jobs::remember_idempotency_key(&mut tx, key, hash, &job.id).await?
-    {
-        tx.rollback().await?;
-        return Ok(None);
+    match claim::reserve_and_enqueue(&state.db, &job, key).await? {
+        // The claim job enqueues the replenish when it ends; not here, on the hot path.
+        Reserved::Instance(instance_id) => {
+            tracing::info!(job_id = %job.id, instance_id = %instance_id, "claim enqueued");
+            Ok(Some(job.id))
+        }
+        Reserved::KeyTaken => Ok(None),
+        Reserved::NoIdle => {
+            let mut conn = state.db.acquire().await?;
+            queue::enqueue_replenish(&mut conn, jobs_config).await?;
+            Err(ApiError::Unavailable {
+                code: "no_idle_instance",
+                message: "no idle instance; the pool is replenishing".into(),
+            })
+        }
     }
-    tx.commit().await?;
-    tracing::info!(job_id = %job.id, instance_id = %row.id, "claim enqueued");
-    Ok(Some(job.id))
 }
 
 /// A stable fingerprint of the validated request (FNV-1a over its JSON), so the same

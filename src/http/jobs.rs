@@ -128,7 +128,7 @@ async fn cancel(
     let mut conn = state.db.acquire().await?;
     match jobs::cancel(&mut conn, &id).await {
         Ok(row) => {
-            tracing::info!(job_id = %id, kind = %row.job_type, "job cancelled by operator");
+            tracing::info!(job_id = %id, kind = %row.kind, "job cancelled by operator");
             Ok(Json(JobDoc::from(row)))
         }
         Err(err) => Err(action_error(&id, err, "only queued or running jobs can be cancelled")),
@@ -176,7 +176,7 @@ async fn retry(
     let mut conn = state.db.acquire().await?;
     match jobs::retry(&mut conn, &id).await {
         Ok(row) => {
-            tracing::info!(job_id = %id, kind = %row.job_type, "job re-queued by operator");
+            tracing::info!(job_id = %id, kind = %row.kind, "job re-queued by operator");
             Ok(Json(JobDoc::from(row)))
         }
         Err(err) => Err(action_error(&id, err, "only failed or cancelled jobs can be retried")),

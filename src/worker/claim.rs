@@ -16,8 +16,14 @@ use super::{
 use crate::{
     domain::InstanceStatus,
     instance::{ProvisionRequest, Provisioned},
-    queue,
-    store::instances::{self, Binding, InstanceRow},
+    queue, store,
+    store::{
+        instances::{self, Binding, InstanceRow},
+        jobs::{
+            self,
+            lifecycle::{self, Finished, Outcome},
+        },
+    },
     upstream::UpstreamError,
 };
 
@@ -27,9 +33,12 @@ const MAX_INSTANCES: usize = 3;
 impl Handler for ClaimAndProvision {
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
         let result = claim(&self, ctx, job).await;
-        // Every claim attempt may have used up an idle instance.
-        let mut conn = ctx.db.acquire().await?;
-        queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
+        // Every claim attempt may have used up an idle instance (a completed claim
+        // enqueued its replenish with its outcome).
+        if !matches!(result, Err(JobError::Recorded | JobError::Lost)) {
+            let mut conn = ctx.db.acquire().await?;
+            queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
+        }
         result
     }
 }
@@ -47,7 +56,7 @@ async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Val
             InstanceStatus::Claimed => return Ok(claim_result(&row, row.conversation_id.as_deref(), None)),
             other => return Err(JobError::permanent(format!("instance {} became {other} during the claim", row.id))),
         }
-        if row.status() == InstanceStatus::Claiming && job.attempt == 0 && tried.is_empty() {
+        if row.status() == InstanceStatus::Claiming && !job.rerun && tried.is_empty() {
             // Before anything was sent, a cancel can still release the instance.
             if let Err(cancelled) = checkpoint(ctx, job).await {
                 instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
@@ -87,9 +96,8 @@ async fn provision(
     };
     match ctx.instances.provision(url, &body).await {
         Ok(bound) => complete(args, ctx, job, row, &bound).await.map(Some),
-        Err(UpstreamError::Conflict { .. }) if job.attempt > 0 => {
-            resume_after_conflict(args, ctx, job, row).await.map(Some)
-        }
+        // Judged by runs ever started, which an operator retry keeps.
+        Err(UpstreamError::Conflict { .. }) if job.rerun => resume_after_conflict(args, ctx, job, row).await.map(Some),
         Err(err) if err.never_sent() || err.status() == Some(503) => {
             tracing::info!(instance_id = %row.id, error = %err, "instance did not act; releasing it");
             instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
@@ -124,6 +132,9 @@ async fn resume_after_conflict(
     complete(args, ctx, job, row, &bound).await
 }
 
+/// Binds the row and records the job's success in one transaction, with the
+/// replenish every claim enqueues. The job row is held (`FOR SHARE`) first: a run
+/// that lost its job to a newer run changes nothing.
 async fn complete(
     args: &ClaimAndProvision,
     ctx: &Ctx,
@@ -131,21 +142,68 @@ async fn complete(
     row: &InstanceRow,
     bound: &Provisioned,
 ) -> Result<Value, JobError> {
-    let binding = Binding {
-        conversation_id: &bound.conversation_id,
-        invite_url: bound.invite_url.as_deref(),
-        agent_name: &args.agent_name,
-        instructions: &args.instructions,
-        join_url: args.join_url.as_deref(),
-    };
-    if !instances::complete_claim(&ctx.db, &row.id, &job.id, &binding).await? {
-        // Someone moved the row (a kill) while the instance was binding.
-        return Err(JobError::permanent(format!("instance {} was taken away during provisioning", row.id)));
+    let mut claimed = row.clone();
+    claimed.invite_url = bound.invite_url.clone();
+    let value = claim_result(&claimed, Some(&bound.conversation_id), Some(bound.joined));
+    let done = record(ctx, job, args, &row.id, bound, value).await?;
+    match done {
+        Completion::Done => {
+            tracing::info!(instance_id = %row.id, conversation_id = %bound.conversation_id, "instance claimed");
+            Err(JobError::Recorded)
+        }
+        Completion::Lost => Err(JobError::Lost),
+        Completion::Moved => match instances::get(&ctx.db, &row.id).await? {
+            // An earlier run of this job bound it already (it ran twice).
+            Some(now) if now.status() == InstanceStatus::Claimed && now.claim_job_id.as_deref() == Some(&job.id) => {
+                Ok(claim_result(&now, now.conversation_id.as_deref(), None))
+            }
+            // Someone moved the row (a kill) while the instance was binding.
+            _ => Err(JobError::permanent(format!("instance {} was taken away during provisioning", row.id))),
+        },
     }
-    tracing::info!(instance_id = %row.id, conversation_id = %bound.conversation_id, "instance claimed");
-    let mut row = row.clone();
-    row.invite_url = bound.invite_url.clone();
-    Ok(claim_result(&row, Some(&bound.conversation_id), Some(bound.joined)))
+}
+
+enum Completion {
+    Done,
+    /// The run lost its job; nothing was written.
+    Lost,
+    /// The row is no longer `claiming` for this job; nothing was written.
+    Moved,
+}
+
+async fn record(
+    ctx: &Ctx,
+    job: &JobMeta,
+    args: &ClaimAndProvision,
+    instance_id: &str,
+    bound: &Provisioned,
+    value: Value,
+) -> sqlx::Result<Completion> {
+    let (job_id, fence, worker) = (job.id.clone(), job.fence, job.worker.clone());
+    let (instance_id, args, bound) = (instance_id.to_owned(), args.clone(), bound.clone());
+    let replenish = queue::replenish_job(&ctx.config.jobs);
+    store::transaction(&ctx.db, move |tx| {
+        Box::pin(async move {
+            if lifecycle::hold(&mut *tx, &job_id, fence).await?.is_none() {
+                return Ok(Completion::Lost);
+            }
+            let binding = Binding {
+                conversation_id: &bound.conversation_id,
+                invite_url: bound.invite_url.as_deref(),
+                agent_name: &args.agent_name,
+                instructions: &args.instructions,
+                join_url: args.join_url.as_deref(),
+            };
+            if !instances::complete_claim(&mut *tx, &instance_id, &job_id, &binding).await? {
+                return Ok(Completion::Moved);
+            }
+            let outcome = Finished { id: job_id, attempt: fence, outcome: Outcome::Succeeded(value) };
+            lifecycle::finish(&mut *tx, &worker, &[outcome]).await?;
+            jobs::enqueue(&mut *tx, &replenish).await?;
+            Ok(Completion::Done)
+        })
+    })
+    .await
 }
 
 fn claim_result(row: &InstanceRow, conversation_id: Option<&str>, joined: Option<bool>) -> Value {

@@ -1,6 +1,6 @@
-//! What a job handler returns and how its outcome becomes the job's state: success,
-//! a durable retry with exponential backoff and jitter (or the upstream's
-//! `Retry-After`), or a permanent failure that fails the job at once.
+//! What a job handler returns and which outcome that records: success, a durable
+//! retry with exponential backoff and jitter (or the upstream's `Retry-After`), or a
+//! permanent failure that fails the job at once.
 
 use std::{future::Future, time::Duration};
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::{
-    store::jobs::{self, Outcome},
+    store::jobs::lifecycle::{self, Outcome},
     upstream::{Next, UpstreamError},
 };
 
@@ -22,8 +22,15 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 #[derive(Clone, Debug)]
 pub struct JobMeta {
     pub id: String,
-    /// Attempts already made before this one.
+    /// Attempts already made before this one in the job's current lifetime.
     pub attempt: usize,
+    /// This run's attempt number, which fences its writes ([`checkpoint`]).
+    pub fence: i32,
+    /// Whether an earlier run of this job ever started (also before an operator
+    /// retry): such a run may meet its own earlier side effects.
+    pub rerun: bool,
+    /// The worker process running it.
+    pub worker: std::sync::Arc<str>,
 }
 
 /// Why a handler run failed, by what happens next.
@@ -38,6 +45,13 @@ pub enum JobError {
     /// An operator cancelled the job; it stopped at a safe point.
     #[error("cancelled by operator")]
     Cancelled,
+    /// This run no longer holds the job (its worker was presumed dead and another run
+    /// replaced it): it stops and records nothing.
+    #[error("the run lost its job to a newer run")]
+    Lost,
+    /// The handler recorded its own success together with its last change (claims).
+    #[error("outcome already recorded")]
+    Recorded,
 }
 
 impl JobError {
@@ -71,9 +85,14 @@ pub trait Handler: Job + Sized + Clone + Unpin {
     fn run(self, ctx: &Ctx, job: &JobMeta) -> impl Future<Output = Result<Value, JobError>> + Send;
 }
 
-/// A safe point: stops the run if an operator cancelled the job.
+/// A safe point: stops the run if an operator cancelled the job, or if this run lost
+/// the job to a newer one (it must change nothing more).
 pub async fn checkpoint(ctx: &Ctx, job: &JobMeta) -> Result<(), JobError> {
-    if jobs::cancel_requested(&ctx.db, &job.id).await? { Err(JobError::Cancelled) } else { Ok(()) }
+    match lifecycle::hold(&ctx.db, &job.id, job.fence).await? {
+        None => Err(JobError::Lost),
+        Some(true) => Err(JobError::Cancelled),
+        Some(false) => Ok(()),
+    }
 }
 
 /// Exponential backoff with full jitter in the upper half: 1 s, 2 s, 4 s … ≤ 5 min.
@@ -84,36 +103,32 @@ pub fn backoff(attempt: usize) -> Duration {
     capped.mul_f64(jitter).max(Duration::from_millis(500))
 }
 
-/// Writes the outcome of a run; logs when the job was taken away meanwhile.
-pub async fn settle(ctx: &Ctx, meta: &JobMeta, worker: &str, kind: &str, outcome: Result<Value, JobError>) {
-    let outcome = match outcome {
+/// The outcome to record for a run, logged; `None` when there is nothing to record.
+pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> Option<Outcome> {
+    let outcome = match result {
         Ok(value) => Outcome::Succeeded(value),
         Err(JobError::Permanent(error)) => Outcome::Permanent(error),
         Err(JobError::Cancelled) => Outcome::Cancelled,
         Err(JobError::Retry { message, after }) => {
             let delay = after.unwrap_or_else(|| backoff(meta.attempt)).min(BACKOFF_CAP);
-            Outcome::Retryable { error: message, delay_ms: delay.as_millis() as i64 }
+            Outcome::Retryable { error: message, delay }
+        }
+        Err(JobError::Recorded) => {
+            tracing::info!(job_id = %meta.id, kind, "job succeeded");
+            return None;
+        }
+        Err(JobError::Lost) => {
+            tracing::warn!(job_id = %meta.id, kind, "run lost its job to a newer run; it stopped");
+            return None;
         }
     };
     match &outcome {
         Outcome::Succeeded(_) => tracing::info!(job_id = %meta.id, kind, "job succeeded"),
-        Outcome::Retryable { error, delay_ms } => {
-            tracing::warn!(job_id = %meta.id, kind, error, delay_ms, "job attempt failed")
+        Outcome::Retryable { error, delay } => {
+            tracing::warn!(job_id = %meta.id, kind, error, delay_ms = delay.as_millis() as u64, "job attempt failed")
         }
         Outcome::Permanent(error) => tracing::error!(job_id = %meta.id, kind, error, "job failed permanently"),
         Outcome::Cancelled => tracing::info!(job_id = %meta.id, kind, "job cancelled"),
     }
-    for _ in 0..5 {
-        match jobs::finish(&ctx.db, &meta.id, worker, &outcome).await {
-            Ok(true) => return,
-            Ok(false) => {
-                tracing::warn!(job_id = %meta.id, kind, "job was taken from this worker; outcome dropped");
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(job_id = %meta.id, kind, error = %err, "could not record job outcome; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
+    Some(outcome)
 }

@@ -1,5 +1,5 @@
-//! The worker process: one supervised apalis worker per job kind (the registry is
-//! [`run`]), the cron schedules, and pruning of finished jobs.
+//! The worker process: the job runtime (every kind, on apalis; the registry is
+//! `runtime::kinds`), the cron schedules, and pruning of finished jobs.
 
 mod claim;
 mod destroy;
@@ -15,10 +15,6 @@ mod schedule;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use pool_jobs::{
-    ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Noop, ProvisionInstance,
-    Reconcile, Replenish,
-};
 use sqlx::PgPool;
 use tokio::{sync::watch, task::JoinSet};
 
@@ -37,10 +33,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Everything a handler can reach.
 pub struct Ctx {
-    /// The handlers' pool.
+    /// The worker's pool: handlers, fetches and outcomes.
     pub db: PgPool,
-    /// apalis's own pool (fetches, heartbeats), guarded against leaked transactions.
-    pub queue_db: PgPool,
     pub config: Arc<Config>,
     pub services: ServicesClient,
     pub instances: InstanceClient,
@@ -49,7 +43,7 @@ pub struct Ctx {
 impl Ctx {
     /// Clients paced as configured: services calls by the limit shared across
     /// replicas, instance calls per process.
-    pub fn new(config: Config, db: PgPool, queue_db: PgPool) -> Self {
+    pub fn new(config: Config, db: PgPool) -> Self {
         let jobs = &config.jobs;
         let throttle =
             Throttle::Shared { db: db.clone(), per_sec: jobs.services_rate_per_sec, burst: jobs.services_rate_burst };
@@ -57,52 +51,36 @@ impl Ctx {
         let instance_throttle = Throttle::per_key(jobs.instance_rate_per_sec);
         let instances =
             InstanceClient::new(config.api_key.clone(), INSTANCE_TIMEOUT, jobs.provision_timeout, instance_throttle);
-        Self { db, queue_db, config: Arc::new(config), services, instances }
+        Self { db, config: Arc::new(config), services, instances }
     }
 }
 
 /// Runs every job kind, the schedules and pruning until `shutdown` resolves; then
-/// stops taking jobs and waits for in-flight ones (apalis returns unstarted ones).
+/// stops taking jobs and waits for in-flight ones.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    // Handlers: up to the claim concurrency plus the other kinds at once.
-    let connections = config.database_max_connections.max(8) + config.jobs.claim_concurrency as u32;
-    let pool = db::connect_patiently(&config.database_url, connections, db::PoolKind::HANDLERS).await?;
-    // apalis: a fetch and a heartbeat per kind now and then.
-    let queue_pool = db::connect_patiently(&config.database_url, 10, db::PoolKind::QUEUE).await?;
-    let ctx = Arc::new(Ctx::new(config, pool, queue_pool));
+    // Handlers up to the claim concurrency plus the other kinds at once, the fetch,
+    // the outcome writer and the listener.
+    let connections = config.database_max_connections.max(8) + config.jobs.claim_concurrency as u32 + 3;
+    let pool = db::connect_patiently(&config.database_url, connections, db::PoolKind::WORKER).await?;
+    let ctx = Arc::new(Ctx::new(config, pool));
     let (stop_tx, stop) = watch::channel(false);
-    let mut tasks = spawn_all(&ctx, &stop);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(schedule::run(ctx.clone(), stop.clone()));
+    tasks.spawn(prune_loop(ctx.clone(), stop.clone()));
+    tasks.spawn(crate::metrics::flush_loop(ctx.db.clone(), stop.clone()));
+    let jobs = tokio::spawn(runtime::run(ctx.clone(), stop.clone()));
     tracing::info!(environment = ctx.config.environment.as_str(), "worker started");
     shutdown.await;
     let _ = stop_tx.send(true);
+    match jobs.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = format!("{err:#}"), "runtime failed"),
+        Err(err) => tracing::error!(error = %err, "runtime panicked"),
+    }
     while tasks.join_next().await.is_some() {}
     ctx.db.close().await;
-    ctx.queue_db.close().await;
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// The registry: every job kind with its concurrency, plus the background loops.
-fn spawn_all(ctx: &Arc<Ctx>, stop: &watch::Receiver<bool>) -> JoinSet<()> {
-    let jobs = &ctx.config.jobs;
-    let (claim, other) = (jobs.claim_concurrency, jobs.default_concurrency);
-    let n = |kind: &str, default: usize| jobs.concurrency_for(kind, default);
-    let mut set = JoinSet::new();
-    set.spawn(runtime::run_kind::<ClaimAndProvision>(ctx.clone(), n(ClaimAndProvision::KIND, claim), stop.clone()));
-    set.spawn(runtime::run_kind::<ProvisionInstance>(ctx.clone(), n(ProvisionInstance::KIND, other), stop.clone()));
-    // One replenish at a time keeps top-ups from overshooting.
-    set.spawn(runtime::run_kind::<Replenish>(ctx.clone(), 1, stop.clone()));
-    set.spawn(runtime::run_kind::<DrainIdle>(ctx.clone(), n(DrainIdle::KIND, other), stop.clone()));
-    set.spawn(runtime::run_kind::<KillInstance>(ctx.clone(), n(KillInstance::KIND, other), stop.clone()));
-    set.spawn(runtime::run_kind::<DismissCrashed>(ctx.clone(), n(DismissCrashed::KIND, other), stop.clone()));
-    // Reconciles never overlap (SPEC invariant 5).
-    set.spawn(runtime::run_kind::<Reconcile>(ctx.clone(), 1, stop.clone()));
-    set.spawn(runtime::run_kind::<EnrichMetadata>(ctx.clone(), 1, stop.clone()));
-    set.spawn(runtime::run_kind::<Noop>(ctx.clone(), n(Noop::KIND, other), stop.clone()));
-    set.spawn(schedule::run(ctx.clone(), stop.clone()));
-    set.spawn(prune_loop(ctx.clone(), stop.clone()));
-    set.spawn(crate::metrics::flush_loop(ctx.db.clone(), stop.clone()));
-    set
 }
 
 async fn prune_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {

@@ -120,7 +120,7 @@ async fn observe_batch(
 }
 
 async fn job_is_active(ctx: &Ctx, job_id: &str) -> Result<bool, JobError> {
-    Ok(jobs::get(&ctx.db, job_id).await?.is_some_and(|job| !job.state().is_finished()))
+    Ok(jobs::get(&ctx.db, job_id).await?.is_some_and(|job| !job.state.is_finished()))
 }
 
 async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action, JobError> {

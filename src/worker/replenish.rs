@@ -9,7 +9,7 @@ use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta, checkpoint},
 };
-use crate::{domain::InstanceId, queue, store::instances};
+use crate::{domain::InstanceId, queue, store, store::instances};
 
 /// Most instances one replenish creates, whatever the deficit (bounds a burst).
 const MAX_PER_RUN: i64 = 50;
@@ -28,16 +28,20 @@ impl Handler for Replenish {
             }
         };
         checkpoint(ctx, job).await?;
-        let mut tx = ctx.db.begin().await?;
-        let mut ids = Vec::new();
-        for _ in 0..wanted {
-            let id = InstanceId::generate();
-            instances::insert_provisioning(&mut *tx, &id, &job.id).await?;
-            let payload = ProvisionInstance { instance_id: id.to_string() };
-            queue::enqueue(&mut tx, &payload, &ctx.config.jobs).await?;
-            ids.push(id.to_string());
-        }
-        tx.commit().await?;
+        let ids: Vec<InstanceId> = (0..wanted).map(|_| InstanceId::generate()).collect();
+        let (job_id, config, rows) = (job.id.clone(), ctx.config.jobs.clone(), ids.clone());
+        store::transaction(&ctx.db, move |tx| {
+            Box::pin(async move {
+                for id in &rows {
+                    instances::insert_provisioning(&mut *tx, id, &job_id).await?;
+                    let payload = ProvisionInstance { instance_id: id.to_string() };
+                    queue::enqueue(&mut *tx, &payload, &config).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         if !ids.is_empty() {
             tracing::info!(created = ids.len(), "replenish created instances");
         }

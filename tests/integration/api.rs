@@ -40,7 +40,7 @@ impl Api {
     }
 
     async fn jobs_of(&self, kind: &str) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = $1")
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = $1")
             .bind(kind)
             .fetch_one(&self.db.pool)
             .await

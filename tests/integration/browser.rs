@@ -15,9 +15,9 @@ async fn dashboard_claims_and_retries_in_a_real_browser() {
     stack.wait_for_counts("2 idle", Duration::from_secs(30), |c| c["idle"] == 2).await;
     // A job that failed for good, as an operator would find it.
     sqlx::query(
-        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, done_at, last_result, metadata)
-         VALUES ($1, 'replenish', convert_to('{\"count\":1}', 'UTF8'), 'Failed', 3, 3, now(), now(),
-                 '{\"Err\": \"services API: HTTP 500: upstream exploded\"}', ''::hstore)",
+        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, started_at, finished_at, error)
+         VALUES ($1, 'replenish', '{\"count\":1}', 'failed', 3, 3, 3, now(), now(),
+                 'services API: HTTP 500: upstream exploded')",
     )
     .bind(ulid::Ulid::generate().to_string())
     .execute(&stack.db.pool)

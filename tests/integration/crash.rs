@@ -45,8 +45,8 @@ fn sim_bindings(sim: &Simulator) -> BTreeMap<String, String> {
 /// simulator has already bound them: provisions that acted but were not recorded.
 async fn cut_off(stack: &Stack, worker: &str) -> BTreeMap<String, String> {
     let held: HashSet<String> = sqlx::query_scalar(
-        "SELECT i.id FROM instances i JOIN apalis.jobs j ON j.id = i.claim_job_id
-         WHERE i.status = 'claiming' AND j.lock_by = $1",
+        "SELECT i.id FROM instances i JOIN jobs j ON j.id = i.claim_job_id
+         WHERE i.status = 'claiming' AND j.worker_id = $1",
     )
     .bind(worker)
     .fetch_all(&stack.db.pool)
@@ -57,13 +57,15 @@ async fn cut_off(stack: &Stack, worker: &str) -> BTreeMap<String, String> {
     sim_bindings(&stack.sim.sim).into_iter().filter(|(id, _)| held.contains(id)).collect()
 }
 
-/// `(id, status, attempts, last_result)` of every job of `kind`, for post-mortems.
+/// `(id, state, attempts, result or error)` of every job of `kind`, for post-mortems.
 async fn jobs_of(stack: &Stack, kind: &str) -> Vec<(String, String, i32, Option<Value>)> {
-    sqlx::query_as("SELECT id, status, attempts, last_result FROM apalis.jobs WHERE job_type = $1 ORDER BY id")
-        .bind(kind)
-        .fetch_all(&stack.db.pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT id, state, attempts, COALESCE(result, to_jsonb(error)) FROM jobs WHERE kind = $1 ORDER BY id",
+    )
+    .bind(kind)
+    .fetch_all(&stack.db.pool)
+    .await
+    .unwrap()
 }
 
 /// `(pid, state, wait_event_type, seconds in transaction, query)` of every Pool
@@ -158,13 +160,10 @@ async fn sigkill_worker_mid_claims_and_provisions() {
     const A: usize = 0;
     stack.wait_for_counts("10 idle", Duration::from_secs(30), |c| c["idle"] == 10 && c["provisioning"] == 0).await;
 
-    // A's claim worker, by its apalis name (the only one registered so far).
+    // A's worker id (the only one registered so far).
     let a_claims: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM apalis.workers WHERE worker_type = 'claim_and_provision'")
-            .fetch_all(&stack.db.pool)
-            .await
-            .unwrap();
-    let [a_claims] = <[String; 1]>::try_from(a_claims).expect("one claim worker before B starts");
+        sqlx::query_scalar("SELECT id FROM job_workers").fetch_all(&stack.db.pool).await.unwrap();
+    let [a_claims] = <[String; 1]>::try_from(a_claims).expect("one worker before B starts");
 
     let claims = fire_claims(&stack, 8).await;
     let replenish = stack.post("/api/pool/replenish", json!({ "count": 5 }), 0).await;

@@ -131,15 +131,14 @@ async fn provisions_succeed_through_intermittent_failures() {
     ids.sort();
     assert_eq!(services, ids, "one service per instance");
 
-    let jobs: Vec<(String, String, i32)> = sqlx::query_as(
-        "SELECT id, status, attempts FROM apalis.jobs WHERE job_type = 'provision_instance' ORDER BY id",
-    )
-    .fetch_all(&stack.db.pool)
-    .await
-    .unwrap();
+    let jobs: Vec<(String, String, i32)> =
+        sqlx::query_as("SELECT id, state, attempts FROM jobs WHERE kind = 'provision_instance' ORDER BY id")
+            .fetch_all(&stack.db.pool)
+            .await
+            .unwrap();
     assert_eq!(jobs.len(), 10);
     for (id, status, attempts) in &jobs {
-        assert_eq!(status, "Done", "job {id}");
+        assert_eq!(status, "succeeded", "job {id}");
         assert!(*attempts >= 2, "job {id} succeeded after a failure, so ≥ 2 attempts, got {attempts}");
         let (code, doc) = job_doc(&stack, id).await;
         assert_eq!(code, StatusCode::OK);
@@ -166,7 +165,7 @@ async fn exhausted_job_fails_and_operator_retry_succeeds() {
     let stack = Stack::start(sim, 1, &[("JOB_MAX_ATTEMPTS", "2"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *")]).await;
     let ids = replenish(&stack, 1).await;
     let instance_id = &ids[0];
-    let job_id: String = sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'provision_instance'")
+    let job_id: String = sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'provision_instance'")
         .fetch_one(&stack.db.pool)
         .await
         .unwrap();

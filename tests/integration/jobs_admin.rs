@@ -41,7 +41,7 @@ async fn list_filters_paginates_and_totals() {
         ids.push(queue::enqueue(&mut conn, &DrainIdle { count }, &config.jobs).await.unwrap().id().to_owned());
     }
     ids.push(queue::enqueue(&mut conn, &Replenish { count: Some(1) }, &config.jobs).await.unwrap().id().to_owned());
-    sqlx::query("UPDATE apalis.jobs SET status = 'Done', done_at = now(), last_result = '{\"Ok\": {}}' WHERE id = $1")
+    sqlx::query("UPDATE jobs SET state = 'succeeded', finished_at = now(), result = '{}' WHERE id = $1")
         .bind(&ids[0])
         .execute(&db.pool)
         .await

@@ -17,7 +17,7 @@ async fn migrate_twice_via_the_binary_is_harmless() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(tables, ["apalis.jobs", "public.instances"]);
+    assert_eq!(tables, ["apalis.jobs", "public.instances", "public.jobs"]);
 }
 
 #[tokio::test]

@@ -105,7 +105,7 @@ async fn metrics_show_pool_jobs_upstream_calls_and_timings() {
         "pool_jobs{kind=\"provision_instance\",status=\"succeeded\"} 2",
         "pool_job_run_seconds_bucket{kind=\"replenish\"",
         "pool_job_queue_wait_seconds_count{kind=\"provision_instance\"} 2",
-        "pool_jobs_finished_total{kind=\"replenish\",status=\"Done\"} 1",
+        "pool_jobs_finished_total{kind=\"replenish\",status=\"succeeded\"} 1",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

@@ -459,7 +459,7 @@ async fn reconcile_requests_are_deduplicated_while_one_is_active() {
     assert_eq!(done.status, JobState::Succeeded, "{done:?}");
     let d = post().await;
     assert_ne!(d.id, a.id, "a finished reconcile does not absorb new requests");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'reconcile'")
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'reconcile'")
         .fetch_one(&stack.db.pool)
         .await
         .unwrap();

@@ -26,8 +26,8 @@ async fn set_connections_allowed(db: &str, allowed: bool) {
     }
 }
 
-/// An outage longer than the pools' acquire timeout (10 s) ends apalis workers with
-/// an error; the worker process must restart them rather than die or hang.
+/// An outage longer than the pool's acquire timeout (10 s): fetches, outcomes and
+/// heartbeats fail meanwhile; the worker must carry on afterwards, not die or hang.
 #[tokio::test]
 async fn worker_keeps_working_after_a_database_outage() {
     let stack = Stack::start(fast_sim(), 1, &[]).await;
@@ -84,23 +84,21 @@ async fn enrich_command_backfills_and_reports_counts() {
 async fn prune_deletes_only_old_finished_jobs() {
     let db = TestDb::new().await;
     for (id, status, age_hours) in [
-        ("01ARZ3NDEKTSV4RRFFQ69G5FA1", "Done", 100),
-        ("01ARZ3NDEKTSV4RRFFQ69G5FA2", "Done", 1),
-        ("01ARZ3NDEKTSV4RRFFQ69G5FA3", "Pending", 100),
+        ("01ARZ3NDEKTSV4RRFFQ69G5FA1", "succeeded", 100),
+        ("01ARZ3NDEKTSV4RRFFQ69G5FA2", "succeeded", 1),
+        ("01ARZ3NDEKTSV4RRFFQ69G5FA3", "queued", 100),
     ] {
-        sqlx::query("INSERT INTO apalis.jobs (id, job_type, job, status, done_at) VALUES ($1, 'reconcile', '\\x7b7d', $2, now() - make_interval(hours => $3))")
+        sqlx::query("INSERT INTO jobs (id, kind, args, state, max_attempts, finished_at) VALUES ($1, 'reconcile', '{}', $2, 1, CASE WHEN $2 = 'queued' THEN NULL ELSE now() - make_interval(hours => $3) END)")
             .bind(id).bind(status).bind(age_hours).execute(&db.pool).await.unwrap();
     }
     let deleted = pool::store::jobs::prune(&db.pool, 72 * 3600).await.unwrap();
     assert_eq!(deleted, 1);
-    let left: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
     assert_eq!(left, ["01ARZ3NDEKTSV4RRFFQ69G5FA2", "01ARZ3NDEKTSV4RRFFQ69G5FA3"]);
 }
 
 /// 429 with `Retry-After` is retried after the hinted delay, a bounded number of
-/// times: no hot loop (apalis's own retry-after path re-runs a job hundreds of times
-/// a second), and the job ends `failed` with the upstream's message.
+/// times: no hot loop, and the job ends `failed` with the upstream's message.
 #[tokio::test]
 async fn rate_limited_upstream_is_retried_after_its_hint_without_a_hot_loop() {
     let sim = pool::sim::SimConfig { rate_limit_rate: 1.0, retry_after_secs: 1, ..fast_sim() };
@@ -113,7 +111,7 @@ async fn rate_limited_upstream_is_retried_after_its_hint_without_a_hot_loop() {
     let replenish: pool::queue::JobDoc =
         stack.post("/api/pool/replenish", json!({"count": 1}), 10).await.json().await.unwrap();
     assert_eq!(replenish.status, JobState::Succeeded);
-    let id: String = sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'provision_instance'")
+    let id: String = sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'provision_instance'")
         .fetch_one(&stack.db.pool)
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use crate::{
 
 /// Scheduled jobs of `kind` as (id, idempotency key).
 async fn scheduled(stack: &Stack, kind: &str) -> Vec<(String, Option<String>)> {
-    sqlx::query_as("SELECT id, idempotency_key FROM apalis.jobs WHERE job_type = $1 ORDER BY id")
+    sqlx::query_as("SELECT id, idempotency_key FROM jobs WHERE kind = $1 ORDER BY id")
         .bind(kind)
         .fetch_all(&stack.db.pool)
         .await
@@ -37,7 +37,7 @@ async fn two_workers_enqueue_one_reconcile_per_tick() {
     tokio::time::sleep(Duration::from_secs(7)).await;
 
     let jobs = scheduled(&stack, "reconcile").await;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'reconcile'")
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'reconcile'")
         .fetch_one(&stack.db.pool)
         .await
         .unwrap();

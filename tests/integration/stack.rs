@@ -80,13 +80,11 @@ impl Stack {
         self.workers[i].wait(Duration::from_secs(60)).await
     }
 
-    /// Waits until `n` worker processes have registered their reconcile worker.
+    /// Waits until `n` worker processes have registered.
     pub async fn wait_for_workers(&self, n: i64) {
         let found = eventually(Duration::from_secs(30), || async {
-            let count: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.workers WHERE worker_type = 'reconcile'")
-                .fetch_one(&self.db.pool)
-                .await
-                .unwrap_or(0);
+            let count: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM job_workers").fetch_one(&self.db.pool).await.unwrap_or(0);
             (count >= n).then_some(())
         })
         .await;

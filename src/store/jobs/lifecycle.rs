@@ -1,0 +1,291 @@
+//! Every transition of a job, each one compare-and-set SQL:
+//!
+//! ```text
+//!            fetch                 finish: ok / permanent / cancelled
+//! queued ───────────▶ running ───────────────────────────────▶ succeeded | failed | cancelled
+//!   ▲  ▲                 │ finish: retryable (attempts left) ─▶ queued, run_at = now + backoff
+//!   │  │                 │ rescue (worker silent): queued, or failed when out of attempts
+//!   │  └─────────────────┘
+//!   └── retry (operator) ◀── failed | cancelled          queued ──cancel──▶ cancelled
+//! ```
+//!
+//! A fetch increments `attempts`; a run may finish its job only while the row is still
+//! `running` with that attempt number and its worker, so a run that was rescued (its
+//! worker stalled and came back) cannot overwrite the outcome of the run that replaced
+//! it. A rescue counts as an attempt. A running job that an operator cancels is asked to
+//! stop (`cancel_requested`); whatever ends that run, the job ends `cancelled`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor};
+
+use super::{JobRow, get};
+
+/// A job taken by a worker: what its handler needs to run it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Fetched {
+    pub id: String,
+    pub kind: String,
+    pub args: Value,
+    /// This run's number (1 for the first run; fences its outcome).
+    pub attempt: i32,
+    /// Runs ever started, including this one.
+    pub runs: i32,
+    pub cancel_requested: bool,
+}
+
+/// Takes up to `n` due jobs of each `(kind, n)` for `worker`, marking them running in
+/// the same statement. Claims never wait behind other kinds: each kind has its own
+/// limit, the caller's free slots for it.
+pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(&str, i32)]) -> sqlx::Result<Vec<Fetched>> {
+    let (kinds, limits): (Vec<&str>, Vec<i32>) = wanted.iter().filter(|(_, n)| *n > 0).copied().unzip();
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "WITH due AS (
+             SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
+             CROSS JOIN LATERAL (
+                 SELECT id FROM jobs
+                 WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now()
+                 ORDER BY priority DESC, run_at, id
+                 LIMIT k.n
+                 FOR UPDATE SKIP LOCKED) j
+         )
+         UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
+                         finished_at = NULL, worker_id = $3
+         FROM due WHERE jobs.id = due.id
+         RETURNING jobs.id, jobs.kind, jobs.args, jobs.attempts AS attempt, jobs.runs, jobs.cancel_requested",
+    )
+    .bind(&kinds)
+    .bind(&limits)
+    .bind(worker)
+    .fetch_all(db)
+    .await
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Succeeded(Value),
+    /// Stopped at a safe point because an operator cancelled it.
+    Cancelled,
+    /// Run again no earlier than `delay` from now, unless out of attempts.
+    Retryable {
+        error: String,
+        delay: Duration,
+    },
+    /// Cannot succeed by repeating.
+    Permanent(String),
+}
+
+impl Outcome {
+    fn parts(&self) -> (&'static str, Option<&Value>, Option<&str>, f64) {
+        match self {
+            Self::Succeeded(value) => ("succeeded", Some(value), None, 0.0),
+            Self::Cancelled => ("cancelled", None, Some("cancelled by operator"), 0.0),
+            Self::Retryable { error, delay } => ("retry", None, Some(error), delay.as_secs_f64() * 1000.0),
+            Self::Permanent(error) => ("failed", None, Some(error), 0.0),
+        }
+    }
+}
+
+/// The outcome of one run, as [`finish`] writes it.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub id: String,
+    pub attempt: i32,
+    pub outcome: Outcome,
+}
+
+/// Writes the outcomes of runs of `worker` in one statement; returns the ids it
+/// applied to. A missing id was rescued or cancelled meanwhile: that outcome is
+/// dropped, by design. A retryable failure becomes `failed` when it used the last
+/// attempt, and `cancelled` when an operator asked the run to stop.
+pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) -> sqlx::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(runs.len());
+    let mut attempts = Vec::with_capacity(runs.len());
+    let mut kinds = Vec::with_capacity(runs.len());
+    let mut results = Vec::with_capacity(runs.len());
+    let mut errors = Vec::with_capacity(runs.len());
+    let mut delays = Vec::with_capacity(runs.len());
+    for run in runs {
+        let (kind, result, error, delay_ms) = run.outcome.parts();
+        ids.push(run.id.as_str());
+        attempts.push(run.attempt);
+        kinds.push(kind);
+        results.push(result.cloned());
+        errors.push(error);
+        delays.push(delay_ms);
+    }
+    sqlx::query_scalar(
+        "WITH o AS (
+             SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::float8[])
+                 AS o(id, attempt, outcome, result, error, delay_ms)
+         ), next AS (
+             SELECT j.id, o.result, o.error, o.delay_ms, CASE
+                 WHEN o.outcome <> 'retry' THEN o.outcome
+                 WHEN j.cancel_requested THEN 'cancelled'
+                 WHEN j.attempts >= j.max_attempts THEN 'failed'
+                 ELSE 'queued' END AS state
+             FROM o JOIN jobs j ON j.id = o.id
+             WHERE j.state = 'running' AND j.attempts = o.attempt AND j.worker_id = $7
+         )
+         UPDATE jobs SET state = next.state, result = next.result, error = next.error, worker_id = NULL,
+             run_at = CASE WHEN next.state = 'queued' THEN now() + make_interval(secs => next.delay_ms / 1000) ELSE jobs.run_at END,
+             finished_at = CASE WHEN next.state = 'queued' THEN NULL ELSE now() END
+         FROM next WHERE jobs.id = next.id
+         RETURNING jobs.id",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&kinds)
+    .bind(&results)
+    .bind(&errors)
+    .bind(&delays)
+    .bind(worker)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether the run `attempt` of job `id` still holds the job, and whether an operator
+/// asked it to stop. `None`: the run lost the job (rescued, or finished elsewhere) and
+/// must not change anything more. Taken `FOR SHARE` inside a transaction, it also
+/// keeps a rescue from taking the job until that transaction ends (a fence).
+pub async fn hold(db: impl PgExecutor<'_>, id: &str, attempt: i32) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar(
+        "SELECT cancel_requested FROM jobs WHERE id = $1 AND state = 'running' AND attempts = $2 FOR SHARE",
+    )
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(db)
+    .await
+}
+
+/// Registers (or re-registers, after it was declared dead) a worker process, or
+/// proves it alive.
+pub async fn heartbeat(db: impl PgExecutor<'_>, worker: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO job_workers (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET last_seen = now()")
+        .bind(worker)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Removes a worker that stopped cleanly (its jobs are finished or released).
+pub async fn deregister(db: impl PgExecutor<'_>, worker: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM job_workers WHERE id = $1").bind(worker).execute(db).await?;
+    Ok(())
+}
+
+/// Takes back the running jobs of workers silent for longer than `timeout`: queued
+/// again (the run counted as an attempt), `failed` when that was the last attempt,
+/// `cancelled` when an operator had asked them to stop. Returns how many.
+pub async fn rescue(db: impl PgExecutor<'_>, timeout: Duration) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "WITH gone AS (
+             DELETE FROM job_workers WHERE last_seen < now() - make_interval(secs => $1) RETURNING id
+         ), lost AS (
+             SELECT id FROM jobs
+             WHERE state = 'running' AND NOT EXISTS (
+                 SELECT 1 FROM job_workers w
+                 WHERE w.id = jobs.worker_id AND w.last_seen >= now() - make_interval(secs => $1)
+                   AND w.id NOT IN (SELECT id FROM gone))
+             FOR UPDATE SKIP LOCKED
+         ), rescued AS (
+             UPDATE jobs SET
+                 state = CASE WHEN cancel_requested THEN 'cancelled'
+                              WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+                 error = CASE WHEN cancel_requested THEN 'cancelled by operator'
+                              ELSE format('worker %s stopped responding during attempt %s', worker_id, attempts) END,
+                 finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN now() END,
+                 run_at = now(), worker_id = NULL
+             FROM lost WHERE jobs.id = lost.id
+             RETURNING jobs.state
+         )
+         SELECT count(*) FROM (
+             SELECT state, pg_notify('pool_jobs_queued', '') FROM rescued
+         ) r",
+    )
+    .bind(timeout.as_secs_f64())
+    .fetch_one(db)
+    .await
+}
+
+/// Gives the jobs `worker` took but never started back to the queue, as if never
+/// fetched (at shutdown).
+pub async fn release_unstarted(db: impl PgExecutor<'_>, worker: &str, ids: &[String]) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'queued', attempts = attempts - 1, runs = runs - 1, started_at = NULL,
+                         worker_id = NULL, run_at = now()
+         WHERE id = ANY($1) AND state = 'running' AND worker_id = $2",
+    )
+    .bind(ids)
+    .bind(worker)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Why an operator action on a job did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("no job with this id")]
+    NotFound,
+    #[error("job is {0}; this action does not apply")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A failed or cancelled job back to queued with fresh attempts. Every trace of an
+/// earlier cancel goes; `runs` stays, so a re-run still recognises its own earlier
+/// side effects.
+pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
+    let updated = sqlx::query(
+        "WITH r AS (
+             UPDATE jobs SET state = 'queued', attempts = 0, run_at = now(), result = NULL, error = NULL,
+                             started_at = NULL, finished_at = NULL, worker_id = NULL, cancel_requested = false
+             WHERE id = $1 AND state IN ('failed', 'cancelled')
+             RETURNING id
+         )
+         SELECT id, pg_notify('pool_jobs_queued', '') FROM r",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await;
+    match updated {
+        Ok(done) if done.rows_affected() == 1 => get(&mut *conn, id).await?.ok_or(ActionError::NotFound),
+        Ok(_) => match get(&mut *conn, id).await? {
+            None => Err(ActionError::NotFound),
+            Some(job) => Err(ActionError::Conflict(job.state.as_str())),
+        },
+        // Another job with the same dedupe key is active: retrying would make two.
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("jobs_active_dedupe_key") => {
+            Err(ActionError::Conflict("blocked by an active job of the same kind"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Cancels a queued job at once; asks a running one to stop at its next safe point.
+pub async fn cancel(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
+    let changed = sqlx::query(
+        "UPDATE jobs SET
+             state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
+             cancel_requested = (state = 'running'),
+             finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END,
+             error = CASE WHEN state = 'running' THEN error ELSE 'cancelled by operator' END
+         WHERE id = $1 AND state IN ('queued', 'running')",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let row = get(&mut *conn, id).await?.ok_or(ActionError::NotFound)?;
+    if changed == 0 {
+        return Err(ActionError::Conflict(row.state.as_str()));
+    }
+    Ok(row)
+}

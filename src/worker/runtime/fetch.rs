@@ -1,0 +1,193 @@
+//! The fetch loop: one per process, for every kind. Each kind has slots (its
+//! concurrency); a fetch asks for at most the free slots of each kind, so no job
+//! waits in this process while another process could run it, and claims never wait
+//! behind slow work of other kinds.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use apalis::prelude::{Task, TaskBuilder};
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use super::{Delivery, Kind};
+use crate::{store::jobs::lifecycle, worker::Ctx};
+
+/// Channel the job table's insert trigger notifies on.
+const CHANNEL: &str = "pool_jobs_queued";
+/// Poll interval for delayed jobs (retries) and missed notifications.
+const POLL: Duration = Duration::from_millis(1000);
+/// Pause after a failed fetch (database down).
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// A taken slot of one kind; freeing it may let the fetch loop take more jobs.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    fetcher: Arc<Fetcher>,
+    kind: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.fetcher.kinds[self.kind].backlog.load(std::sync::atomic::Ordering::Relaxed) {
+            self.fetcher.wake.notify_one();
+        }
+    }
+}
+
+struct KindSlots {
+    name: &'static str,
+    size: usize,
+    free: Arc<Semaphore>,
+    /// The last fetch filled every free slot: more jobs may be waiting.
+    backlog: std::sync::atomic::AtomicBool,
+}
+
+pub struct Fetcher {
+    worker: String,
+    kinds: Vec<KindSlots>,
+    wake: Notify,
+    /// Fetched but not yet started by apalis (given back at shutdown).
+    unstarted: Mutex<HashSet<String>>,
+}
+
+impl Fetcher {
+    pub fn new(worker: String, kinds: &[Kind]) -> Self {
+        let kinds = kinds
+            .iter()
+            .map(|k| KindSlots {
+                name: k.name,
+                size: k.slots,
+                free: Arc::new(Semaphore::new(k.slots)),
+                backlog: false.into(),
+            })
+            .collect();
+        Self { worker, kinds, wake: Notify::new(), unstarted: Mutex::new(HashSet::new()) }
+    }
+
+    /// Wakes the loop: new jobs may be due (a notification, or a retry of ours).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn started(&self, id: &str) {
+        self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+
+    /// Fetches until `stop`, then returns.
+    pub async fn run(
+        self: Arc<Self>,
+        ctx: Arc<Ctx>,
+        deliveries: mpsc::UnboundedSender<Task<Delivery>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let listener = tokio::spawn(listen(ctx.db.clone(), self.clone(), stop.clone()));
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            match self.fetch_once(&ctx.db, &deliveries).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "fetch failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        listener.abort();
+    }
+
+    /// One fetch for every kind with free slots. `Ok(true)`: fetch again at once.
+    async fn fetch_once(
+        self: &Arc<Self>,
+        db: &PgPool,
+        deliveries: &mpsc::UnboundedSender<Task<Delivery>>,
+    ) -> sqlx::Result<bool> {
+        let wanted: Vec<(&str, i32)> =
+            self.kinds.iter().map(|k| (k.name, i32::try_from(k.free.available_permits()).unwrap_or(0))).collect();
+        if wanted.iter().all(|(_, n)| *n == 0) {
+            return Ok(false);
+        }
+        let jobs = lifecycle::fetch(db, &self.worker, &wanted).await?;
+        let mut again = false;
+        for (i, k) in self.kinds.iter().enumerate() {
+            let taken = jobs.iter().filter(|j| j.kind == k.name).count();
+            let full = wanted[i].1 > 0 && taken == wanted[i].1 as usize;
+            k.backlog.store(full, std::sync::atomic::Ordering::Relaxed);
+            // Refill at once only while at least half the slots are free again;
+            // otherwise the freed slots wake the loop, in larger batches.
+            again |= full && k.free.available_permits().saturating_sub(taken) >= k.size.div_ceil(2);
+        }
+        for job in jobs {
+            let Some(index) = self.kinds.iter().position(|k| k.name == job.kind) else { continue };
+            let Ok(permit) = self.kinds[index].free.clone().try_acquire_owned() else {
+                tracing::error!(job_id = %job.id, "fetched a job without a free slot");
+                continue;
+            };
+            self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.id.clone());
+            let slot = Slot { _permit: permit, fetcher: self.clone(), kind: index };
+            let _ = deliveries.send(TaskBuilder::new(Delivery { job, slot }).build());
+        }
+        Ok(again)
+    }
+
+    /// Gives back jobs fetched but never started (at shutdown).
+    pub async fn release_unstarted(&self, db: &PgPool) {
+        let ids: Vec<String> =
+            self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
+        if ids.is_empty() {
+            return;
+        }
+        match lifecycle::release_unstarted(db, &self.worker, &ids).await {
+            Ok(n) => tracing::info!(released = n, "gave back jobs fetched but not started"),
+            Err(err) => tracing::warn!(error = %err, "could not give back unstarted jobs; rescue will"),
+        }
+    }
+}
+
+/// Wakes the fetch loop on every notification; reconnects after outages.
+async fn listen(db: PgPool, fetcher: Arc<Fetcher>, stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let mut listener = match PgListener::connect_with(&db).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "queue listener cannot connect; retrying");
+                tokio::time::sleep(ERROR_PAUSE * 2).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %err, "queue listener cannot LISTEN; retrying");
+            tokio::time::sleep(ERROR_PAUSE * 2).await;
+            continue;
+        }
+        // Jobs queued while we were not listening.
+        fetcher.wake();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => fetcher.wake(),
+                Ok(None) => {
+                    tracing::warn!("queue listener lost its connection; reconnecting");
+                    fetcher.wake();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "queue listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Liveness of worker processes. Each process proves it is alive every
+//! [`HEARTBEAT`] on a connection of its own (a busy or exhausted pool cannot delay
+//! it), and every process takes back the running jobs of processes silent for
+//! [`RESCUE_AFTER`]: a job whose worker died or stalled runs again within ~15 s.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+
+use super::fetch::Fetcher;
+use crate::{
+    store::jobs::{legacy, lifecycle},
+    worker::Ctx,
+};
+
+/// How often a process proves it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(3);
+/// Silence after which a process's running jobs are taken back.
+pub const RESCUE_AFTER: Duration = Duration::from_secs(12);
+/// Each how many heartbeats the previous release's waiting jobs are moved over.
+const ADOPT_EVERY: u32 = 10;
+
+pub async fn register(db: &PgPool, worker: &str) -> sqlx::Result<()> {
+    lifecycle::heartbeat(db, worker).await
+}
+
+pub async fn deregister(db: &PgPool, worker: &str) {
+    if let Err(err) = lifecycle::deregister(db, worker).await {
+        tracing::warn!(error = %err, "could not deregister this worker; it will be presumed dead");
+    }
+}
+
+/// Heartbeats, rescues and moves legacy jobs until `stop`.
+pub async fn run(ctx: Arc<Ctx>, worker: String, fetcher: Arc<Fetcher>, mut stop: watch::Receiver<bool>) {
+    let options = ctx.db.connect_options();
+    let mut conn: Option<PgConnection> = None;
+    let mut beat = 0u32;
+    loop {
+        if conn.is_none() {
+            conn = PgConnection::connect_with(&options)
+                .await
+                .inspect_err(|err| tracing::warn!(error = %err, "heartbeat connection failed"))
+                .ok();
+        }
+        if let Some(c) = conn.as_mut()
+            && let Err(err) = tick(c, &worker, &fetcher, beat.is_multiple_of(ADOPT_EVERY)).await
+        {
+            tracing::warn!(error = %err, "heartbeat failed; reconnecting");
+            conn = None;
+        }
+        beat = beat.wrapping_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
+    }
+}
+
+async fn tick(conn: &mut PgConnection, worker: &str, fetcher: &Fetcher, adopt: bool) -> sqlx::Result<()> {
+    lifecycle::heartbeat(&mut *conn, worker).await?;
+    let rescued = lifecycle::rescue(&mut *conn, RESCUE_AFTER).await?;
+    if rescued > 0 {
+        tracing::warn!(rescued, "took back running jobs of workers that stopped responding");
+        fetcher.wake();
+    }
+    if adopt && legacy::adopt_waiting(&mut *conn).await? > 0 {
+        fetcher.wake();
+    }
+    Ok(())
+}

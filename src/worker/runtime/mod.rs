@@ -1,0 +1,183 @@
+//! The job runtime of one worker process, on apalis:
+//!
+//! - [`fetch`]: one fetch loop serves every kind. It sleeps on one LISTEN connection
+//!   (plus a poll for delayed retries) and takes at most the free slots of each kind,
+//!   marking the jobs running in the same statement.
+//! - apalis runs what was fetched: one worker over an in-memory backend, with the
+//!   sum of the kinds' slots as its concurrency; per-kind limits are the slots.
+//! - [`outcomes`]: outcomes are written in batches by one writer (claims write their
+//!   own, together with their last change).
+//! - [`liveness`]: a heartbeat on its own connection, the rescue of dead workers'
+//!   jobs, and the move of jobs the previous release still enqueues.
+
+mod fetch;
+mod liveness;
+mod outcomes;
+
+use std::{collections::HashMap, sync::Arc};
+
+use apalis::prelude::*;
+use futures::{FutureExt, SinkExt, future::BoxFuture};
+use pool_jobs::{
+    ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Noop, ProvisionInstance,
+    Reconcile, Replenish,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    Ctx,
+    handler::{Handler, JobError, JobMeta, outcome},
+};
+use crate::store::jobs::lifecycle::{Fetched, Finished};
+
+type RunFn = fn(Arc<Ctx>, Value, JobMeta) -> BoxFuture<'static, Result<Value, JobError>>;
+
+/// One job kind as the runtime runs it.
+#[derive(Clone, Copy)]
+pub struct Kind {
+    pub name: &'static str,
+    pub slots: usize,
+    run: RunFn,
+}
+
+fn kind<J: Handler>(slots: usize) -> Kind {
+    Kind { name: J::KIND, slots: slots.max(1), run: run_as::<J> }
+}
+
+/// Decodes the payload and runs the handler. A payload this release cannot decode
+/// (e.g. written by a newer one) is a retryable failure: it fails after its
+/// attempts, with the reason, while every other job runs on.
+fn run_as<J: Handler>(ctx: Arc<Ctx>, args: Value, meta: JobMeta) -> BoxFuture<'static, Result<Value, JobError>> {
+    async move {
+        let payload: J = serde_json::from_value(args)
+            .map_err(|e| JobError::retry(format!("cannot decode the {} payload: {e}", J::KIND)))?;
+        payload.run(&ctx, &meta).await
+    }
+    .boxed()
+}
+
+/// The registry: every job kind with its slots per process.
+pub fn kinds(ctx: &Ctx) -> Vec<Kind> {
+    let jobs = &ctx.config.jobs;
+    let (claim, other) = (jobs.claim_concurrency, jobs.default_concurrency);
+    let n = |kind: &str, default: usize| jobs.concurrency_for(kind, default);
+    vec![
+        kind::<ClaimAndProvision>(n(ClaimAndProvision::KIND, claim)),
+        kind::<ProvisionInstance>(n(ProvisionInstance::KIND, other)),
+        // One replenish at a time keeps top-ups from overshooting.
+        kind::<Replenish>(1),
+        kind::<DrainIdle>(n(DrainIdle::KIND, other)),
+        kind::<KillInstance>(n(KillInstance::KIND, other)),
+        kind::<DismissCrashed>(n(DismissCrashed::KIND, other)),
+        // Reconciles never overlap (SPEC invariant 5); the singleton key holds it
+        // across processes, one slot within one.
+        kind::<Reconcile>(1),
+        kind::<EnrichMetadata>(1),
+        kind::<Noop>(n(Noop::KIND, other)),
+    ]
+}
+
+/// A fetched job on its way to apalis, holding its kind's slot until it ends.
+struct Delivery {
+    job: Fetched,
+    slot: fetch::Slot,
+}
+
+/// What apalis's handler reaches.
+struct Shared {
+    ctx: Arc<Ctx>,
+    worker: Arc<str>,
+    runs: HashMap<&'static str, RunFn>,
+    outcomes: outcomes::Writer,
+    fetch: Arc<fetch::Fetcher>,
+}
+
+/// Runs jobs until `stop`; then stops fetching, lets running jobs finish, writes
+/// every outcome and gives back what was fetched but never started.
+pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let worker = worker_name();
+    let kinds = kinds(&ctx);
+    liveness::register(&ctx.db, &worker).await?;
+    let (deliveries, inbox) = mpsc::unbounded_channel::<Task<Delivery>>();
+    let fetcher = Arc::new(fetch::Fetcher::new(worker.clone(), &kinds));
+    let (outcomes, writer) = outcomes::start(ctx.db.clone(), worker.clone(), fetcher.clone());
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        worker: worker.as_str().into(),
+        runs: kinds.iter().map(|k| (k.name, k.run)).collect(),
+        outcomes,
+        fetch: fetcher.clone(),
+    });
+    tracing::info!(worker = %worker, kinds = kinds.len(), "runtime starting");
+    let liveness = tokio::spawn(liveness::run(ctx.clone(), worker.clone(), fetcher.clone(), stop.clone()));
+    let fetching = tokio::spawn(fetcher.clone().run(ctx.clone(), deliveries, stop.clone()));
+    let concurrency = kinds.iter().map(|k| k.slots).sum::<usize>();
+    let apalis_worker = WorkerBuilder::new(worker.clone())
+        .backend(in_memory(inbox))
+        .concurrency(concurrency)
+        .data(shared.clone())
+        .build(handle);
+    let mut signal = stop.clone();
+    // The fetcher stops first; apalis then waits for the runs in flight.
+    let ran = apalis_worker
+        .run_until(async move {
+            let _ = signal.wait_for(|s| *s).await;
+            let _ = fetching.await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+    if let Err(err) = ran {
+        tracing::error!(worker = %worker, error = %err, "runtime ended with an error");
+    }
+    writer.close().await;
+    fetcher.release_unstarted(&ctx.db).await;
+    let _ = liveness.await;
+    liveness::deregister(&ctx.db, &worker).await;
+    tracing::info!(worker = %worker, "runtime stopped");
+    Ok(())
+}
+
+fn in_memory(inbox: mpsc::UnboundedReceiver<Task<Delivery>>) -> apalis::prelude::MemoryStorage<Delivery> {
+    let stream = futures::stream::unfold(inbox, |mut rx| async move { rx.recv().await.map(|task| (task, rx)) });
+    let sink = futures::sink::drain().sink_map_err(|never| match never {});
+    let sink: Box<dyn futures::Sink<Task<Delivery>, Error = MemoryStorageError> + Send + Sync + Unpin> = Box::new(sink);
+    let sender = MemorySink::new(Arc::new(futures::lock::Mutex::new(sink)));
+    MemoryStorage::new_with(sender, Box::pin(stream))
+}
+
+/// apalis's handler: runs the job and hands its outcome to the writer.
+async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
+    let Delivery { job, slot } = delivery;
+    shared.fetch.started(&job.id);
+    let meta = JobMeta {
+        id: job.id.clone(),
+        attempt: usize::try_from(job.attempt - 1).unwrap_or_default(),
+        fence: job.attempt,
+        rerun: job.runs > 1,
+        worker: shared.worker.clone(),
+    };
+    let kind = shared.runs.get_key_value(job.kind.as_str()).map(|(k, run)| (*k, *run));
+    let result = match (kind, job.cancel_requested) {
+        (_, true) => Err(JobError::Cancelled),
+        (Some((name, run)), false) => {
+            let span = tracing::info_span!("job", job_id = %meta.id, kind = name, attempt = job.attempt);
+            let running = tracing::Instrument::instrument(run(shared.ctx.clone(), job.args, meta.clone()), span);
+            // A panic must not leave the row `running` under this live worker.
+            std::panic::AssertUnwindSafe(running)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(JobError::retry(format!("the {name} handler panicked"))))
+        }
+        (None, false) => Err(JobError::permanent(format!("unknown job kind {}", job.kind))),
+    };
+    if let Some(outcome) = outcome(&meta, &job.kind, result) {
+        shared.outcomes.send(Finished { id: job.id, attempt: job.attempt, outcome }, slot).await;
+    }
+    Ok(())
+}
+
+fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!("{host}-{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
