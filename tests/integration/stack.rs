@@ -74,6 +74,21 @@ impl Stack {
         worker.child.kill().await.expect("kill worker");
     }
 
+    /// Freezes worker `i` (SIGSTOP): alive, silent, holding its connections.
+    pub fn pause_worker(&self, i: usize) {
+        self.signal_worker(i, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Resumes worker `i` (SIGCONT) after [`Stack::pause_worker`].
+    pub fn resume_worker(&self, i: usize) {
+        self.signal_worker(i, nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal_worker(&self, i: usize, signal: nix::sys::signal::Signal) {
+        let pid = self.workers[i].child.id().expect("worker running") as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal worker");
+    }
+
     /// SIGTERMs worker `i` and waits for a clean exit.
     pub async fn stop_worker(&mut self, i: usize) -> std::process::ExitStatus {
         self.workers[i].terminate();

@@ -18,8 +18,6 @@ use crate::{
 const HEARTBEAT: Duration = Duration::from_secs(3);
 /// Silence after which a process's running jobs are taken back.
 pub const RESCUE_AFTER: Duration = Duration::from_secs(12);
-/// Each how many heartbeats the previous release's waiting jobs are moved over.
-const ADOPT_EVERY: u32 = 10;
 
 pub async fn register(db: &PgPool, worker: &str) -> sqlx::Result<()> {
     lifecycle::heartbeat(db, worker).await
@@ -35,7 +33,6 @@ pub async fn deregister(db: &PgPool, worker: &str) {
 pub async fn run(ctx: Arc<Ctx>, worker: String, fetcher: Arc<Fetcher>, mut stop: watch::Receiver<bool>) {
     let options = ctx.db.connect_options();
     let mut conn: Option<PgConnection> = None;
-    let mut beat = 0u32;
     loop {
         if conn.is_none() {
             conn = PgConnection::connect_with(&options)
@@ -44,12 +41,11 @@ pub async fn run(ctx: Arc<Ctx>, worker: String, fetcher: Arc<Fetcher>, mut stop:
                 .ok();
         }
         if let Some(c) = conn.as_mut()
-            && let Err(err) = tick(c, &worker, &fetcher, beat.is_multiple_of(ADOPT_EVERY)).await
+            && let Err(err) = tick(c, &worker, &fetcher).await
         {
             tracing::warn!(error = %err, "heartbeat failed; reconnecting");
             conn = None;
         }
-        beat = beat.wrapping_add(1);
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
             _ = stop.wait_for(|s| *s) => break,
@@ -60,14 +56,14 @@ pub async fn run(ctx: Arc<Ctx>, worker: String, fetcher: Arc<Fetcher>, mut stop:
     }
 }
 
-async fn tick(conn: &mut PgConnection, worker: &str, fetcher: &Fetcher, adopt: bool) -> sqlx::Result<()> {
+async fn tick(conn: &mut PgConnection, worker: &str, fetcher: &Fetcher) -> sqlx::Result<()> {
     lifecycle::heartbeat(&mut *conn, worker).await?;
     let rescued = lifecycle::rescue(&mut *conn, RESCUE_AFTER).await?;
     if rescued > 0 {
         tracing::warn!(rescued, "took back running jobs of workers that stopped responding");
         fetcher.wake();
     }
-    if adopt && legacy::adopt_waiting(&mut *conn).await? > 0 {
+    if legacy::adopt_waiting(&mut *conn).await? > 0 {
         fetcher.wake();
     }
     Ok(())

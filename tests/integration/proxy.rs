@@ -1,0 +1,57 @@
+//! A TCP proxy that delays every chunk in both directions: a slow database (or a
+//! database far away) for the processes under test.
+
+use std::time::Duration;
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// Starts a proxy to `target` (`host:port`) adding `delay` to every chunk each way;
+/// returns its port. It lives as long as the test's runtime.
+pub async fn latency_proxy(target: String, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let port = listener.local_addr().expect("proxy address").port();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(&target).await else { return };
+                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::join!(pipe(ri, wo, delay), pipe(ro, wi, delay));
+            });
+        }
+    });
+    port
+}
+
+async fn pipe(mut from: impl AsyncReadExt + Unpin, mut to: impl AsyncWriteExt + Unpin, delay: Duration) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        tokio::time::sleep(delay).await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// `url` (a `postgres://…@host:port/db` URL) pointed at the proxy on `port`.
+pub fn via_proxy(url: &str, port: u16) -> String {
+    let (scheme_auth, rest) = url.split_once('@').expect("URL with credentials");
+    let (_, path) = rest.split_once('/').expect("URL with a database");
+    format!("{scheme_auth}@127.0.0.1:{port}/{path}")
+}
+
+/// The `host:port` of a `postgres://…@host:port/db` URL.
+pub fn server_of(url: &str) -> String {
+    let (_, rest) = url.split_once('@').expect("URL with credentials");
+    rest.split_once('/').expect("URL with a database").0.to_owned()
+}
