@@ -75,6 +75,9 @@ async fn previous_release(db: &TestDb) {
     }
 }
 
+/// `(id, state, attempts, error, result)` of a row in `jobs`.
+type Moved = (String, String, i32, Option<String>, Option<serde_json::Value>);
+
 #[tokio::test]
 async fn upgrade_keeps_every_job_and_runs_the_waiting_ones() {
     let db = TestDb::empty().await;
@@ -83,7 +86,7 @@ async fn upgrade_keeps_every_job_and_runs_the_waiting_ones() {
     let output = pool_command(&["migrate"], &env).output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
-    let states: Vec<(String, String, i32, Option<String>, Option<serde_json::Value>)> =
+    let states: Vec<Moved> =
         sqlx::query_as("SELECT id, state, attempts, error, result FROM jobs ORDER BY id")
             .fetch_all(&db.pool)
             .await
