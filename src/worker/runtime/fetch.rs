@@ -124,8 +124,13 @@ impl Fetcher {
         let jobs = lifecycle::fetch(db, &self.worker, &wanted).await?;
         let mut again = false;
         for (i, k) in self.kinds.iter().enumerate() {
+            let asked = wanted[i].1 as usize;
+            if asked == 0 {
+                // Not asked this time (no free slot): what we knew still holds.
+                continue;
+            }
             let taken = jobs.iter().filter(|j| j.kind == k.name).count();
-            let full = wanted[i].1 > 0 && taken == wanted[i].1 as usize;
+            let full = taken == asked;
             k.backlog.store(full, std::sync::atomic::Ordering::Relaxed);
             // Refill at once only while at least half the slots are free again;
             // otherwise the freed slots wake the loop, in larger batches.
