@@ -10,7 +10,7 @@ use super::{
     AppState,
     error::{ApiError, ErrorBody},
     extract::{ApiJson, Authenticated},
-    respond::{JobResponses, PreferWait, job_response},
+    respond::{JobResponses, PreferWait, new_job_response},
 };
 use crate::{
     config::Environment,
@@ -93,6 +93,8 @@ pub async fn claim(
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let hash = request_hash(&payload);
     for _ in 0..2 {
+        // Before the job exists: its end cannot be missed, and need not be polled for.
+        let subscription = state.waiter.subscribe();
         let job_id = match &key {
             Some(key) => match existing_for_key(&state, key, &hash).await? {
                 Some(job_id) => job_id,
@@ -103,7 +105,7 @@ pub async fn claim(
             },
             None => reserve_and_enqueue(&state, &payload, None).await?.expect("no key, no race"),
         };
-        return job_response(&state, &headers, &job_id).await;
+        return new_job_response(&state, &headers, subscription, &job_id).await;
     }
     Err(ApiError::Conflict {
         code: "idempotency_conflict",

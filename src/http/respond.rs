@@ -9,7 +9,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{AppState, error::ApiError, wait::MAX_WAIT};
+use super::{
+    AppState,
+    error::ApiError,
+    wait::{MAX_WAIT, Subscription},
+};
 use crate::{queue::JobDoc, store::jobs};
 
 /// The two answers of every job-creating endpoint, for the OpenAPI document.
@@ -56,8 +60,27 @@ pub async fn job_response(state: &AppState, headers: &HeaderMap, id: &str) -> Re
     let doc = match requested_wait(headers) {
         Some(limit) => state.waiter.wait(&state.db, id, limit).await?,
         None => jobs::get(&state.db, id).await?.map(JobDoc::from),
-    }
-    .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    };
+    respond(doc, id)
+}
+
+/// Answers for job `id`, enqueued after `subscription` was made: with a wait, the
+/// job is read once, when it finishes.
+pub async fn new_job_response(
+    state: &AppState,
+    headers: &HeaderMap,
+    subscription: Subscription,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let doc = match requested_wait(headers) {
+        Some(limit) => subscription.wait_new(&state.db, id, limit).await?,
+        None => jobs::get(&state.db, id).await?.map(JobDoc::from),
+    };
+    respond(doc, id)
+}
+
+fn respond(doc: Option<JobDoc>, id: &str) -> Result<Response, ApiError> {
+    let doc = doc.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
     let status = if doc.status.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut response = (status, Json(&doc)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/jobs/{}", doc.id)) {

@@ -32,17 +32,42 @@ impl JobWaiter {
         Self { finished }
     }
 
+    /// Starts listening for finished jobs; subscribe before a job is enqueued and it
+    /// can be waited for without reading it first ([`Subscription::wait_new`]).
+    pub fn subscribe(&self) -> Subscription {
+        Subscription(self.finished.subscribe())
+    }
+
     /// Waits up to `limit` for job `id` to finish; returns its latest document.
     pub async fn wait(&self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
-        let mut rx = self.finished.subscribe();
+        // Subscribed before reading, so a finish between the two is not missed.
+        self.subscribe().wait(db, id, limit, true).await
+    }
+}
+
+/// Finished-job notifications since it was made.
+pub struct Subscription(broadcast::Receiver<String>);
+
+impl Subscription {
+    /// Waits up to `limit` for job `id`, enqueued after this subscription, to finish:
+    /// the job is read once, when its notification arrives (or at a safety re-read).
+    pub async fn wait_new(self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
+        self.wait(db, id, limit, false).await
+    }
+
+    async fn wait(mut self, db: &PgPool, id: &str, limit: Duration, read_first: bool) -> sqlx::Result<Option<JobDoc>> {
+        let rx = &mut self.0;
         let deadline = tokio::time::Instant::now() + limit.min(MAX_WAIT);
+        let mut read = read_first;
         loop {
-            // Subscribed before reading, so a finish between the two is not missed.
-            let Some(row) = jobs::get(db, id).await? else { return Ok(None) };
-            let doc = JobDoc::from(row);
-            if doc.status.is_finished() || tokio::time::Instant::now() >= deadline {
-                return Ok(Some(doc));
+            if read {
+                let Some(row) = jobs::get(db, id).await? else { return Ok(None) };
+                let doc = JobDoc::from(row);
+                if doc.status.is_finished() || tokio::time::Instant::now() >= deadline {
+                    return Ok(Some(doc));
+                }
             }
+            read = true;
             let until = deadline.min(tokio::time::Instant::now() + RECHECK);
             loop {
                 match tokio::time::timeout_at(until, rx.recv()).await {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{
     Ctx,
-    handler::{Handler, JobError, JobMeta, checkpoint},
+    handler::{Handler, JobError, JobMeta},
 };
 use crate::{
     domain::InstanceStatus,
@@ -55,13 +55,6 @@ async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Val
             InstanceStatus::Claiming => {}
             InstanceStatus::Claimed => return Ok(claim_result(&row, row.conversation_id.as_deref(), None)),
             other => return Err(JobError::permanent(format!("instance {} became {other} during the claim", row.id))),
-        }
-        if row.status() == InstanceStatus::Claiming && !job.rerun && tried.is_empty() {
-            // Before anything was sent, a cancel can still release the instance.
-            if let Err(cancelled) = checkpoint(ctx, job).await {
-                instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
-                return Err(cancelled);
-            }
         }
         if let Some(done) = provision(args, ctx, job, &row).await? {
             return Ok(done);
@@ -199,7 +192,7 @@ async fn record(
             }
             let outcome = Finished { id: job_id, attempt: fence, outcome: Outcome::Succeeded(value) };
             lifecycle::finish(&mut *tx, &worker, &[outcome]).await?;
-            jobs::enqueue(&mut *tx, &replenish).await?;
+            jobs::enqueue_unless_held(&mut *tx, &replenish).await?;
             Ok(Completion::Done)
         })
     })

@@ -86,11 +86,10 @@ async fn upgrade_keeps_every_job_and_runs_the_waiting_ones() {
     let output = pool_command(&["migrate"], &env).output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
-    let states: Vec<Moved> =
-        sqlx::query_as("SELECT id, state, attempts, error, result FROM jobs ORDER BY id")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    let states: Vec<Moved> = sqlx::query_as("SELECT id, state, attempts, error, result FROM jobs ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
     let expected = [
         ("queued", 0),
         ("queued", 0),

@@ -167,6 +167,26 @@ pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Enqu
     Err(sqlx::Error::Protocol(format!("could not enqueue {} after 3 tries", job.kind)))
 }
 
+/// Inserts a job unless its dedupe or idempotency key is taken, in one statement
+/// (for callers that need no job id back, e.g. a top-up replenish).
+pub async fn enqueue_unless_held(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (id, kind, args, max_attempts, run_at, dedupe_key, idempotency_key)
+         VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&job.id)
+    .bind(job.kind)
+    .bind(&job.args)
+    .bind(job.max_attempts)
+    .bind(job.run_at)
+    .bind(&job.dedupe)
+    .bind(&job.idempotency_key)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 async fn holder(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
         "SELECT id FROM jobs WHERE kind = $1 AND (
