@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod jobs;
+mod jobs_bulk;
 pub mod openapi;
 mod pool;
 mod respond;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(pool::router())
         .merge(jobs::router())
+        .merge(jobs_bulk::router())
         .merge(dashboard::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })

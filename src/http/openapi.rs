@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use super::{AppState, claim, error::ErrorBody, health, jobs, pool};
+use super::{AppState, claim, error::ErrorBody, health, jobs, jobs_bulk, pool};
 use crate::{
     queue::JobDoc,
     store::{Counts, JobState},
@@ -19,9 +19,10 @@ use crate::{
         health::healthz, health::readyz, health::version, health::metrics,
         pool::counts, pool::agents, claim::claim, pool::replenish, pool::drain, pool::reconcile,
         pool::enrich, pool::kill, pool::dismiss,
-        jobs::list, jobs::show, jobs::retry, jobs::cancel,
+        jobs::list, jobs::show, jobs::retry, jobs::cancel, jobs_bulk::retry_all, jobs_bulk::cancel_all,
     ),
-    components(schemas(JobDoc, JobState, ErrorBody, Counts, claim::ClaimBody, pool::CountBody, pool::EnrichBody, pool::Agents, pool::Agent, jobs::JobPage)),
+    components(schemas(JobDoc, JobState, ErrorBody, Counts, claim::ClaimBody, pool::CountBody, pool::EnrichBody, pool::Agents, pool::Agent, jobs::JobPage,
+        jobs_bulk::BulkBody, jobs_bulk::Retried, jobs_bulk::Cancelled)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -68,11 +68,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     tasks.spawn(schedule::run(ctx.clone(), stop.clone()));
     tasks.spawn(prune_loop(ctx.clone(), stop.clone()));
     tasks.spawn(crate::metrics::flush_loop(ctx.db.clone(), stop.clone()));
-    let jobs = tokio::spawn(runtime::run(ctx.clone(), stop.clone()));
+    let mut jobs = tokio::spawn(runtime::run(ctx.clone(), stop.clone()));
     tracing::info!(environment = ctx.config.environment.as_str(), "worker started");
-    shutdown.await;
+    // A runtime that ends on its own is fatal: the process exits non-zero so the
+    // platform restarts it, and other workers rescue what it held.
+    let ended = tokio::select! {
+        _ = shutdown => None,
+        ended = &mut jobs => Some(ended),
+    };
     let _ = stop_tx.send(true);
-    match jobs.await {
+    let fatal = ended.is_some();
+    let result = match ended {
+        Some(result) => result,
+        None => jobs.await,
+    };
+    match result {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!(error = format!("{err:#}"), "runtime failed"),
         Err(err) => tracing::error!(error = %err, "runtime panicked"),
@@ -80,6 +90,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     while tasks.join_next().await.is_some() {}
     ctx.db.close().await;
     tracing::info!("worker stopped");
+    anyhow::ensure!(!fatal, "the job runtime ended before the worker was asked to stop");
     Ok(())
 }
 

@@ -145,3 +145,95 @@ async fn jobs_command_lists_cancels_and_retries() {
     let doc: JobDoc = serde_json::from_slice(&retry.stdout).unwrap();
     assert_eq!(doc.status, JobState::Queued);
 }
+
+/// Bulk retry and cancel by filter (API and `pool jobs`): every selected job moves,
+/// others stay; of failed singletons only the newest is retried, and none while an
+/// active one holds the key.
+#[tokio::test]
+async fn bulk_retry_and_cancel_follow_the_filter() {
+    let (app, db, _) = app().await;
+    let insert = |kind: &'static str, state: &'static str, dedupe: Option<&'static str>| {
+        let pool = db.pool.clone();
+        async move {
+            let id = pool::store::jobs::next_job_id();
+            sqlx::query(
+                "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, dedupe_key, finished_at, error)
+                 VALUES ($1, $2, '{\"count\": 1}', $3, 1, 1, 1, $4,
+                         CASE WHEN $3 IN ('failed', 'cancelled') THEN now() END, 'boom')",
+            )
+            .bind(&id)
+            .bind(kind)
+            .bind(state)
+            .bind(dedupe)
+            .execute(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let failed_drains = [insert("drain_idle", "failed", None).await, insert("drain_idle", "failed", None).await];
+    let cancelled_drain = insert("drain_idle", "cancelled", None).await;
+    let _older = insert("replenish", "failed", Some("singleton")).await;
+    let newer = insert("replenish", "failed", Some("singleton")).await;
+    let failed_kill = insert("kill_instance", "failed", None).await;
+
+    let r = app.http.post(app.url("/api/jobs/retry")).bearer_auth(API_KEY).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 400, "a filter is required");
+    let r = app.http.post(app.url("/api/jobs/retry")).bearer_auth(API_KEY).json(&json!({"status": "queued"}));
+    assert_eq!(r.send().await.unwrap().status(), 400, "retry applies to failed or cancelled jobs");
+
+    let body = json!({"kind": "drain_idle", "status": "failed"});
+    let r: Value = app
+        .http
+        .post(app.url("/api/jobs/retry"))
+        .bearer_auth(API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["retried"], 2, "{r}");
+    let state = |id: String| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT state FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    for id in &failed_drains {
+        assert_eq!(state(id.clone()).await, "queued");
+    }
+    assert_eq!(state(cancelled_drain.clone()).await, "cancelled", "not selected");
+    assert_eq!(state(failed_kill.clone()).await, "failed", "not selected");
+
+    let cli_env = crate::helpers::base_env(&db.url, "http://127.0.0.1:1");
+    let out = pool_command(&["jobs", "retry", "--kind", "replenish"], &cli_env).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["ids"], json!([newer]), "only the newest singleton");
+    let again = pool_command(&["jobs", "retry", "--kind", "replenish"], &cli_env).output().await.unwrap();
+    let printed: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(printed["retried"], 0, "the retried singleton is active: {printed}");
+
+    let body = json!({"kind": "drain_idle"});
+    let r: Value = app
+        .http
+        .post(app.url("/api/jobs/cancel"))
+        .bearer_auth(API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r, json!({"cancelled": 2, "stopRequested": 0}));
+    for id in &failed_drains {
+        assert_eq!(state(id.clone()).await, "cancelled");
+    }
+}

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// Every route of SPEC §3 (the dashboard `/` aside), as the router serves them.
-const ROUTES: [(&str, &str); 21] = [
+const ROUTES: [(&str, &str); 23] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/version"),
@@ -29,6 +29,8 @@ const ROUTES: [(&str, &str); 21] = [
     ("get", "/api/jobs/{id}"),
     ("post", "/api/jobs/{id}/retry"),
     ("post", "/api/jobs/{id}/cancel"),
+    ("post", "/api/jobs/retry"),
+    ("post", "/api/jobs/cancel"),
     ("get", "/openapi.json"),
     ("get", "/"),
     ("get", "/app.js"),

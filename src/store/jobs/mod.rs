@@ -9,7 +9,7 @@ pub mod lifecycle;
 
 pub use admin::{ListQuery, list, prune, totals, totals_by_kind};
 pub use idempotency::{idempotent_job, remember_idempotency_key};
-pub use lifecycle::{ActionError, cancel, retry};
+pub use lifecycle::{ActionError, Filter, cancel, cancel_all, retry, retry_all};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

@@ -30,6 +30,13 @@ pub struct Slot {
     kind: usize,
 }
 
+impl Slot {
+    /// apalis started the job: it is no longer handed back at shutdown.
+    pub fn started(&self, id: &str) {
+        self.fetcher.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.fetcher.kinds[self.kind].backlog.load(std::sync::atomic::Ordering::Relaxed) {
@@ -71,10 +78,6 @@ impl Fetcher {
     /// Wakes the loop: new jobs may be due (a notification, or a retry of ours).
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    pub fn started(&self, id: &str) {
-        self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
     }
 
     /// Fetches until `stop`, then returns.

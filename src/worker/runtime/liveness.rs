@@ -19,8 +19,20 @@ const HEARTBEAT: Duration = Duration::from_secs(3);
 /// Silence after which a process's running jobs are taken back.
 pub const RESCUE_AFTER: Duration = Duration::from_secs(12);
 
+/// Registers the worker, waiting out a database that is briefly away.
 pub async fn register(db: &PgPool, worker: &str) -> sqlx::Result<()> {
-    lifecycle::heartbeat(db, worker).await
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match lifecycle::heartbeat(db, worker).await {
+            Ok(()) => return Ok(()),
+            Err(err) if delay < Duration::from_secs(30) => {
+                tracing::warn!(error = %err, "cannot register this worker yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 pub async fn deregister(db: &PgPool, worker: &str) {

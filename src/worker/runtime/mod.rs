@@ -90,15 +90,24 @@ struct Shared {
     worker: Arc<str>,
     runs: HashMap<&'static str, RunFn>,
     outcomes: outcomes::Writer,
-    fetch: Arc<fetch::Fetcher>,
 }
 
 /// Runs jobs until `stop`; then stops fetching, lets running jobs finish, writes
-/// every outcome and gives back what was fetched but never started.
+/// every outcome and gives back what was fetched but never started. An error when
+/// apalis stopped on its own (the caller treats it as fatal).
 pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let worker = worker_name();
     let kinds = kinds(&ctx);
     liveness::register(&ctx.db, &worker).await?;
+    // Halts the parts when the process stops, or when apalis ends on its own.
+    let (halt_tx, halt) = watch::channel(false);
+    let forward = tokio::spawn({
+        let (mut stop, halt_tx) = (stop.clone(), halt_tx.clone());
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = halt_tx.send(true);
+        }
+    });
     let (deliveries, inbox) = mpsc::unbounded_channel::<Task<Delivery>>();
     let fetcher = Arc::new(fetch::Fetcher::new(worker.clone(), &kinds));
     let (outcomes, writer) = outcomes::start(ctx.db.clone(), worker.clone(), fetcher.clone());
@@ -107,27 +116,15 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
         worker: worker.as_str().into(),
         runs: kinds.iter().map(|k| (k.name, k.run)).collect(),
         outcomes,
-        fetch: fetcher.clone(),
     });
     tracing::info!(worker = %worker, kinds = kinds.len(), "runtime starting");
-    let liveness = tokio::spawn(liveness::run(ctx.clone(), worker.clone(), fetcher.clone(), stop.clone()));
-    let fetching = tokio::spawn(fetcher.clone().run(ctx.clone(), deliveries, stop.clone()));
+    let liveness = tokio::spawn(liveness::run(ctx.clone(), worker.clone(), fetcher.clone(), halt.clone()));
+    let fetching = tokio::spawn(fetcher.clone().run(ctx.clone(), deliveries, halt.clone()));
     let concurrency = kinds.iter().map(|k| k.slots).sum::<usize>();
-    let apalis_worker = WorkerBuilder::new(worker.clone())
-        .backend(in_memory(inbox))
-        .concurrency(concurrency)
-        .data(shared.clone())
-        .build(handle);
-    let mut signal = stop.clone();
-    // The fetcher stops first; apalis then waits for the runs in flight.
-    let ran = apalis_worker
-        .run_until(async move {
-            let _ = signal.wait_for(|s| *s).await;
-            let _ = fetching.await;
-            Ok::<(), std::io::Error>(())
-        })
-        .await;
-    if let Err(err) = ran {
+    let ran = run_apalis(&worker, inbox, concurrency, shared, halt.clone(), fetching).await;
+    let _ = halt_tx.send(true);
+    forward.abort();
+    if let Err(err) = &ran {
         tracing::error!(worker = %worker, error = %err, "runtime ended with an error");
     }
     writer.close().await;
@@ -135,7 +132,31 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
     let _ = liveness.await;
     liveness::deregister(&ctx.db, &worker).await;
     tracing::info!(worker = %worker, "runtime stopped");
+    anyhow::ensure!(*stop.borrow(), "apalis stopped running jobs on its own");
     Ok(())
+}
+
+/// apalis runs the fetched jobs until `halt`; the fetch loop (`fetching`) stops
+/// first, then apalis waits for the runs in flight.
+async fn run_apalis(
+    name: &str,
+    inbox: mpsc::UnboundedReceiver<Task<Delivery>>,
+    concurrency: usize,
+    shared: Arc<Shared>,
+    mut halt: watch::Receiver<bool>,
+    fetching: tokio::task::JoinHandle<()>,
+) -> Result<(), WorkerError> {
+    WorkerBuilder::new(name)
+        .backend(in_memory(inbox))
+        .concurrency(concurrency)
+        .data(shared)
+        .build(handle)
+        .run_until(async move {
+            let _ = halt.wait_for(|s| *s).await;
+            let _ = fetching.await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
 }
 
 fn in_memory(inbox: mpsc::UnboundedReceiver<Task<Delivery>>) -> apalis::prelude::MemoryStorage<Delivery> {
@@ -149,7 +170,7 @@ fn in_memory(inbox: mpsc::UnboundedReceiver<Task<Delivery>>) -> apalis::prelude:
 /// apalis's handler: runs the job and hands its outcome to the writer.
 async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
     let Delivery { job, slot } = delivery;
-    shared.fetch.started(&job.id);
+    slot.started(&job.id);
     let meta = JobMeta {
         id: job.id.clone(),
         attempt: usize::try_from(job.attempt - 1).unwrap_or_default(),

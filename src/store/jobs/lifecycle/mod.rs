@@ -17,10 +17,11 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-use sqlx::{PgConnection, PgExecutor};
+mod operator;
 
-use super::{JobRow, get};
+pub use operator::{ActionError, Filter, cancel, cancel_all, retry, retry_all};
+use serde_json::Value;
+use sqlx::PgExecutor;
 
 /// A job taken by a worker: what its handler needs to run it.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -223,66 +224,4 @@ pub async fn release_unstarted(db: impl PgExecutor<'_>, worker: &str, ids: &[Str
     .execute(db)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// Why an operator action on a job did not apply.
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    #[error("no job with this id")]
-    NotFound,
-    #[error("job is {0}; this action does not apply")]
-    Conflict(&'static str),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-/// A failed or cancelled job back to queued with fresh attempts. Every trace of an
-/// earlier cancel goes; `runs` stays, so a re-run still recognises its own earlier
-/// side effects.
-pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
-    let updated = sqlx::query(
-        "WITH r AS (
-             UPDATE jobs SET state = 'queued', attempts = 0, run_at = now(), result = NULL, error = NULL,
-                             started_at = NULL, finished_at = NULL, worker_id = NULL, cancel_requested = false
-             WHERE id = $1 AND state IN ('failed', 'cancelled')
-             RETURNING id
-         )
-         SELECT id, pg_notify('pool_jobs_queued', '') FROM r",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await;
-    match updated {
-        Ok(done) if done.rows_affected() == 1 => get(&mut *conn, id).await?.ok_or(ActionError::NotFound),
-        Ok(_) => match get(&mut *conn, id).await? {
-            None => Err(ActionError::NotFound),
-            Some(job) => Err(ActionError::Conflict(job.state.as_str())),
-        },
-        // Another job with the same dedupe key is active: retrying would make two.
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("jobs_active_dedupe_key") => {
-            Err(ActionError::Conflict("blocked by an active job of the same kind"))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Cancels a queued job at once; asks a running one to stop at its next safe point.
-pub async fn cancel(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
-    let changed = sqlx::query(
-        "UPDATE jobs SET
-             state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
-             cancel_requested = (state = 'running'),
-             finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END,
-             error = CASE WHEN state = 'running' THEN error ELSE 'cancelled by operator' END
-         WHERE id = $1 AND state IN ('queued', 'running')",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    let row = get(&mut *conn, id).await?.ok_or(ActionError::NotFound)?;
-    if changed == 0 {
-        return Err(ActionError::Conflict(row.state.as_str()));
-    }
-    Ok(row)
 }
