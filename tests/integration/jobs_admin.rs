@@ -146,6 +146,10 @@ async fn jobs_command_lists_cancels_and_retries() {
     assert_eq!(doc.status, JobState::Queued);
 }
 
+async fn post_json(app: &TestApp, path: &str, body: Value) -> Value {
+    app.http.post(app.url(path)).bearer_auth(API_KEY).json(&body).send().await.unwrap().json().await.unwrap()
+}
+
 /// Bulk retry and cancel by filter (API and `pool jobs`): every selected job moves,
 /// others stay; of failed singletons only the newest is retried, and none while an
 /// active one holds the key.
@@ -220,18 +224,7 @@ async fn bulk_retry_and_cancel_follow_the_filter() {
     let printed: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(printed["retried"], 0, "the retried singleton is active: {printed}");
 
-    let body = json!({"kind": "drain_idle"});
-    let r: Value = app
-        .http
-        .post(app.url("/api/jobs/cancel"))
-        .bearer_auth(API_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post_json(&app, "/api/jobs/cancel", json!({"kind": "drain_idle"})).await;
     assert_eq!(r, json!({"cancelled": 2, "stopRequested": 0}));
     for id in &failed_drains {
         assert_eq!(state(id.clone()).await, "cancelled");

@@ -141,21 +141,7 @@ impl Enqueued {
 /// holder's id comes back instead.
 pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Enqueued> {
     for _ in 0..3 {
-        let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO jobs (id, kind, args, max_attempts, run_at, dedupe_key, idempotency_key)
-             VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7)
-             ON CONFLICT DO NOTHING
-             RETURNING id",
-        )
-        .bind(&job.id)
-        .bind(job.kind)
-        .bind(&job.args)
-        .bind(job.max_attempts)
-        .bind(job.run_at)
-        .bind(&job.dedupe)
-        .bind(&job.idempotency_key)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let inserted = insert(&mut *conn, job).await?;
         if let Some(id) = inserted {
             return Ok(Enqueued::New(id));
         }
@@ -170,10 +156,16 @@ pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Enqu
 /// Inserts a job unless its dedupe or idempotency key is taken, in one statement
 /// (for callers that need no job id back, e.g. a top-up replenish).
 pub async fn enqueue_unless_held(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    Ok(insert(db, job).await?.is_some())
+}
+
+/// The job's id if it was inserted; `None` when one of its keys is taken.
+async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
         "INSERT INTO jobs (id, kind, args, max_attempts, run_at, dedupe_key, idempotency_key)
          VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING
+         RETURNING id",
     )
     .bind(&job.id)
     .bind(job.kind)
@@ -182,9 +174,8 @@ pub async fn enqueue_unless_held(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx:
     .bind(job.run_at)
     .bind(&job.dedupe)
     .bind(&job.idempotency_key)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(db)
+    .await
 }
 
 async fn holder(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<String>> {
