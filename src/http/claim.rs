@@ -15,9 +15,9 @@ use super::{
 use crate::{
     config::Environment,
     queue,
-    store::{
+    store::jobs::{
+        self,
         claim::{self, Reserved},
-        jobs,
     },
 };
 

@@ -2,7 +2,6 @@
 //! caller observed; claims take rows with `FOR UPDATE SKIP LOCKED`, so concurrent
 //! callers never wait on or take the same row.
 
-pub mod claim;
 pub mod instances;
 pub mod jobs;
 pub mod rate_limit;

@@ -3,6 +3,7 @@
 //! state is a compare-and-set in [`lifecycle`]; nothing else writes job rows.
 
 mod admin;
+pub mod claim;
 mod idempotency;
 pub mod legacy;
 pub mod lifecycle;

@@ -5,7 +5,7 @@
 
 use sqlx::PgExecutor;
 
-use super::jobs::NewJob;
+use super::NewJob;
 
 /// What [`reserve_and_enqueue`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
