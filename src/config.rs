@@ -49,6 +49,9 @@ pub enum ConfigError {
 pub struct Config {
     /// HTTP port of `pool web`.
     pub port: u16,
+    /// Address `pool web` listens on (`HOST`): all interfaces by default, as a
+    /// platform's router needs; `pool dev` uses 127.0.0.1 unless told otherwise.
+    pub host: std::net::IpAddr,
     /// Bearer token for the API and for calls to instances.
     pub api_key: SecretString,
     pub environment: Environment,
@@ -126,6 +129,7 @@ impl Config {
         let env = Env(&lookup);
         Ok(Self {
             port: env.parse("PORT", 3001)?,
+            host: env.parse("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
             api_key: env.secret("POOL_API_KEY")?,
             environment: env.parse("POOL_ENVIRONMENT", Environment::Staging)?,
             min_idle: env.parse("POOL_MIN_IDLE", 1)?,

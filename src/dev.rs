@@ -55,6 +55,8 @@ fn dev_env(args: &DevArgs) -> HashMap<&'static str, String> {
         ("SERVICES_URL", format!("http://127.0.0.1:{}", args.sim_port)),
         ("POOL_MIN_IDLE", "3".to_owned()),
         ("PORT", "3001".to_owned()),
+        // A fixed, published key: reachable from this machine only, unless asked.
+        ("HOST", "127.0.0.1".to_owned()),
         ("SIM_PORT", args.sim_port.to_string()),
         ("SIM_BUILD_MS", args.build_ms.to_string()),
         ("POOL_LOG_FORMAT", "text".to_owned()),

@@ -58,7 +58,9 @@ fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiE
     if url.scheme() != "https" {
         return Err(ApiError::Validation("joinUrl must be an https URL".into()));
     }
-    let host = url.host_str().unwrap_or_default();
+    // The URL parser lowercases and punycode-encodes the host; a trailing dot names
+    // the same host.
+    let host = url.host_str().unwrap_or_default().trim_end_matches('.');
     let wrong_env = match environment {
         Environment::Production => host == "dev.convos.org",
         Environment::Staging => host == "popup.convos.org",
@@ -179,6 +181,11 @@ mod tests {
         assert!(validate(body("https://popup.convos.org/x"), Environment::Production).is_ok());
         assert!(validate(body("http://popup.convos.org/x"), Environment::Production).is_err());
         assert!(validate(body("not a url"), Environment::Production).is_err());
+        for disguised in ["https://dev.convos.org./x", "https://DEV.Convos.ORG/x", "https://dev.convos.org.:443/x"] {
+            assert!(validate(body(disguised), Environment::Production).is_err(), "{disguised}");
+        }
+        assert!(validate(body("https://popup.convos.org./x"), Environment::Staging).is_err());
+        assert!(validate(body("https://xn--dv-bja.convos.org/x"), Environment::Production).is_ok(), "another host");
     }
 
     #[test]

@@ -73,9 +73,9 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `0.0.0.0:{port}` (port 0 picks a free one) and builds the router.
+    /// Binds `{host}:{port}` (port 0 picks a free one) and builds the router.
     pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
-        let addr = format!("0.0.0.0:{}", config.port);
+        let addr = std::net::SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("Failed to bind {addr}"))?;
         // Install the recorder before the first notification is recorded.
         let _ = crate::metrics::handle();

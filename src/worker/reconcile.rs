@@ -236,7 +236,11 @@ pub fn url_from_domain(domain: &str) -> String {
     if domain.starts_with("http://") || domain.starts_with("https://") {
         return domain.to_owned();
     }
-    let local = domain.starts_with("127.0.0.1") || domain.starts_with("localhost");
+    // Plain HTTP (which carries POOL_API_KEY in clear) only for this very machine:
+    // the host itself, not a name that merely starts like it.
+    let host = domain.split(['/', '?']).next().unwrap_or_default();
+    let host = host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(h, _)| h);
+    let local = matches!(host.to_ascii_lowercase().trim_end_matches('.'), "localhost" | "127.0.0.1" | "[::1]");
     format!("{}://{domain}", if local { "http" } else { "https" })
 }
 
@@ -251,5 +255,21 @@ fn count(report: &mut Report, action: Action) {
         Action::Destroy => report.destroyed += 1,
         Action::Vanished => report.vanished += 1,
         Action::None | Action::MarkMissing | Action::ResolveClaim => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_from_domain;
+
+    #[test]
+    fn plain_http_only_for_this_machine() {
+        assert_eq!(url_from_domain("127.0.0.1:3002/i/abc"), "http://127.0.0.1:3002/i/abc");
+        assert_eq!(url_from_domain("localhost:8080"), "http://localhost:8080");
+        assert_eq!(url_from_domain("LOCALHOST"), "http://LOCALHOST");
+        for remote in ["localhost.evil.tld", "127.0.0.1.evil.tld/x", "localhost-x.up.railway.app", "a.up.railway.app"] {
+            assert!(url_from_domain(remote).starts_with("https://"), "{remote}");
+        }
+        assert_eq!(url_from_domain("http://127.0.0.1:1/x"), "http://127.0.0.1:1/x");
     }
 }
