@@ -147,6 +147,11 @@ impl Simulator {
         self.state.create(id, None);
     }
 
+    /// Moves service `id` to another Railway environment. No-op when unknown.
+    pub fn set_environment(&self, id: &str, environment_id: &str) {
+        self.state.set_environment(id, environment_id);
+    }
+
     /// Marks `id` bound to `conversation_id` without a provision. No-op when unknown.
     pub fn bind(&self, id: &str, conversation_id: &str) {
         self.state.bind(id, conversation_id);

@@ -139,7 +139,7 @@ fn batch_entry(base: Option<&str>, view: ServiceView) -> serde_json::Value {
         "deployStatus": view.deploy_status,
         "domain": domain,
         "image": IMAGE,
-        "environmentIds": ["sim-env"],
+        "environmentIds": [view.environment_id],
     })
 }
 

@@ -34,6 +34,8 @@ struct Service {
     sleep_roll: f64,
     override_status: Option<String>,
     forced_ready: Option<bool>,
+    /// The Railway environment the service belongs to.
+    environment_id: String,
     conversation: Option<String>,
 }
 
@@ -88,7 +90,12 @@ pub struct ServiceView {
     pub override_status: Option<String>,
     /// A readiness forced by a test control, if any.
     pub forced_ready: Option<bool>,
+    /// The Railway environment the service belongs to.
+    pub environment_id: String,
 }
+
+/// The environment of every service unless a test moves one.
+pub const DEFAULT_ENVIRONMENT: &str = "sim-env";
 
 /// Why a provision cannot bind the instance.
 #[derive(Debug, PartialEq, Eq)]
@@ -157,6 +164,7 @@ impl SimState {
             sleep_roll: rand::random::<f64>(),
             override_status: None,
             forced_ready: None,
+            environment_id: DEFAULT_ENVIRONMENT.to_owned(),
             conversation: None,
         });
         let created = service.seq == seq;
@@ -210,6 +218,10 @@ impl SimState {
         self.update(id, |s| s.forced_ready = Some(ready))
     }
 
+    pub fn set_environment(&self, id: &str, environment_id: &str) -> bool {
+        self.update(id, |s| s.environment_id = environment_id.to_owned())
+    }
+
     pub fn bind(&self, id: &str, conversation_id: &str) -> bool {
         self.update(id, |s| s.conversation = Some(conversation_id.to_owned()))
     }
@@ -253,5 +265,6 @@ fn view(id: &str, service: &Service, now: Instant, life: Lifecycle) -> ServiceVi
         conversation_id: service.conversation.clone(),
         override_status: service.override_status.clone(),
         forced_ready: service.forced_ready,
+        environment_id: service.environment_id.clone(),
     }
 }

@@ -44,16 +44,32 @@ pub struct Report {
     pub destroyed: usize,
     pub vanished: usize,
     pub adopted: usize,
+    /// Services of other Railway environments, left alone.
+    pub other_environments: usize,
     pub errors: Vec<String>,
+}
+
+/// With `RAILWAY_ENVIRONMENT_ID` set, one services project may hold several
+/// environments' instances: only this environment's are adopted, checked or
+/// destroyed (a service that names no environment is not ours either). Returns how
+/// many were left out.
+fn keep_own_environment(services: &mut Vec<ServiceStatus>, environment: Option<&str>) -> usize {
+    let Some(environment) = environment else { return 0 };
+    let before = services.len();
+    services.retain(|s| s.environment_ids.iter().any(|e| e == environment));
+    before - services.len()
 }
 
 impl Handler for Reconcile {
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
-        let batch = ctx.services.status_batch(None).await?;
+        let mut batch = ctx.services.status_batch(None).await?;
         // The batch may have taken a while (rate limit); nothing is changed yet.
         checkpoint(ctx, job).await?;
+        let other_environments =
+            keep_own_environment(&mut batch.services, ctx.config.railway_environment_id.as_deref());
         let rows = instances::all(&ctx.db).await?;
-        let mut report = Report { services: batch.services.len(), rows: rows.len(), ..Report::default() };
+        let mut report =
+            Report { services: batch.services.len(), rows: rows.len(), other_environments, ..Report::default() };
         let by_id = batch.by_instance();
         let known: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         observe_batch(ctx, &rows, &by_id).await?;

@@ -465,3 +465,30 @@ async fn reconcile_requests_are_deduplicated_while_one_is_active() {
         .unwrap();
     assert_eq!(count, 2);
 }
+
+/// With `RAILWAY_ENVIRONMENT_ID` set, services of another environment in the same
+/// project are neither adopted nor destroyed, whatever their state; they are counted.
+#[tokio::test]
+async fn services_of_other_environments_are_left_alone() {
+    let stack = start(&[("RAILWAY_ENVIRONMENT_ID", "sim-env")]).await;
+    let (ours, theirs, dead) = ("OursAAAAAAAA", "TheirsBBBBBB", "TheirDeadCCC");
+    for id in [ours, theirs, dead] {
+        stack.sim.sim.add_service(id);
+    }
+    stack.sim.sim.set_environment(theirs, "production-env");
+    stack.sim.sim.set_environment(dead, "production-env");
+    stack.sim.sim.set_deploy_status(dead, Some("CRASHED"));
+    wait_built(&stack, &[ours.to_owned(), theirs.to_owned()]).await;
+
+    let report = reconcile(&stack).await;
+    assert_eq!(report["adopted"], 1, "{report}");
+    assert_eq!(report["otherEnvironments"], 2, "{report}");
+    assert_eq!(stack.rows().await, vec![(ours.to_owned(), "provisioning".to_owned())]);
+    for _ in 0..3 {
+        reconcile(&stack).await;
+    }
+    let mut services = stack.sim.sim.service_ids();
+    services.sort();
+    assert_eq!(services, vec![ours, dead, theirs], "nothing of the other environment destroyed");
+    assert!(!stack.sim.sim.requests().iter().any(|r| r.path.starts_with("/destroy")), "no destroy call at all");
+}
