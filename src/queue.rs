@@ -3,7 +3,7 @@
 //! transaction of the row change the job belongs to.
 
 use chrono::{DateTime, Utc};
-use pool_jobs::{Job, Reconcile, Replenish};
+use pool_jobs::{Job, ProvisionInstance, Reconcile, Replenish};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -25,6 +25,12 @@ pub fn new_job<J: Job>(payload: &J, config: &JobsConfig) -> NewJob {
 /// Enqueues `payload` on `conn`.
 pub async fn enqueue<J: Job>(conn: &mut PgConnection, payload: &J, config: &JobsConfig) -> sqlx::Result<Enqueued> {
     jobs::enqueue(conn, &new_job(payload, config)).await
+}
+
+/// The provision of one instance, at most one queued or running per instance (so a
+/// re-drive never doubles it).
+pub fn provision_job(instance_id: &str, config: &JobsConfig) -> NewJob {
+    new_job(&ProvisionInstance { instance_id: instance_id.to_owned() }, config).dedupe(instance_id)
 }
 
 /// A top-up replenish, a singleton while queued or running.

@@ -1,15 +1,19 @@
-//! `replenish`: writes `provisioning` rows and their `provision_instance` jobs in one
-//! transaction. Rows record the replenish job, so a re-run after a crash sees what it
-//! already created and adds nothing more.
+//! `replenish`: re-drives provisions that gave up, then writes `provisioning` rows and
+//! their `provision_instance` jobs in one transaction. Rows record the replenish job,
+//! so a re-run after a crash sees what it already created and adds nothing more.
 
-use pool_jobs::{ProvisionInstance, Replenish};
+use pool_jobs::Replenish;
 use serde_json::{Value, json};
 
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta, checkpoint},
 };
-use crate::{domain::InstanceId, queue, store, store::instances};
+use crate::{
+    domain::InstanceId,
+    queue, store,
+    store::{instances, jobs},
+};
 
 /// Most instances one replenish creates, whatever the deficit (bounds a burst).
 const MAX_PER_RUN: i64 = 50;
@@ -20,6 +24,9 @@ impl Handler for Replenish {
         if !already.is_empty() {
             return Ok(json!({ "created": already.len(), "instanceIds": already, "resumed": true }));
         }
+        // Rows whose provision gave up (e.g. the services API was down longer than its
+        // retries) are on their way again before they are counted.
+        let redriven = redrive(ctx).await?;
         let wanted = match self.count {
             Some(count) => i64::from(count.min(20)),
             None => {
@@ -34,8 +41,7 @@ impl Handler for Replenish {
             Box::pin(async move {
                 for id in &rows {
                     instances::insert_provisioning(&mut *tx, id, &job_id).await?;
-                    let payload = ProvisionInstance { instance_id: id.to_string() };
-                    queue::enqueue(&mut *tx, &payload, &config).await?;
+                    jobs::enqueue(&mut *tx, &queue::provision_job(id.as_str(), &config)).await?;
                 }
                 Ok(())
             })
@@ -45,6 +51,22 @@ impl Handler for Replenish {
         if !ids.is_empty() {
             tracing::info!(created = ids.len(), "replenish created instances");
         }
-        Ok(json!({ "created": ids.len(), "instanceIds": ids }))
+        Ok(json!({ "created": ids.len(), "instanceIds": ids, "redriven": redriven }))
     }
+}
+
+/// Enqueues a new provision for every `provisioning` row that has no service and
+/// no provision queued or running, younger than the stuck timeout (older ones are
+/// drained by reconcile). Returns their ids.
+async fn redrive(ctx: &Ctx) -> Result<Vec<String>, JobError> {
+    let stranded = instances::stranded_provisions(&ctx.db, ctx.config.stuck_timeout).await?;
+    let mut redriven = Vec::new();
+    let mut conn = ctx.db.acquire().await?;
+    for id in stranded {
+        if jobs::enqueue_unless_held(&mut *conn, &queue::provision_job(&id, &ctx.config.jobs)).await? {
+            tracing::info!(instance_id = %id, "provision re-driven: its last one gave up");
+            redriven.push(id);
+        }
+    }
+    Ok(redriven)
 }

@@ -162,7 +162,9 @@ async fn provisions_succeed_through_intermittent_failures() {
 #[tokio::test]
 async fn exhausted_job_fails_and_operator_retry_succeeds() {
     let sim = SimConfig { failure_rate: 1.0, ..fast_sim() };
-    let stack = Stack::start(sim, 1, &[("JOB_MAX_ATTEMPTS", "2"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *")]).await;
+    // No schedules: a scheduled replenish would re-drive the failed provision itself.
+    let env = [("JOB_MAX_ATTEMPTS", "2"), ("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
+    let stack = Stack::start(sim, 1, &env).await;
     let ids = replenish(&stack, 1).await;
     let instance_id = &ids[0];
     let job_id: String = sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'provision_instance'")
@@ -212,4 +214,34 @@ async fn exhausted_job_fails_and_operator_retry_succeeds() {
     let response = stack.post(&format!("/api/jobs/{unknown}/retry"), json!({}), 0).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(job_doc(&stack, &unknown).await.0, StatusCode::NOT_FOUND);
+}
+
+/// A services outage longer than a provision's retries (SPEC invariant 4): the
+/// provisions give up while the API is down; within one replenish period after it
+/// answers again they are re-driven, and the pool reaches `POOL_MIN_IDLE` with exactly
+/// those instances (no phantom rows, no duplicates at the provider).
+#[tokio::test]
+async fn pool_refills_after_an_outage_longer_than_the_provision_retries() {
+    let sim = SimConfig { failure_rate: 1.0, ..fast_sim() };
+    let env =
+        [("POOL_MIN_IDLE", "4"), ("JOB_MAX_ATTEMPTS_PROVISION_INSTANCE", "2"), ("REPLENISH_SCHEDULE", "*/2 * * * * *")];
+    let stack = Stack::start(sim, 2, &env).await;
+    let gave_up = eventually(Duration::from_secs(30), || async {
+        let failed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'provision_instance' AND state = 'failed'")
+                .fetch_one(&stack.db.pool)
+                .await
+                .unwrap();
+        (failed >= 4).then_some(())
+    })
+    .await;
+    assert!(gave_up.is_some(), "the provisions gave up during the outage");
+    let during = stack.counts().await;
+    assert_eq!(during["provisioning"], 4, "{during}");
+
+    stack.sim.sim.set_faults(Faults { failure_rate: Some(0.0), ..Faults::default() });
+    stack.wait_for_counts("4 idle after the outage", Duration::from_secs(30), |c| c["idle"] == 4).await;
+    let counts = stack.counts().await;
+    assert_eq!(counts["provisioning"], 0, "{counts}");
+    assert_eq!(stack.sim.sim.service_ids().len(), 4, "one service per row");
 }

@@ -256,6 +256,24 @@ pub async fn delete_draining(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<
 }
 
 /// `idle + provisioning`, the number replenish keeps at `POOL_MIN_IDLE`.
+/// `provisioning` rows younger than `max_age` that no provider service confirms and
+/// no provision job is queued or running for: their provision gave up.
+pub async fn stranded_provisions(db: &PgPool, max_age: std::time::Duration) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT i.id FROM instances i
+         WHERE i.status = 'provisioning' AND i.service_id IS NULL
+           AND i.status_changed_at > now() - make_interval(secs => $1)
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'provision_instance' AND j.dedupe_key = i.id
+                                                  AND j.state IN ('queued', 'running'))
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'provision_instance' AND j.state IN ('queued', 'running')
+                                                  AND j.dedupe_key IS NULL AND j.args ->> 'instanceId' = i.id)
+         ORDER BY i.created_at LIMIT 100",
+    )
+    .bind(max_age.as_secs_f64())
+    .fetch_all(db)
+    .await
+}
+
 pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')").fetch_one(db).await
 }
