@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
-    store::instances,
+    store::{instances, jobs::drain},
     upstream::UpstreamError,
 };
 
@@ -31,16 +31,14 @@ pub async fn destroy_and_delete(ctx: &Ctx, id: &str) -> Result<(), JobError> {
 
 impl Handler for DrainIdle {
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
-        let mut ids = instances::drained_by_job(&ctx.db, &job.id).await?;
-        let more = i64::from(self.count) - ids.len() as i64;
-        if more > 0 && job.attempt == 0 {
-            checkpoint(ctx, job).await?;
-            ids.extend(instances::take_for_drain(&ctx.db, &job.id, more).await?);
-        }
-        for id in &ids {
+        checkpoint(ctx, job).await?;
+        // Taken now, or by an earlier run of this job (recorded with the take).
+        let taken = drain::take(&ctx.db, &job.id, job.fence, i64::from(self.count)).await?.ok_or(JobError::Lost)?;
+        let pending = instances::drained_by_job(&ctx.db, &job.id).await?;
+        for id in taken.iter().filter(|id| pending.contains(id)) {
             destroy_and_delete(ctx, id).await?;
         }
-        Ok(json!({ "drained": ids.len(), "instanceIds": ids }))
+        Ok(json!({ "drained": taken.len(), "instanceIds": taken }))
     }
 }
 

@@ -338,3 +338,51 @@ async fn abandoned_claim_requests_leave_no_transaction_behind() {
     .unwrap();
     assert_eq!(orphans, 0, "reservations without their job");
 }
+
+/// `drain_idle` re-run after a crash: a run that crashed before taking its rows is
+/// finished by the re-run (no under-drain); a run that took and destroyed its rows
+/// before crashing is not repeated (no over-drain).
+#[tokio::test]
+async fn drain_rerun_finishes_exactly_the_drain_asked_for() {
+    // POOL_MIN_IDLE is 0: nothing refills what the drains remove.
+    let stack = Stack::start(fast_sim(), 1, &[]).await;
+    stack.post("/api/pool/replenish", json!({ "count": 5 }), 10).await;
+    stack.wait_for_counts("5 idle", Duration::from_secs(30), |c| c["idle"] == 5).await;
+    let insert_drain = |progress: Option<Value>| {
+        let pool = stack.db.pool.clone();
+        async move {
+            let id = pool::store::jobs::next_job_id();
+            // An earlier run started (runs = 1) and crashed; the job is queued again.
+            sqlx::query(
+                "INSERT INTO jobs (id, kind, args, attempts, max_attempts, runs, progress)
+                 VALUES ($1, 'drain_idle', '{\"count\": 2}', 1, 6, 1, $2)",
+            )
+            .bind(&id)
+            .bind(progress)
+            .execute(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    // Crashed before taking anything: the re-run drains 2.
+    let before_take = insert_drain(None).await;
+    let done = stack.wait_job(&before_take, Duration::from_secs(20)).await;
+    assert_eq!(done.status, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.result.as_ref().unwrap()["drained"], 2, "{done:?}");
+    stack.wait_for_counts("3 left", Duration::from_secs(10), |c| c["idle"] == 3 && c["draining"] == 0).await;
+
+    // Took two rows, destroyed them and crashed before recording the outcome: the
+    // re-run takes nothing more.
+    let after_take = insert_drain(Some(json!({ "taken": ["goneAAAAAAAA", "goneBBBBBBBB"] }))).await;
+    let done = stack.wait_job(&after_take, Duration::from_secs(20)).await;
+    assert_eq!(done.status, JobState::Succeeded, "{done:?}");
+    let counts = stack.counts().await;
+    assert_eq!((counts["idle"].as_i64(), counts["draining"].as_i64()), (Some(3), Some(0)), "{counts}");
+    let drained_by_it: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE drain_job_id = $1")
+        .bind(&after_take)
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(drained_by_it, 0, "the re-run took no row");
+}

@@ -232,23 +232,6 @@ pub async fn drained_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Resu
         .await
 }
 
-/// Moves up to `count` unclaimed rows to `draining` for `job_id`, idle (oldest first)
-/// before provisioning; rows other callers hold are skipped, not waited for.
-pub async fn take_for_drain(db: impl PgExecutor<'_>, job_id: &str, count: i64) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "UPDATE instances SET status = 'draining', drain_job_id = $2, status_changed_at = now(), updated_at = now()
-         WHERE id IN (SELECT id FROM instances WHERE status IN ('idle', 'provisioning')
-                      ORDER BY (status = 'idle') DESC, created_at, id
-                      LIMIT $1 FOR UPDATE SKIP LOCKED)
-           AND status IN ('idle', 'provisioning')
-         RETURNING id",
-    )
-    .bind(count)
-    .bind(job_id)
-    .fetch_all(db)
-    .await
-}
-
 /// Deletes a row once its destroy was confirmed; only a `draining` row may go.
 pub async fn delete_draining(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND status = 'draining'").bind(id).execute(db).await?;

@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod claim;
+pub mod drain;
 mod idempotency;
 pub mod legacy;
 pub mod lifecycle;
