@@ -147,6 +147,12 @@ impl Simulator {
         self.state.create(id, None);
     }
 
+    /// Leaves service `id` out of unfiltered status batches (it is still found by
+    /// id), as a flaky listing would. No-op when unknown.
+    pub fn set_unlisted(&self, id: &str, unlisted: bool) {
+        self.state.set_unlisted(id, unlisted);
+    }
+
     /// Moves service `id` to another Railway environment. No-op when unknown.
     pub fn set_environment(&self, id: &str, environment_id: &str) {
         self.state.set_environment(id, environment_id);

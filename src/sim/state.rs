@@ -36,6 +36,8 @@ struct Service {
     forced_ready: Option<bool>,
     /// The Railway environment the service belongs to.
     environment_id: String,
+    /// Left out of unfiltered status batches (a flaky listing), still found by id.
+    unlisted: bool,
     conversation: Option<String>,
 }
 
@@ -165,6 +167,7 @@ impl SimState {
             override_status: None,
             forced_ready: None,
             environment_id: DEFAULT_ENVIRONMENT.to_owned(),
+            unlisted: false,
             conversation: None,
         });
         let created = service.seq == seq;
@@ -196,7 +199,12 @@ impl SimState {
                 .filter_map(|id| services.by_id.get_key_value(id.as_str()))
                 .map(|(id, s)| (s.seq, view(id, s, now, life)))
                 .collect(),
-            None => services.by_id.iter().map(|(id, s)| (s.seq, view(id, s, now, life))).collect(),
+            None => services
+                .by_id
+                .iter()
+                .filter(|(_, s)| !s.unlisted)
+                .map(|(id, s)| (s.seq, view(id, s, now, life)))
+                .collect(),
         };
         drop(services);
         found.sort_unstable_by_key(|(seq, _)| *seq);
@@ -216,6 +224,10 @@ impl SimState {
 
     pub fn set_ready(&self, id: &str, ready: bool) -> bool {
         self.update(id, |s| s.forced_ready = Some(ready))
+    }
+
+    pub fn set_unlisted(&self, id: &str, unlisted: bool) -> bool {
+        self.update(id, |s| s.unlisted = unlisted)
     }
 
     pub fn set_environment(&self, id: &str, environment_id: &str) -> bool {

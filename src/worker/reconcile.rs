@@ -164,6 +164,13 @@ async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action,
             destroy_and_delete(ctx, id).await?;
             true
         }
+        // A bound instance's row is its user's only record: its absence is confirmed
+        // by id first (SPEC §2.2).
+        Action::Vanished
+            if matches!(row.status(), Claimed | Crashed | Claiming) && !confirmed_absent(ctx, id).await =>
+        {
+            false
+        }
         Action::Vanished => instances::delete_vanished(&ctx.db, id, &row.status).await?,
         Action::MarkMissing => {
             instances::mark_missing(&ctx.db, id).await?;
@@ -174,6 +181,19 @@ async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action,
         Action::SettleClaim | Action::ReleaseClaim => unreachable!("only produced by resolve_stuck_claim"),
     };
     Ok(if applied { action } else { Action::None })
+}
+
+/// Whether `/status/batch` asked for `id` alone confirms the service is gone (an
+/// error confirms nothing).
+async fn confirmed_absent(ctx: &Ctx, id: &str) -> bool {
+    let Ok(parsed) = crate::domain::InstanceId::parse(id) else { return false };
+    match ctx.services.status_batch(Some(&[parsed])).await {
+        Ok(batch) => !batch.services.iter().any(|s| s.instance_id == id),
+        Err(err) => {
+            tracing::warn!(instance_id = id, error = %err, "could not confirm a vanished service; row kept");
+            false
+        }
+    }
 }
 
 /// `provisioning` → `idle` for a ready instance. A row Pool did not create itself

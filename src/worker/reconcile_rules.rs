@@ -68,7 +68,9 @@ pub fn decide(
     let live = matches!(phase, DeployPhase::Running | DeployPhase::Sleeping);
     match (status, phase) {
         (Provisioning | Idle, DeployPhase::Dead) => Action::Drain("deploy is dead"),
-        (Provisioning, _) if live && row.url.is_some() => Action::CheckHealth { stuck: age > stuck_timeout },
+        // Only a running deploy is health-checked: a check would wake a sleeping one,
+        // and SPEC §2.2 makes a provisioning row idle on `SUCCESS` only.
+        (Provisioning, DeployPhase::Running) if row.url.is_some() => Action::CheckHealth { stuck: age > stuck_timeout },
         // Whatever else it shows (still building, an unrecognised status, no URL):
         // not ready in time.
         (Provisioning, _) if age > stuck_timeout => Action::Drain("not ready before the stuck timeout"),
@@ -132,6 +134,7 @@ mod tests {
     #[test]
     fn sleeping_idle_instances_are_kept() {
         assert_eq!(decide_now(&row("idle"), Some("SLEEPING")), Action::None);
+        assert_eq!(decide_now(&row("provisioning"), Some("SLEEPING")), Action::None, "not woken by a check");
     }
 
     #[test]

@@ -492,3 +492,31 @@ async fn services_of_other_environments_are_left_alone() {
     assert_eq!(services, vec![ours, dead, theirs], "nothing of the other environment destroyed");
     assert!(!stack.sim.sim.requests().iter().any(|r| r.path.starts_with("/destroy")), "no destroy call at all");
 }
+
+/// A claimed row is removed as vanished only when `/status/batch` asked for its id
+/// confirms the service is gone: a listing that merely leaves it out (twice) keeps it.
+#[tokio::test]
+async fn a_claimed_row_vanishes_only_when_absence_is_confirmed_by_id() {
+    let stack = start(&[]).await;
+    let ids = warm(&stack, 1).await;
+    let claim = stack.post("/api/pool/claim", json!({ "agentName": "Kept" }), 10).await;
+    assert_eq!(claim.status(), StatusCode::OK);
+    let id = &ids[0];
+    assert_eq!(status_of(&stack, id).await.as_deref(), Some("claimed"));
+
+    stack.sim.sim.set_unlisted(id, true);
+    stack.sim.sim.clear_requests();
+    for _ in 0..3 {
+        let report = reconcile(&stack).await;
+        assert_eq!(report["vanished"], 0, "{report}");
+    }
+    assert_eq!(status_of(&stack, id).await.as_deref(), Some("claimed"), "left out of listings, found by id");
+    let batches = stack.sim.sim.requests().iter().filter(|r| r.path == "/status/batch").count();
+    assert!(batches > 3, "absence was checked by id after the listings ({batches} batch calls)");
+
+    // Gone for real: the next reconcile's check by id confirms it.
+    assert!(stack.sim.sim.remove_service(id));
+    let report = reconcile(&stack).await;
+    assert_eq!(report["vanished"], 1, "{report}");
+    assert_eq!(status_of(&stack, id).await, None);
+}
