@@ -89,6 +89,9 @@ async fn convos_status(State(state): State<Arc<SimState>>, Path(id): Path<String
     let Some(view) = state.view(&id) else {
         return not_found(&id);
     };
+    if view.status_broken {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "broken", "status unavailable");
+    }
     let conversation = view.conversation_id.as_ref().map(|id| json!({ "id": id }));
     Json(json!({
         "ready": view.ready,

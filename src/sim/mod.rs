@@ -147,6 +147,11 @@ impl Simulator {
         self.state.create(id, None);
     }
 
+    /// Makes `GET /convos/status` of instance `id` answer 500. No-op when unknown.
+    pub fn set_status_broken(&self, id: &str, broken: bool) {
+        self.state.set_status_broken(id, broken);
+    }
+
     /// Leaves service `id` out of unfiltered status batches (it is still found by
     /// id), as a flaky listing would. No-op when unknown.
     pub fn set_unlisted(&self, id: &str, unlisted: bool) {

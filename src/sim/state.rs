@@ -38,6 +38,8 @@ struct Service {
     environment_id: String,
     /// Left out of unfiltered status batches (a flaky listing), still found by id.
     unlisted: bool,
+    /// `GET /convos/status` answers 500 (a broken instance whose health is fine).
+    status_broken: bool,
     conversation: Option<String>,
 }
 
@@ -92,6 +94,8 @@ pub struct ServiceView {
     pub override_status: Option<String>,
     /// A readiness forced by a test control, if any.
     pub forced_ready: Option<bool>,
+    /// `GET /convos/status` answers 500.
+    pub status_broken: bool,
     /// The Railway environment the service belongs to.
     pub environment_id: String,
 }
@@ -168,6 +172,7 @@ impl SimState {
             forced_ready: None,
             environment_id: DEFAULT_ENVIRONMENT.to_owned(),
             unlisted: false,
+            status_broken: false,
             conversation: None,
         });
         let created = service.seq == seq;
@@ -226,6 +231,10 @@ impl SimState {
         self.update(id, |s| s.forced_ready = Some(ready))
     }
 
+    pub fn set_status_broken(&self, id: &str, broken: bool) -> bool {
+        self.update(id, |s| s.status_broken = broken)
+    }
+
     pub fn set_unlisted(&self, id: &str, unlisted: bool) -> bool {
         self.update(id, |s| s.unlisted = unlisted)
     }
@@ -277,6 +286,7 @@ fn view(id: &str, service: &Service, now: Instant, life: Lifecycle) -> ServiceVi
         conversation_id: service.conversation.clone(),
         override_status: service.override_status.clone(),
         forced_ready: service.forced_ready,
+        status_broken: service.status_broken,
         environment_id: service.environment_id.clone(),
     }
 }

@@ -146,7 +146,7 @@ async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action,
     let applied = match action {
         Action::None => true,
         Action::CheckHealth { stuck } => match ctx.instances.health(url).await {
-            Ok(health) if health.ready => return become_idle(ctx, row).await,
+            Ok(health) if health.ready => return become_idle(ctx, row, stuck).await,
             _ if stuck => {
                 return Box::pin(execute(ctx, row, Action::Drain("not ready before the stuck timeout"))).await;
             }
@@ -177,7 +177,8 @@ async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action,
             true
         }
         Action::CheckRecovery => recover(ctx, row).await?,
-        Action::ResolveClaim => return resolve_stuck_claim(ctx, row).await,
+        Action::ResolveClaim { stuck } => return resolve_stuck_claim(ctx, row, stuck).await,
+        Action::AbandonClaim(reason) => instances::transition(&ctx.db, id, &[Claiming], Crashed, Some(reason)).await?,
         Action::SettleClaim | Action::ReleaseClaim => unreachable!("only produced by resolve_stuck_claim"),
     };
     Ok(if applied { action } else { Action::None })
@@ -199,11 +200,20 @@ async fn confirmed_absent(ctx: &Ctx, id: &str) -> bool {
 /// `provisioning` → `idle` for a ready instance. A row Pool did not create itself
 /// (adopted, or from the original service) may already be bound: ask the instance
 /// first, and record a binding as `claimed` instead of handing the instance out.
-async fn become_idle(ctx: &Ctx, row: &InstanceRow) -> Result<Action, JobError> {
+async fn become_idle(ctx: &Ctx, row: &InstanceRow, stuck: bool) -> Result<Action, JobError> {
     use InstanceStatus::*;
     if row.created_by_job.is_none() {
         let url = row.url.as_deref().unwrap_or_default();
-        let Ok(status) = ctx.instances.convos_status(url).await else { return Ok(Action::None) };
+        let status = match ctx.instances.convos_status(url).await {
+            Ok(status) => status,
+            // It may be bound: never handed out, never destroyed; an operator decides.
+            Err(_) if stuck => {
+                let reason = "adopted instance does not report its binding";
+                let moved = instances::transition(&ctx.db, &row.id, &[Provisioning], Crashed, Some(reason)).await?;
+                return Ok(if moved { Action::AbandonClaim(reason) } else { Action::None });
+            }
+            Err(_) => return Ok(Action::None),
+        };
         if let Some(conversation) = status.conversation {
             let bound = instances::adopt_bound(&ctx.db, &row.id, &conversation.id).await?;
             tracing::info!(instance_id = %row.id, conversation_id = %conversation.id, "adopted instance is already bound");
@@ -228,9 +238,14 @@ async fn recover(ctx: &Ctx, row: &InstanceRow) -> Result<bool, JobError> {
 }
 
 /// A `claiming` row no live job holds: bound → `claimed`; unbound and ready → `idle`.
-async fn resolve_stuck_claim(ctx: &Ctx, row: &InstanceRow) -> Result<Action, JobError> {
+async fn resolve_stuck_claim(ctx: &Ctx, row: &InstanceRow, stuck: bool) -> Result<Action, JobError> {
     let url = row.url.as_deref().unwrap_or_default();
-    let Ok(status) = ctx.instances.convos_status(url).await else { return Ok(Action::None) };
+    let abandon = || {
+        Box::pin(execute(ctx, row, Action::AbandonClaim("claim abandoned; the instance does not report its binding")))
+    };
+    let Ok(status) = ctx.instances.convos_status(url).await else {
+        return if stuck { abandon().await } else { Ok(Action::None) };
+    };
     let holder = row.claim_job_id.as_deref();
     match status.conversation {
         Some(conversation) => {
@@ -241,6 +256,7 @@ async fn resolve_stuck_claim(ctx: &Ctx, row: &InstanceRow) -> Result<Action, Job
             let done = instances::release_claim(&ctx.db, &row.id, holder).await?;
             Ok(if done { Action::ReleaseClaim } else { Action::None })
         }
+        None if stuck => abandon().await,
         None => Ok(Action::None),
     }
 }
@@ -290,7 +306,8 @@ fn count(report: &mut Report, action: Action) {
         Action::Drain(_) => report.draining += 1,
         Action::Destroy => report.destroyed += 1,
         Action::Vanished => report.vanished += 1,
-        Action::None | Action::MarkMissing | Action::ResolveClaim => {}
+        Action::AbandonClaim(_) => report.crashed += 1,
+        Action::None | Action::MarkMissing | Action::ResolveClaim { .. } => {}
     }
 }
 

@@ -36,8 +36,15 @@ pub enum Action {
     MarkMissing,
     /// Absent from consecutive batches: the service is gone; remove the row.
     Vanished,
-    /// `claiming` with no live claim job: ask the instance what it is bound to.
-    ResolveClaim,
+    /// `claiming` with no live claim job: ask the instance what it is bound to. When
+    /// `stuck`, an instance that cannot tell is given up as `crashed`.
+    ResolveClaim {
+        stuck: bool,
+    },
+    /// `claiming` with no live claim job and no way to ask the instance (dead deploy,
+    /// or past the stuck timeout without a URL or a running deploy): → `crashed`,
+    /// where an operator sees it (it may have been bound).
+    AbandonClaim(&'static str),
     /// Outcomes of `ResolveClaim`, for the report.
     SettleClaim,
     ReleaseClaim,
@@ -74,7 +81,13 @@ pub fn decide(
         // Whatever else it shows (still building, an unrecognised status, no URL):
         // not ready in time.
         (Provisioning, _) if age > stuck_timeout => Action::Drain("not ready before the stuck timeout"),
-        (Claiming, _) if live && !holder_active && row.url.is_some() => Action::ResolveClaim,
+        (Claiming, _) if live && !holder_active && row.url.is_some() => {
+            Action::ResolveClaim { stuck: age > stuck_timeout }
+        }
+        (Claiming, DeployPhase::Dead) if !holder_active => Action::AbandonClaim("claim abandoned; deploy is dead"),
+        (Claiming, _) if !holder_active && age > stuck_timeout => {
+            Action::AbandonClaim("claim abandoned; the instance cannot be asked about its binding")
+        }
         (Claimed, DeployPhase::Dead) => Action::Crash("deploy is dead"),
         // A sleeping deploy wakes on request, so it can answer the conversation check.
         (Crashed, DeployPhase::Running | DeployPhase::Sleeping) => Action::CheckRecovery,
@@ -132,6 +145,24 @@ mod tests {
     }
 
     #[test]
+    fn abandoned_claims_reach_a_resting_state() {
+        let abandoned = |deploy: Option<&str>, url: bool, age: Duration| {
+            let mut claiming = row("claiming");
+            if !url {
+                claiming.url = None;
+            }
+            decide(&claiming, deploy.map(service).as_ref(), false, age, STUCK)
+        };
+        assert!(matches!(abandoned(Some("CRASHED"), true, Duration::ZERO), Action::AbandonClaim(_)));
+        assert_eq!(abandoned(Some("SUCCESS"), false, Duration::ZERO), Action::None, "waits for the stuck timeout");
+        assert!(matches!(abandoned(Some("SUCCESS"), false, STUCK * 2), Action::AbandonClaim(_)));
+        assert!(matches!(abandoned(Some("BUILDING"), true, STUCK * 2), Action::AbandonClaim(_)));
+        assert_eq!(abandoned(Some("SUCCESS"), true, STUCK * 2), Action::ResolveClaim { stuck: true });
+        let held = decide(&row("claiming"), Some(&service("CRASHED")), true, STUCK * 2, STUCK);
+        assert_eq!(held, Action::None, "a live claim job owns its row");
+    }
+
+    #[test]
     fn sleeping_idle_instances_are_kept() {
         assert_eq!(decide_now(&row("idle"), Some("SLEEPING")), Action::None);
         assert_eq!(decide_now(&row("provisioning"), Some("SLEEPING")), Action::None, "not woken by a check");
@@ -173,7 +204,10 @@ mod tests {
     fn claims_held_by_live_jobs_are_left_alone() {
         let s = service("SUCCESS");
         assert_eq!(decide(&row("claiming"), Some(&s), true, Duration::ZERO, STUCK), Action::None);
-        assert_eq!(decide(&row("claiming"), Some(&s), false, Duration::ZERO, STUCK), Action::ResolveClaim);
+        assert_eq!(
+            decide(&row("claiming"), Some(&s), false, Duration::ZERO, STUCK),
+            Action::ResolveClaim { stuck: false }
+        );
     }
 
     #[test]

@@ -520,3 +520,42 @@ async fn a_claimed_row_vanishes_only_when_absence_is_confirmed_by_id() {
     assert_eq!(report["vanished"], 1, "{report}");
     assert_eq!(status_of(&stack, id).await, None);
 }
+
+/// Rows no job will ever move reach a resting state an operator sees: a `claiming`
+/// row whose claim job is gone and whose deploy is dead (or that cannot be asked past
+/// the stuck timeout), and an adopted row whose health is fine but whose binding
+/// cannot be read, end `crashed` with the reason.
+#[tokio::test]
+async fn rows_no_job_owns_end_crashed_with_the_reason() {
+    let stack = start(&[("POOL_STUCK_TIMEOUT_MS", "1500")]).await;
+    let ids = warm(&stack, 2).await;
+    let (dead, silent) = (&ids[0], &ids[1]);
+    // Claim jobs that no longer exist hold both rows.
+    sqlx::query("UPDATE instances SET status = 'claiming', claim_job_id = 'gone-' || id WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    stack.sim.sim.set_deploy_status(dead, Some("CRASHED"));
+    stack.sim.sim.set_status_broken(silent, true);
+    let adopted = "AdoptedSilnt";
+    stack.sim.sim.add_service(adopted);
+    stack.sim.sim.set_status_broken(adopted, true);
+    wait_built(&stack, &[adopted.to_owned()]).await;
+
+    reconcile(&stack).await;
+    assert_eq!(status_of(&stack, dead).await.as_deref(), Some("crashed"), "dead deploy: at once");
+    assert_eq!(status_of(&stack, silent).await.as_deref(), Some("claiming"), "not before the stuck timeout");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    reconcile(&stack).await;
+    reconcile(&stack).await;
+    for id in [dead.as_str(), silent.as_str(), adopted] {
+        assert_eq!(status_of(&stack, id).await.as_deref(), Some("crashed"), "{id}");
+    }
+    let errors: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT last_error FROM instances ORDER BY id").fetch_all(&stack.db.pool).await.unwrap();
+    assert!(errors.iter().all(|e| e.as_deref().is_some_and(|e| !e.is_empty())), "{errors:?}");
+    let mut services = stack.sim.sim.service_ids();
+    services.sort();
+    assert_eq!(services.len(), 3, "nothing that may be bound was destroyed");
+}
