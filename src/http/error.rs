@@ -83,3 +83,33 @@ impl From<JsonRejection> for ApiError {
         Self::Validation(format!("invalid JSON body: {}", rejection.body_text()))
     }
 }
+
+/// Middleware: an error answer that a layer or axum itself produced as plain text
+/// (413 for a large `Content-Length`, 405, a timeout) gets the JSON error shape too.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => "timeout",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "http_error",
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_owned();
+    let mut answer = (status, Json(ErrorBody { error: message, code: code.to_owned() })).into_response();
+    // Keep what the client needs to act on (e.g. `Allow` of a 405).
+    for (name, value) in response.headers() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}

@@ -40,6 +40,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The body of actions that take no input: none, or `{}`; any field is rejected.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}
+
 /// Proof that the request carried the right Bearer key (compared in constant time).
 pub struct Authenticated;
 

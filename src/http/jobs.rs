@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     AppState,
     error::{ApiError, ErrorBody},
-    extract::{ApiQuery, Authenticated},
-    respond::{JobResponses, PreferWait, job_response},
+    extract::{ApiJson, ApiQuery, Authenticated, EmptyBody},
+    respond::{PreferWait, job_document},
 };
 use crate::{
     queue::JobDoc,
@@ -114,8 +114,9 @@ async fn list(
 }
 
 /// Cancels a queued job, or asks a running one to stop at its next safe point.
-#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, description = "Cancelled, or running with a stop requested", body = JobDoc),
+        (status = 400, description = "A body other than none or {}", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
@@ -124,6 +125,7 @@ async fn cancel(
     State(state): State<AppState>,
     _: Authenticated,
     Path(id): Path<String>,
+    ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Json<JobDoc>, ApiError> {
     let mut conn = state.db.acquire().await?;
     match jobs::cancel(&mut conn, &id).await {
@@ -148,7 +150,7 @@ fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
 /// The job; with `Prefer: wait=N` held until it finishes.
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path), PreferWait),
     responses(
-        JobResponses,
+        (status = 200, description = "The job, whatever its status", body = JobDoc),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),
     ))]
@@ -158,12 +160,13 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    job_response(&state, &headers, &id).await
+    job_document(&state, &headers, &id).await
 }
 
 /// A failed or cancelled job back to `queued` with its attempts reset.
-#[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, description = "Queued again with attempts reset", body = JobDoc),
+        (status = 400, description = "A body other than none or {}", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),
         (status = 409, description = "Not failed or cancelled", body = ErrorBody),
@@ -172,6 +175,7 @@ async fn retry(
     State(state): State<AppState>,
     _: Authenticated,
     Path(id): Path<String>,
+    ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Json<JobDoc>, ApiError> {
     let mut conn = state.db.acquire().await?;
     match jobs::retry(&mut conn, &id).await {

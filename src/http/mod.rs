@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Covers `Prefer: wait=60` plus slack; anything slower is a bug.
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(75)))
+        .layer(axum::middleware::map_response(error::json_errors))
         // Layers run after routing, so the span can name the matched route.
         .layer(
             TraceLayer::new_for_http()

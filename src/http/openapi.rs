@@ -22,7 +22,7 @@ use crate::{
         jobs::list, jobs::show, jobs::retry, jobs::cancel, jobs_bulk::retry_all, jobs_bulk::cancel_all,
     ),
     components(schemas(JobDoc, JobState, ErrorBody, Counts, claim::ClaimBody, pool::CountBody, pool::EnrichBody, pool::Agents, pool::Agent, jobs::JobPage,
-        jobs_bulk::BulkBody, jobs_bulk::Retried, jobs_bulk::Cancelled)),
+        jobs_bulk::BulkBody, jobs_bulk::Retried, jobs_bulk::Cancelled, super::extract::EmptyBody)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

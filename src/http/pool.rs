@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AppState, claim,
     error::{ApiError, ErrorBody},
-    extract::{ApiJson, Authenticated, has_valid_key},
+    extract::{ApiJson, Authenticated, EmptyBody, has_valid_key},
     respond::{JobResponses, PreferWait, job_response},
 };
 use crate::{
@@ -74,6 +74,7 @@ async fn agents(State(state): State<AppState>, parts: Parts) -> Result<Json<Agen
 #[serde(deny_unknown_fields)]
 pub struct CountBody {
     /// 1–20.
+    #[schema(minimum = 1, maximum = 20)]
     count: Option<u32>,
 }
 
@@ -161,17 +162,23 @@ async fn drain(
 }
 
 /// Sync with the provider; answers the queued or running reconcile if there is one.
-#[utoipa::path(post, path = "/api/pool/reconcile", tag = "pool", security(("bearer" = [])), params(PreferWait),
+#[utoipa::path(post, path = "/api/pool/reconcile", tag = "pool", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
+        (status = 400, description = "A body other than none or {}", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ))]
-async fn reconcile(State(state): State<AppState>, _: Authenticated, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn reconcile(
+    State(state): State<AppState>,
+    _: Authenticated,
+    headers: HeaderMap,
+    ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
+) -> Result<Response, ApiError> {
     enqueue_and_respond(&state, &headers, queue::reconcile_job(&state.config.jobs)).await
 }
 
 /// Backfill instance metadata from the provider.
-#[utoipa::path(post, path = "/api/pool/enrich", tag = "pool", request_body = EnrichBody, security(("bearer" = [])), params(PreferWait),
+#[utoipa::path(post, path = "/api/pool/enrich", tag = "pool", request_body(content = Option<EnrichBody>), security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
@@ -188,7 +195,7 @@ async fn enrich(
 }
 
 /// Destroy an instance, whatever its status.
-#[utoipa::path(delete, path = "/api/pool/instances/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path), PreferWait),
+#[utoipa::path(delete, path = "/api/pool/instances/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{12}$", description = "instance id"), PreferWait),
     responses(
         JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
@@ -206,7 +213,7 @@ async fn kill(
 }
 
 /// Destroy a crashed instance.
-#[utoipa::path(delete, path = "/api/pool/crashed/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path), PreferWait),
+#[utoipa::path(delete, path = "/api/pool/crashed/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{12}$", description = "instance id"), PreferWait),
     responses(
         JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),

@@ -55,13 +55,24 @@ pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
         .map(|secs| Duration::from_secs(secs).min(MAX_WAIT))
 }
 
-/// Answers for job `id`, waiting first if the client asked to.
+/// Answers for job `id`, just enqueued by this request (202 until it finished),
+/// waiting first if the client asked to.
 pub async fn job_response(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
-    let doc = match requested_wait(headers) {
+    respond(read(state, headers, id).await?, id)
+}
+
+/// `GET /api/jobs/:id`: 200 whatever the job's status (nothing was accepted).
+pub async fn job_document(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
+    let mut response = respond(read(state, headers, id).await?, id)?;
+    *response.status_mut() = StatusCode::OK;
+    Ok(response)
+}
+
+async fn read(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Option<JobDoc>, ApiError> {
+    Ok(match requested_wait(headers) {
         Some(limit) => state.waiter.wait(&state.db, id, limit).await?,
         None => jobs::get(&state.db, id).await?.map(JobDoc::from),
-    };
-    respond(doc, id)
+    })
 }
 
 /// Answers for job `id`, enqueued after `subscription` was made: with a wait, the

@@ -184,3 +184,33 @@ async fn agents_hide_instructions_and_invite_without_the_key() {
     assert_eq!(authed["claimed"][0]["instructions"], "secret plan");
     assert_eq!(authed["claimed"][0]["inviteUrl"], "https://invite");
 }
+
+/// Errors produced outside the handlers are JSON too (413 for a large
+/// `Content-Length`, 405), actions without input reject any field, and a job is
+/// read with 200 whatever its status.
+#[tokio::test]
+async fn every_error_is_json_and_bodies_are_strict() {
+    let api = Api::start(&[]).await;
+    let huge = "x".repeat(200 * 1024);
+    let too_large = api.req(Method::POST, "/api/pool/claim").header("content-type", "application/json").body(huge);
+    let answer = error_code(too_large.send().await.unwrap()).await;
+    assert_eq!(answer, (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".to_owned()));
+    let answer = error_code(api.req(Method::PUT, "/api/pool/counts").send().await.unwrap()).await;
+    assert_eq!(answer, (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".to_owned()));
+
+    let reconcile = api.req(Method::POST, "/api/pool/reconcile").json(&json!({"force": true}));
+    let (status, _) = error_code(reconcile.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.jobs_of("reconcile").await, 0, "a rejected request changes nothing");
+    let accepted = api.req(Method::POST, "/api/pool/reconcile").json(&json!({})).send().await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let job: JobDoc = accepted.json().await.unwrap();
+    for action in ["retry", "cancel"] {
+        let r = api.req(Method::POST, &format!("/api/jobs/{}/{action}", job.id)).json(&json!({"why": "x"}));
+        let (status, _) = error_code(r.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{action}");
+    }
+    let read = api.req(Method::GET, &format!("/api/jobs/{}", job.id)).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK, "reading a queued job accepted nothing");
+    assert_eq!(read.json::<JobDoc>().await.unwrap().status, JobState::Queued);
+}
