@@ -122,6 +122,10 @@ pub async fn render(db: &PgPool) -> sqlx::Result<String> {
     for (status, n) in by_status {
         out.push_str(&format!("pool_instances{{status=\"{status}\"}} {n}\n"));
     }
+    // Rescue presumes a worker dead after 12 s of silence; the same horizon here.
+    let workers = jobs::lifecycle::live_workers(db, std::time::Duration::from_secs(12)).await?;
+    out.push_str("# HELP pool_workers_alive Worker processes whose heartbeat is recent.\n");
+    out.push_str(&format!("# TYPE pool_workers_alive gauge\npool_workers_alive {workers}\n"));
     out.push_str("# HELP pool_jobs Jobs in the table by kind and status.\n# TYPE pool_jobs gauge\n");
     for (kind, state, n) in jobs::totals_by_kind(db).await? {
         out.push_str(&format!("pool_jobs{{kind=\"{kind}\",status=\"{state}\"}} {n}\n"));

@@ -70,14 +70,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     tasks.spawn(crate::metrics::flush_loop(ctx.db.clone(), stop.clone()));
     let mut jobs = tokio::spawn(runtime::run(ctx.clone(), stop.clone()));
     tracing::info!(environment = ctx.config.environment.as_str(), "worker started");
-    // A runtime that ends on its own is fatal: the process exits non-zero so the
-    // platform restarts it, and other workers rescue what it held.
-    let ended = tokio::select! {
-        _ = shutdown => None,
-        ended = &mut jobs => Some(ended),
+    // A runtime or background loop (schedules, pruning, metrics) that ends on its
+    // own, or panics, is fatal: the process exits non-zero so the platform restarts
+    // it, and other workers rescue what it held.
+    let (ended, loop_ended) = tokio::select! {
+        _ = shutdown => (None, false),
+        ended = &mut jobs => (Some(ended), false),
+        Some(ended) = tasks.join_next() => {
+            tracing::error!(error = ?ended.err(), "a background loop of the worker ended on its own");
+            (None, true)
+        }
     };
     let _ = stop_tx.send(true);
-    let fatal = ended.is_some();
+    let fatal = ended.is_some() || loop_ended;
     let result = match ended {
         Some(result) => result,
         None => jobs.await,
@@ -90,7 +95,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     while tasks.join_next().await.is_some() {}
     ctx.db.close().await;
     tracing::info!("worker stopped");
-    anyhow::ensure!(!fatal, "the job runtime ended before the worker was asked to stop");
+    anyhow::ensure!(!fatal, "the job runtime or a background loop ended before the worker was asked to stop");
     Ok(())
 }
 

@@ -24,7 +24,12 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
         (Replenish::KIND, Schedule::from_str(&jobs_config.replenish_schedule).expect("valid cron")),
     ];
     loop {
-        let Some((tick, kinds)) = next_tick(&schedules) else { return };
+        let Some((tick, kinds)) = next_tick(&schedules) else {
+            // No tick will ever come (a cron naming past years only): nothing to do,
+            // but ending would take the worker down.
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        };
         let wait = (tick - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

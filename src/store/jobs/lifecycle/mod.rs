@@ -171,6 +171,14 @@ pub async fn heartbeat(db: impl PgExecutor<'_>, worker: &str) -> sqlx::Result<()
     Ok(())
 }
 
+/// Worker processes that proved alive within `within`.
+pub async fn live_workers(db: impl PgExecutor<'_>, within: Duration) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM job_workers WHERE last_seen >= now() - make_interval(secs => $1)")
+        .bind(within.as_secs_f64())
+        .fetch_one(db)
+        .await
+}
+
 /// Removes a worker that stopped cleanly (its jobs are finished or released).
 pub async fn deregister(db: impl PgExecutor<'_>, worker: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM job_workers WHERE id = $1").bind(worker).execute(db).await?;
