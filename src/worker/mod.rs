@@ -107,6 +107,11 @@ async fn prune_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             Ok(n) => tracing::info!(deleted = n, "pruned finished jobs"),
             Err(err) => tracing::warn!(error = %err, "could not prune finished jobs"),
         }
+        match store::jobs::prune_idempotency_keys(&ctx.db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned expired idempotency keys"),
+            Err(err) => tracing::warn!(error = %err, "could not prune idempotency keys"),
+        }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,

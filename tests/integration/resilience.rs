@@ -97,6 +97,21 @@ async fn prune_deletes_only_old_finished_jobs() {
     assert_eq!(left, ["01ARZ3NDEKTSV4RRFFQ69G5FA2", "01ARZ3NDEKTSV4RRFFQ69G5FA3"]);
 }
 
+#[tokio::test]
+async fn expired_idempotency_keys_are_pruned() {
+    let db = TestDb::new().await;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (key, request_hash, job_id, created_at)
+         VALUES ('old', 'h', 'j1', now() - interval '25 hours'), ('fresh', 'h', 'j2', now() - interval '1 hour')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(pool::store::jobs::prune_idempotency_keys(&db.pool).await.unwrap(), 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(left, ["fresh"]);
+}
+
 /// 429 with `Retry-After` is retried after the hinted delay, a bounded number of
 /// times: no hot loop, and the job ends `failed` with the upstream's message.
 #[tokio::test]

@@ -83,9 +83,11 @@ pub async fn get(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<Insta
         .await
 }
 
-/// Every row, oldest first (reconcile reads them all once per run).
+/// Every row, oldest first (reconcile reads them all once per run), without the
+/// `instructions` (up to 64 KiB each) that reconcile never uses.
 pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<InstanceRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM instances ORDER BY created_at, id")))
+    let columns = COLUMNS.replace("instructions", "NULL::text AS instructions");
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {columns} FROM instances ORDER BY created_at, id")))
         .fetch_all(db)
         .await
 }

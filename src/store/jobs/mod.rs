@@ -10,7 +10,7 @@ pub mod legacy;
 pub mod lifecycle;
 
 pub use admin::{ListQuery, list, prune, totals, totals_by_kind};
-pub use idempotency::{idempotent_job, remember_idempotency_key};
+pub use idempotency::{idempotent_job, prune_idempotency_keys, remember_idempotency_key};
 pub use lifecycle::{ActionError, Filter, cancel, cancel_all, retry, retry_all};
 
 use chrono::{DateTime, Utc};
