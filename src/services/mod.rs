@@ -83,6 +83,11 @@ impl ServicesClient {
             UpstreamError::from_transport(TARGET, &e)
         })?;
         crate::metrics::upstream_call("services", Some(response.status().as_u16()));
-        read_json(TARGET, response).await
+        let answer = read_json(TARGET, response).await;
+        // The provider's budget is shared: when it says "wait", every caller waits.
+        if let Err(UpstreamError::RateLimited { retry_after: Some(after), .. }) = &answer {
+            self.throttle.pause(*after).await;
+        }
+        answer
     }
 }

@@ -2,9 +2,16 @@
 //! account, so the limit must hold across every worker replica: `Shared` reserves
 //! slots in Postgres. `PerKey` (in-process, governor) paces calls to each instance.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use sqlx::PgPool;
+use tokio::{sync::Mutex, time::Instant};
 
 use crate::store::rate_limit;
 
@@ -22,11 +29,19 @@ pub enum Throttle {
     /// Each key (an instance's URL) has its own budget: instances are independent
     /// servers, so one busy instance must not slow calls to the others.
     PerKey(Arc<KeyedRateLimiter>),
-    Shared {
-        db: PgPool,
-        per_sec: u32,
-        burst: u32,
-    },
+    Shared(Arc<SharedLimit>),
+}
+
+/// The services API's limit, held in Postgres for every replica together.
+pub struct SharedLimit {
+    db: PgPool,
+    per_sec: u32,
+    burst: u32,
+    /// Replicas sharing the limit, as last seen; while the database is away this
+    /// process paces alone at its share, `per_sec / replicas`.
+    replicas: AtomicU32,
+    /// The next free slot of the local pacing (used only during an outage).
+    next_local: Mutex<Instant>,
 }
 
 impl Throttle {
@@ -34,6 +49,25 @@ impl Throttle {
     pub fn per_key(per_sec: u32) -> Self {
         let per_sec = std::num::NonZeroU32::new(per_sec.max(1)).expect("non-zero");
         Self::PerKey(Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(per_sec))))
+    }
+
+    /// The services API's limit shared across replicas.
+    pub fn shared(db: PgPool, per_sec: u32, burst: u32) -> Self {
+        let next_local = Mutex::new(Instant::now());
+        Self::Shared(Arc::new(SharedLimit { db, per_sec, burst, replicas: AtomicU32::new(1), next_local }))
+    }
+
+    /// Holds every caller back for `pause` (the upstream answered 429 with
+    /// `Retry-After`): all replicas for the shared limit.
+    pub async fn pause(&self, pause: Duration) {
+        if let Self::Shared(limit) = self {
+            let paused = rate_limit::pause(&limit.db, SERVICES_LIMIT, limit.per_sec, limit.burst, pause).await;
+            if let Err(err) = paused {
+                tracing::warn!(error = %err, "could not pause the shared rate limit; pausing locally");
+                let mut next = limit.next_local.lock().await;
+                *next = (*next).max(Instant::now() + pause);
+            }
+        }
     }
 
     /// Waits until a call to `key` may be made (keyless throttles ignore it).
@@ -60,22 +94,63 @@ impl Throttle {
         match self {
             // A keyed throttle paces through `wait_for`.
             Self::Unlimited | Self::PerKey(_) => {}
-            Self::Shared { db, per_sec, burst } => {
-                match rate_limit::reserve(db, SERVICES_LIMIT, *per_sec, *burst).await {
-                    Ok(wait) => {
-                        if !wait.is_zero() {
-                            crate::metrics::rate_limit_wait(SERVICES_LIMIT, wait);
-                        }
-                        tokio::time::sleep(wait).await
-                    }
-                    Err(err) => {
-                        // Without the database we cannot coordinate; one interval's pause
-                        // keeps this replica at or under the limit on its own.
-                        tracing::warn!(error = %err, "shared rate limit unavailable; pacing locally");
-                        tokio::time::sleep(Duration::from_secs_f64(1.0 / f64::from((*per_sec).max(1)))).await;
-                    }
+            Self::Shared(limit) => limit.wait().await,
+        }
+    }
+}
+
+impl SharedLimit {
+    async fn wait(&self) {
+        match rate_limit::reserve(&self.db, SERVICES_LIMIT, self.per_sec, self.burst).await {
+            Ok(slot) => {
+                self.replicas.store(slot.replicas, Ordering::Relaxed);
+                if !slot.wait.is_zero() {
+                    crate::metrics::rate_limit_wait(SERVICES_LIMIT, slot.wait);
                 }
+                tokio::time::sleep(slot.wait).await
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "shared rate limit unavailable; pacing at this replica's share");
+                let wait = self.local_slot().await;
+                tokio::time::sleep(wait).await
             }
         }
+    }
+
+    /// Reserves the next slot of this replica's share: callers queue one interval
+    /// apart (`replicas / per_sec`), however many call at once.
+    async fn local_slot(&self) -> Duration {
+        let replicas = f64::from(self.replicas.load(Ordering::Relaxed).max(1));
+        let interval = Duration::from_secs_f64(replicas / f64::from(self.per_sec.max(1)));
+        let mut next = self.next_local.lock().await;
+        let now = Instant::now();
+        let slot = (*next).max(now);
+        *next = slot + interval;
+        slot - now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten callers at once during an outage, two replicas sharing 5 calls/s: this
+    /// replica's slots are 0.4 s apart (2.5/s), not ten at once.
+    #[tokio::test(start_paused = true)]
+    async fn outage_pacing_holds_the_replica_share() {
+        let db = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let limit = SharedLimit {
+            db,
+            per_sec: 5,
+            burst: 5,
+            replicas: AtomicU32::new(2),
+            next_local: Mutex::new(Instant::now()),
+        };
+        let mut slots = Vec::new();
+        for _ in 0..10 {
+            slots.push(limit.local_slot().await);
+        }
+        let expected: Vec<Duration> = (0..10).map(|i| Duration::from_millis(400 * i)).collect();
+        assert_eq!(slots, expected);
     }
 }

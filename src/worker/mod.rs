@@ -45,8 +45,7 @@ impl Ctx {
     /// replicas, instance calls per process.
     pub fn new(config: Config, db: PgPool) -> Self {
         let jobs = &config.jobs;
-        let throttle =
-            Throttle::Shared { db: db.clone(), per_sec: jobs.services_rate_per_sec, burst: jobs.services_rate_burst };
+        let throttle = Throttle::shared(db.clone(), jobs.services_rate_per_sec, jobs.services_rate_burst);
         let services = ServicesClient::new(&config.services, throttle);
         let instance_throttle = Throttle::per_key(jobs.instance_rate_per_sec);
         let instances =

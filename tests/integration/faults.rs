@@ -245,3 +245,17 @@ async fn pool_refills_after_an_outage_longer_than_the_provision_retries() {
     assert_eq!(counts["provisioning"], 0, "{counts}");
     assert_eq!(stack.sim.sim.service_ids().len(), 4, "one service per row");
 }
+
+/// A 429 with `Retry-After` seen by one caller holds back every caller of the shared
+/// limit (all replicas): the next reservation waits out the pause.
+#[tokio::test]
+async fn retry_after_pauses_the_shared_limit_for_everyone() {
+    let db = crate::helpers::TestDb::new().await;
+    let first = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10).await.unwrap();
+    assert!(first.wait.is_zero(), "{first:?}");
+    pool::store::rate_limit::pause(&db.pool, "services_api", 100, 10, Duration::from_secs(3)).await.unwrap();
+    let next = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10).await.unwrap();
+    assert!(next.wait > Duration::from_millis(2500) && next.wait <= Duration::from_secs(3), "{next:?}");
+    let after = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10).await.unwrap();
+    assert!(after.wait >= next.wait, "later callers queue behind: {after:?}");
+}
