@@ -136,3 +136,42 @@ async fn rate_limited_upstream_is_retried_after_its_hint_without_a_hot_loop() {
     let creates = stack.sim.sim.requests().iter().filter(|r| r.path == "/create-instance").count();
     assert_eq!(creates, 3, "one call per attempt");
 }
+
+/// Postgres unreachable for 10 s (every connection cut, new ones refused) while
+/// claims and provisions run: web and workers carry on by themselves afterwards,
+/// every job that got an id ends, nothing stays claiming, and the pool refills.
+#[tokio::test]
+async fn claims_and_provisions_survive_a_database_outage() {
+    let sim = pool::sim::SimConfig { provision_time: Duration::from_millis(1500), ..fast_sim() };
+    let stack = Stack::start(sim, 2, &[("POOL_MIN_IDLE", "4")]).await;
+    stack.wait_for_counts("4 idle", Duration::from_secs(30), |c| c["idle"] == 4).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = stack.post("/api/pool/claim", json!({ "agentName": format!("Outage {i}") }), 0).await;
+        assert_eq!(r.status(), 202);
+        ids.push(r.json::<pool::queue::JobDoc>().await.unwrap().id);
+    }
+    let r = stack.post("/api/pool/replenish", json!({ "count": 2 }), 0).await;
+    ids.push(r.json::<pool::queue::JobDoc>().await.unwrap().id);
+
+    set_connections_allowed(&stack.db.name, false).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    set_connections_allowed(&stack.db.name, true).await;
+
+    let db = sqlx::PgPool::connect(&stack.db.url).await.unwrap();
+    for id in &ids {
+        let job = stack.wait_job(id, Duration::from_secs(60)).await;
+        assert!(job.status.is_finished(), "{job:?}");
+    }
+    let claimed: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM jobs WHERE kind = 'claim_and_provision' AND state <> 'succeeded'")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(claimed.is_empty(), "claims that did not succeed: {claimed:?}");
+    stack
+        .wait_for_counts("the pool refilled", Duration::from_secs(60), |c| {
+            c["claiming"] == 0 && c["claimed"] == 3 && c["idle"].as_i64().unwrap_or(0) >= 4
+        })
+        .await;
+}
