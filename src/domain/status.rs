@@ -44,8 +44,29 @@ impl FromStr for InstanceStatus {
     }
 }
 
+/// For decoding rows: a status this build does not know is an error, never a guess.
+impl TryFrom<String> for InstanceStatus {
+    type Error = UnknownStatus;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 impl fmt::Display for InstanceStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_decode_known_statuses_and_refuse_others() {
+        for status in InstanceStatus::ALL {
+            assert_eq!(InstanceStatus::try_from(status.as_str().to_owned()).unwrap(), status);
+        }
+        assert!(InstanceStatus::try_from("hibernating".to_owned()).is_err(), "never guessed as draining");
     }
 }

@@ -59,7 +59,7 @@ async fn agents(State(state): State<AppState>, parts: Parts) -> Result<Json<Agen
             name: row.name,
             agent_name: row.agent_name,
             url: row.url,
-            status: row.status,
+            status: row.status.to_string(),
             conversation_id: row.conversation_id,
             created_at: row.created_at,
             claimed_at: row.claimed_at,

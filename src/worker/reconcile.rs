@@ -171,7 +171,7 @@ async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action,
         {
             false
         }
-        Action::Vanished => instances::delete_vanished(&ctx.db, id, &row.status).await?,
+        Action::Vanished => instances::delete_vanished(&ctx.db, id, row.status.as_str()).await?,
         Action::MarkMissing => {
             instances::mark_missing(&ctx.db, id).await?;
             true

@@ -109,7 +109,7 @@ mod tests {
             id: "abcdefghijkl".into(),
             name: None,
             url: Some("http://127.0.0.1:1/i/abcdefghijkl".into()),
-            status: status.into(),
+            status: status.parse().expect("a known status"),
             service_id: Some("svc".into()),
             deploy_status: None,
             agent_name: None,

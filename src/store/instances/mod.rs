@@ -19,7 +19,8 @@ pub struct InstanceRow {
     pub id: String,
     pub name: Option<String>,
     pub url: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: InstanceStatus,
     pub service_id: Option<String>,
     pub deploy_status: Option<String>,
     pub agent_name: Option<String>,
@@ -38,9 +39,8 @@ pub struct InstanceRow {
 }
 
 impl InstanceRow {
-    /// The parsed status; rows always satisfy `instances_status_check`.
     pub fn status(&self) -> InstanceStatus {
-        self.status.parse().unwrap_or(InstanceStatus::Draining)
+        self.status
     }
 }
 
