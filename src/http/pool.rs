@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AppState, claim,
     error::{ApiError, ErrorBody},
-    extract::{ApiJson, Authenticated, EmptyBody, has_valid_key},
+    extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key},
     respond::{JobResponses, PreferWait, job_response},
 };
 use crate::{
@@ -44,11 +44,45 @@ async fn counts(State(state): State<AppState>) -> Result<Json<Counts>, ApiError>
     Ok(Json(instances::counts(&state.db).await?))
 }
 
-/// Claimed and crashed agents; `instructions` and `inviteUrl` only with the API key.
-#[utoipa::path(get, path = "/api/pool/agents", tag = "pool", responses((status = 200, body = Agents)))]
-async fn agents(State(state): State<AppState>, parts: Parts) -> Result<Json<Agents>, ApiError> {
+/// `?limit=&offset=&instructions=`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsParams {
+    limit: Option<i64>,
+    offset: Option<i64>,
+    instructions: Option<bool>,
+}
+
+const AGENTS_PAGE: i64 = 100;
+const AGENTS_MAX_PAGE: i64 = 500;
+
+/// Claimed and crashed agents, newest claim first, a page at a time; `instructions`
+/// and `inviteUrl` only with the API key (`instructions=false` leaves the
+/// instructions out even then).
+#[utoipa::path(get, path = "/api/pool/agents", tag = "pool",
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "rows per page, default 100"),
+           ("offset" = Option<i64>, Query, minimum = 0, description = "`nextOffset` of the previous page"),
+           ("instructions" = Option<bool>, Query, description = "include instructions (with the key); default true")),
+    responses((status = 200, body = Agents), (status = 400, description = "Invalid input", body = ErrorBody)))]
+async fn agents(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<AgentsParams>,
+    parts: Parts,
+) -> Result<Json<Agents>, ApiError> {
     let authed = has_valid_key(&parts, &state);
-    let rows = instances::agents(&state.db).await?;
+    let limit = params.limit.unwrap_or(AGENTS_PAGE);
+    if !(1..=AGENTS_MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Validation(format!("limit must be between 1 and {AGENTS_MAX_PAGE}")));
+    }
+    let offset = params.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::Validation("offset must not be negative".into()));
+    }
+    let with_instructions = authed && params.instructions.unwrap_or(true);
+    // One more than asked tells whether another page follows.
+    let mut rows = instances::agents(&state.db, limit + 1, offset, with_instructions).await?;
+    let next_offset = (rows.len() as i64 > limit).then_some(offset + limit);
+    rows.truncate(limit as usize);
     let (mut claimed, mut crashed) = (Vec::new(), Vec::new());
     for row in rows {
         let is_crashed = row.status() == InstanceStatus::Crashed;
@@ -66,7 +100,7 @@ async fn agents(State(state): State<AppState>, parts: Parts) -> Result<Json<Agen
         };
         if is_crashed { crashed.push(agent) } else { claimed.push(agent) }
     }
-    Ok(Json(Agents { claimed, crashed }))
+    Ok(Json(Agents { claimed, crashed, next_offset }))
 }
 
 /// `{"count": 1..20}`.
@@ -112,9 +146,13 @@ pub struct Agent {
 
 /// `/api/pool/agents`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Agents {
     claimed: Vec<Agent>,
     crashed: Vec<Agent>,
+    /// The `offset` of the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<i64>,
 }
 
 fn count_in_range(count: Option<u32>) -> Result<Option<u32>, ApiError> {

@@ -183,6 +183,41 @@ async fn agents_hide_instructions_and_invite_without_the_key() {
     let authed: Value = api.req(Method::GET, "/api/pool/agents").send().await.unwrap().json().await.unwrap();
     assert_eq!(authed["claimed"][0]["instructions"], "secret plan");
     assert_eq!(authed["claimed"][0]["inviteUrl"], "https://invite");
+    let lean: Value =
+        api.req(Method::GET, "/api/pool/agents?instructions=false").send().await.unwrap().json().await.unwrap();
+    assert!(lean["claimed"][0].get("instructions").is_none(), "{lean}");
+    assert_eq!(lean["claimed"][0]["inviteUrl"], "https://invite");
+}
+
+/// `/api/pool/agents` is paged: `limit` rows at a time, `nextOffset` until the last.
+#[tokio::test]
+async fn agents_come_a_page_at_a_time() {
+    let api = Api::start(&[]).await;
+    sqlx::query(
+        "INSERT INTO instances (id, status, agent_name, conversation_id, claimed_at)
+         SELECT 'page' || lpad(n::text, 8, '0'), 'claimed', 'A' || n, 'c' || n, now() - make_interval(secs => n)
+         FROM generate_series(1, 5) n",
+    )
+    .execute(&api.db.pool)
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut path = "/api/pool/agents?limit=2".to_owned();
+    loop {
+        let page: Value = api.req(Method::GET, &path).send().await.unwrap().json().await.unwrap();
+        let rows = page["claimed"].as_array().unwrap();
+        assert!(rows.len() <= 2, "{page}");
+        seen.extend(rows.iter().map(|r| r["agentName"].as_str().unwrap().to_owned()));
+        match page["nextOffset"].as_i64() {
+            Some(next) => path = format!("/api/pool/agents?limit=2&offset={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["A1", "A2", "A3", "A4", "A5"], "newest claim first, each once");
+    for bad in ["limit=0", "limit=501", "offset=-1", "colour=red"] {
+        let r = api.req(Method::GET, &format!("/api/pool/agents?{bad}")).send().await.unwrap();
+        assert_eq!(error_code(r).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
 }
 
 /// Errors produced outside the handlers are JSON too (413 for a large

@@ -268,7 +268,8 @@ function updateCrashedRow(tr, a) {
 }
 
 async function refreshAgents() {
-  const { data } = await api('GET', '/api/pool/agents');
+  // The dashboard never shows instructions: leave them out (up to 64 KiB each).
+  const { data } = await api('GET', '/api/pool/agents?instructions=false&limit=500');
   const claimed = data.claimed || [];
   const crashed = data.crashed || [];
   setText($('claimed-count'), claimed.length);

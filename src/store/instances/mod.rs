@@ -93,11 +93,24 @@ pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<InstanceRow>> {
 }
 
 /// Claimed and crashed rows for `/api/pool/agents`, newest claim first.
-pub async fn agents(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<InstanceRow>> {
+pub async fn agents(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    offset: i64,
+    with_instructions: bool,
+) -> sqlx::Result<Vec<InstanceRow>> {
+    // `instructions` may be 64 KiB a row: read only when asked for.
+    let columns = if with_instructions {
+        COLUMNS.to_owned()
+    } else {
+        COLUMNS.replace("instructions", "NULL::text AS instructions")
+    };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM instances WHERE status IN ('claimed', 'crashed')
-         ORDER BY claimed_at DESC NULLS LAST, created_at DESC"
+        "SELECT {columns} FROM instances WHERE status IN ('claimed', 'crashed')
+         ORDER BY claimed_at DESC NULLS LAST, created_at DESC, id LIMIT $1 OFFSET $2"
     )))
+    .bind(limit)
+    .bind(offset)
     .fetch_all(db)
     .await
 }
