@@ -19,6 +19,7 @@
 //! - [`dev`]: `pool dev`, the whole system as one process tree.
 //! - [`metrics`]: fleet-wide counters in Postgres and the `/metrics` page.
 //! - [`jobs_cli`]: `pool jobs list|retry|cancel`.
+//! - [`memo`]: values recomputed at most once per period (job totals).
 //! - [`bench`]: `pool bench`, the end-to-end benchmarks (docs/BENCHMARKS.md).
 //!
 //! `http` and `worker` are the two entry layers and never import each other.
@@ -32,6 +33,7 @@ pub mod domain;
 pub mod http;
 pub mod instance;
 pub mod jobs_cli;
+pub mod memo;
 pub mod metrics;
 pub mod queue;
 pub mod services;

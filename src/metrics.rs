@@ -106,6 +106,9 @@ pub fn record_finished(payload: &str) {
     }
 }
 
+/// `(kind, state, jobs)`.
+type KindTotal = (String, String, i64);
+
 /// The full `/metrics` page: scrape-time gauges from the database, then the fleet
 /// counters, then this process's recorder (histograms).
 pub async fn render(db: &PgPool) -> sqlx::Result<String> {
@@ -127,7 +130,10 @@ pub async fn render(db: &PgPool) -> sqlx::Result<String> {
     out.push_str("# HELP pool_workers_alive Worker processes whose heartbeat is recent.\n");
     out.push_str(&format!("# TYPE pool_workers_alive gauge\npool_workers_alive {workers}\n"));
     out.push_str("# HELP pool_jobs Jobs in the table by kind and status.\n# TYPE pool_jobs gauge\n");
-    for (kind, state, n) in jobs::totals_by_kind(db).await? {
+    // Scrapes need no fresher totals than this; the table may be large.
+    static TOTALS: std::sync::LazyLock<crate::memo::Memo<(), Vec<KindTotal>>> =
+        std::sync::LazyLock::new(|| crate::memo::Memo::new(std::time::Duration::from_secs(5)));
+    for (kind, state, n) in TOTALS.get_or_try((), || jobs::totals_by_kind(db)).await? {
         out.push_str(&format!("pool_jobs{{kind=\"{kind}\",status=\"{state}\"}} {n}\n"));
     }
     let counters: Vec<(String, String, f64)> =

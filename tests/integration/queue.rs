@@ -86,14 +86,13 @@ async fn worker_frozen_mid_reconcile_stops_at_its_next_safe_point() {
     stack.pause_worker(0);
     stack.add_worker();
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let batches_before_resume = batch_calls(&stack);
     stack.resume_worker(0);
 
     let done = stack.wait_job(&reconcile.id, Duration::from_secs(30)).await;
     assert_eq!(done.status, JobState::Succeeded, "{done:?}");
     assert_eq!(done.attempts, 2, "{done:?}");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(batches_before_resume, 2, "the frozen run's batch and the replacement's");
+    // The simulator logs a call when it answers: the frozen run's and the replacement's.
     assert_eq!(batch_calls(&stack), 2, "the resumed run made no more calls");
     let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'reconcile'")
         .fetch_one(&stack.db.pool)
