@@ -30,11 +30,14 @@ const MAX_INSTRUCTIONS: usize = 64 * 1024;
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimBody {
-    /// 1–100 characters; default "Assistant".
+    /// 1–100 characters, not all spaces; default "Assistant".
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub agent_name: Option<String>,
     /// At most 64 KiB; default "You are a helpful AI assistant."
+    #[schema(max_length = 65536)]
     pub instructions: Option<String>,
     /// An https conversation link of this environment.
+    #[schema(pattern = r"^https://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(/[!-~]*)?$")]
     pub join_url: Option<String>,
 }
 

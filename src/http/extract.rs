@@ -6,7 +6,7 @@ use axum::{
     extract::{FromRequest, FromRequestParts, Request},
     http::{header::CONTENT_TYPE, request::Parts},
 };
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, de::DeserializeOwned};
 use subtle::ConstantTimeEq;
 
 use super::{AppState, error::ApiError};
@@ -32,7 +32,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ApiError::Validation(format!("could not read body: {}", e.body_text()))
             }
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        // No body, or JSON `null`, is an empty object: optional bodies stay optional.
+        let blank = bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null";
+        let bytes: &[u8] = if blank { b"{}" } else { &bytes };
         if !json_type && bytes != b"{}" {
             return Err(ApiError::Validation("expected Content-Type: application/json".into()));
         }
@@ -40,10 +42,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// The body of actions that take no input: none, or `{}`; any field is rejected.
+/// The body of actions that take no input: none, or `{}`; any field is rejected, and
+/// so is anything but an object.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>", deny_unknown_fields)]
 pub struct EmptyBody {}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for EmptyBody {
+    type Error = String;
+    fn try_from(fields: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        match fields.keys().next() {
+            None => Ok(Self {}),
+            Some(field) => Err(format!("unknown field `{field}`: this action takes no input")),
+        }
+    }
+}
+
+/// An optional field that, when given, is not `null` (its schema is not nullable).
+pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(de: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(de).map(Some)
+}
+
+/// A whole number, also when JSON writes it as `3.0` (JSON Schema's `integer`).
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u32>, D::Error> {
+    let Some(n) = Option::<f64>::deserialize(de)? else { return Ok(None) };
+    if n.fract() != 0.0 || !(0.0..=f64::from(u32::MAX)).contains(&n) {
+        return Err(serde::de::Error::custom(format!("expected a whole number, got {n}")));
+    }
+    Ok(Some(n as u32))
+}
 
 /// Proof that the request carried the right Bearer key (compared in constant time).
 pub struct Authenticated;

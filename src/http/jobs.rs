@@ -34,12 +34,20 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `?status=&kind=&limit=&before=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    #[param(value_type = Option<JobState>)]
     status: Option<String>,
+    /// A job kind.
+    #[param(schema_with = super::openapi::kind_schema)]
     kind: Option<String>,
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
+    /// Cursor: `nextBefore` of the previous page (a job id).
+    #[param(pattern = r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     before: Option<String>,
 }
 
@@ -56,7 +64,6 @@ pub struct JobPage {
 fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
     let state = params
         .status
-        .filter(|s| !s.is_empty())
         .map(|s| {
             serde_json::from_value::<JobState>(serde_json::Value::String(s.clone())).map_err(|_| {
                 ApiError::Validation(format!(
@@ -65,7 +72,7 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
             })
         })
         .transpose()?;
-    let kind = params.kind.filter(|k| !k.is_empty());
+    let kind = params.kind;
     if let Some(kind) = &kind
         && !pool_jobs::KINDS.contains(&kind.as_str())
     {
@@ -75,7 +82,7 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::Validation(format!("limit must be between 1 and {MAX_LIMIT}")));
     }
-    let before = params.before.filter(|b| !b.is_empty());
+    let before = params.before;
     if before.as_deref().is_some_and(|b| ulid::Ulid::from_string(b).is_err()) {
         return Err(ApiError::Validation("before must be a job id".into()));
     }
@@ -83,11 +90,7 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
 }
 
 /// Jobs, newest first, with filters, a cursor and totals per status.
-#[utoipa::path(get, path = "/api/jobs", tag = "jobs", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "queued|running|succeeded|failed|cancelled"),
-           ("kind" = Option<String>, Query, description = "a job kind"),
-           ("limit" = Option<i64>, Query, description = "1–200, default 50"),
-           ("before" = Option<String>, Query, description = "cursor: `nextBefore` of the previous page")),
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs", security(("bearer" = [])), params(ListParams),
     responses((status = 200, body = JobPage),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),

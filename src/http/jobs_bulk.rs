@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AppState,
     error::{ApiError, ErrorBody},
-    extract::{ApiJson, Authenticated},
+    extract::{ApiJson, Authenticated, present},
 };
 use crate::store::jobs::{self, Filter, JobState};
 
@@ -15,14 +15,46 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/jobs/retry", post(retry_all)).route("/api/jobs/cancel", post(cancel_all))
 }
 
-/// Which jobs: at least one of the two.
+/// Which jobs to retry: at least one of the two.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BulkBody {
+pub struct RetryFilter {
     /// A job kind, e.g. `provision_instance`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::openapi::kind_schema)]
     kind: Option<String>,
-    /// Retry: `failed` or `cancelled`; cancel: `queued` or `running`.
-    status: Option<JobState>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    status: Option<Retryable>,
+}
+
+/// Which jobs to cancel: at least one of the two.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelFilter {
+    /// A job kind, e.g. `provision_instance`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::openapi::kind_schema)]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    status: Option<Cancellable>,
+}
+
+/// The states a retry applies to.
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Retryable {
+    Failed,
+    Cancelled,
+}
+
+/// The states a cancel applies to.
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Cancellable {
+    Queued,
+    Running,
 }
 
 /// What a bulk retry did.
@@ -43,27 +75,21 @@ pub struct Cancelled {
     stop_requested: i64,
 }
 
-fn filter(body: BulkBody, allowed: [JobState; 2]) -> Result<Filter, ApiError> {
-    if body.kind.is_none() && body.status.is_none() {
+fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiError> {
+    if kind.is_none() && state.is_none() {
         return Err(ApiError::Validation("give a kind, a status or both".into()));
     }
-    if let Some(kind) = &body.kind
+    if let Some(kind) = &kind
         && !pool_jobs::KINDS.contains(&kind.as_str())
     {
         return Err(ApiError::Validation(format!("unknown job kind {kind:?}; known: {}", pool_jobs::KINDS.join(", "))));
     }
-    if let Some(state) = body.status
-        && !allowed.contains(&state)
-    {
-        let [a, b] = allowed.map(JobState::as_str);
-        return Err(ApiError::Validation(format!("status must be {a} or {b} for this action")));
-    }
-    Ok(Filter { kind: body.kind, state: body.status })
+    Ok(Filter { kind, state })
 }
 
 /// Every failed or cancelled job the filter selects back to `queued`, attempts reset
 /// (of jobs sharing a singleton key, only the newest; none while one is active).
-#[utoipa::path(post, path = "/api/jobs/retry", tag = "jobs", request_body = BulkBody, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/jobs/retry", tag = "jobs", request_body = RetryFilter, security(("bearer" = [])),
     responses((status = 200, description = "The jobs queued again", body = Retried),
         (status = 400, description = "Invalid filter", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
@@ -71,16 +97,20 @@ fn filter(body: BulkBody, allowed: [JobState; 2]) -> Result<Filter, ApiError> {
 pub async fn retry_all(
     State(state): State<AppState>,
     _: Authenticated,
-    ApiJson(body): ApiJson<BulkBody>,
+    ApiJson(body): ApiJson<RetryFilter>,
 ) -> Result<Json<Retried>, ApiError> {
-    let filter = filter(body, [JobState::Failed, JobState::Cancelled])?;
+    let wanted = body.status.map(|s| match s {
+        Retryable::Failed => JobState::Failed,
+        Retryable::Cancelled => JobState::Cancelled,
+    });
+    let filter = filter(body.kind, wanted)?;
     let ids = jobs::retry_all(&state.db, &filter).await?;
     tracing::info!(retried = ids.len(), kind = ?filter.kind, "jobs re-queued by operator");
     Ok(Json(Retried { retried: ids.len(), ids }))
 }
 
 /// Cancels every queued job the filter selects; asks the running ones to stop.
-#[utoipa::path(post, path = "/api/jobs/cancel", tag = "jobs", request_body = BulkBody, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/jobs/cancel", tag = "jobs", request_body = CancelFilter, security(("bearer" = [])),
     responses((status = 200, description = "What was cancelled or asked to stop", body = Cancelled),
         (status = 400, description = "Invalid filter", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
@@ -88,9 +118,13 @@ pub async fn retry_all(
 pub async fn cancel_all(
     State(state): State<AppState>,
     _: Authenticated,
-    ApiJson(body): ApiJson<BulkBody>,
+    ApiJson(body): ApiJson<CancelFilter>,
 ) -> Result<Json<Cancelled>, ApiError> {
-    let filter = filter(body, [JobState::Queued, JobState::Running])?;
+    let wanted = body.status.map(|s| match s {
+        Cancellable::Queued => JobState::Queued,
+        Cancellable::Running => JobState::Running,
+    });
+    let filter = filter(body.kind, wanted)?;
     let (cancelled, stop_requested) = jobs::cancel_all(&state.db, &filter).await?;
     tracing::info!(cancelled, stop_requested, kind = ?filter.kind, "jobs cancelled by operator");
     Ok(Json(Cancelled { cancelled, stop_requested }))

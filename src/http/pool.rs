@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AppState, claim,
     error::{ApiError, ErrorBody},
-    extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key},
+    extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key, whole_number},
     respond::{JobResponses, PreferWait, job_response},
 };
 use crate::{
@@ -55,13 +55,15 @@ struct AgentsParams {
 
 const AGENTS_PAGE: i64 = 100;
 const AGENTS_MAX_PAGE: i64 = 500;
+/// Far beyond any fleet; keeps `offset + limit` from overflowing.
+const AGENTS_MAX_OFFSET: i64 = 10_000_000;
 
 /// Claimed and crashed agents, newest claim first, a page at a time; `instructions`
 /// and `inviteUrl` only with the API key (`instructions=false` leaves the
 /// instructions out even then).
 #[utoipa::path(get, path = "/api/pool/agents", tag = "pool",
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "rows per page, default 100"),
-           ("offset" = Option<i64>, Query, minimum = 0, description = "`nextOffset` of the previous page"),
+           ("offset" = Option<i64>, Query, minimum = 0, maximum = 10_000_000, description = "`nextOffset` of the previous page"),
            ("instructions" = Option<bool>, Query, description = "include instructions (with the key); default true")),
     responses((status = 200, body = Agents), (status = 400, description = "Invalid input", body = ErrorBody)))]
 async fn agents(
@@ -75,8 +77,8 @@ async fn agents(
         return Err(ApiError::Validation(format!("limit must be between 1 and {AGENTS_MAX_PAGE}")));
     }
     let offset = params.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::Validation("offset must not be negative".into()));
+    if !(0..=AGENTS_MAX_OFFSET).contains(&offset) {
+        return Err(ApiError::Validation(format!("offset must be between 0 and {AGENTS_MAX_OFFSET}")));
     }
     let with_instructions = authed && params.instructions.unwrap_or(true);
     // One more than asked tells whether another page follows.
@@ -103,11 +105,22 @@ async fn agents(
     Ok(Json(Agents { claimed, crashed, next_offset }))
 }
 
+/// `{"count": 1..20}`, required.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainBody {
+    /// 1–20.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(value_type = u32, required = true, minimum = 1, maximum = 20)]
+    count: Option<u32>,
+}
+
 /// `{"count": 1..20}`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountBody {
     /// 1–20.
+    #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 20)]
     count: Option<u32>,
 }
@@ -183,7 +196,7 @@ async fn replenish(
 }
 
 /// Remove `count` idle (then provisioning) instances.
-#[utoipa::path(post, path = "/api/pool/drain", tag = "pool", request_body = CountBody, security(("bearer" = [])), params(PreferWait),
+#[utoipa::path(post, path = "/api/pool/drain", tag = "pool", request_body = DrainBody, security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
         (status = 400, description = "Invalid input", body = ErrorBody),
@@ -193,7 +206,7 @@ async fn drain(
     State(state): State<AppState>,
     _: Authenticated,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<CountBody>,
+    ApiJson(body): ApiJson<DrainBody>,
 ) -> Result<Response, ApiError> {
     let count = count_in_range(body.count)?.ok_or_else(|| ApiError::Validation("count is required".into()))?;
     enqueue_and_respond(&state, &headers, queue::new_job(&DrainIdle { count }, &state.config.jobs)).await

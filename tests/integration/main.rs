@@ -14,6 +14,7 @@ mod clients;
 mod config;
 mod crash;
 mod faults;
+mod fuzz;
 mod http;
 mod jobs_admin;
 mod lifecycle;
