@@ -8,6 +8,7 @@ pub mod handler;
 mod noop;
 mod provision;
 mod reconcile;
+mod reconcile_apply;
 mod reconcile_rules;
 mod replenish;
 mod runtime;

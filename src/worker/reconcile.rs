@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use super::{
     Ctx,
-    destroy::destroy_and_delete,
     handler::{Handler, JobError, JobMeta, checkpoint},
-    reconcile_rules::{Action, decide},
+    reconcile_apply::{Applied, execute},
+    reconcile_rules::decide,
 };
 use crate::{
     domain::{InstanceStatus, SERVICE_PREFIX},
@@ -98,7 +98,7 @@ impl Handler for Reconcile {
 
 /// Applies the decided action to one row; every write is compare-and-set on the
 /// status observed in this run.
-async fn apply(ctx: &Ctx, row: &InstanceRow, service: Option<&ServiceStatus>) -> Result<Action, JobError> {
+async fn apply(ctx: &Ctx, row: &InstanceRow, service: Option<&ServiceStatus>) -> Result<Applied, JobError> {
     let holder_active = match &row.claim_job_id {
         Some(job_id) if row.status() == InstanceStatus::Claiming => job_is_active(ctx, job_id).await?,
         _ => false,
@@ -139,128 +139,6 @@ async fn job_is_active(ctx: &Ctx, job_id: &str) -> Result<bool, JobError> {
     Ok(jobs::get(&ctx.db, job_id).await?.is_some_and(|job| !job.state.is_finished()))
 }
 
-async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Action, JobError> {
-    use InstanceStatus::*;
-    let id = row.id.as_str();
-    let url = row.url.as_deref().unwrap_or_default();
-    let applied = match action {
-        Action::None => true,
-        Action::CheckHealth { stuck } => match ctx.instances.health(url).await {
-            Ok(health) if health.ready => return become_idle(ctx, row, stuck).await,
-            _ if stuck => {
-                return Box::pin(execute(ctx, row, Action::Drain("not ready before the stuck timeout"))).await;
-            }
-            _ => return Ok(Action::None),
-        },
-        Action::Crash(reason) => instances::transition(&ctx.db, id, &[Claimed], Crashed, Some(reason)).await?,
-        Action::Drain(reason) => {
-            let moved = instances::transition(&ctx.db, id, &[Provisioning, Idle], Draining, Some(reason)).await?;
-            if moved {
-                destroy_and_delete(ctx, id).await?;
-            }
-            moved
-        }
-        Action::Destroy => {
-            destroy_and_delete(ctx, id).await?;
-            true
-        }
-        // A bound instance's row is its user's only record: its absence is confirmed
-        // by id first (SPEC §2.2).
-        Action::Vanished
-            if matches!(row.status(), Claimed | Crashed | Claiming) && !confirmed_absent(ctx, id).await =>
-        {
-            false
-        }
-        Action::Vanished => instances::delete_vanished(&ctx.db, id, row.status.as_str()).await?,
-        Action::MarkMissing => {
-            instances::mark_missing(&ctx.db, id).await?;
-            true
-        }
-        Action::CheckRecovery => recover(ctx, row).await?,
-        Action::ResolveClaim { stuck } => return resolve_stuck_claim(ctx, row, stuck).await,
-        Action::AbandonClaim(reason) => instances::transition(&ctx.db, id, &[Claiming], Crashed, Some(reason)).await?,
-        Action::SettleClaim | Action::ReleaseClaim => unreachable!("only produced by resolve_stuck_claim"),
-    };
-    Ok(if applied { action } else { Action::None })
-}
-
-/// Whether `/status/batch` asked for `id` alone confirms the service is gone (an
-/// error confirms nothing).
-async fn confirmed_absent(ctx: &Ctx, id: &str) -> bool {
-    let Ok(parsed) = crate::domain::InstanceId::parse(id) else { return false };
-    match ctx.services.status_batch(Some(&[parsed])).await {
-        Ok(batch) => !batch.services.iter().any(|s| s.instance_id == id),
-        Err(err) => {
-            tracing::warn!(instance_id = id, error = %err, "could not confirm a vanished service; row kept");
-            false
-        }
-    }
-}
-
-/// `provisioning` → `idle` for a ready instance. A row Pool did not create itself
-/// (adopted, or from the original service) may already be bound: ask the instance
-/// first, and record a binding as `claimed` instead of handing the instance out.
-async fn become_idle(ctx: &Ctx, row: &InstanceRow, stuck: bool) -> Result<Action, JobError> {
-    use InstanceStatus::*;
-    if row.created_by_job.is_none() {
-        let url = row.url.as_deref().unwrap_or_default();
-        let status = match ctx.instances.convos_status(url).await {
-            Ok(status) => status,
-            // It may be bound: never handed out, never destroyed; an operator decides.
-            Err(_) if stuck => {
-                let reason = "adopted instance does not report its binding";
-                let moved = instances::transition(&ctx.db, &row.id, &[Provisioning], Crashed, Some(reason)).await?;
-                return Ok(if moved { Action::AbandonClaim(reason) } else { Action::None });
-            }
-            Err(_) => return Ok(Action::None),
-        };
-        if let Some(conversation) = status.conversation {
-            let bound = instances::adopt_bound(&ctx.db, &row.id, &conversation.id).await?;
-            tracing::info!(instance_id = %row.id, conversation_id = %conversation.id, "adopted instance is already bound");
-            return Ok(if bound { Action::SettleClaim } else { Action::None });
-        }
-    }
-    let idle = instances::transition(&ctx.db, &row.id, &[Provisioning], Idle, None).await?;
-    Ok(if idle { Action::CheckHealth { stuck: false } } else { Action::None })
-}
-
-/// `crashed` → `claimed` only if the instance reports the same conversation.
-async fn recover(ctx: &Ctx, row: &InstanceRow) -> Result<bool, JobError> {
-    let (Some(url), Some(conversation_id)) = (row.url.as_deref(), row.conversation_id.as_deref()) else {
-        return Ok(false);
-    };
-    match ctx.instances.convos_status(url).await {
-        Ok(status) if status.conversation.as_ref().is_some_and(|c| c.id == conversation_id) => {
-            Ok(instances::recover_crashed(&ctx.db, &row.id, conversation_id).await?)
-        }
-        _ => Ok(false),
-    }
-}
-
-/// A `claiming` row no live job holds: bound → `claimed`; unbound and ready → `idle`.
-async fn resolve_stuck_claim(ctx: &Ctx, row: &InstanceRow, stuck: bool) -> Result<Action, JobError> {
-    let url = row.url.as_deref().unwrap_or_default();
-    let abandon = || {
-        Box::pin(execute(ctx, row, Action::AbandonClaim("claim abandoned; the instance does not report its binding")))
-    };
-    let Ok(status) = ctx.instances.convos_status(url).await else {
-        return if stuck { abandon().await } else { Ok(Action::None) };
-    };
-    let holder = row.claim_job_id.as_deref();
-    match status.conversation {
-        Some(conversation) => {
-            let done = instances::settle_stuck_claim(&ctx.db, &row.id, holder, &conversation.id).await?;
-            Ok(if done { Action::SettleClaim } else { Action::None })
-        }
-        None if status.ready => {
-            let done = instances::release_claim(&ctx.db, &row.id, holder).await?;
-            Ok(if done { Action::ReleaseClaim } else { Action::None })
-        }
-        None if stuck => abandon().await,
-        None => Ok(Action::None),
-    }
-}
-
 /// A `convos-agent-*` service with no row: record it so the next reconciles can
 /// health-check it into the pool (or remove it if it is dead).
 async fn adopt(ctx: &Ctx, service: &ServiceStatus) -> Result<bool, JobError> {
@@ -296,18 +174,17 @@ pub fn url_from_domain(domain: &str) -> String {
     format!("{}://{domain}", if local { "http" } else { "https" })
 }
 
-fn count(report: &mut Report, action: Action) {
-    match action {
-        Action::CheckHealth { .. } => report.became_idle += 1,
-        Action::Crash(_) => report.crashed += 1,
-        Action::CheckRecovery => report.recovered += 1,
-        Action::SettleClaim => report.settled_claims += 1,
-        Action::ReleaseClaim => report.released_claims += 1,
-        Action::Drain(_) => report.draining += 1,
-        Action::Destroy => report.destroyed += 1,
-        Action::Vanished => report.vanished += 1,
-        Action::AbandonClaim(_) => report.crashed += 1,
-        Action::None | Action::MarkMissing | Action::ResolveClaim { .. } => {}
+fn count(report: &mut Report, applied: Applied) {
+    match applied {
+        Applied::BecameIdle => report.became_idle += 1,
+        Applied::Crashed | Applied::AbandonedClaim => report.crashed += 1,
+        Applied::Recovered => report.recovered += 1,
+        Applied::SettledClaim => report.settled_claims += 1,
+        Applied::ReleasedClaim => report.released_claims += 1,
+        Applied::Drained => report.draining += 1,
+        Applied::Destroyed => report.destroyed += 1,
+        Applied::Vanished => report.vanished += 1,
+        Applied::Nothing | Applied::MissingCounted => {}
     }
 }
 

@@ -45,9 +45,6 @@ pub enum Action {
     /// or past the stuck timeout without a URL or a running deploy): → `crashed`,
     /// where an operator sees it (it may have been bound).
     AbandonClaim(&'static str),
-    /// Outcomes of `ResolveClaim`, for the report.
-    SettleClaim,
-    ReleaseClaim,
 }
 
 /// Decides what to do with `row` given its service in this batch (`None` = absent).
