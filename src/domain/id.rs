@@ -47,6 +47,14 @@ impl From<InstanceId> for String {
     }
 }
 
+/// An id is read wherever a string is: SQL binds, URLs, logs.
+impl std::ops::Deref for InstanceId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -91,7 +91,7 @@ async fn agents(
         let agent = Agent {
             instructions: row.instructions.filter(|_| authed),
             invite_url: row.invite_url.filter(|_| authed),
-            id: row.id,
+            id: row.id.to_string(),
             name: row.name,
             agent_name: row.agent_name,
             url: row.url,

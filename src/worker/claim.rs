@@ -59,7 +59,7 @@ async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Val
         if let Some(done) = provision(args, ctx, job, &row).await? {
             return Ok(done);
         }
-        tried.push(row.id);
+        tried.push(row.id.to_string());
     }
     Err(JobError::permanent(format!("no ready instance after trying {MAX_INSTANCES}")))
 }

@@ -18,14 +18,13 @@ use crate::{
 use InstanceStatus::*;
 
 /// Destroys a `draining` instance and deletes its row.
-pub async fn destroy_and_delete(ctx: &Ctx, id: &str) -> Result<(), JobError> {
-    let parsed = InstanceId::parse(id).map_err(|e| JobError::permanent(format!("{id}: {e}")))?;
-    match ctx.services.destroy(&parsed).await {
+pub async fn destroy_and_delete(ctx: &Ctx, id: &InstanceId) -> Result<(), JobError> {
+    match ctx.services.destroy(id).await {
         Ok(_) | Err(UpstreamError::NotFound { .. }) => {}
         Err(err) => return Err(err.into()),
     }
     instances::delete_draining(&ctx.db, id).await?;
-    tracing::info!(instance_id = id, "instance destroyed");
+    tracing::info!(instance_id = %id, "instance destroyed");
     Ok(())
 }
 
@@ -34,9 +33,11 @@ impl Handler for DrainIdle {
         checkpoint(ctx, job).await?;
         // Taken now, or by an earlier run of this job (recorded with the take).
         let taken = drain::take(&ctx.db, &job.id, job.fence, i64::from(self.count)).await?.ok_or(JobError::Lost)?;
-        let pending = instances::drained_by_job(&ctx.db, &job.id).await?;
-        for id in taken.iter().filter(|id| pending.contains(id)) {
-            destroy_and_delete(ctx, id).await?;
+        // Rows still draining, read back typed (the others are already destroyed).
+        for row in instances::drained_by_job(&ctx.db, &job.id).await? {
+            if taken.iter().any(|id| *id == *row.id) {
+                destroy_and_delete(ctx, &row.id).await?;
+            }
         }
         Ok(json!({ "drained": taken.len(), "instanceIds": taken }))
     }
@@ -63,7 +64,7 @@ async fn finish_removal(ctx: &Ctx, id: &str) -> Result<Value, JobError> {
     match instances::get(&ctx.db, id).await? {
         None => Ok(json!({ "instanceId": id, "destroyed": true, "note": "already removed" })),
         Some(row) if row.status() == Draining => {
-            destroy_and_delete(ctx, id).await?;
+            destroy_and_delete(ctx, &row.id).await?;
             Ok(json!({ "instanceId": id, "destroyed": true }))
         }
         Some(row) => Err(JobError::permanent(format!("instance {id} is {}; not removed", row.status))),

@@ -59,18 +59,18 @@ pub async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<App
         Action::Drain(reason) => {
             let moved = instances::transition(&ctx.db, id, &[Provisioning, Idle], Draining, Some(reason)).await?;
             if moved {
-                destroy_and_delete(ctx, id).await?;
+                destroy_and_delete(ctx, &row.id).await?;
             }
             moved
         }
         Action::Destroy => {
-            destroy_and_delete(ctx, id).await?;
+            destroy_and_delete(ctx, &row.id).await?;
             true
         }
         // A bound instance's row is its user's only record: its absence is confirmed
         // by id first (SPEC §2.2).
         Action::Vanished
-            if matches!(row.status(), Claimed | Crashed | Claiming) && !confirmed_absent(ctx, id).await =>
+            if matches!(row.status(), Claimed | Crashed | Claiming) && !confirmed_absent(ctx, &row.id).await =>
         {
             false
         }
@@ -88,12 +88,11 @@ pub async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<App
 
 /// Whether `/status/batch` asked for `id` alone confirms the service is gone (an
 /// error confirms nothing).
-async fn confirmed_absent(ctx: &Ctx, id: &str) -> bool {
-    let Ok(parsed) = crate::domain::InstanceId::parse(id) else { return false };
-    match ctx.services.status_batch(Some(&[parsed])).await {
-        Ok(batch) => !batch.services.iter().any(|s| s.instance_id == id),
+async fn confirmed_absent(ctx: &Ctx, id: &crate::domain::InstanceId) -> bool {
+    match ctx.services.status_batch(Some(std::slice::from_ref(id))).await {
+        Ok(batch) => !batch.services.iter().any(|s| s.instance_id == **id),
         Err(err) => {
-            tracing::warn!(instance_id = id, error = %err, "could not confirm a vanished service; row kept");
+            tracing::warn!(instance_id = %id, error = %err, "could not confirm a vanished service; row kept");
             false
         }
     }

@@ -103,7 +103,7 @@ mod tests {
 
     fn row(status: &str) -> InstanceRow {
         InstanceRow {
-            id: "abcdefghijkl".into(),
+            id: crate::domain::InstanceId::parse("abcdefghijkl").expect("valid"),
             name: None,
             url: Some("http://127.0.0.1:1/i/abcdefghijkl".into()),
             status: status.parse().expect("a known status"),

@@ -16,7 +16,8 @@ use crate::domain::{InstanceId, InstanceStatus};
 /// One row of `instances`.
 #[derive(Clone, Debug, FromRow, Serialize)]
 pub struct InstanceRow {
-    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub id: InstanceId,
     pub name: Option<String>,
     pub url: Option<String>,
     #[sqlx(try_from = "String")]
@@ -240,11 +241,13 @@ pub async fn set_service(db: impl PgExecutor<'_>, id: &str, service_id: &str, ur
 }
 
 /// Rows a drain job already took (a re-run finishes those first).
-pub async fn drained_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT id FROM instances WHERE drain_job_id = $1 AND status = 'draining'")
-        .bind(job_id)
-        .fetch_all(db)
-        .await
+pub async fn drained_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Vec<InstanceRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM instances WHERE drain_job_id = $1 AND status = 'draining'"
+    )))
+    .bind(job_id)
+    .fetch_all(db)
+    .await
 }
 
 /// Deletes a row once its destroy was confirmed; only a `draining` row may go.

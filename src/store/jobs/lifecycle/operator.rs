@@ -4,7 +4,7 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
-use super::super::{JobRow, JobState, get};
+use super::super::{COLUMNS, JobRow, JobState, get};
 
 /// Why an operator action on a job did not apply.
 #[derive(Debug, thiserror::Error)]
@@ -21,21 +21,23 @@ pub enum ActionError {
 /// earlier cancel goes; `runs` stays, so a re-run still recognises its own earlier
 /// side effects.
 pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
-    let updated = sqlx::query(
+    // The answer is the row as this statement left it: a worker may take the job
+    // the moment it is queued.
+    let updated: sqlx::Result<Option<JobRow>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH r AS (
              UPDATE jobs SET state = 'queued', attempts = 0, run_at = now(), result = NULL, error = NULL,
                              started_at = NULL, finished_at = NULL, worker_id = NULL, cancel_requested = false
              WHERE id = $1 AND state IN ('failed', 'cancelled')
-             RETURNING id
+             RETURNING {COLUMNS}
          )
-         SELECT id, pg_notify('pool_jobs_queued', '') FROM r",
-    )
+         SELECT {COLUMNS}, pg_notify('pool_jobs_queued', '')::text AS notified FROM r"
+    )))
     .bind(id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await;
     match updated {
-        Ok(done) if done.rows_affected() == 1 => get(&mut *conn, id).await?.ok_or(ActionError::NotFound),
-        Ok(_) => match get(&mut *conn, id).await? {
+        Ok(Some(row)) => Ok(row),
+        Ok(None) => match get(&mut *conn, id).await? {
             None => Err(ActionError::NotFound),
             Some(job) => Err(ActionError::Conflict(job.state.as_str())),
         },
@@ -49,23 +51,25 @@ pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionEr
 
 /// Cancels a queued job at once; asks a running one to stop at its next safe point.
 pub async fn cancel(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
-    let changed = sqlx::query(
+    let changed: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET
              state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
              cancel_requested = (state = 'running'),
              finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END,
              error = CASE WHEN state = 'running' THEN error ELSE 'cancelled by operator' END
-         WHERE id = $1 AND state IN ('queued', 'running')",
-    )
+         WHERE id = $1 AND state IN ('queued', 'running')
+         RETURNING {COLUMNS}"
+    )))
     .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    let row = get(&mut *conn, id).await?.ok_or(ActionError::NotFound)?;
-    if changed == 0 {
-        return Err(ActionError::Conflict(row.state.as_str()));
+    .fetch_optional(&mut *conn)
+    .await?;
+    match changed {
+        Some(row) => Ok(row),
+        None => {
+            let row = get(&mut *conn, id).await?.ok_or(ActionError::NotFound)?;
+            Err(ActionError::Conflict(row.state.as_str()))
+        }
     }
-    Ok(row)
 }
 
 /// The jobs a bulk action applies to.
