@@ -2,6 +2,21 @@
 # Migrations are compiled into the binary, so the runtime image needs only `pool`.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+
+# Dependencies first, in a layer of their own: it is rebuilt only when Cargo.toml or
+# Cargo.lock change, not on every source change. Stub sources stand in for ours.
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY jobs/Cargo.toml jobs/Cargo.toml
+RUN mkdir -p src jobs/src migrations \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs jobs/src/lib.rs \
+    && cargo build --release --locked --bin pool \
+    && rm -rf src jobs/src target/release/.fingerprint/pool-* target/release/.fingerprint/pool-jobs-* \
+              target/release/deps/pool-* target/release/deps/libpool* target/release/deps/pool_jobs-*
+
+# The commit this image is built from, for `/version` and the dashboard. Railway
+# passes RAILWAY_GIT_COMMIT_SHA to Docker builds; elsewhere pass --build-arg.
+ARG RAILWAY_GIT_COMMIT_SHA=unknown
+ENV POOL_GIT_COMMIT=${RAILWAY_GIT_COMMIT_SHA}
 COPY . .
 RUN cargo build --release --locked --bin pool && strip target/release/pool
 

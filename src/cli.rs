@@ -61,9 +61,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
-    let json_logs = std::env::var("POOL_ENVIRONMENT").is_ok_and(|e| e == "staging" || e == "production")
-        && std::env::var("POOL_LOG_FORMAT").map_or(true, |f| f != "text");
-    telemetry::init(json_logs);
+    // JSON lines unless asked otherwise: a deployment that forgot POOL_ENVIRONMENT
+    // must still log for its log search. `pool dev` is for reading in a terminal.
+    let text_logs = std::env::var("POOL_LOG_FORMAT").is_ok_and(|f| f == "text") || matches!(command, Command::Dev(_));
+    telemetry::init(!text_logs);
     match command {
         Command::Migrate => migrate().await,
         Command::Web => web().await,

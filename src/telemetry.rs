@@ -1,5 +1,5 @@
-//! Tracing setup: JSON lines in staging/production (for log search), readable text
-//! locally. `RUST_LOG` overrides the default filter.
+//! Tracing setup: JSON lines (for log search) unless `POOL_LOG_FORMAT=text` or
+//! `pool dev`, which log readable text. `RUST_LOG` overrides the default filter.
 
 use tracing_subscriber::{EnvFilter, fmt};
 

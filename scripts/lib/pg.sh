@@ -181,6 +181,14 @@ max_connections = 300
 shared_buffers = 128MB
 log_min_messages = warning
 EOF
+  # TLS with a throwaway self-signed certificate, so `sslmode=require` can be tested.
+  if command -v openssl >/dev/null; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+      -keyout "$PG_DIR/server.key" -out "$PG_DIR/server.crt" >/dev/null 2>&1 &&
+      chmod 600 "$PG_DIR/server.key" &&
+      { [[ $EUID -ne 0 ]] || chown "$PG_USER:" "$PG_DIR/server.key" "$PG_DIR/server.crt"; } &&
+      printf '%s\n' 'ssl = on' >>"$PG_DIR/postgresql.conf"
+  fi
   if [[ ${POOL_PG_FAST:-} == 1 ]]; then
     # Tests do not need the data to survive a crash of the machine.
     printf '%s\n' 'fsync = off' 'synchronous_commit = off' 'full_page_writes = off' \

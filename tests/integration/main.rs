@@ -13,6 +13,7 @@ mod claim_storm;
 mod clients;
 mod config;
 mod crash;
+mod deploy;
 mod faults;
 mod fuzz;
 mod http;

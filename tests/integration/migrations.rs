@@ -39,3 +39,19 @@ async fn status_check_constraint_is_named_and_enforced() {
     let constraint = err.as_database_error().and_then(|e| e.constraint()).map(str::to_owned);
     assert_eq!(constraint.as_deref(), Some("instances_status_check"));
 }
+
+/// `sslmode=require` gives an encrypted connection, through Pool's own sqlx TLS feature
+/// (the test cluster of `scripts/lib/pg.sh` has TLS with a throwaway certificate).
+#[tokio::test]
+async fn sslmode_require_connects_over_tls() {
+    let db = TestDb::new().await;
+    let url = format!("{}?sslmode=require", db.url);
+    let pool = sqlx::PgPool::connect(&url).await.expect("a TLS connection");
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(&pool).await.unwrap();
+    assert!(encrypted, "the session is encrypted");
+    // The binary too: `pool migrate` over TLS.
+    let env = base_env(&url, "http://127.0.0.1:1");
+    let output = pool_command(&["migrate"], &env).output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
