@@ -34,6 +34,26 @@ impl FromStr for Environment {
     }
 }
 
+/// What `POST /api/pool/claim` answers (SPEC §9): job documents, or the original
+/// service's synchronous contract for clients that cannot move yet. A request's
+/// `Pool-Claim-Contract` header wins over this setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimContract {
+    Jobs,
+    Original,
+}
+
+impl FromStr for ClaimContract {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "jobs" => Ok(Self::Jobs),
+            "original" => Ok(Self::Original),
+            _ => Err("expected `jobs` or `original`".into()),
+        }
+    }
+}
+
 /// A configuration problem, always naming the variable at fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -55,6 +75,8 @@ pub struct Config {
     /// Bearer token for the API and for calls to instances.
     pub api_key: SecretString,
     pub environment: Environment,
+    /// `POOL_CLAIM_CONTRACT`: what a claim answers by default.
+    pub claim_contract: ClaimContract,
     /// Replenish keeps `idle + provisioning` at least this high.
     pub min_idle: u32,
     /// A provisioning instance not ready after this long is drained.
@@ -132,6 +154,7 @@ impl Config {
             host: env.parse("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
             api_key: env.secret("POOL_API_KEY")?,
             environment: env.parse("POOL_ENVIRONMENT", Environment::Staging)?,
+            claim_contract: env.parse("POOL_CLAIM_CONTRACT", ClaimContract::Jobs)?,
             min_idle: env.parse("POOL_MIN_IDLE", 1)?,
             stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,
             database_url: env.secret("DATABASE_URL")?,

@@ -7,14 +7,15 @@ use pool_jobs::ClaimAndProvision;
 use serde::Deserialize;
 
 use super::{
-    AppState,
+    AppState, claim_original,
     error::{ApiError, ErrorBody},
     extract::{ApiJson, Authenticated},
-    respond::{JobResponses, PreferWait, new_job_response},
+    respond::{PreferWait, new_job_response},
 };
 use crate::{
     config::Environment,
     queue,
+    queue::JobDoc,
     store::jobs::{
         self,
         claim::{self, Reserved},
@@ -25,6 +26,15 @@ const DEFAULT_AGENT_NAME: &str = "Assistant";
 const DEFAULT_INSTRUCTIONS: &str = "You are a helpful AI assistant.";
 const MAX_AGENT_NAME: usize = 100;
 const MAX_INSTRUCTIONS: usize = 64 * 1024;
+
+/// The values of the `Pool-Claim-Contract` header, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ClaimContractName {
+    Jobs,
+    Original,
+}
 
 /// The request body; unknown fields are rejected.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -79,14 +89,19 @@ fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiE
 
 /// Reserve the oldest idle instance and enqueue `claim_and_provision`.
 #[utoipa::path(post, path = "/api/pool/claim", tag = "pool", request_body = ClaimBody, security(("bearer" = [])),
-    params(PreferWait, ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h → same job")),
+    params(PreferWait, ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h → same job"),
+        ("Pool-Claim-Contract" = Option<ClaimContractName>, Header, description = "`original`: the original service's synchronous answer (docs/MIGRATING.md)")),
     responses(
-        JobResponses,
+        (status = 202, description = "Job accepted (still queued or running)", body = JobDoc,
+            headers(("Location" = String, description = "/api/jobs/<id>"))),
+        (status = 200, description = "The finished job (with `Prefer: wait=N`), or the claim (original contract)", body = claim_original::ClaimAnswer),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 409, description = "Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "no_idle_instance", body = ErrorBody),
+        (status = 500, description = "The claim failed (original contract)", body = claim_original::OriginalError),
+        (status = 504, description = "The claim did not finish within 60 s (original contract)", body = claim_original::OriginalError),
     ))]
 pub async fn claim(
     State(state): State<AppState>,
@@ -95,6 +110,7 @@ pub async fn claim(
     ApiJson(body): ApiJson<ClaimBody>,
 ) -> Result<Response, ApiError> {
     let payload = validate(body, state.config.environment)?;
+    let original = claim_original::wanted(&headers, state.config.claim_contract)?;
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let hash = request_hash(&payload);
     for _ in 0..2 {
@@ -110,6 +126,9 @@ pub async fn claim(
             },
             None => reserve_and_enqueue(&state, &payload, None).await?.expect("no key, no race"),
         };
+        if original {
+            return claim_original::respond(&state, subscription, &job_id).await;
+        }
         return new_job_response(&state, &headers, subscription, &job_id).await;
     }
     Err(ApiError::Conflict {

@@ -2,6 +2,7 @@
 //! tracing, and graceful shutdown. Slow work is never done on the request path.
 
 mod claim;
+mod claim_original;
 mod dashboard;
 pub mod error;
 pub mod extract;

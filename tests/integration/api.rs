@@ -249,3 +249,42 @@ async fn every_error_is_json_and_bodies_are_strict() {
     assert_eq!(read.status(), StatusCode::OK, "reading a queued job accepted nothing");
     assert_eq!(read.json::<JobDoc>().await.unwrap().status, JobState::Queued);
 }
+
+/// A client written to the original service's contract (SPEC §9): with
+/// `POOL_CLAIM_CONTRACT=original` a claim answers 200 with exactly the original
+/// fields once bound, and 503 `{"error"}` when the pool is empty; a client may opt in
+/// or out per request with `Pool-Claim-Contract`.
+#[tokio::test]
+async fn original_clients_get_the_original_claim_answer() {
+    let stack = crate::stack::Stack::start(
+        crate::helpers::fast_sim(),
+        1,
+        &[("POOL_MIN_IDLE", "1"), ("POOL_CLAIM_CONTRACT", "original")],
+    )
+    .await;
+    stack.wait_for_counts("1 idle", std::time::Duration::from_secs(30), |c| c["idle"] == 1).await;
+    // The original client: a plain POST, no Prefer, no job documents.
+    let r =
+        stack.request(Method::POST, "/api/pool/claim").json(&json!({ "agentName": "Legacy" })).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Map<String, Value> = r.json().await.unwrap();
+    let mut keys: Vec<&str> = body.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["conversationId", "gatewayUrl", "instanceId", "inviteUrl", "joined"]);
+    assert!(body["inviteUrl"].as_str().is_some_and(|u| u.starts_with("https://")), "{body:?}");
+    assert!(body["conversationId"].as_str().is_some(), "{body:?}");
+
+    // Keep the pool empty: the services API fails every new instance from here on.
+    stack.sim.sim.set_faults(pool::sim::Faults { failure_rate: Some(1.0), ..pool::sim::Faults::default() });
+    let empty = stack.request(Method::POST, "/api/pool/claim").json(&json!({})).send().await.unwrap();
+    assert_eq!(empty.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let err: Value = empty.json().await.unwrap();
+    assert!(err["error"].as_str().is_some_and(|e| !e.is_empty()), "{err}");
+
+    // A client that moved on asks for job documents.
+    let jobs = stack.request(Method::POST, "/api/pool/claim").header("pool-claim-contract", "jobs").json(&json!({}));
+    let answer = jobs.send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "still empty; answered in the job contract");
+    let bad = stack.request(Method::POST, "/api/pool/claim").header("pool-claim-contract", "v0").json(&json!({}));
+    assert_eq!(bad.send().await.unwrap().status(), StatusCode::BAD_REQUEST);
+}

@@ -257,5 +257,5 @@ async fn retry_after_pauses_the_shared_limit_for_everyone() {
     let next = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10).await.unwrap();
     assert!(next.wait > Duration::from_millis(2500) && next.wait <= Duration::from_secs(3), "{next:?}");
     let after = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10).await.unwrap();
-    assert!(after.wait >= next.wait, "later callers queue behind: {after:?}");
+    assert!(after.wait > Duration::from_millis(2000), "later callers are held back too: {after:?}");
 }
