@@ -14,21 +14,54 @@ struct Cli {
     command: Command,
 }
 
+/// What `pool web` reads (every variable: .env.example).
+const WEB_ENV: &str = "Environment (also read from .env):
+  POOL_API_KEY            required; Bearer key of the API
+  DATABASE_URL            required; Postgres URL (sslmode=require works)
+  SERVICES_URL            required; the services API
+  PORT, HOST              listen address (3001, 0.0.0.0)
+  POOL_ENVIRONMENT        staging | production (join-link rules, dashboard confirmations)
+  POOL_CLAIM_CONTRACT     jobs | original (the original service's claim answer)
+  POOL_MIN_IDLE           the pool size /metrics reports against
+  DATABASE_MAX_CONNECTIONS, JOB_MAX_ATTEMPTS[_<KIND>], RAILWAY_PROJECT_ID,
+  RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (text), RUST_LOG";
+
+/// What `pool worker` reads (every variable: .env.example).
+const WORKER_ENV: &str = "Environment (also read from .env):
+  POOL_API_KEY            required; also sent to instances
+  DATABASE_URL            required; Postgres URL (sslmode=require works)
+  SERVICES_URL            required; SERVICES_API_KEY, SERVICES_TIMEOUT_MS
+  POOL_MIN_IDLE, POOL_STUCK_TIMEOUT_MS, RAILWAY_ENVIRONMENT_ID
+  RECONCILE_SCHEDULE, REPLENISH_SCHEDULE   cron with seconds (*/30 * * * * *)
+  JOB_CLAIM_CONCURRENCY, JOB_DEFAULT_CONCURRENCY, JOB_CONCURRENCY_<KIND>
+  JOB_MAX_ATTEMPTS[_<KIND>], JOB_RETENTION_HOURS, PROVISION_TIMEOUT_MS
+  SERVICES_RATE_PER_SEC, SERVICES_RATE_BURST, INSTANCE_RATE_PER_SEC
+  DATABASE_MAX_CONNECTIONS, POOL_LOG_FORMAT (text), RUST_LOG";
+
 #[derive(Subcommand)]
 enum Command {
     /// Apply all migrations (Pool's and the job queue's); safe to run twice.
     Migrate,
     /// Serve the HTTP API and dashboard.
+    #[command(after_help = WEB_ENV)]
     Web,
     /// Run jobs and schedules.
+    #[command(after_help = WORKER_ENV)]
     Worker,
     /// Serve the simulated services API and instances.
     Sim(SimArgs),
     /// Run migrate, sim, web and worker together against DATABASE_URL.
     Dev(dev::DevArgs),
-    /// List, retry and cancel jobs.
+    /// List, retry and cancel jobs (needs only DATABASE_URL).
     #[command(subcommand)]
     Jobs(crate::jobs_cli::JobsCommand),
+    /// Enqueue a job of KIND with a JSON payload (default `{}`); needs only DATABASE_URL.
+    Enqueue {
+        /// A job kind, e.g. reconcile, replenish, drain_idle.
+        kind: String,
+        /// The payload, e.g. '{"count": 2}'.
+        payload: Option<String>,
+    },
     /// Run a benchmark scenario against throwaway databases on DATABASE_URL's server.
     Bench(crate::bench::BenchArgs),
     /// Backfill instance metadata from the services API (enqueues `enrich_metadata`
@@ -72,7 +105,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sim(args) => run_sim(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Enrich { all, dry_run } => enrich(all, dry_run).await,
-        Command::Jobs(command) => crate::jobs_cli::run(command, &load_config()?).await,
+        Command::Jobs(command) => crate::jobs_cli::run(command, &database_url()?).await,
+        Command::Enqueue { kind, payload } => {
+            crate::jobs_cli::enqueue(&kind, payload.as_deref(), &database_url()?).await
+        }
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -81,12 +117,17 @@ fn load_config() -> anyhow::Result<Config> {
     Config::from_env().context("configuration error")
 }
 
-async fn migrate() -> anyhow::Result<()> {
+/// `DATABASE_URL` alone, for commands that need nothing else.
+fn database_url() -> anyhow::Result<secrecy::SecretString> {
     let url = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
         .context("missing required environment variable DATABASE_URL")?;
-    let pool = db::connect(&url.into(), 2).await?;
+    Ok(url.into())
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let pool = db::connect(&database_url()?, 2).await?;
     db::migrate(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())

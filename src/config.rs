@@ -191,6 +191,12 @@ impl JobsConfig {
 }
 
 impl JobsConfig {
+    /// The job settings alone, for commands that need no other configuration.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::from_env(&Env(&lookup))
+    }
+
     /// Attempts allowed for jobs of `kind`.
     pub fn max_attempts_for(&self, kind: &str) -> u32 {
         self.max_attempts_by_kind.iter().find(|(k, _)| *k == kind).map_or(self.max_attempts, |(_, n)| *n)

@@ -1,24 +1,46 @@
-//! `pool jobs list|retry|cancel`: the job administration of the API, for operators
-//! with database access (no web process needed).
+//! `pool jobs list|retry|cancel` and `pool enqueue`: the job administration of the
+//! API, for operators with database access (`DATABASE_URL` alone; no web process).
 
-use anyhow::Context;
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
+use secrecy::SecretString;
+use serde_json::Value;
 
 use crate::{
-    config::Config,
-    db,
+    config::JobsConfig,
+    db, queue,
     queue::JobDoc,
     store::jobs::{self, ActionError, Filter, JobState, ListQuery},
 };
+
+/// A job status, as the command line takes it.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl From<Status> for JobState {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Queued => Self::Queued,
+            Status::Running => Self::Running,
+            Status::Succeeded => Self::Succeeded,
+            Status::Failed => Self::Failed,
+            Status::Cancelled => Self::Cancelled,
+        }
+    }
+}
 
 /// `pool jobs …`.
 #[derive(Subcommand, Clone, Debug)]
 pub enum JobsCommand {
     /// Newest jobs first.
     List {
-        /// queued, running, succeeded, failed or cancelled.
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<Status>,
         /// A job kind, e.g. claim_and_provision.
         #[arg(long)]
         kind: Option<String>,
@@ -51,30 +73,23 @@ pub struct BulkFilter {
     #[arg(long, conflicts_with = "id")]
     kind: Option<String>,
     /// Only jobs in this state (retry: failed, cancelled; cancel: queued, running).
-    #[arg(long, conflicts_with = "id")]
-    status: Option<String>,
+    #[arg(long, value_enum, conflicts_with = "id")]
+    status: Option<Status>,
 }
 
 impl BulkFilter {
     fn parse(self) -> anyhow::Result<Filter> {
         anyhow::ensure!(self.kind.is_some() || self.status.is_some(), "give a job id, or --kind and/or --status");
-        Ok(Filter { kind: self.kind, state: parse_state(self.status)? })
+        Ok(Filter { kind: self.kind, state: self.status.map(JobState::from) })
     }
 }
 
-fn parse_state(status: Option<String>) -> anyhow::Result<Option<JobState>> {
-    status
-        .map(|s| serde_json::from_value::<JobState>(serde_json::Value::String(s)))
-        .transpose()
-        .context("--status must be queued, running, succeeded, failed or cancelled")
-}
-
-pub async fn run(command: JobsCommand, config: &Config) -> anyhow::Result<()> {
-    let pool = db::connect(&config.database_url, 2).await?;
+pub async fn run(command: JobsCommand, database_url: &SecretString) -> anyhow::Result<()> {
+    let pool = db::connect(database_url, 2).await?;
     let mut conn = pool.acquire().await?;
     match command {
         JobsCommand::List { status, kind, limit, json } => {
-            let state = parse_state(status)?;
+            let state = status.map(JobState::from);
             let rows = jobs::list(&mut *conn, &ListQuery { state, kind, before: None, limit }).await?;
             for doc in rows.into_iter().map(JobDoc::from) {
                 if json {
@@ -118,4 +133,47 @@ fn report(result: Result<jobs::JobRow, ActionError>, id: &str) -> anyhow::Result
         Err(ActionError::Conflict(state)) => anyhow::bail!("job {id} is {state}; the action does not apply"),
         Err(ActionError::Db(err)) => Err(err.into()),
     }
+}
+
+/// `pool enqueue <kind> [json]`: enqueues one job (the payload checked against the
+/// kind's) and prints its document. Reconcile and a top-up replenish are singletons:
+/// the one already queued or running comes back instead.
+pub async fn enqueue(kind: &str, payload: Option<&str>, database_url: &SecretString) -> anyhow::Result<()> {
+    let args: Value = serde_json::from_str(payload.unwrap_or("{}")).map_err(|e| anyhow::anyhow!("payload: {e}"))?;
+    let config = JobsConfig::from_process_env()?;
+    let job = typed_job(kind, args, &config)?;
+    let pool = db::connect(database_url, 2).await?;
+    let mut conn = pool.acquire().await?;
+    let enqueued = jobs::enqueue(&mut conn, &job).await?;
+    let doc = jobs::get(&mut *conn, enqueued.id()).await?.map(JobDoc::from);
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<jobs::NewJob> {
+    use pool_jobs::*;
+    fn check<J: Job>(args: Value, config: &JobsConfig) -> anyhow::Result<jobs::NewJob> {
+        let payload: J = serde_json::from_value(args).map_err(|e| anyhow::anyhow!("{} payload: {e}", J::KIND))?;
+        Ok(queue::new_job(&payload, config))
+    }
+    Ok(match kind {
+        ProvisionInstance::KIND => check::<ProvisionInstance>(args, config)?,
+        ClaimAndProvision::KIND => {
+            anyhow::bail!("claims are made through POST /api/pool/claim, which reserves the instance")
+        }
+        Replenish::KIND => match check::<Replenish>(args, config)? {
+            job if job.args.get("count").is_none() => queue::replenish_job(config),
+            job => job,
+        },
+        DrainIdle::KIND => check::<DrainIdle>(args, config)?,
+        KillInstance::KIND => check::<KillInstance>(args, config)?,
+        DismissCrashed::KIND => check::<DismissCrashed>(args, config)?,
+        Reconcile::KIND => {
+            check::<Reconcile>(args, config)?;
+            queue::reconcile_job(config)
+        }
+        EnrichMetadata::KIND => check::<EnrichMetadata>(args, config)?,
+        Noop::KIND => check::<Noop>(args, config)?,
+        other => anyhow::bail!("unknown job kind {other:?}; known: {}", KINDS.join(", ")),
+    })
 }

@@ -230,3 +230,38 @@ async fn bulk_retry_and_cancel_follow_the_filter() {
         assert_eq!(state(id.clone()).await, "cancelled");
     }
 }
+
+/// `pool enqueue` and `pool jobs` need nothing but `DATABASE_URL`; payloads are
+/// checked against their kind; a reconcile is the singleton; bad statuses are refused
+/// by the command line itself.
+#[tokio::test]
+async fn enqueue_and_jobs_commands_need_only_the_database() {
+    let db = TestDb::new().await;
+    let env: std::collections::HashMap<String, String> = [("DATABASE_URL".to_owned(), db.url.clone())].into();
+    let run = |args: &[&str]| {
+        let env = env.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            pool_command(&args, &env).output().await.unwrap()
+        }
+    };
+    let drain = run(&["enqueue", "drain_idle", r#"{"count": 2}"#]).await;
+    assert!(drain.status.success(), "{}", String::from_utf8_lossy(&drain.stderr));
+    let doc: Value = serde_json::from_slice(&drain.stdout).unwrap();
+    assert_eq!((doc["kind"].as_str(), doc["args"]["count"].as_u64()), (Some("drain_idle"), Some(2)), "{doc}");
+
+    let first: Value = serde_json::from_slice(&run(&["enqueue", "reconcile"]).await.stdout).unwrap();
+    let second: Value = serde_json::from_slice(&run(&["enqueue", "reconcile"]).await.stdout).unwrap();
+    assert_eq!(first["id"], second["id"], "one reconcile while one is queued");
+
+    for bad in
+        [&["enqueue", "drain_idle", r#"{"cnt": 2}"#][..], &["enqueue", "paint"], &["jobs", "list", "--status", "done"]]
+    {
+        let out = run(bad).await;
+        assert!(!out.status.success(), "{bad:?} was accepted");
+    }
+    let listed = run(&["jobs", "list", "--status", "queued", "--json"]).await;
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 2);
+}
