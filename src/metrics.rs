@@ -111,7 +111,7 @@ type KindTotal = (String, String, i64);
 
 /// The full `/metrics` page: scrape-time gauges from the database, then the fleet
 /// counters, then this process's recorder (histograms).
-pub async fn render(db: &PgPool) -> sqlx::Result<String> {
+pub async fn render(db: &PgPool, min_idle: u32) -> sqlx::Result<String> {
     let counts = instances::counts(db).await?;
     let by_status = [
         ("provisioning", counts.provisioning),
@@ -121,7 +121,15 @@ pub async fn render(db: &PgPool) -> sqlx::Result<String> {
         ("crashed", counts.crashed),
         ("draining", counts.draining),
     ];
-    let mut out = String::from("# HELP pool_instances Instances by status.\n# TYPE pool_instances gauge\n");
+    let commit = option_env!("POOL_GIT_COMMIT").unwrap_or("unknown");
+    let mut out = format!(
+        "# HELP pool_build_info The running build.\n# TYPE pool_build_info gauge\n\
+         pool_build_info{{version=\"{}\",commit=\"{commit}\"}} 1\n\
+         # HELP pool_min_idle POOL_MIN_IDLE: idle + provisioning is kept at least this high.\n\
+         # TYPE pool_min_idle gauge\npool_min_idle {min_idle}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    out.push_str("# HELP pool_instances Instances by status.\n# TYPE pool_instances gauge\n");
     for (status, n) in by_status {
         out.push_str(&format!("pool_instances{{status=\"{status}\"}} {n}\n"));
     }

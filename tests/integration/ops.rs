@@ -101,6 +101,8 @@ async fn metrics_show_pool_jobs_upstream_calls_and_timings() {
         "pool_instances{status=\"provisioning\"}",
         "pool_jobs{kind=\"replenish\",status=\"succeeded\"} 1",
         "pool_workers_alive 1",
+        "pool_min_idle 0",
+        "pool_build_info{version=\"0.1.0\",commit=\"",
         "pool_jobs{kind=\"provision_instance\",status=\"succeeded\"} 2",
         "pool_job_run_seconds_bucket{kind=\"replenish\"",
         "pool_job_queue_wait_seconds_count{kind=\"provision_instance\"} 2",
