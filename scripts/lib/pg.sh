@@ -181,8 +181,9 @@ max_connections = 300
 shared_buffers = 128MB
 log_min_messages = warning
 EOF
-  # TLS with a throwaway self-signed certificate, so `sslmode=require` can be tested.
-  if command -v openssl >/dev/null; then
+  # TLS with a throwaway self-signed certificate, so `sslmode=require` can be tested
+  # (POOL_PG_TLS=1, set by scripts/test; benchmarks measure plain TCP as before).
+  if [[ ${POOL_PG_TLS:-} == 1 ]] && command -v openssl >/dev/null; then
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
       -keyout "$PG_DIR/server.key" -out "$PG_DIR/server.crt" >/dev/null 2>&1 &&
       chmod 600 "$PG_DIR/server.key" &&

@@ -155,6 +155,25 @@ pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Enqu
     Err(sqlx::Error::Protocol(format!("could not enqueue {} after 3 tries", job.kind)))
 }
 
+/// Inserts many jobs in one statement (a bulk producer); keys are not deduplicated.
+pub async fn enqueue_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Result<u64> {
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
+    let args: Vec<&Value> = jobs.iter().map(|j| &j.args).collect();
+    let attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+    let done = sqlx::query(
+        "INSERT INTO jobs (id, kind, args, max_attempts)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[])",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&args)
+    .bind(&attempts)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Inserts a job unless its dedupe or idempotency key is taken, in one statement
 /// (for callers that need no job id back, e.g. a top-up replenish).
 pub async fn enqueue_unless_held(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<bool> {
