@@ -87,6 +87,14 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Records one HTTP request of this web process.
+pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
+    let (method, route) = (method.to_owned(), route.to_owned());
+    metrics::counter!("pool_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("pool_http_request_seconds", "method" => method, "route" => route).record(took.as_secs_f64());
+}
+
 /// Records a finished job from its notification payload
 /// (`<id> <kind> <status> <queue wait ms> <run ms>`).
 pub fn record_finished(payload: &str) {

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         // Covers `Prefer: wait=60` plus slack; anything slower is a bug.
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(75)))
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::from_fn(record_request))
         // Layers run after routing, so the span can name the matched route.
         .layer(
             TraceLayer::new_for_http()
@@ -66,6 +67,19 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis)),
         )
+}
+
+/// Counts every request by route and status, and times it (a claim with
+/// `Prefer: wait` is timed to its answer: the claim latency clients see). Each
+/// request is served by one process, so these sum across web replicas.
+async fn record_request(req: Request<axum::body::Body>, next: axum::middleware::Next) -> axum::response::Response {
+    // Unmatched paths share one label, so a scan cannot grow the label set.
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    crate::metrics::http_request(&method, &route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// A bound, ready-to-run web server; built separately so tests can learn the port.

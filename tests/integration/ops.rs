@@ -102,6 +102,8 @@ async fn metrics_show_pool_jobs_upstream_calls_and_timings() {
         "pool_jobs{kind=\"replenish\",status=\"succeeded\"} 1",
         "pool_workers_alive 1",
         "pool_min_idle 0",
+        "pool_http_requests_total{method=\"POST\",route=\"/api/pool/replenish\",status=\"200\"} 1",
+        "pool_http_request_seconds_count{method=\"POST\",route=\"/api/pool/replenish\"} 1",
         "pool_build_info{version=\"0.1.0\",commit=\"",
         "pool_jobs{kind=\"provision_instance\",status=\"succeeded\"} 2",
         "pool_job_run_seconds_bucket{kind=\"replenish\"",
