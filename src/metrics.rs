@@ -147,9 +147,8 @@ pub async fn render(db: &PgPool, min_idle: u32) -> sqlx::Result<String> {
     out.push_str(&format!("# TYPE pool_workers_alive gauge\npool_workers_alive {workers}\n"));
     out.push_str("# HELP pool_jobs Jobs in the table by kind and status.\n# TYPE pool_jobs gauge\n");
     // Scrapes need no fresher totals than this; the table may be large.
-    static TOTALS: std::sync::LazyLock<crate::memo::Memo<(), Vec<KindTotal>>> =
-        std::sync::LazyLock::new(|| crate::memo::Memo::new(std::time::Duration::from_secs(5)));
-    for (kind, state, n) in TOTALS.get_or_try((), || jobs::totals_by_kind(db)).await? {
+    static TOTALS: crate::memo::Memo<Vec<KindTotal>> = crate::memo::Memo::new(Duration::from_secs(5));
+    for (kind, state, n) in TOTALS.get_or_try(|| jobs::totals_by_kind(db)).await? {
         out.push_str(&format!("pool_jobs{{kind=\"{kind}\",status=\"{state}\"}} {n}\n"));
     }
     let counters: Vec<(String, String, f64)> =

@@ -49,6 +49,15 @@ pub enum Retryable {
     Cancelled,
 }
 
+impl From<Retryable> for JobState {
+    fn from(state: Retryable) -> Self {
+        match state {
+            Retryable::Failed => Self::Failed,
+            Retryable::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
 /// The states a cancel applies to.
 #[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -75,6 +84,15 @@ pub struct Cancelled {
     stop_requested: i64,
 }
 
+impl From<Cancellable> for JobState {
+    fn from(state: Cancellable) -> Self {
+        match state {
+            Cancellable::Queued => Self::Queued,
+            Cancellable::Running => Self::Running,
+        }
+    }
+}
+
 fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiError> {
     if kind.is_none() && state.is_none() {
         return Err(ApiError::Validation("give a kind, a status or both".into()));
@@ -99,11 +117,7 @@ pub async fn retry_all(
     _: Authenticated,
     ApiJson(body): ApiJson<RetryFilter>,
 ) -> Result<Json<Retried>, ApiError> {
-    let wanted = body.status.map(|s| match s {
-        Retryable::Failed => JobState::Failed,
-        Retryable::Cancelled => JobState::Cancelled,
-    });
-    let filter = filter(body.kind, wanted)?;
+    let filter = filter(body.kind, body.status.map(JobState::from))?;
     let ids = jobs::retry_all(&state.db, &filter).await?;
     tracing::info!(retried = ids.len(), kind = ?filter.kind, "jobs re-queued by operator");
     Ok(Json(Retried { retried: ids.len(), ids }))
@@ -120,11 +134,7 @@ pub async fn cancel_all(
     _: Authenticated,
     ApiJson(body): ApiJson<CancelFilter>,
 ) -> Result<Json<Cancelled>, ApiError> {
-    let wanted = body.status.map(|s| match s {
-        Cancellable::Queued => JobState::Queued,
-        Cancellable::Running => JobState::Running,
-    });
-    let filter = filter(body.kind, wanted)?;
+    let filter = filter(body.kind, body.status.map(JobState::from))?;
     let (cancelled, stop_requested) = jobs::cancel_all(&state.db, &filter).await?;
     tracing::info!(cancelled, stop_requested, kind = ?filter.kind, "jobs cancelled by operator");
     Ok(Json(Cancelled { cancelled, stop_requested }))

@@ -58,20 +58,28 @@ pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
 /// Answers for job `id`, just enqueued by this request (202 until it finished),
 /// waiting first if the client asked to.
 pub async fn job_response(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
-    respond(read(state, headers, id).await?, id)
+    respond(read(state, headers, id, None).await?, id)
 }
 
 /// `GET /api/jobs/:id`: 200 whatever the job's status (nothing was accepted).
 pub async fn job_document(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
-    let mut response = respond(read(state, headers, id).await?, id)?;
+    let mut response = respond(read(state, headers, id, None).await?, id)?;
     *response.status_mut() = StatusCode::OK;
     Ok(response)
 }
 
-async fn read(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Option<JobDoc>, ApiError> {
-    Ok(match requested_wait(headers) {
-        Some(limit) => state.waiter.wait(&state.db, id, limit).await?,
-        None => jobs::get(&state.db, id).await?.map(JobDoc::from),
+/// The job, read at once, or with `Prefer: wait` when it finishes: through
+/// `subscription` when the job was enqueued after it (no first read needed).
+async fn read(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    subscription: Option<Subscription>,
+) -> Result<Option<JobDoc>, ApiError> {
+    Ok(match (requested_wait(headers), subscription) {
+        (Some(limit), Some(subscription)) => subscription.wait_new(&state.db, id, limit).await?,
+        (Some(limit), None) => state.waiter.wait(&state.db, id, limit).await?,
+        (None, _) => jobs::get(&state.db, id).await?.map(JobDoc::from),
     })
 }
 
@@ -83,11 +91,7 @@ pub async fn new_job_response(
     subscription: Subscription,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let doc = match requested_wait(headers) {
-        Some(limit) => subscription.wait_new(&state.db, id, limit).await?,
-        None => jobs::get(&state.db, id).await?.map(JobDoc::from),
-    };
-    respond(doc, id)
+    respond(read(state, headers, id, Some(subscription)).await?, id)
 }
 
 fn respond(doc: Option<JobDoc>, id: &str) -> Result<Response, ApiError> {

@@ -22,8 +22,6 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 #[derive(Clone, Debug)]
 pub struct JobMeta {
     pub id: String,
-    /// Attempts already made before this one in the job's current lifetime.
-    pub attempt: usize,
     /// This run's attempt number, which fences its writes ([`checkpoint`]).
     pub fence: i32,
     /// Whether an earlier run of this job ever started (also before an operator
@@ -31,6 +29,13 @@ pub struct JobMeta {
     pub rerun: bool,
     /// The worker process running it.
     pub worker: std::sync::Arc<str>,
+}
+
+impl JobMeta {
+    /// Attempts already made before this one in the job's current lifetime.
+    pub fn earlier_attempts(&self) -> usize {
+        usize::try_from(self.fence - 1).unwrap_or_default()
+    }
 }
 
 /// Why a handler run failed, by what happens next.
@@ -110,7 +115,7 @@ pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> O
         Err(JobError::Permanent(error)) => Outcome::Permanent(error),
         Err(JobError::Cancelled) => Outcome::Cancelled,
         Err(JobError::Retry { message, after }) => {
-            let delay = after.unwrap_or_else(|| backoff(meta.attempt)).min(BACKOFF_CAP);
+            let delay = after.unwrap_or_else(|| backoff(meta.earlier_attempts())).min(BACKOFF_CAP);
             Outcome::Retryable { error: message, delay }
         }
         Err(JobError::Recorded) => {

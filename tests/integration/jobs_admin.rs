@@ -186,18 +186,7 @@ async fn bulk_retry_and_cancel_follow_the_filter() {
     let r = app.http.post(app.url("/api/jobs/retry")).bearer_auth(API_KEY).json(&json!({"status": "queued"}));
     assert_eq!(r.send().await.unwrap().status(), 400, "retry applies to failed or cancelled jobs");
 
-    let body = json!({"kind": "drain_idle", "status": "failed"});
-    let r: Value = app
-        .http
-        .post(app.url("/api/jobs/retry"))
-        .bearer_auth(API_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post_json(&app, "/api/jobs/retry", json!({"kind": "drain_idle", "status": "failed"})).await;
     assert_eq!(r["retried"], 2, "{r}");
     let state = |id: String| {
         let pool = db.pool.clone();

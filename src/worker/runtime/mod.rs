@@ -171,13 +171,7 @@ fn in_memory(inbox: mpsc::UnboundedReceiver<Task<Delivery>>) -> apalis::prelude:
 async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
     let Delivery { job, slot } = delivery;
     slot.started(&job.id);
-    let meta = JobMeta {
-        id: job.id.clone(),
-        attempt: usize::try_from(job.attempt - 1).unwrap_or_default(),
-        fence: job.attempt,
-        rerun: job.runs > 1,
-        worker: shared.worker.clone(),
-    };
+    let meta = JobMeta { id: job.id.clone(), fence: job.attempt, rerun: job.runs > 1, worker: shared.worker.clone() };
     let kind = shared.runs.get_key_value(job.kind.as_str()).map(|(k, run)| (*k, *run));
     let result = match (kind, job.cancel_requested) {
         (_, true) => Err(JobError::Cancelled),

@@ -190,14 +190,15 @@ pub async fn deregister(db: impl PgExecutor<'_>, worker: &str) -> sqlx::Result<(
 /// `cancelled` when an operator had asked them to stop. Returns how many.
 pub async fn rescue(db: impl PgExecutor<'_>, timeout: Duration) -> sqlx::Result<i64> {
     sqlx::query_scalar(
+        // `gone` only prunes registrations: the rows it deletes are older than the
+        // horizon, so `lost` already treats their workers as dead.
         "WITH gone AS (
              DELETE FROM job_workers WHERE last_seen < now() - make_interval(secs => $1) RETURNING id
          ), lost AS (
              SELECT id FROM jobs
              WHERE state = 'running' AND NOT EXISTS (
                  SELECT 1 FROM job_workers w
-                 WHERE w.id = jobs.worker_id AND w.last_seen >= now() - make_interval(secs => $1)
-                   AND w.id NOT IN (SELECT id FROM gone))
+                 WHERE w.id = jobs.worker_id AND w.last_seen >= now() - make_interval(secs => $1))
              FOR UPDATE SKIP LOCKED
          ), rescued AS (
              UPDATE jobs SET

@@ -6,6 +6,18 @@ use sqlx::{PgConnection, PgExecutor};
 
 use super::super::{COLUMNS, JobRow, JobState, get};
 
+/// What a retry writes, for one job or many: queued with fresh attempts, every trace
+/// of an earlier cancel gone; `runs` stays.
+const RETRY: &str = "state = 'queued', attempts = 0, run_at = now(), result = NULL, error = NULL, \
+     started_at = NULL, finished_at = NULL, worker_id = NULL, cancel_requested = false";
+
+/// What a cancel writes, for one job or many: a queued job is cancelled; a running one
+/// is asked to stop and keeps running until its next safe point.
+const CANCEL: &str = "state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END, \
+     cancel_requested = (state = 'running'), \
+     finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END, \
+     error = CASE WHEN state = 'running' THEN error ELSE 'cancelled by operator' END";
+
 /// Why an operator action on a job did not apply.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -25,8 +37,7 @@ pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionEr
     // the moment it is queued.
     let updated: sqlx::Result<Option<JobRow>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH r AS (
-             UPDATE jobs SET state = 'queued', attempts = 0, run_at = now(), result = NULL, error = NULL,
-                             started_at = NULL, finished_at = NULL, worker_id = NULL, cancel_requested = false
+             UPDATE jobs SET {RETRY}
              WHERE id = $1 AND state IN ('failed', 'cancelled')
              RETURNING {COLUMNS}
          )
@@ -53,10 +64,7 @@ pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionEr
 pub async fn cancel(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
     let changed: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET
-             state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
-             cancel_requested = (state = 'running'),
-             finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END,
-             error = CASE WHEN state = 'running' THEN error ELSE 'cancelled by operator' END
+             {CANCEL}
          WHERE id = $1 AND state IN ('queued', 'running')
          RETURNING {COLUMNS}"
     )))
@@ -83,7 +91,7 @@ pub struct Filter {
 /// does. Of jobs sharing a dedupe key only the newest is retried, and none whose key
 /// an active job holds (that would make two). Returns the ids retried.
 pub async fn retry_all(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "WITH chosen AS (
              SELECT DISTINCT ON (kind, COALESCE(dedupe_key, id)) id FROM jobs c
              WHERE state IN ('failed', 'cancelled')
@@ -93,13 +101,12 @@ pub async fn retry_all(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result
                      AND a.state IN ('queued', 'running')))
              ORDER BY kind, COALESCE(dedupe_key, id), id DESC
          ), retried AS (
-             UPDATE jobs SET state = 'queued', attempts = 0, run_at = now(), result = NULL, error = NULL,
-                             started_at = NULL, finished_at = NULL, worker_id = NULL, cancel_requested = false
+             UPDATE jobs SET {RETRY}
              WHERE id IN (SELECT id FROM chosen) AND state IN ('failed', 'cancelled')
              RETURNING id
          )
-         SELECT id FROM retried, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n",
-    )
+         SELECT id FROM retried, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n"
+    )))
     .bind(&filter.kind)
     .bind(filter.state.map(JobState::as_str))
     .fetch_all(db)
@@ -109,19 +116,16 @@ pub async fn retry_all(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result
 /// Cancels every queued job that `filter` selects and asks the running ones to stop.
 /// Returns `(cancelled, asked to stop)`.
 pub async fn cancel_all(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH changed AS (
              UPDATE jobs SET
-                 state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
-                 cancel_requested = (state = 'running'),
-                 finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END,
-                 error = CASE WHEN state = 'running' THEN error ELSE 'cancelled by operator' END
+                 {CANCEL}
              WHERE state IN ('queued', 'running') AND NOT cancel_requested
                AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR state = $2)
              RETURNING state
          )
-         SELECT count(*) FILTER (WHERE state = 'cancelled'), count(*) FILTER (WHERE state = 'running') FROM changed",
-    )
+         SELECT count(*) FILTER (WHERE state = 'cancelled'), count(*) FILTER (WHERE state = 'running') FROM changed"
+    )))
     .bind(&filter.kind)
     .bind(filter.state.map(JobState::as_str))
     .fetch_one(db)
