@@ -66,6 +66,9 @@ pub struct JobDoc {
     pub run_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Every run with its outcome and error, oldest first (`GET /api/jobs/{id}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<jobs::Attempt>>,
 }
 
 impl From<JobRow> for JobDoc {
@@ -82,6 +85,7 @@ impl From<JobRow> for JobDoc {
             kind: row.kind,
             attempts: row.attempts,
             max_attempts: row.max_attempts,
+            history: None,
             run_at: row.run_at,
         }
     }

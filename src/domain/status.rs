@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The stored status of an instance row (SPEC §2.1). The database CHECK constraint
 /// `instances_status_check` allows exactly these names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceStatus {
     Provisioning,

@@ -38,6 +38,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         if !json_type && bytes != b"{}" {
             return Err(ApiError::Validation("expected Content-Type: application/json".into()));
         }
+        // Every body is an object; serde would also read an array into a struct.
+        if bytes.trim_ascii().first() != Some(&b'{') {
+            return Err(ApiError::Validation("the body must be a JSON object".into()));
+        }
         serde_json::from_slice(bytes).map(ApiJson).map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
     }
 }
@@ -70,6 +74,22 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u3
         return Err(serde::de::Error::custom(format!("expected a whole number, got {n}")));
     }
     Ok(Some(n as u32))
+}
+
+/// Checks `?limit=&offset=` of a paged listing: `limit` in 1..=`max` (default
+/// `default`), `offset` in 0..=10,000,000 (default 0).
+pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Result<(i64, i64), ApiError> {
+    // Far beyond any fleet; keeps `offset + limit` from overflowing.
+    const MAX_OFFSET: i64 = 10_000_000;
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::Validation(format!("limit must be between 1 and {max}")));
+    }
+    let offset = offset.unwrap_or(0);
+    if !(0..=MAX_OFFSET).contains(&offset) {
+        return Err(ApiError::Validation(format!("offset must be between 0 and {MAX_OFFSET}")));
+    }
+    Ok((limit, offset))
 }
 
 /// Proof that the request carried the right Bearer key (compared in constant time).

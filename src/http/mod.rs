@@ -6,7 +6,9 @@ mod claim_original;
 mod dashboard;
 pub mod error;
 pub mod extract;
+mod fleet;
 mod health;
+mod job_kinds;
 mod jobs;
 mod jobs_bulk;
 pub mod openapi;
@@ -49,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .merge(pool::router())
         .merge(jobs::router())
         .merge(jobs_bulk::router())
+        .merge(job_kinds::router())
+        .merge(fleet::router())
         .merge(dashboard::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -79,6 +83,9 @@ async fn record_request(req: Request<axum::body::Body>, next: axum::middleware::
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     crate::metrics::http_request(&method, &route, response.status().as_u16(), started.elapsed());
+    if method == "POST" && route == "/api/pool/claim" {
+        crate::metrics::claim_answered(response.status().as_u16());
+    }
     response
 }
 
@@ -86,6 +93,7 @@ async fn record_request(req: Request<axum::body::Body>, next: axum::middleware::
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    db: PgPool,
 }
 
 impl Application {
@@ -96,8 +104,8 @@ impl Application {
         // Install the recorder before the first notification is recorded.
         let _ = crate::metrics::handle();
         let waiter = wait::JobWaiter::start(db.clone());
-        let state = AppState { db, config: Arc::new(config), waiter };
-        Ok(Self { listener, router: router(state) })
+        let state = AppState { db: db.clone(), config: Arc::new(config), waiter };
+        Ok(Self { listener, router: router(state), db })
     }
 
     /// The port actually bound.
@@ -108,6 +116,13 @@ impl Application {
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "web listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("web server failed")
+        // Claims answered are written to the charts' rows like the workers' metrics.
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let flush = tokio::spawn(crate::metrics::flush_loop(self.db, None, stop));
+        let served =
+            axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("web server failed");
+        let _ = stop_tx.send(true);
+        let _ = flush.await;
+        served
     }
 }

@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use super::{AppState, claim, error::ErrorBody, health, jobs, jobs_bulk, pool};
+use super::{AppState, claim, error::ErrorBody, fleet, health, job_kinds, jobs, jobs_bulk, pool};
 use crate::{
     queue::JobDoc,
     store::{Counts, JobState},
@@ -20,6 +20,7 @@ use crate::{
         pool::counts, pool::agents, claim::claim, pool::replenish, pool::drain, pool::reconcile,
         pool::enrich, pool::kill, pool::dismiss,
         jobs::list, jobs::show, jobs::retry, jobs::cancel, jobs_bulk::retry_all, jobs_bulk::cancel_all,
+        job_kinds::list, job_kinds::pause, job_kinds::resume, fleet::fleet, fleet::charts,
     ),
     components(schemas(JobDoc, JobState, ErrorBody, Counts, claim::ClaimBody, pool::CountBody, pool::DrainBody, pool::EnrichBody, pool::Agents, pool::Agent, jobs::JobPage,
         jobs_bulk::RetryFilter, jobs_bulk::CancelFilter, jobs_bulk::Retried, jobs_bulk::Cancelled, super::extract::EmptyBody)),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AppState, claim,
     error::{ApiError, ErrorBody},
-    extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key, whole_number},
+    extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key, page, whole_number},
     respond::{JobResponses, PreferWait, job_response},
 };
 use crate::{
@@ -55,8 +55,6 @@ struct AgentsParams {
 
 const AGENTS_PAGE: i64 = 100;
 const AGENTS_MAX_PAGE: i64 = 500;
-/// Far beyond any fleet; keeps `offset + limit` from overflowing.
-const AGENTS_MAX_OFFSET: i64 = 10_000_000;
 
 /// Claimed and crashed agents, newest claim first, a page at a time; `instructions`
 /// and `inviteUrl` only with the API key (`instructions=false` leaves the
@@ -72,14 +70,7 @@ async fn agents(
     parts: Parts,
 ) -> Result<Json<Agents>, ApiError> {
     let authed = has_valid_key(&parts, &state);
-    let limit = params.limit.unwrap_or(AGENTS_PAGE);
-    if !(1..=AGENTS_MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Validation(format!("limit must be between 1 and {AGENTS_MAX_PAGE}")));
-    }
-    let offset = params.offset.unwrap_or(0);
-    if !(0..=AGENTS_MAX_OFFSET).contains(&offset) {
-        return Err(ApiError::Validation(format!("offset must be between 0 and {AGENTS_MAX_OFFSET}")));
-    }
+    let (limit, offset) = page(params.limit, params.offset, AGENTS_PAGE, AGENTS_MAX_PAGE)?;
     let with_instructions = authed && params.instructions.unwrap_or(true);
     // One more than asked tells whether another page follows.
     let mut rows = instances::agents(&state.db, limit + 1, offset, with_instructions).await?;

@@ -61,9 +61,14 @@ pub async fn job_response(state: &AppState, headers: &HeaderMap, id: &str) -> Re
     respond(read(state, headers, id, None).await?, id)
 }
 
-/// `GET /api/jobs/:id`: 200 whatever the job's status (nothing was accepted).
+/// `GET /api/jobs/:id`: 200 whatever the job's status (nothing was accepted), with
+/// the history of its runs.
 pub async fn job_document(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
-    let mut response = respond(read(state, headers, id, None).await?, id)?;
+    let mut doc = read(state, headers, id, None).await?;
+    if let Some(doc) = &mut doc {
+        doc.history = Some(jobs::history(&state.db, id).await?);
+    }
+    let mut response = respond(doc, id)?;
     *response.status_mut() = StatusCode::OK;
     Ok(response)
 }

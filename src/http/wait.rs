@@ -98,7 +98,6 @@ async fn listen(db: PgPool, sender: broadcast::Sender<String>) {
         loop {
             match listener.recv().await {
                 Ok(note) => {
-                    crate::metrics::record_finished(note.payload());
                     let id = note.payload().split(' ').next().unwrap_or_default();
                     let _ = sender.send(id.to_owned());
                 }

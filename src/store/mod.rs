@@ -4,6 +4,7 @@
 
 pub mod instances;
 pub mod jobs;
+pub mod metrics;
 pub mod rate_limit;
 
 pub use instances::{Counts, InstanceRow};

@@ -140,7 +140,8 @@ async fn complete(
     let value = claim_result(&claimed, Some(&bound.conversation_id), Some(bound.joined));
     let done = record(ctx, job, args, &row.id, bound, value).await?;
     match done {
-        Completion::Done => {
+        Completion::Done(applied) => {
+            crate::metrics::runs_recorded(&applied);
             tracing::info!(instance_id = %row.id, conversation_id = %bound.conversation_id, "instance claimed");
             Err(JobError::Recorded)
         }
@@ -157,7 +158,8 @@ async fn complete(
 }
 
 enum Completion {
-    Done,
+    /// Bound and recorded: the run as [`lifecycle::finish`] applied it.
+    Done(Vec<lifecycle::Applied>),
     /// The run lost its job; nothing was written.
     Lost,
     /// The row is no longer `claiming` for this job; nothing was written.
@@ -191,9 +193,9 @@ async fn record(
                 return Ok(Completion::Moved);
             }
             let outcome = Finished { id: job_id, attempt: fence, outcome: Outcome::Succeeded(value) };
-            lifecycle::finish(&mut *tx, &worker, &[outcome]).await?;
+            let applied = lifecycle::finish(&mut *tx, &worker, &[outcome]).await?;
             jobs::enqueue_unless_held(&mut *tx, &replenish).await?;
-            Ok(Completion::Done)
+            Ok(Completion::Done(applied))
         })
     })
     .await

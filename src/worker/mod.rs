@@ -67,7 +67,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let mut tasks = JoinSet::new();
     tasks.spawn(schedule::run(ctx.clone(), stop.clone()));
     tasks.spawn(prune_loop(ctx.clone(), stop.clone()));
-    tasks.spawn(crate::metrics::flush_loop(ctx.db.clone(), stop.clone()));
+    tasks.spawn(crate::metrics::flush_loop(ctx.db.clone(), Some(ctx.config.min_idle), stop.clone()));
     let mut jobs = tokio::spawn(runtime::run(ctx.clone(), stop.clone()));
     tracing::info!(environment = ctx.config.environment.as_str(), "worker started");
     // A runtime or background loop (schedules, pruning, metrics) that ends on its

@@ -58,7 +58,7 @@ pub fn assert_no_shared_conversation(sim: &Simulator) {
 /// How one storm request ended.
 #[derive(Debug)]
 enum Answer {
-    Job(JobDoc),
+    Job(Box<JobDoc>),
     NoIdle,
 }
 
@@ -90,7 +90,7 @@ async fn two_hundred_claims_against_fifty_idle_with_three_workers() {
             match response.status().as_u16() {
                 200 | 202 => {
                     let doc: JobDoc = response.json().await.unwrap();
-                    Answer::Job(doc)
+                    Answer::Job(Box::new(doc))
                 }
                 503 => {
                     let body: Value = response.json().await.unwrap();
@@ -107,7 +107,7 @@ async fn two_hundred_claims_against_fifty_idle_with_three_workers() {
     let (mut no_idle, mut waited_longer) = (0, 0);
     for answer in answers {
         match answer {
-            Answer::Job(doc) if doc.status.is_finished() => jobs.push(doc),
+            Answer::Job(doc) if doc.status.is_finished() => jobs.push(*doc),
             // Not finished within the request's wait: keep waiting.
             Answer::Job(doc) => {
                 waited_longer += 1;

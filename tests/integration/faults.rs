@@ -182,6 +182,10 @@ async fn exhausted_job_fails_and_operator_retry_succeeds() {
     assert!(error.contains("upstream exploded"), "the upstream's message: {error}");
     assert!(error.contains("500"), "{error}");
     assert!(failed.finished_at.is_some());
+    let runs = failed.history.clone().expect("the job detail has the history of its runs");
+    let outcomes: Vec<(i32, &str)> = runs.iter().map(|a| (a.run, a.outcome.as_str())).collect();
+    assert_eq!(outcomes, [(1, "retry"), (2, "failed")], "every attempt, not only the last: {runs:?}");
+    assert!(runs.iter().all(|a| a.error.as_deref().is_some_and(|e| e.contains("500")) && a.worker.is_some()));
     let creates = stack.sim.sim.requests().into_iter().filter(|r| r.path == "/create-instance").count();
     assert_eq!(creates, 2, "one call per attempt, none after the last");
     assert!(stack.sim.sim.service_ids().is_empty());
@@ -198,6 +202,12 @@ async fn exhausted_job_fails_and_operator_retry_succeeds() {
     let done = stack.wait_job(&job_id, Duration::from_secs(30)).await;
     assert_eq!(done.status, JobState::Succeeded, "{done:?}");
     assert_eq!(done.attempts, 1);
+    let outcomes: Vec<(i32, String)> = done.history.clone().unwrap().into_iter().map(|a| (a.run, a.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        [(1, "retry".into()), (2, "failed".into()), (3, "succeeded".into())],
+        "a retry keeps the history"
+    );
     assert_eq!(done.result.as_ref().unwrap()["instanceId"], instance_id.as_str());
     assert_eq!(stack.sim.sim.service_ids(), vec![instance_id.clone()]);
     assert_eq!(provisioned(&stack).await, 1);

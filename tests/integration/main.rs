@@ -20,6 +20,7 @@ mod http;
 mod jobs_admin;
 mod lifecycle;
 mod migrations;
+mod operator;
 mod ops;
 mod proxy;
 mod queue;

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// Every route of SPEC §3 (the dashboard `/` aside), as the router serves them.
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 28] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/version"),
@@ -31,6 +31,11 @@ const ROUTES: [(&str, &str); 23] = [
     ("post", "/api/jobs/{id}/cancel"),
     ("post", "/api/jobs/retry"),
     ("post", "/api/jobs/cancel"),
+    ("get", "/api/jobs/kinds"),
+    ("post", "/api/jobs/kinds/{kind}/pause"),
+    ("post", "/api/jobs/kinds/{kind}/resume"),
+    ("get", "/api/pool/instances"),
+    ("get", "/api/stats"),
     ("get", "/openapi.json"),
     ("get", "/"),
     ("get", "/app.js"),
@@ -53,7 +58,7 @@ async fn openapi_documents_every_route_and_every_route_is_served() {
             assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
         }
         // Served: any answer but the fallback's "no such route".
-        let concrete = path.replace("{id}", "abcdefghijkl");
+        let concrete = path.replace("{id}", "abcdefghijkl").replace("{kind}", "abcdefghijkl");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = app.http.request(m, app.url(&concrete)).send().await.unwrap();
         if r.status() == 404 {

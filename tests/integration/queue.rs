@@ -59,6 +59,10 @@ async fn worker_frozen_mid_claim_is_replaced_and_cannot_overwrite() {
     let done = stack.wait_job(&claim.id, Duration::from_secs(30)).await;
     assert_eq!(done.status, JobState::Succeeded, "{done:?}");
     assert_eq!(done.attempts, 2, "the rescue counted as an attempt: {done:?}");
+    let runs = done.history.clone().expect("history");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!((runs[0].outcome.as_str(), runs[1].outcome.as_str()), ("lost", "succeeded"), "{runs:?}");
+    assert!(runs[0].error.as_deref().is_some_and(|e| e.contains("stopped responding")), "{runs:?}");
     tokio::time::sleep(Duration::from_secs(3)).await; // let the resumed run end
     let claimed = conversations_in(&stack, "claimed").await;
     assert_eq!(claimed.len(), 1, "{claimed:?}");

@@ -278,3 +278,29 @@ pub async fn stranded_provisions(db: &PgPool, max_age: std::time::Duration) -> s
 pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')").fetch_one(db).await
 }
+
+/// A page of the whole fleet (every status, or one), oldest first, without
+/// `instructions`; and how many rows the filter selects.
+pub async fn fleet(
+    db: &PgPool,
+    status: Option<InstanceStatus>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<InstanceRow>, i64)> {
+    let columns = COLUMNS.replace("instructions", "NULL::text AS instructions");
+    let status = status.map(|s| s.to_string());
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM instances WHERE ($1::text IS NULL OR status = $1)
+         ORDER BY created_at, id LIMIT $2 OFFSET $3"
+    )))
+    .bind(&status)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM instances WHERE ($1::text IS NULL OR status = $1)")
+        .bind(&status)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}

@@ -54,3 +54,34 @@ pub async fn prune(db: impl PgExecutor<'_>, retention_secs: i64) -> sqlx::Result
     .await?;
     Ok(done.rows_affected())
 }
+
+/// One run of a job, as the job detail shows it.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// The run's number over the job's life (an operator retry does not reset it).
+    pub run: i32,
+    /// `retry`, `failed`, `cancelled`, `lost` (its worker went silent), or for the
+    /// latest run `running` / `succeeded`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub worker: Option<String>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every run of job `id`, oldest first: the kept ones that did not succeed, and the
+/// latest one from the job itself while it runs or once it succeeded.
+pub async fn history(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Vec<Attempt>> {
+    sqlx::query_as(
+        "SELECT run, outcome, error, worker_id AS worker, started_at, finished_at FROM job_attempts WHERE job_id = $1
+         UNION ALL
+         SELECT runs, state, NULL, worker_id, started_at, finished_at FROM jobs
+         WHERE id = $1 AND state IN ('running', 'succeeded') AND runs > 0
+           AND NOT EXISTS (SELECT 1 FROM job_attempts a WHERE a.job_id = $1 AND a.run = jobs.runs)
+         ORDER BY run",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+}

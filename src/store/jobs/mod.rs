@@ -8,8 +8,9 @@ pub mod drain;
 mod idempotency;
 pub mod legacy;
 pub mod lifecycle;
+pub mod pauses;
 
-pub use admin::{ListQuery, list, prune, totals, totals_by_kind};
+pub use admin::{Attempt, ListQuery, history, list, prune, totals, totals_by_kind};
 pub use idempotency::{idempotent_job, prune_idempotency_keys, remember_idempotency_key};
 pub use lifecycle::{ActionError, Filter, cancel, cancel_all, retry, retry_all};
 

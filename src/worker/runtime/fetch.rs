@@ -125,6 +125,7 @@ impl Fetcher {
             return Ok(false);
         }
         let jobs = lifecycle::fetch(db, &self.worker, &wanted).await?;
+        crate::metrics::jobs_started(jobs.iter().map(|j| (j.kind.as_str(), j.queue_wait)));
         let mut again = false;
         for (i, k) in self.kinds.iter().enumerate() {
             let asked = wanted[i].1 as usize;

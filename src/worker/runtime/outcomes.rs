@@ -93,9 +93,10 @@ async fn write(db: &PgPool, worker: &str, batch: &[Finished], stopping: bool) {
     let started = tokio::time::Instant::now();
     loop {
         match lifecycle::finish(db, worker, batch).await {
-            Ok(applied) if applied.len() == batch.len() => return,
+            Ok(applied) if applied.len() == batch.len() => return crate::metrics::runs_recorded(&applied),
             Ok(applied) => {
-                for lost in batch.iter().filter(|f| !applied.contains(&f.id)) {
+                crate::metrics::runs_recorded(&applied);
+                for lost in batch.iter().filter(|f| !applied.iter().any(|a| a.id == f.id)) {
                     tracing::warn!(job_id = %lost.id, "job was taken from this run meanwhile; outcome dropped");
                 }
                 return;

@@ -34,11 +34,13 @@ pub struct Fetched {
     /// Runs ever started, including this one.
     pub runs: i32,
     pub cancel_requested: bool,
+    /// Seconds from due to started (this run's queue wait).
+    pub queue_wait: f64,
 }
 
 /// Takes up to `n` due jobs of each `(kind, n)` for `worker`, marking them running in
 /// the same statement. Claims never wait behind other kinds: each kind has its own
-/// limit, the caller's free slots for it.
+/// limit, the caller's free slots for it. Paused kinds are skipped.
 pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(&str, i32)]) -> sqlx::Result<Vec<Fetched>> {
     let (kinds, limits): (Vec<&str>, Vec<i32>) = wanted.iter().filter(|(_, n)| *n > 0).copied().unzip();
     if kinds.is_empty() {
@@ -56,8 +58,10 @@ pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(&str, i32)]
                  WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now()
                  ORDER BY priority DESC, run_at, id
                  LIMIT k.n
-                 FOR UPDATE SKIP LOCKED) j))
-         RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested",
+                 FOR UPDATE SKIP LOCKED) j
+             WHERE NOT EXISTS (SELECT 1 FROM job_kind_pauses p WHERE p.kind = k.kind)))
+         RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested,
+                   EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait",
     )
     .bind(&kinds)
     .bind(&limits)
@@ -100,11 +104,25 @@ pub struct Finished {
     pub outcome: Outcome,
 }
 
-/// Writes the outcomes of runs of `worker` in one statement; returns the ids it
-/// applied to. A missing id was rescued or cancelled meanwhile: that outcome is
-/// dropped, by design. A retryable failure becomes `failed` when it used the last
-/// attempt, and `cancelled` when an operator asked the run to stop.
-pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) -> sqlx::Result<Vec<String>> {
+/// A run whose outcome [`finish`] applied.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Applied {
+    pub id: String,
+    pub kind: String,
+    /// The job's state now (`queued`: it will run again).
+    pub state: String,
+    /// Seconds the run took.
+    pub run_time: f64,
+    /// Seconds since the job was created (for a claim: the request).
+    pub age: f64,
+}
+
+/// Writes the outcomes of runs of `worker` in one statement, and keeps every run that
+/// did not succeed in `job_attempts`; returns the runs it applied to. A missing id
+/// was rescued or cancelled meanwhile: that outcome is dropped, by design. A
+/// retryable failure becomes `failed` when it used the last attempt, and `cancelled`
+/// when an operator asked the run to stop.
+pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) -> sqlx::Result<Vec<Applied>> {
     let ids: Vec<&str> = runs.iter().map(|run| run.id.as_str()).collect();
     let outcomes: serde_json::Map<String, Value> = runs
         .iter()
@@ -116,29 +134,39 @@ pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) ->
             (run.id.clone(), entry)
         })
         .collect();
-    sqlx::query_scalar(
+    sqlx::query_as(
         // Rows are found by primary key (`= ANY`), each one's outcome by key in one
         // JSON object: the plan cannot depend on how many rows the statistics think
         // are running (they rarely know), and the work is linear in the batch.
         // IS NOT DISTINCT FROM keeps the index on running rows out of the plan.
-        "UPDATE jobs j SET
-             state = CASE WHEN $2::jsonb -> j.id ->> 'outcome' <> 'retry' THEN $2::jsonb -> j.id ->> 'outcome'
-                          WHEN j.cancel_requested THEN 'cancelled'
-                          WHEN j.attempts >= j.max_attempts THEN 'failed'
-                          ELSE 'queued' END,
-             result = NULLIF($2::jsonb -> j.id -> 'result', 'null'),
-             error = $2::jsonb -> j.id ->> 'error',
-             worker_id = NULL,
-             run_at = CASE WHEN $2::jsonb -> j.id ->> 'outcome' = 'retry' AND NOT j.cancel_requested
-                                AND j.attempts < j.max_attempts
-                           THEN now() + make_interval(secs => ($2::jsonb -> j.id ->> 'delayMs')::float8 / 1000)
-                           ELSE j.run_at END,
-             finished_at = CASE WHEN $2::jsonb -> j.id ->> 'outcome' = 'retry' AND NOT j.cancel_requested
-                                     AND j.attempts < j.max_attempts
-                                THEN NULL ELSE now() END
-         WHERE j.id = ANY($1) AND j.attempts = ($2::jsonb -> j.id ->> 'attempt')::int
-           AND j.state IS NOT DISTINCT FROM 'running' AND j.worker_id IS NOT DISTINCT FROM $3
-         RETURNING j.id",
+        "WITH done AS (
+             UPDATE jobs j SET
+                 state = CASE WHEN $2::jsonb -> j.id ->> 'outcome' <> 'retry' THEN $2::jsonb -> j.id ->> 'outcome'
+                              WHEN j.cancel_requested THEN 'cancelled'
+                              WHEN j.attempts >= j.max_attempts THEN 'failed'
+                              ELSE 'queued' END,
+                 result = NULLIF($2::jsonb -> j.id -> 'result', 'null'),
+                 error = $2::jsonb -> j.id ->> 'error',
+                 worker_id = NULL,
+                 run_at = CASE WHEN $2::jsonb -> j.id ->> 'outcome' = 'retry' AND NOT j.cancel_requested
+                                    AND j.attempts < j.max_attempts
+                               THEN now() + make_interval(secs => ($2::jsonb -> j.id ->> 'delayMs')::float8 / 1000)
+                               ELSE j.run_at END,
+                 finished_at = CASE WHEN $2::jsonb -> j.id ->> 'outcome' = 'retry' AND NOT j.cancel_requested
+                                         AND j.attempts < j.max_attempts
+                                    THEN NULL ELSE now() END
+             WHERE j.id = ANY($1) AND j.attempts = ($2::jsonb -> j.id ->> 'attempt')::int
+               AND j.state IS NOT DISTINCT FROM 'running' AND j.worker_id IS NOT DISTINCT FROM $3
+             RETURNING j.id, j.kind, j.state, j.runs, j.error, j.started_at, j.created_at
+         ), kept AS (
+             INSERT INTO job_attempts (job_id, run, outcome, error, worker_id, started_at)
+             SELECT id, runs, CASE WHEN state = 'queued' THEN 'retry' ELSE state END, error, $3, started_at
+             FROM done WHERE state <> 'succeeded'
+             ON CONFLICT ON CONSTRAINT job_attempts_pkey DO NOTHING
+         )
+         SELECT id, kind, state, COALESCE(EXTRACT(EPOCH FROM now() - started_at)::float8, 0) AS run_time,
+                EXTRACT(EPOCH FROM now() - created_at)::float8 AS age
+         FROM done",
     )
     .bind(&ids)
     .bind(Value::Object(outcomes))
@@ -195,7 +223,7 @@ pub async fn rescue(db: impl PgExecutor<'_>, timeout: Duration) -> sqlx::Result<
         "WITH gone AS (
              DELETE FROM job_workers WHERE last_seen < now() - make_interval(secs => $1) RETURNING id
          ), lost AS (
-             SELECT id FROM jobs
+             SELECT id, worker_id FROM jobs
              WHERE state = 'running' AND NOT EXISTS (
                  SELECT 1 FROM job_workers w
                  WHERE w.id = jobs.worker_id AND w.last_seen >= now() - make_interval(secs => $1))
@@ -205,14 +233,19 @@ pub async fn rescue(db: impl PgExecutor<'_>, timeout: Duration) -> sqlx::Result<
                  state = CASE WHEN cancel_requested THEN 'cancelled'
                               WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
                  error = CASE WHEN cancel_requested THEN 'cancelled by operator'
-                              ELSE format('worker %s stopped responding during attempt %s', worker_id, attempts) END,
+                              ELSE format('worker %s stopped responding during attempt %s', lost.worker_id, jobs.attempts) END,
                  finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN now() END,
                  run_at = now(), worker_id = NULL
              FROM lost WHERE jobs.id = lost.id
-             RETURNING jobs.state
+             RETURNING jobs.id, jobs.runs, jobs.started_at, lost.worker_id,
+                       format('worker %s stopped responding during attempt %s', lost.worker_id, jobs.attempts) AS why
+         ), kept AS (
+             INSERT INTO job_attempts (job_id, run, outcome, error, worker_id, started_at)
+             SELECT id, runs, 'lost', why, worker_id, started_at FROM rescued
+             ON CONFLICT ON CONSTRAINT job_attempts_pkey DO NOTHING
          )
          SELECT count(*) FROM (
-             SELECT state, pg_notify('pool_jobs_queued', '') FROM rescued
+             SELECT id, pg_notify('pool_jobs_queued', '') FROM rescued
          ) r",
     )
     .bind(timeout.as_secs_f64())

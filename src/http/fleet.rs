@@ -1,0 +1,124 @@
+//! Operator views: the whole fleet (`GET /api/pool/instances`) and the charts' data
+//! (`GET /api/stats`). Read-only and without secrets, like the counts.
+
+use axum::{Json, Router, extract::State, routing::get};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AppState,
+    error::{ApiError, ErrorBody},
+    extract::{ApiQuery, page},
+};
+use crate::{
+    config::Config,
+    domain::InstanceStatus,
+    metrics::stats::{self, Range, Stats},
+    store::{InstanceRow, instances},
+};
+
+const PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/pool/instances", get(fleet)).route("/api/stats", get(charts))
+}
+
+/// `?status=&limit=&offset=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct FleetParams {
+    /// Only instances in this status.
+    status: Option<InstanceStatus>,
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<i64>,
+    #[param(minimum = 0, maximum = 10_000_000)]
+    offset: Option<i64>,
+}
+
+/// One instance of the fleet.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetInstance {
+    id: String,
+    name: Option<String>,
+    status: InstanceStatus,
+    /// The provider's deploy status, e.g. `SUCCESS`, `BUILDING`, `CRASHED`.
+    deploy_status: Option<String>,
+    url: Option<String>,
+    service_id: Option<String>,
+    created_at: DateTime<Utc>,
+    status_changed_at: DateTime<Utc>,
+    last_error: Option<String>,
+    /// The service in Railway's dashboard (with `RAILWAY_PROJECT_ID` set).
+    railway_url: Option<String>,
+}
+
+/// A page of instances, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Fleet {
+    instances: Vec<FleetInstance>,
+    /// Instances the filter selects, over all pages.
+    total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+/// Every instance (idle, provisioning and draining too), with age, deploy status,
+/// last error and a link to the service in Railway.
+#[utoipa::path(get, path = "/api/pool/instances", tag = "pool", params(FleetParams),
+    responses((status = 200, body = Fleet), (status = 400, description = "Invalid input", body = ErrorBody)))]
+async fn fleet(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<FleetParams>,
+) -> Result<Json<Fleet>, ApiError> {
+    let (limit, offset) = page(params.limit, params.offset, PAGE, MAX_PAGE)?;
+    let (rows, total) = instances::fleet(&state.db, params.status, limit, offset).await?;
+    let instances = rows.into_iter().map(|row| fleet_instance(&state.config, row)).collect();
+    Ok(Json(Fleet { instances, total, limit, offset }))
+}
+
+fn fleet_instance(config: &Config, row: InstanceRow) -> FleetInstance {
+    let railway_url = match (&config.railway_project_id, &row.service_id) {
+        (Some(project), Some(service)) => {
+            let env = config.railway_environment_id.as_ref().map(|e| format!("?environmentId={e}")).unwrap_or_default();
+            Some(format!("https://railway.com/project/{project}/service/{service}{env}"))
+        }
+        _ => None,
+    };
+    FleetInstance {
+        id: row.id.to_string(),
+        name: row.name,
+        status: row.status,
+        deploy_status: row.deploy_status,
+        url: row.url,
+        service_id: row.service_id,
+        created_at: row.created_at,
+        status_changed_at: row.status_changed_at,
+        last_error: row.last_error,
+        railway_url,
+    }
+}
+
+/// `?range=hour|day`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct StatsParams {
+    /// Default `hour`.
+    range: Option<Range>,
+}
+
+/// Per-minute series for the dashboard's charts, the same from every web replica.
+#[utoipa::path(get, path = "/api/stats", tag = "pool", params(StatsParams),
+    responses((status = 200, body = Stats), (status = 400, description = "Invalid input", body = ErrorBody)))]
+async fn charts(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<StatsParams>,
+) -> Result<Json<Stats>, ApiError> {
+    let range = params.range.unwrap_or_default();
+    Ok(Json(stats::load(&state.db, range, state.config.min_idle).await?))
+}

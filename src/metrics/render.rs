@@ -1,0 +1,111 @@
+//! The `/metrics` page, and how histograms become Prometheus counter rows.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use super::{
+    BUCKETS, HISTOGRAMS, handle,
+    pending::{Delta, Key},
+};
+use crate::store::{self, instances, jobs};
+
+/// The counter rows a batch adds to: counters as they are; histograms as cumulative
+/// `_bucket{le}` rows, `_sum` and `_count`.
+pub(super) fn counter_rows(batch: &[(Key, Delta)]) -> Vec<(String, String, f64)> {
+    let mut rows = Vec::new();
+    for ((name, labels), delta) in batch {
+        let Some(buckets) = &delta.buckets else {
+            rows.push(((*name).to_owned(), labels.clone(), delta.count));
+            continue;
+        };
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, n) in buckets.iter().enumerate() {
+            cumulative += n;
+            let le = BUCKETS.get(i).map_or_else(|| "+Inf".to_owned(), f64::to_string);
+            rows.push((format!("{name}_bucket"), format!("{labels}{sep}le=\"{le}\""), cumulative as f64));
+        }
+        rows.push((format!("{name}_sum"), labels.clone(), delta.sum));
+        rows.push((format!("{name}_count"), labels.clone(), delta.count));
+    }
+    rows
+}
+
+/// `(kind, state, jobs)`.
+type KindTotal = (String, String, i64);
+
+/// The full `/metrics` page: scrape-time gauges from the database, the fleet's
+/// counters and histograms, then this process's recorder (HTTP requests).
+pub async fn render(db: &PgPool, min_idle: u32) -> sqlx::Result<String> {
+    let counts = instances::counts(db).await?;
+    let by_status = [
+        ("provisioning", counts.provisioning),
+        ("idle", counts.idle),
+        ("claiming", counts.claiming),
+        ("claimed", counts.claimed),
+        ("crashed", counts.crashed),
+        ("draining", counts.draining),
+    ];
+    let commit = option_env!("POOL_GIT_COMMIT").unwrap_or("unknown");
+    let mut out = format!(
+        "# HELP pool_build_info The running build.\n# TYPE pool_build_info gauge\n\
+         pool_build_info{{version=\"{}\",commit=\"{commit}\"}} 1\n\
+         # HELP pool_min_idle POOL_MIN_IDLE: idle + provisioning is kept at least this high.\n\
+         # TYPE pool_min_idle gauge\npool_min_idle {min_idle}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    out.push_str("# HELP pool_instances Instances by status.\n# TYPE pool_instances gauge\n");
+    for (status, n) in by_status {
+        out.push_str(&format!("pool_instances{{status=\"{status}\"}} {n}\n"));
+    }
+    // Rescue presumes a worker dead after 12 s of silence; the same horizon here.
+    let workers = jobs::lifecycle::live_workers(db, Duration::from_secs(12)).await?;
+    out.push_str("# HELP pool_workers_alive Worker processes whose heartbeat is recent.\n");
+    out.push_str(&format!("# TYPE pool_workers_alive gauge\npool_workers_alive {workers}\n"));
+    out.push_str("# HELP pool_jobs Jobs in the table by kind and status.\n# TYPE pool_jobs gauge\n");
+    // Scrapes need no fresher totals than this; the table may be large.
+    static TOTALS: crate::memo::Memo<Vec<KindTotal>> = crate::memo::Memo::new(Duration::from_secs(5));
+    for (kind, state, n) in TOTALS.get_or_try(|| jobs::totals_by_kind(db)).await? {
+        out.push_str(&format!("pool_jobs{{kind=\"{kind}\",status=\"{state}\"}} {n}\n"));
+    }
+    let paused = jobs::pauses::paused(db).await?;
+    out.push_str("# HELP pool_job_kind_paused 1 while a job kind is paused (its jobs stay queued).\n");
+    out.push_str("# TYPE pool_job_kind_paused gauge\n");
+    for kind in pool_jobs::KINDS {
+        let on = u8::from(paused.iter().any(|p| p.kind == kind));
+        out.push_str(&format!("pool_job_kind_paused{{kind=\"{kind}\"}} {on}\n"));
+    }
+    fleet_counters(&mut out, store::metrics::counters(db).await?);
+    handle().run_upkeep();
+    out.push_str(&handle().render());
+    Ok(out)
+}
+
+/// The fleet's counters, a histogram's rows together and its buckets in order.
+fn fleet_counters(out: &mut String, mut rows: Vec<(String, String, f64)>) {
+    let family = |name: &str| {
+        HISTOGRAMS.iter().find(|h| name.strip_prefix(**h).is_some_and(|rest| rest.starts_with('_'))).copied()
+    };
+    // `(labels without le, le)`: the buckets of one series in order.
+    let split = |labels: &str| match labels.rsplit_once("le=\"") {
+        Some((rest, v)) => {
+            (rest.trim_end_matches(',').to_owned(), v.trim_end_matches('"').parse().unwrap_or(f64::INFINITY))
+        }
+        None => (labels.to_owned(), f64::NEG_INFINITY),
+    };
+    rows.sort_by(|a, b| {
+        let (fa, fb) = (family(&a.0).unwrap_or(&a.0), family(&b.0).unwrap_or(&b.0));
+        let ((la, lea), (lb, leb)) = (split(&a.1), split(&b.1));
+        (fa, &a.0, la, lea).partial_cmp(&(fb, &b.0, lb, leb)).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut last = String::new();
+    for (name, labels, value) in &rows {
+        let (base, kind) = family(name).map_or((name.as_str(), "counter"), |h| (h, "histogram"));
+        if base != last {
+            out.push_str(&format!("# TYPE {base} {kind}\n"));
+            last = base.to_owned();
+        }
+        out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+    }
+}

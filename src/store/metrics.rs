@@ -1,0 +1,124 @@
+//! Metrics in Postgres: fleet-wide counters (`pool_counters`, for `/metrics`) and
+//! per-minute rows (`metric_minutes`, for the dashboard's charts), both added to by
+//! every process, so any web replica shows the same picture.
+
+use serde_json::{Value, json};
+use sqlx::PgExecutor;
+
+/// One counter increment for `pool_counters`.
+pub struct CounterDelta<'a> {
+    pub name: &'a str,
+    pub labels: &'a str,
+    pub value: f64,
+}
+
+/// One series' deltas for the current minute.
+pub struct MinuteDelta<'a> {
+    pub name: &'a str,
+    pub labels: &'a str,
+    pub count: f64,
+    pub sum: f64,
+    pub buckets: Option<&'a [i64]>,
+}
+
+/// Adds both sets of deltas in one statement: all or nothing, so a failed write can
+/// be retried whole without counting anything twice.
+pub async fn add(
+    db: impl PgExecutor<'_>,
+    counters: &[CounterDelta<'_>],
+    minutes: &[MinuteDelta<'_>],
+) -> sqlx::Result<()> {
+    let counters: Vec<Value> =
+        counters.iter().map(|c| json!({"name": c.name, "labels": c.labels, "value": c.value})).collect();
+    let minutes: Vec<Value> = minutes
+        .iter()
+        .map(|m| json!({"name": m.name, "labels": m.labels, "count": m.count, "sum": m.sum, "buckets": m.buckets}))
+        .collect();
+    // Rows in key order: concurrent flushes of several processes lock them in the
+    // same order, so they cannot deadlock.
+    sqlx::query(
+        "WITH c AS (
+             INSERT INTO pool_counters (name, labels, value)
+             SELECT name, labels, value FROM jsonb_to_recordset($1) AS r(name text, labels text, value float8)
+             ORDER BY name, labels
+             ON CONFLICT ON CONSTRAINT pool_counters_pkey DO UPDATE SET value = pool_counters.value + EXCLUDED.value
+         )
+         INSERT INTO metric_minutes AS m (minute, name, labels, count, sum, buckets)
+         SELECT date_trunc('minute', now()), name, labels, count, sum, buckets
+         FROM jsonb_to_recordset($2) AS r(name text, labels text, count float8, sum float8, buckets bigint[])
+         ORDER BY name, labels
+         ON CONFLICT ON CONSTRAINT metric_minutes_pkey DO UPDATE SET
+             count = m.count + EXCLUDED.count,
+             sum = m.sum + EXCLUDED.sum,
+             buckets = CASE WHEN m.buckets IS NULL THEN EXCLUDED.buckets
+                            WHEN EXCLUDED.buckets IS NULL THEN m.buckets
+                            ELSE ARRAY(SELECT a + b FROM unnest(m.buckets, EXCLUDED.buckets) WITH ORDINALITY AS u(a, b, i)
+                                       ORDER BY i) END",
+    )
+    .bind(Value::Array(counters))
+    .bind(Value::Array(minutes))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Samples the pool's gauges into the current minute (the last sample wins):
+/// `pool_warm` (idle + provisioning) and `pool_min_idle`.
+pub async fn sample_pool(db: impl PgExecutor<'_>, min_idle: u32) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO metric_minutes (minute, name, labels, count)
+         SELECT date_trunc('minute', now()), 'pool_warm', '', count(*) FROM instances
+         WHERE status IN ('idle', 'provisioning')
+         UNION ALL SELECT date_trunc('minute', now()), 'pool_min_idle', '', $1
+         ON CONFLICT ON CONSTRAINT metric_minutes_pkey DO UPDATE SET count = EXCLUDED.count",
+    )
+    .bind(f64::from(min_idle))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Deletes per-minute rows older than `retention_secs`; returns how many.
+pub async fn prune_minutes(db: impl PgExecutor<'_>, retention_secs: f64) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM metric_minutes WHERE minute < now() - make_interval(secs => $1)")
+        .bind(retention_secs)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Every fleet-wide counter: `(name, labels, value)`.
+pub async fn counters(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String, f64)>> {
+    sqlx::query_as("SELECT name, labels, value FROM pool_counters ORDER BY name, labels").fetch_all(db).await
+}
+
+/// A per-minute row.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MinuteRow {
+    /// Start of the minute, seconds since the epoch.
+    pub minute: i64,
+    pub name: String,
+    pub labels: String,
+    pub count: f64,
+    pub buckets: Option<Vec<i64>>,
+}
+
+/// The per-minute rows of `names` over the last `minutes` minutes (the current one
+/// included), oldest first.
+pub async fn minutes(db: impl PgExecutor<'_>, names: &[&str], minutes: i64) -> sqlx::Result<Vec<MinuteRow>> {
+    sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM minute)::int8 AS minute, name, labels, count, buckets FROM metric_minutes
+         WHERE minute > date_trunc('minute', now()) - make_interval(mins => $2::int) AND name = ANY($1)
+         ORDER BY minute",
+    )
+    .bind(names)
+    .bind(minutes)
+    .fetch_all(db)
+    .await
+}
+
+/// The start of the current minute, seconds since the epoch (the database's clock,
+/// which stamps the rows).
+pub async fn current_minute(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM date_trunc('minute', now()))::int8").fetch_one(db).await
+}
