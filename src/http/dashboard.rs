@@ -1,6 +1,9 @@
 //! The operator dashboard: static files compiled into the binary (nothing is fetched
 //! from outside at run time). The page asks for the API key itself and keeps it in
 //! the browser session; the server never embeds it.
+//!
+//! The scripts are plain files run in the order `index.html` lists them (no build
+//! step); `vendor/` holds uPlot 1.6.32 (MIT, licence in `vendor/uPlot.LICENSE`).
 
 use axum::{
     Router,
@@ -11,15 +14,33 @@ use axum::{
 
 use super::AppState;
 
-const INDEX: &str = include_str!("dashboard/index.html");
-const APP_JS: &str = include_str!("dashboard/app.js");
-const STYLE: &str = include_str!("dashboard/style.css");
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Every file of the dashboard: its path, content type and contents.
+const ASSETS: [(&str, &str, &str); 14] = [
+    ("/", HTML, include_str!("dashboard/index.html")),
+    ("/style.css", CSS, include_str!("dashboard/style.css")),
+    ("/css/panels.css", CSS, include_str!("dashboard/css/panels.css")),
+    ("/js/core.js", JS, include_str!("dashboard/js/core.js")),
+    ("/js/pool.js", JS, include_str!("dashboard/js/pool.js")),
+    ("/js/fleet.js", JS, include_str!("dashboard/js/fleet.js")),
+    ("/js/jobs.js", JS, include_str!("dashboard/js/jobs.js")),
+    ("/js/kinds.js", JS, include_str!("dashboard/js/kinds.js")),
+    ("/js/job-detail.js", JS, include_str!("dashboard/js/job-detail.js")),
+    ("/js/charts.js", JS, include_str!("dashboard/js/charts.js")),
+    ("/app.js", JS, include_str!("dashboard/app.js")),
+    ("/vendor/uPlot.iife.min.js", JS, include_str!("dashboard/vendor/uPlot.iife.min.js")),
+    ("/vendor/uPlot.min.css", CSS, include_str!("dashboard/vendor/uPlot.min.css")),
+    ("/vendor/uPlot.LICENSE", TEXT, include_str!("dashboard/vendor/uPlot.LICENSE")),
+];
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
-        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
-        .route("/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+    ASSETS.iter().fold(Router::new(), |router, &(path, content_type, body)| {
+        router.route(path, get(move || async move { asset(content_type, body) }))
+    })
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -1,49 +1,38 @@
 // Drives Pool's dashboard in headless Chromium.
 //
-//   node tests/browser/dashboard.mjs <baseUrl> <apiKey>
+//   FIXTURE_JOBS='{"retry":"<id>","history":"<id>","bulk":["<id>",…],"pauseKind":"noop"}' \
+//     node tests/browser/dashboard.mjs <baseUrl> <apiKey>
 //
 // Steps: open /, enter the key, compare the count cards with GET /api/pool/counts,
-// claim an agent through the form and wait for its invite URL, then retry a failed
-// job from the job list. Exits 0 on success, 1 with a message otherwise.
-// CHROMIUM_PATH overrides the browser (default /usr/bin/chromium); SCREENSHOT_DIR,
-// when set, receives dashboard.png (and failure.png when a step fails).
+// the charts (uPlot canvases, the hour/day toggle), the fleet table against
+// GET /api/pool/instances, claim an agent through the form, retry a failed job from
+// the list, open a job's panel by keyboard (its attempt history, Retry, Escape), open
+// a #job/<id> URL directly, retry every failed job at once, pause and resume a kind.
+// The FIXTURE_JOBS ids are failed jobs the caller inserted: `retry` (any), `history`
+// (2 attempts recorded), `bulk` (no other job may be failed by then). Any script
+// error, console error or server error fails the run. Exits 0 on success, 1 with a
+// message otherwise. CHROMIUM_PATH overrides the browser (default /usr/bin/chromium);
+// SCREENSHOT_DIR, when set, receives dashboard.png and job-detail.png (failure.png
+// when a step fails).
 
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { StepError, apiClient, fail, log, screenshot, sleep, step, watchErrors } from './harness.mjs';
+import { bulkRetry, charts, fleet, jobDetail, jobDetailByUrl, pauseKind } from './panels.mjs';
 
 const [baseArg, apiKey] = process.argv.slice(2);
-if (!baseArg || !apiKey) {
-  console.error('usage: node dashboard.mjs <baseUrl> <apiKey>');
+let fixtures;
+try { fixtures = JSON.parse(process.env.FIXTURE_JOBS || ''); } catch { fixtures = null; }
+if (!baseArg || !apiKey || !fixtures || !fixtures.retry || !fixtures.history || !(fixtures.bulk || []).length) {
+  console.error('usage: FIXTURE_JOBS=\'{"retry":id,"history":id,"bulk":[id,…],"pauseKind":kind}\' node dashboard.mjs <baseUrl> <apiKey>');
   process.exit(2);
 }
 const base = baseArg.replace(/\/+$/, '');
 const STATUSES = ['provisioning', 'idle', 'claiming', 'claimed', 'crashed', 'draining'];
 const screenshotDir = process.env.SCREENSHOT_DIR;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (step, msg) => console.log(`[dashboard] ${step}: ${msg}`);
-
-class StepError extends Error {}
-function fail(step, msg) { throw new StepError(`${step}: ${msg}`); }
-
-async function step(name, fn) {
-  const started = Date.now();
-  try {
-    const summary = await fn();
-    log(name, `ok (${((Date.now() - started) / 1000).toFixed(1)} s)${summary ? ` — ${summary}` : ''}`);
-  } catch (err) {
-    if (err instanceof StepError) throw err;
-    fail(name, err.message.split('\n')[0]);
-  }
-}
-
-async function fetchCounts() {
-  const res = await fetch(`${base}/api/pool/counts`);
-  if (!res.ok) throw new Error(`GET /api/pool/counts answered ${res.status}`);
-  return res.json();
-}
+const api = apiClient(base, apiKey);
 
 async function readCounts(page) {
   return page.evaluate((statuses) => Object.fromEntries(statuses.map((s) => {
@@ -63,13 +52,10 @@ async function main() {
     timeout: 60_000,
   });
   const page = context.pages()[0] || await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (err) => pageErrors.push(err.message));
-  page.on('console', (msg) => {
-    // Failed requests (a 503 claim, a 409 retry) are logged by Chromium too; they are not script errors.
-    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) pageErrors.push(`console: ${msg.text()}`);
-  });
+  const pageErrors = watchErrors(page, base);
   page.on('dialog', (dialog) => dialog.accept()); // production confirm()s
+  const ctx = { page, api, base, fixtures, screenshotDir };
+  const noErrors = (name) => { if (pageErrors.length) fail(name, `page errors: ${pageErrors.join('; ')}`); };
 
   try {
     await step('open', async () => {
@@ -100,14 +86,18 @@ async function main() {
     await step('counts', async () => {
       let last = '';
       for (let i = 0; i < 15; i += 1) {
-        const [before, shown, after] = [await fetchCounts(), await readCounts(page), await fetchCounts()];
-        const matches = (api) => STATUSES.every((s) => shown[s] === String(api[s]));
+        const [before, shown, after] = [await api('/api/pool/counts'), await readCounts(page), await api('/api/pool/counts')];
+        const matches = (c) => STATUSES.every((s) => shown[s] === String(c[s]));
         if (matches(before) || matches(after)) return STATUSES.map((s) => `${s}=${shown[s]}`).join(' ');
         last = `page ${JSON.stringify(shown)} vs API ${JSON.stringify(after)}`;
         await sleep(1000);
       }
       fail('counts', `count cards never matched GET /api/pool/counts: ${last}`);
     });
+
+    await step('charts', () => charts(ctx));
+    noErrors('charts');
+    await step('fleet', () => fleet(ctx));
 
     await step('claim', async () => {
       await page.fill('#claim-agent-name', 'Browser test');
@@ -125,16 +115,14 @@ async function main() {
       return `invite ${url}`;
     });
 
-    let jobId;
+    const jobId = fixtures.retry;
     await step('failed job', async () => {
-      const row = page.locator('#jobs tr[data-status="failed"]').first();
+      const row = page.locator(`#jobs tr[data-job-id="${jobId}"][data-status="failed"]`);
       try {
         await row.waitFor({ state: 'attached', timeout: 30_000 });
       } catch {
-        fail('failed job', 'no job row with data-status="failed" appeared within 30 s');
+        fail('failed job', `job ${jobId} did not appear as failed in the job list within 30 s`);
       }
-      jobId = await row.getAttribute('data-job-id');
-      if (!jobId) fail('failed job', 'the failed row has no data-job-id');
       return `found job ${jobId}`;
     });
 
@@ -153,19 +141,23 @@ async function main() {
       return `job ${jobId} is now ${await row.getAttribute('data-status')}`;
     });
 
-    if (pageErrors.length) fail('page errors', pageErrors.join('; '));
+    await step('job detail', () => jobDetail(ctx));
+    await step('job detail by URL', () => jobDetailByUrl(ctx));
+    await step('bulk retry', () => bulkRetry(ctx));
+    await step('pause kind', () => pauseKind(ctx));
 
-    if (screenshotDir) {
-      mkdirSync(screenshotDir, { recursive: true });
-      const path = join(screenshotDir, 'dashboard.png');
-      await page.screenshot({ path, fullPage: true });
-      log('screenshot', path);
-    }
+    await step('screenshot', async () => {
+      // Charts refresh every 15 s: ask for the hour again so they show this run's claims.
+      const note = await page.locator('#charts-note').textContent();
+      await page.locator('#chart-range button[data-range="hour"]').click();
+      await page.waitForFunction((before) => document.getElementById('charts-note').textContent !== before,
+        note, { timeout: 10_000 }).catch(() => {});
+      await screenshot(page, screenshotDir, 'dashboard.png', { fullPage: true });
+    });
+    noErrors('page errors');
   } catch (err) {
-    if (screenshotDir) {
-      mkdirSync(screenshotDir, { recursive: true });
-      await page.screenshot({ path: join(screenshotDir, 'failure.png'), fullPage: true }).catch(() => {});
-    }
+    await screenshot(page, screenshotDir, 'failure.png', { fullPage: true }).catch(() => {});
+    if (pageErrors.length && err instanceof StepError) err.message += ` (page errors: ${pageErrors.join('; ')})`;
     throw err;
   } finally {
     await context.close().catch(() => {});
