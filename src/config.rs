@@ -79,6 +79,9 @@ pub struct Config {
     pub claim_contract: ClaimContract,
     /// Replenish keeps `idle + provisioning` at least this high.
     pub min_idle: u32,
+    /// `POOL_BUFFER` and `POOL_MAX_WARM`: how the warm target follows demand.
+    pub buffer: crate::buffer::Mode,
+    pub max_warm: Option<u32>,
     /// A provisioning instance not ready after this long is drained.
     pub stuck_timeout: Duration,
     pub database_url: SecretString,
@@ -134,6 +137,8 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("environment", &self.environment)
             .field("min_idle", &self.min_idle)
+            .field("buffer", &self.buffer)
+            .field("max_warm", &self.max_warm)
             .field("services_url", &self.services.url)
             .field("jobs", &self.jobs)
             .finish_non_exhaustive()
@@ -141,6 +146,11 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// The warm target's settings.
+    pub fn buffer_settings(&self) -> crate::buffer::Settings {
+        crate::buffer::Settings { min_idle: self.min_idle, mode: self.buffer, max_warm: self.max_warm }
+    }
+
     /// Reads the process environment (after `.env`, loaded by the CLI).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -149,13 +159,15 @@ impl Config {
     /// Reads configuration through `lookup`, so tests need not touch the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        Ok(Self {
+        Self {
             port: env.parse("PORT", 3001)?,
             host: env.parse("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
             api_key: env.secret("POOL_API_KEY")?,
             environment: env.parse("POOL_ENVIRONMENT", Environment::Staging)?,
             claim_contract: env.parse("POOL_CLAIM_CONTRACT", ClaimContract::Jobs)?,
             min_idle: env.parse("POOL_MIN_IDLE", 1)?,
+            buffer: env.parse("POOL_BUFFER", crate::buffer::Mode::Adaptive)?,
+            max_warm: None,
             stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,
             database_url: env.secret("DATABASE_URL")?,
             database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10)?,
@@ -167,7 +179,20 @@ impl Config {
             railway_project_id: env.optional("RAILWAY_PROJECT_ID"),
             railway_environment_id: env.optional("RAILWAY_ENVIRONMENT_ID"),
             jobs: JobsConfig::from_env(&env)?,
-        })
+        }
+        .with_max_warm(&env)
+    }
+
+    /// `POOL_MAX_WARM`, by default the larger of 10 and four times `POOL_MIN_IDLE`:
+    /// room for demand, and a bound on what a burst can cost.
+    fn with_max_warm(mut self, env: &Env<'_>) -> Result<Self, ConfigError> {
+        let max_warm = env.positive("POOL_MAX_WARM", (4 * self.min_idle).max(10))?;
+        if max_warm < self.min_idle {
+            let reason = format!("must be at least POOL_MIN_IDLE ({})", self.min_idle);
+            return Err(ConfigError::Invalid { name: "POOL_MAX_WARM", reason });
+        }
+        self.max_warm = Some(max_warm);
+        Ok(self)
     }
 }
 

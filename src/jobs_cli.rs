@@ -174,6 +174,10 @@ fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<job
         }
         EnrichMetadata::KIND => check::<EnrichMetadata>(args, config)?,
         Noop::KIND => check::<Noop>(args, config)?,
+        CheckReady::KIND => {
+            check::<CheckReady>(args, config)?;
+            queue::check_ready_job()
+        }
         other => anyhow::bail!("unknown job kind {other:?}; known: {}", KINDS.join(", ")),
     })
 }

@@ -13,6 +13,7 @@
 //! - [`instance`]: client for an instance's own endpoints (health, provision).
 //! - [`store`]: all SQL: instances, jobs, idempotency keys, shared rate limits.
 //! - [`http`]: the web process: router, `ApiError`, handlers.
+//! - [`buffer`]: the warm target (`POOL_MIN_IDLE`, adaptive to demand, `POOL_MAX_WARM`).
 //! - [`queue`]: enqueueing jobs (inside the caller's transaction) and the job document.
 //! - [`worker`]: the worker process: job handlers, schedules, pruning.
 //! - [`sim`]: the simulated services API and instances used by `pool dev` and tests.
@@ -25,6 +26,7 @@
 //! `http` and `worker` are the two entry layers and never import each other.
 
 pub mod bench;
+pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -3,7 +3,7 @@
 //! transaction of the row change the job belongs to.
 
 use chrono::{DateTime, Utc};
-use pool_jobs::{Job, ProvisionInstance, Reconcile, Replenish};
+use pool_jobs::{CheckReady, Job, ProvisionInstance, Reconcile, Replenish};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -31,6 +31,16 @@ pub async fn enqueue<J: Job>(conn: &mut PgConnection, payload: &J, config: &Jobs
 /// re-drive never doubles it).
 pub fn provision_job(instance_id: &str, config: &JobsConfig) -> NewJob {
     new_job(&ProvisionInstance { instance_id: instance_id.to_owned() }, config).dedupe(instance_id)
+}
+
+/// Rounds of `check_ready` before it leaves the rest to reconcile (~5 minutes).
+pub const CHECK_READY_ROUNDS: i32 = 100;
+
+/// The readiness follow-up, a singleton while queued or running; its rounds are its
+/// attempts, whatever `JOB_MAX_ATTEMPTS` says.
+pub fn check_ready_job() -> NewJob {
+    let args = serde_json::to_value(CheckReady {}).expect("job payloads serialize");
+    NewJob::new(CheckReady::KIND, args, CHECK_READY_ROUNDS as u32 + 1).dedupe(SINGLETON)
 }
 
 /// A top-up replenish, a singleton while queued or running.

@@ -102,8 +102,16 @@ pub struct Noop {
 }
 job!(Noop, "noop");
 
+/// Follows instances that are being created: checks their deploys with one status
+/// call per round, health-checks the finished ones into the pool, and repeats with
+/// backoff while any are still building (reconcile remains the safety net).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckReady {}
+job!(CheckReady, "check_ready");
+
 /// Every kind name, for registries, filters and validation.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     ProvisionInstance::KIND,
     ClaimAndProvision::KIND,
     Replenish::KIND,
@@ -113,6 +121,7 @@ pub const KINDS: [&str; 9] = [
     Reconcile::KIND,
     EnrichMetadata::KIND,
     Noop::KIND,
+    CheckReady::KIND,
 ];
 
 #[cfg(test)]

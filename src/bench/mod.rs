@@ -7,6 +7,9 @@
 //! Results and their analysis live in `docs/BENCHMARKS.md`; `scripts/bench` runs
 //! this against a throwaway Postgres with durability on.
 
+mod availability;
+mod availability_report;
+mod availability_trace;
 mod claim;
 mod cpu;
 mod footprint;
@@ -18,6 +21,8 @@ mod report;
 
 use serde_json::Value;
 
+pub use availability::AvailabilityArgs;
+
 /// Arguments of `pool bench`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -27,6 +32,9 @@ pub struct BenchArgs {
     /// Small sizes for a smoke run (numbers are not meaningful).
     #[arg(long)]
     pub quick: bool,
+    /// Flags of the `availability` scenario.
+    #[command(flatten)]
+    pub availability: AvailabilityArgs,
 }
 
 /// The scenarios of issue 5.
@@ -42,7 +50,10 @@ pub enum Scenario {
     Reconcile,
     /// RSS of web and worker at idle and under the claim load.
     Footprint,
-    /// Every scenario in turn.
+    /// Issue 12: a demand trace with bursts against a static and an adaptive warm
+    /// buffer (simulated build time; minutes). Only when named: not part of `all`.
+    Availability,
+    /// Every scenario in turn (except `availability`).
     All,
 }
 
@@ -55,7 +66,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for scenario in scenarios {
         // On SIGTERM or Ctrl-C the scenario is dropped, which kills its children.
         let line = tokio::select! {
-            line = run_one(scenario, args.quick) => line?,
+            line = run_one(scenario, &args) => line?,
             () = crate::telemetry::shutdown_signal() => anyhow::bail!("interrupted"),
         };
         println!("{}", serde_json::to_string(&line)?);
@@ -63,13 +74,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_one(scenario: Scenario, quick: bool) -> anyhow::Result<Value> {
+async fn run_one(scenario: Scenario, args: &BenchArgs) -> anyhow::Result<Value> {
+    let quick = args.quick;
     match scenario {
         Scenario::Claim => claim::run(quick).await,
         Scenario::QueueLatency => queue_latency::run(quick).await,
         Scenario::QueueDrain => queue_drain::run(quick).await,
         Scenario::Reconcile => reconcile::run(quick).await,
         Scenario::Footprint => footprint::run(quick).await,
+        Scenario::Availability => availability::run(quick, &args.availability).await,
         Scenario::All => unreachable!("expanded by run"),
     }
 }

@@ -7,10 +7,10 @@ use pool_jobs::ClaimAndProvision;
 use serde::Deserialize;
 
 use super::{
-    AppState, claim_original,
+    AppState, claim_original, claim_wait,
     error::{ApiError, ErrorBody},
     extract::{ApiJson, Authenticated},
-    respond::{PreferWait, new_job_response},
+    respond::{PreferWait, new_job_response, requested_wait},
 };
 use crate::{
     config::Environment,
@@ -113,23 +113,32 @@ pub async fn claim(
     let original = claim_original::wanted(&headers, state.config.claim_contract)?;
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let hash = request_hash(&payload);
+    // The original contract answered 503 at once; only this contract's claims wait.
+    let wait = requested_wait(&headers).filter(|_| !original);
     for _ in 0..2 {
         // Before the job exists: its end cannot be missed, and need not be polled for.
         let subscription = state.waiter.subscribe();
-        let job_id = match &key {
+        let claim = match &key {
             Some(key) => match existing_for_key(&state, key, &hash).await? {
-                Some(job_id) => job_id,
-                None => match reserve_and_enqueue(&state, &payload, Some((key, &hash))).await? {
-                    Some(job_id) => job_id,
+                Some(job_id) => Claim::Reserved(job_id),
+                None => match reserve_and_enqueue(&state, &payload, Some((key, &hash)), wait).await? {
+                    Some(claim) => claim,
                     None => continue, // a concurrent request with the same key won
                 },
             },
-            None => reserve_and_enqueue(&state, &payload, None).await?.expect("no key, no race"),
+            None => reserve_and_enqueue(&state, &payload, None, wait).await?.expect("no key, no race"),
         };
-        if original {
-            return claim_original::respond(&state, subscription, &job_id).await;
-        }
-        return new_job_response(&state, &headers, subscription, &job_id).await;
+        return match (claim, wait) {
+            (Claim::Waiting(job_id), Some(wait)) => {
+                claim_wait::respond_when_bound(&state, subscription, &job_id, wait).await
+            }
+            (Claim::Reserved(job_id) | Claim::Waiting(job_id), _) if original => {
+                claim_original::respond(&state, subscription, &job_id).await
+            }
+            (Claim::Reserved(job_id) | Claim::Waiting(job_id), _) => {
+                new_job_response(&state, &headers, subscription, &job_id).await
+            }
+        };
     }
     Err(ApiError::Conflict {
         code: "idempotency_conflict",
@@ -145,22 +154,37 @@ async fn existing_for_key(state: &AppState, key: &str, hash: &str) -> Result<Opt
     })
 }
 
-/// Reserves an instance and enqueues the claim atomically (one statement).
-/// `Ok(None)`: another request recorded the same idempotency key first.
+/// The claim's job: holding an instance, or waiting in line for one.
+enum Claim {
+    Reserved(String),
+    Waiting(String),
+}
+
+/// Reserves an instance and enqueues the claim atomically (one statement); with
+/// `wait` and no idle instance, the claim waits in line. `Ok(None)`: another request
+/// recorded the same idempotency key first.
 async fn reserve_and_enqueue(
     state: &AppState,
     payload: &ClaimAndProvision,
     key: Option<(&str, &str)>,
-) -> Result<Option<String>, ApiError> {
+    wait: Option<std::time::Duration>,
+) -> Result<Option<Claim>, ApiError> {
     let jobs_config = &state.config.jobs;
     let job = queue::new_job(payload, jobs_config);
-    match claim::reserve_and_enqueue(&state.db, &job, key).await? {
+    match claim::reserve_and_enqueue(&state.db, &job, key, wait).await? {
         // The claim job enqueues the replenish when it ends; not here, on the hot path.
         Reserved::Instance(instance_id) => {
             tracing::info!(job_id = %job.id, instance_id = %instance_id, "claim enqueued");
-            Ok(Some(job.id))
+            Ok(Some(Claim::Reserved(job.id)))
         }
         Reserved::KeyTaken => Ok(None),
+        Reserved::Waiting => {
+            // The pool is short by at least this claim: refill now, not at the next tick.
+            let mut conn = state.db.acquire().await?;
+            queue::enqueue_replenish(&mut conn, jobs_config).await?;
+            tracing::info!(job_id = %job.id, "claim waits for an instance");
+            Ok(Some(Claim::Waiting(job.id)))
+        }
         Reserved::NoIdle => {
             let mut conn = state.db.acquire().await?;
             queue::enqueue_replenish(&mut conn, jobs_config).await?;

@@ -11,10 +11,11 @@ use super::{
     extract::{ApiQuery, page},
 };
 use crate::{
+    buffer,
     config::Config,
     domain::InstanceStatus,
     metrics::stats::{self, Range, Stats},
-    store::{InstanceRow, instances},
+    store::{Counts, InstanceRow, instances, jobs::claim},
 };
 
 const PAGE: i64 = 50;
@@ -101,6 +102,26 @@ fn fleet_instance(config: &Config, row: InstanceRow) -> FleetInstance {
         last_error: row.last_error,
         railway_url,
     }
+}
+
+/// `/api/pool/counts`: the counts by status (flattened, as before), the claims
+/// waiting for an instance, and the warm target.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolCounts {
+    #[serde(flatten)]
+    counts: Counts,
+    /// Claims waiting for an instance (`Prefer: wait`).
+    waiting: i64,
+    /// What replenish keeps `idle + provisioning` at, and why.
+    buffer: buffer::Target,
+}
+
+pub async fn pool_counts(state: &AppState) -> Result<PoolCounts, ApiError> {
+    let counts = instances::counts(&state.db).await?;
+    let waiting = claim::waiting_count(&state.db).await?;
+    let buffer = buffer::current(&state.db, state.config.buffer_settings()).await?;
+    Ok(PoolCounts { counts, waiting, buffer })
 }
 
 /// `?range=hour|day`.

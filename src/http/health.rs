@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
 async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let page = crate::metrics::render(&state.db, state.config.min_idle).await?;
+    let page = crate::metrics::render(&state.db, state.config.buffer_settings()).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], page))
 }
 

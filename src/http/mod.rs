@@ -3,6 +3,7 @@
 
 mod claim;
 mod claim_original;
+mod claim_wait;
 mod dashboard;
 pub mod error;
 pub mod extract;

@@ -14,13 +14,14 @@ use super::{
     AppState, claim,
     error::{ApiError, ErrorBody},
     extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key, page, whole_number},
+    fleet,
     respond::{JobResponses, PreferWait, job_response},
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
     queue,
     store::{
-        Counts, instances,
+        instances,
         jobs::{self, NewJob},
     },
 };
@@ -38,10 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/pool/crashed/{id}", delete(dismiss))
 }
 
-/// Instances per status.
-#[utoipa::path(get, path = "/api/pool/counts", tag = "pool", responses((status = 200, body = Counts)))]
-async fn counts(State(state): State<AppState>) -> Result<Json<Counts>, ApiError> {
-    Ok(Json(instances::counts(&state.db).await?))
+/// Instances per status, claims waiting for one, and the warm target with its reasons.
+#[utoipa::path(get, path = "/api/pool/counts", tag = "pool", responses((status = 200, body = fleet::PoolCounts)))]
+async fn counts(State(state): State<AppState>) -> Result<Json<fleet::PoolCounts>, ApiError> {
+    fleet::pool_counts(&state).await.map(Json)
 }
 
 /// `?limit=&offset=&instructions=`.

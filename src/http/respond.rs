@@ -99,7 +99,8 @@ pub async fn new_job_response(
     respond(read(state, headers, id, Some(subscription)).await?, id)
 }
 
-fn respond(doc: Option<JobDoc>, id: &str) -> Result<Response, ApiError> {
+/// 200 with a finished job, 202 with one still queued or running; 404 without one.
+pub fn respond(doc: Option<JobDoc>, id: &str) -> Result<Response, ApiError> {
     let doc = doc.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
     let status = if doc.status.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut response = (status, Json(&doc)).into_response();

@@ -51,11 +51,23 @@ pub struct Subscription(broadcast::Receiver<String>);
 impl Subscription {
     /// Waits up to `limit` for job `id`, enqueued after this subscription, to finish:
     /// the job is read once, when its notification arrives (or at a safety re-read).
-    pub async fn wait_new(self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
-        self.wait(db, id, limit, false).await
+    pub async fn wait_new(mut self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
+        self.wait_more(db, id, limit, false).await
     }
 
     async fn wait(mut self, db: &PgPool, id: &str, limit: Duration, read_first: bool) -> sqlx::Result<Option<JobDoc>> {
+        self.wait_more(db, id, limit, read_first).await
+    }
+
+    /// Like [`Subscription::wait_new`], and the subscription stays usable for another
+    /// wait (`read_first`: read the job before the first wait).
+    pub async fn wait_more(
+        &mut self,
+        db: &PgPool,
+        id: &str,
+        limit: Duration,
+        read_first: bool,
+    ) -> sqlx::Result<Option<JobDoc>> {
         let rx = &mut self.0;
         let deadline = tokio::time::Instant::now() + limit.min(MAX_WAIT);
         let mut read = read_first;

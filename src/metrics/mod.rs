@@ -29,7 +29,8 @@ const MINUTES_RETENTION: Duration = Duration::from_secs(2 * 24 * 3600);
 const PRUNE_EVERY: u32 = 120;
 
 /// Metrics recorded as histograms (the rest are counters).
-pub const HISTOGRAMS: [&str; 3] = ["pool_job_queue_wait_seconds", "pool_job_run_seconds", "pool_claim_seconds"];
+pub const HISTOGRAMS: [&str; 4] =
+    ["pool_job_queue_wait_seconds", "pool_job_run_seconds", "pool_claim_seconds", "pool_lead_time_seconds"];
 
 /// One call to an upstream, by target and HTTP status (or `error` without one).
 pub fn upstream_call(target: &str, status: Option<u16>) {
@@ -61,6 +62,11 @@ pub fn runs_recorded(applied: &[Applied]) {
             .then(|| ("pool_claim_seconds", String::new(), run.age));
         [("pool_job_run_seconds", format!("kind=\"{}\"", run.kind), run.run_time)].into_iter().chain(claim)
     }));
+}
+
+/// An instance became idle `lead` after its row was created (the lead time).
+pub fn instance_ready(lead: Duration) {
+    pending::observe([("pool_lead_time_seconds", String::new(), lead.as_secs_f64())]);
 }
 
 /// A claim request answered: `served` (a job, or its finished document), `empty`

@@ -8,7 +8,10 @@ use super::{
     BUCKETS, HISTOGRAMS, handle,
     pending::{Delta, Key},
 };
-use crate::store::{self, instances, jobs};
+use crate::{
+    buffer,
+    store::{self, instances, jobs},
+};
 
 /// The counter rows a batch adds to: counters as they are; histograms as cumulative
 /// `_bucket{le}` rows, `_sum` and `_count`.
@@ -37,7 +40,8 @@ type KindTotal = (String, String, i64);
 
 /// The full `/metrics` page: scrape-time gauges from the database, the fleet's
 /// counters and histograms, then this process's recorder (HTTP requests).
-pub async fn render(db: &PgPool, min_idle: u32) -> sqlx::Result<String> {
+pub async fn render(db: &PgPool, settings: buffer::Settings) -> sqlx::Result<String> {
+    let min_idle = settings.min_idle;
     let counts = instances::counts(db).await?;
     let by_status = [
         ("provisioning", counts.provisioning),
@@ -69,6 +73,7 @@ pub async fn render(db: &PgPool, min_idle: u32) -> sqlx::Result<String> {
     for (kind, state, n) in TOTALS.get_or_try(|| jobs::totals_by_kind(db)).await? {
         out.push_str(&format!("pool_jobs{{kind=\"{kind}\",status=\"{state}\"}} {n}\n"));
     }
+    buffer_gauges(&mut out, db, settings).await?;
     let paused = jobs::pauses::paused(db).await?;
     out.push_str("# HELP pool_job_kind_paused 1 while a job kind is paused (its jobs stay queued).\n");
     out.push_str("# TYPE pool_job_kind_paused gauge\n");
@@ -80,6 +85,27 @@ pub async fn render(db: &PgPool, min_idle: u32) -> sqlx::Result<String> {
     handle().run_upkeep();
     out.push_str(&handle().render());
     Ok(out)
+}
+
+/// The warm target and what it is made of.
+async fn buffer_gauges(out: &mut String, db: &PgPool, settings: buffer::Settings) -> sqlx::Result<()> {
+    let target = buffer::current(db, settings).await?;
+    let waiting = jobs::claim::waiting_count(db).await?;
+    let gauges = [
+        ("pool_warm_target", "idle + provisioning replenish keeps (before waiting claims).", target.target.into()),
+        ("pool_claims_waiting", "Claims waiting for an instance (Prefer: wait).", waiting as f64),
+        ("pool_claim_rate_per_minute", "Smoothed claims per minute the target plans for.", target.claims_per_minute),
+        ("pool_lead_time_seconds_p90", "Create to idle, p90 of the last hour.", target.lead_time_seconds),
+    ];
+    for (name, help, value) in gauges {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+    }
+    if let Some(max) = target.max_warm {
+        out.push_str(&format!(
+            "# HELP pool_max_warm POOL_MAX_WARM.\n# TYPE pool_max_warm gauge\npool_max_warm {max}\n"
+        ));
+    }
+    Ok(())
 }
 
 /// The fleet's counters, a histogram's rows together and its buckets in order.

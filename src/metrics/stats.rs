@@ -49,6 +49,8 @@ pub struct Stats {
     pub warm: Vec<Option<f64>>,
     /// `POOL_MIN_IDLE` as the workers saw it.
     pub min_idle_series: Vec<Option<f64>>,
+    /// The warm target replenish planned with (last of the minute).
+    pub target: Vec<Option<f64>>,
     /// Claim requests answered.
     pub claims: Vec<f64>,
     /// Of those, 503 `no_idle_instance`.
@@ -62,9 +64,10 @@ pub struct Stats {
     pub jobs_finished: Vec<JobSeries>,
 }
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "pool_warm",
     "pool_min_idle",
+    "pool_warm_target",
     "pool_claims_total",
     "pool_claim_seconds",
     "pool_job_queue_wait_seconds",
@@ -90,6 +93,7 @@ fn build(range: Range, min_idle: u32, now: i64, rows: &[MinuteRow]) -> Stats {
         t,
         warm: vec![None; len],
         min_idle_series: vec![None; len],
+        target: vec![None; len],
         claims: vec![0.0; len],
         claims_empty: vec![0.0; len],
         claim_p50_ms: vec![None; len],
@@ -106,6 +110,7 @@ fn build(range: Range, min_idle: u32, now: i64, rows: &[MinuteRow]) -> Stats {
         match row.name.as_str() {
             "pool_warm" => stats.warm[i] = Some(row.count),
             "pool_min_idle" => stats.min_idle_series[i] = Some(row.count),
+            "pool_warm_target" => stats.target[i] = Some(row.count),
             "pool_claims_total" => {
                 stats.claims[i] += row.count;
                 if label(&row.labels, "outcome") == Some("empty") {
@@ -134,7 +139,7 @@ fn build(range: Range, min_idle: u32, now: i64, rows: &[MinuteRow]) -> Stats {
     stats
 }
 
-fn add_buckets(into: &mut Vec<i64>, from: Option<&[i64]>) {
+pub fn add_buckets(into: &mut Vec<i64>, from: Option<&[i64]>) {
     let Some(from) = from else { return };
     if into.len() < from.len() {
         into.resize(from.len(), 0);
@@ -149,7 +154,7 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
 
 /// The `q` quantile in milliseconds, interpolated within its bucket (as Prometheus'
 /// `histogram_quantile`); `None` without observations. Above the last bound: that bound.
-fn quantile_ms(buckets: &[i64], q: f64) -> Option<f64> {
+pub fn quantile_ms(buckets: &[i64], q: f64) -> Option<f64> {
     let total: i64 = buckets.iter().sum();
     if total == 0 {
         return None;

@@ -78,6 +78,19 @@ pub async fn sample_pool(db: impl PgExecutor<'_>, min_idle: u32) -> sqlx::Result
     Ok(())
 }
 
+/// Sets a gauge for the current minute (the last value wins).
+pub async fn set_gauge(db: impl PgExecutor<'_>, name: &str, value: f64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO metric_minutes (minute, name, labels, count) VALUES (date_trunc('minute', now()), $1, '', $2)
+         ON CONFLICT ON CONSTRAINT metric_minutes_pkey DO UPDATE SET count = EXCLUDED.count",
+    )
+    .bind(name)
+    .bind(value)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Deletes per-minute rows older than `retention_secs`; returns how many.
 pub async fn prune_minutes(db: impl PgExecutor<'_>, retention_secs: f64) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM metric_minutes WHERE minute < now() - make_interval(secs => $1)")

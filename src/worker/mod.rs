@@ -5,8 +5,10 @@ mod claim;
 mod destroy;
 mod enrich;
 pub mod handler;
+mod matcher;
 mod noop;
 mod provision;
+mod ready;
 mod reconcile;
 mod reconcile_apply;
 mod reconcile_rules;
@@ -67,9 +69,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let mut tasks = JoinSet::new();
     tasks.spawn(schedule::run(ctx.clone(), stop.clone()));
     tasks.spawn(prune_loop(ctx.clone(), stop.clone()));
+    tasks.spawn(matcher::run(ctx.clone(), stop.clone()));
     tasks.spawn(crate::metrics::flush_loop(ctx.db.clone(), Some(ctx.config.min_idle), stop.clone()));
     let mut jobs = tokio::spawn(runtime::run(ctx.clone(), stop.clone()));
     tracing::info!(environment = ctx.config.environment.as_str(), "worker started");
+    // Top up once at start: a fresh deploy fills the pool without waiting for a tick.
+    if let Err(err) = store::jobs::enqueue_unless_held(&ctx.db, &crate::queue::replenish_job(&ctx.config.jobs)).await {
+        tracing::warn!(error = %err, "could not enqueue the start-up replenish; the schedule will");
+    }
     // A runtime or background loop (schedules, pruning, metrics) that ends on its
     // own, or panics, is fatal: the process exits non-zero so the platform restarts
     // it, and other workers rescue what it held.

@@ -1,6 +1,6 @@
 //! `provision_instance`: creates the provider resources of a `provisioning` row.
 //! `create-instance` is idempotent on the instance id, so a re-run is harmless;
-//! readiness is picked up by reconcile.
+//! readiness is followed by `check_ready` (and reconcile, the safety net).
 
 use pool_jobs::ProvisionInstance;
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
-    store::instances,
+    store::{self, instances},
 };
 
 impl Handler for ProvisionInstance {
@@ -25,6 +25,8 @@ impl Handler for ProvisionInstance {
         }
         let created = ctx.services.create_instance(&id).await?;
         instances::set_service(&ctx.db, id.as_str(), &created.service_id, created.url.as_deref()).await?;
+        // Follow it until ready, rather than waiting for the next reconcile.
+        store::jobs::enqueue_unless_held(&ctx.db, &crate::queue::check_ready_job()).await?;
         tracing::info!(instance_id = %id, service_id = %created.service_id, "instance created at the provider");
         Ok(json!({ "instanceId": id, "serviceId": created.service_id, "url": created.url }))
     }

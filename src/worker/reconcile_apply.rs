@@ -122,6 +122,10 @@ async fn become_idle(ctx: &Ctx, row: &InstanceRow, stuck: bool) -> Result<Applie
         }
     }
     let idle = instances::transition(&ctx.db, &row.id, &[Provisioning], Idle, None).await?;
+    // The lead time the warm target plans with; adopted rows started elsewhere.
+    if idle && row.created_by_job.is_some() {
+        crate::metrics::instance_ready((chrono::Utc::now() - row.created_at).to_std().unwrap_or_default());
+    }
     Ok(if idle { Applied::BecameIdle } else { Applied::Nothing })
 }
 

@@ -1,6 +1,9 @@
 //! `replenish`: re-drives provisions that gave up, then writes `provisioning` rows and
-//! their `provision_instance` jobs in one transaction. Rows record the replenish job,
-//! so a re-run after a crash sees what it already created and adds nothing more.
+//! their `provision_instance` jobs in one transaction: up to the warm target
+//! ([`crate::buffer`]) plus one for every claim waiting for an instance, the whole
+//! deficit at once (the shared services rate limit paces the creates). Rows record
+//! the replenish job, so a re-run after a crash sees what it already created and adds
+//! nothing more.
 
 use pool_jobs::Replenish;
 use serde_json::{Value, json};
@@ -10,13 +13,15 @@ use super::{
     handler::{Handler, JobError, JobMeta, checkpoint},
 };
 use crate::{
+    buffer,
     domain::InstanceId,
     queue, store,
     store::{instances, jobs},
 };
 
-/// Most instances one replenish creates, whatever the deficit (bounds a burst).
-const MAX_PER_RUN: i64 = 50;
+/// Most instances one replenish creates (a bound against a runaway, far above any
+/// refill the services rate limit allows in minutes).
+const MAX_PER_RUN: i64 = 1000;
 
 impl Handler for Replenish {
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
@@ -29,20 +34,16 @@ impl Handler for Replenish {
         let redriven = redrive(ctx).await?;
         let wanted = match self.count {
             Some(count) => i64::from(count.min(20)),
-            None => {
-                let have = instances::idle_plus_provisioning(&ctx.db).await?;
-                (i64::from(ctx.config.min_idle) - have).clamp(0, MAX_PER_RUN)
-            }
+            None => top_up(ctx).await?,
         };
         checkpoint(ctx, job).await?;
         let ids: Vec<InstanceId> = (0..wanted).map(|_| InstanceId::generate()).collect();
-        let (job_id, config, rows) = (job.id.clone(), ctx.config.jobs.clone(), ids.clone());
+        let provisions: Vec<_> = ids.iter().map(|id| queue::provision_job(id.as_str(), &ctx.config.jobs)).collect();
+        let (job_id, rows) = (job.id.clone(), ids.clone());
         store::transaction(&ctx.db, move |tx| {
             Box::pin(async move {
-                for id in &rows {
-                    instances::insert_provisioning(&mut *tx, id, &job_id).await?;
-                    jobs::enqueue(&mut *tx, &queue::provision_job(id.as_str(), &config)).await?;
-                }
+                instances::insert_provisioning_many(&mut *tx, &rows, &job_id).await?;
+                jobs::enqueue_many(&mut *tx, &provisions).await?;
                 Ok(())
             })
         })
@@ -53,6 +54,20 @@ impl Handler for Replenish {
         }
         Ok(json!({ "created": ids.len(), "instanceIds": ids, "redriven": redriven }))
     }
+}
+
+/// How many instances a top-up creates: the warm target and the waiting claims,
+/// less what is idle or on its way.
+async fn top_up(ctx: &Ctx) -> Result<i64, JobError> {
+    let target = buffer::current(&ctx.db, ctx.config.buffer_settings()).await?;
+    let have = instances::idle_plus_provisioning(&ctx.db).await?;
+    let waiting = jobs::claim::waiting_count(&ctx.db).await?;
+    store::metrics::set_gauge(&ctx.db, "pool_warm_target", f64::from(target.target)).await?;
+    let wanted = buffer::to_create(&target, have, waiting).min(MAX_PER_RUN);
+    if wanted > 0 {
+        tracing::info!(target = target.target, reason = target.reason, have, waiting, wanted, "topping up");
+    }
+    Ok(wanted)
 }
 
 /// Enqueues a new provision for every `provisioning` row that has no service and

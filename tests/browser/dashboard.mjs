@@ -95,6 +95,15 @@ async function main() {
       fail('counts', `count cards never matched GET /api/pool/counts: ${last}`);
     });
 
+    await step('warm target', async () => {
+      const { buffer } = await api('/api/pool/counts');
+      const shown = await page.locator('#buffer-target').textContent();
+      if (shown.trim() !== String(buffer.target)) fail('warm target', `page ${shown} vs API ${buffer.target}`);
+      const why = await page.locator('#buffer-why').textContent();
+      if (!why.startsWith(buffer.mode)) fail('warm target', `reason shown as ${why}`);
+      return `${shown.trim()} (${why.trim()})`;
+    });
+
     await step('charts', () => charts(ctx));
     noErrors('charts');
     await step('fleet', () => fleet(ctx));

@@ -113,7 +113,11 @@ export async function jobDetail({ page, fixtures, screenshotDir }) {
   if (!status) fail('job detail', 'the panel still shows failed after its Retry');
 
   await page.keyboard.press('Escape');
-  if (!await until(5_000, async () => !await dialogOpen(page))) fail('job detail', 'Escape did not close the panel');
+  // The dialog's `close` event (which clears the hash and moves focus) follows its
+  // closing in a later task: wait for all three.
+  const closed = await until(5_000, async () => !await dialogOpen(page)
+    && await page.evaluate(() => location.hash === '' && document.activeElement?.matches('a.job-link')));
+  if (!closed) fail('job detail', 'Escape did not close the panel');
   const back = await page.evaluate((jobId) => {
     const a = document.activeElement;
     return Boolean(a && a.matches('a.job-link') && a.closest('tr') && a.closest('tr').dataset.jobId === jobId);

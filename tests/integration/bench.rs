@@ -33,3 +33,16 @@ async fn queue_drain_quick_prints_its_json_line() {
     let json = quick_bench("queue-drain").await;
     assert!(json["best"]["jobs_per_sec"].is_number(), "{json}");
 }
+
+#[tokio::test]
+async fn availability_quick_prints_its_json_line() {
+    let json = quick_bench("availability").await;
+    let runs = json["runs"].as_array().expect("runs");
+    let buffers: Vec<&str> = runs.iter().filter_map(|r| r["buffer"].as_str()).collect();
+    assert_eq!(buffers, ["static", "adaptive", "static"], "{json}");
+    for run in runs {
+        assert_eq!(run["claims"], json["claims"], "every run replays the same trace: {json}");
+        assert!(run["warm_instance_minutes"].as_f64().is_some_and(|m| m > 0.0), "{json}");
+    }
+    assert!(json["verdict"]["no_idle_instance"].is_number(), "{json}");
+}

@@ -28,3 +28,4 @@ mod reconcile;
 mod resilience;
 mod schedules;
 mod upgrade;
+mod waiting;

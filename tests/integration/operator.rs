@@ -169,7 +169,7 @@ async fn a_paused_kind_stays_queued_until_resumed() {
 
     let (_, kinds) = json_of(&stack, Method::GET, "/api/jobs/kinds").await;
     let replenish = kinds["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "replenish").unwrap().clone();
-    assert_eq!((&replenish["paused"], replenish["queued"].as_i64()), (&json!(true), Some(1)), "{kinds}");
+    assert_eq!((&replenish["paused"], replenish["queued"].as_i64() >= Some(1)), (&json!(true), true), "{kinds}");
     let metrics = text(&stack, &stack.url("/metrics")).await;
     assert!(metrics.contains("pool_job_kind_paused{kind=\"replenish\"} 1\n"), "{metrics}");
     assert!(metrics.contains("pool_job_kind_paused{kind=\"reconcile\"} 0\n"), "{metrics}");

@@ -104,7 +104,7 @@ async fn metrics_show_pool_jobs_upstream_calls_and_timings() {
     let needles = [
         "pool_upstream_calls_total{target=\"services\",code=\"200\"}",
         "pool_instances{status=\"provisioning\"}",
-        "pool_jobs{kind=\"replenish\",status=\"succeeded\"} 1",
+        "pool_jobs{kind=\"replenish\",status=\"succeeded\"} 2",
         "pool_workers_alive 1",
         "pool_min_idle 0",
         "pool_http_requests_total{method=\"POST\",route=\"/api/pool/replenish\",status=\"200\"} 1",
@@ -113,7 +113,7 @@ async fn metrics_show_pool_jobs_upstream_calls_and_timings() {
         "pool_jobs{kind=\"provision_instance\",status=\"succeeded\"} 2",
         "pool_job_run_seconds_bucket{kind=\"replenish\"",
         "pool_job_queue_wait_seconds_count{kind=\"provision_instance\"} 2",
-        "pool_jobs_finished_total{kind=\"replenish\",status=\"succeeded\"} 1",
+        "pool_jobs_finished_total{kind=\"replenish\",status=\"succeeded\"} 2",
     ];
     let text = eventually(Duration::from_secs(30), || async {
         let text = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();

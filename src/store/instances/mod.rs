@@ -60,15 +60,20 @@ const COLUMNS: &str = "id, name, url, status, service_id, deploy_status, agent_n
      invite_url, instructions, join_url, claim_job_id, created_by_job, last_error, missing_batches, created_at, \
      claimed_at, status_changed_at";
 
-/// Inserts a `provisioning` row before the services call, so a crash in between
-/// leaves a row reconcile can finish or clean. `job_id` is the replenish creating it.
-pub async fn insert_provisioning(db: impl PgExecutor<'_>, id: &InstanceId, job_id: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO instances (id, name, status, created_by_job) VALUES ($1, $2, 'provisioning', $3)")
-        .bind(id.as_str())
-        .bind(crate::domain::service_name(id))
-        .bind(job_id)
-        .execute(db)
-        .await?;
+/// Inserts `provisioning` rows before the services calls, so a crash in between
+/// leaves rows reconcile can finish or clean. `job_id` is the replenish creating them.
+pub async fn insert_provisioning_many(db: impl PgExecutor<'_>, ids: &[InstanceId], job_id: &str) -> sqlx::Result<()> {
+    let names: Vec<String> = ids.iter().map(crate::domain::service_name).collect();
+    let ids: Vec<&str> = ids.iter().map(InstanceId::as_str).collect();
+    sqlx::query(
+        "INSERT INTO instances (id, name, status, created_by_job)
+         SELECT id, name, 'provisioning', $3 FROM unnest($1::text[], $2::text[]) AS r(id, name)",
+    )
+    .bind(&ids)
+    .bind(&names)
+    .bind(job_id)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -303,4 +308,16 @@ pub async fn fleet(
         .fetch_one(db)
         .await?;
     Ok((rows, total))
+}
+
+/// `provisioning` rows whose service exists (being created), without
+/// `instructions`, oldest first.
+pub async fn being_created(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<InstanceRow>> {
+    let columns = COLUMNS.replace("instructions", "NULL::text AS instructions");
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM instances WHERE status = 'provisioning' AND service_id IS NOT NULL
+         ORDER BY created_at, id LIMIT 1000"
+    )))
+    .fetch_all(db)
+    .await
 }

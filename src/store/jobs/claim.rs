@@ -3,6 +3,8 @@
 //! in one statement (one round trip, atomic, nothing a dropped request can leave
 //! half-done).
 
+use std::time::Duration;
+
 use sqlx::PgExecutor;
 
 use super::NewJob;
@@ -12,6 +14,8 @@ use super::NewJob;
 pub enum Reserved {
     /// The instance is reserved for the job, which is queued.
     Instance(String),
+    /// No idle instance; the job waits for one (it was asked to).
+    Waiting,
     /// No idle instance; nothing was written.
     NoIdle,
     /// A concurrent request recorded the same idempotency key first; nothing was written.
@@ -19,13 +23,15 @@ pub enum Reserved {
 }
 
 /// Reserves an idle instance for `job` and enqueues it; with `key = (key, request
-/// hash)`, also records the idempotency key.
+/// hash)`, also records the idempotency key. With `wait` and no idle instance, the
+/// job is enqueued waiting for one (FIFO, [`bind_waiting`]) until `wait` from now.
 pub async fn reserve_and_enqueue(
     db: impl PgExecutor<'_>,
     job: &NewJob,
     key: Option<(&str, &str)>,
+    wait: Option<Duration>,
 ) -> sqlx::Result<Reserved> {
-    let reserved: sqlx::Result<Option<String>> = sqlx::query_scalar(
+    let reserved: sqlx::Result<Option<(Option<String>, Option<bool>)>> = sqlx::query_as(
         "WITH picked AS (
              SELECT id FROM instances WHERE status = 'idle' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
          ), reserved AS (
@@ -33,16 +39,18 @@ pub async fn reserve_and_enqueue(
              FROM picked WHERE instances.id = picked.id AND instances.status = 'idle'
              RETURNING instances.id
          ), job AS (
-             INSERT INTO jobs (id, kind, args, max_attempts)
-             SELECT $1, $2, $3, $4 FROM reserved
-             RETURNING id
+             INSERT INTO jobs (id, kind, args, max_attempts, waiting, run_at)
+             SELECT $1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM reserved),
+                    CASE WHEN EXISTS (SELECT 1 FROM reserved) THEN now() ELSE now() + make_interval(secs => $7) END
+             WHERE EXISTS (SELECT 1 FROM reserved) OR $7::float8 IS NOT NULL
+             RETURNING id, waiting
          ), keyed AS (
              INSERT INTO idempotency_keys (key, request_hash, job_id)
              SELECT $5, $6, id FROM job WHERE $5::text IS NOT NULL
              RETURNING key
          )
          -- Data-modifying CTEs run whether read or not.
-         SELECT id FROM reserved",
+         SELECT (SELECT id FROM reserved), (SELECT waiting FROM job)",
     )
     .bind(&job.id)
     .bind(job.kind)
@@ -50,12 +58,83 @@ pub async fn reserve_and_enqueue(
     .bind(job.max_attempts)
     .bind(key.map(|(k, _)| k))
     .bind(key.map(|(_, h)| h))
+    .bind(wait.map(|w| w.as_secs_f64()))
     .fetch_optional(db)
     .await;
     match reserved {
-        Ok(Some(instance)) => Ok(Reserved::Instance(instance)),
-        Ok(None) => Ok(Reserved::NoIdle),
+        Ok(Some((Some(instance), _))) => Ok(Reserved::Instance(instance)),
+        Ok(Some((None, Some(true)))) => Ok(Reserved::Waiting),
+        Ok(_) => Ok(Reserved::NoIdle),
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("idempotency_keys_pkey") => Ok(Reserved::KeyTaken),
         Err(e) => Err(e),
     }
+}
+
+/// Binds idle instances to waiting claims, oldest claim to oldest instance (FIFO
+/// across every web replica: the order is the table's), and makes those claims due;
+/// fails waiting claims past their deadline (their web process is gone). Returns the
+/// bound `(job id, instance id)` pairs. Safe to run from every worker at once.
+pub async fn bind_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "WITH expired AS (
+             UPDATE jobs SET state = 'failed', waiting = false, finished_at = now(),
+                             error = 'no_idle_instance: no instance became idle in time'
+             WHERE waiting AND state = 'queued' AND run_at < now() - interval '5 seconds'
+             RETURNING id
+         ), w AS (
+             SELECT id, created_at FROM jobs WHERE waiting AND state = 'queued' AND run_at >= now()
+             ORDER BY created_at, id LIMIT 200 FOR UPDATE SKIP LOCKED
+         ), i AS (
+             SELECT id, created_at FROM instances WHERE status = 'idle'
+             ORDER BY created_at, id LIMIT (SELECT count(*) FROM w) FOR UPDATE SKIP LOCKED
+         ), pairs AS (
+             SELECT wn.id AS job_id, inn.id AS instance_id
+             FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM w) wn
+             JOIN (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM i) inn USING (n)
+         ), bound AS (
+             UPDATE instances SET status = 'claiming', claim_job_id = pairs.job_id,
+                                  status_changed_at = now(), updated_at = now()
+             FROM pairs WHERE instances.id = pairs.instance_id AND instances.status = 'idle'
+             RETURNING instances.id AS instance_id, pairs.job_id
+         ), due AS (
+             UPDATE jobs SET waiting = false, run_at = now()
+             FROM bound WHERE jobs.id = bound.job_id
+             RETURNING jobs.id, bound.instance_id
+         )
+         SELECT id, instance_id FROM due, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Ends a waiting claim that no instance was bound to (`failed` at its deadline,
+/// `cancelled` when its client left); `false` when it is no longer waiting (an
+/// instance was bound meanwhile: the claim goes on).
+pub async fn stop_waiting(db: impl PgExecutor<'_>, id: &str, state: &str, error: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = $2, error = $3, waiting = false, finished_at = now()
+         WHERE id = $1 AND waiting AND state = 'queued'",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Claims waiting for an instance.
+pub async fn waiting_count(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE waiting AND state = 'queued'").fetch_one(db).await
+}
+
+/// Whether claims wait that the instances on their way (provisioning, not yet
+/// idle) cannot all serve.
+pub async fn short_for_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM jobs WHERE waiting AND state = 'queued')
+              > (SELECT count(*) FROM instances WHERE status = 'provisioning')",
+    )
+    .fetch_one(db)
+    .await
 }

@@ -156,20 +156,23 @@ pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Enqu
     Err(sqlx::Error::Protocol(format!("could not enqueue {} after 3 tries", job.kind)))
 }
 
-/// Inserts many jobs in one statement (a bulk producer); keys are not deduplicated.
+/// Inserts many jobs in one statement (a bulk producer). Dedupe keys are recorded,
+/// not checked: a taken one fails the whole statement.
 pub async fn enqueue_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Result<u64> {
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
     let args: Vec<&Value> = jobs.iter().map(|j| &j.args).collect();
     let attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+    let dedupe: Vec<Option<&str>> = jobs.iter().map(|j| j.dedupe.as_deref()).collect();
     let done = sqlx::query(
-        "INSERT INTO jobs (id, kind, args, max_attempts)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[])",
+        "INSERT INTO jobs (id, kind, args, max_attempts, dedupe_key)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::text[])",
     )
     .bind(&ids)
     .bind(&kinds)
     .bind(&args)
     .bind(&attempts)
+    .bind(&dedupe)
     .execute(db)
     .await?;
     Ok(done.rows_affected())

@@ -19,8 +19,8 @@ use std::{collections::HashMap, sync::Arc};
 use apalis::prelude::*;
 use futures::{FutureExt, SinkExt, future::BoxFuture};
 use pool_jobs::{
-    ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Noop, ProvisionInstance,
-    Reconcile, Replenish,
+    CheckReady, ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Noop,
+    ProvisionInstance, Reconcile, Replenish,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -75,6 +75,8 @@ pub fn kinds(ctx: &Ctx) -> Vec<Kind> {
         kind::<Reconcile>(1),
         kind::<EnrichMetadata>(1),
         kind::<Noop>(n(Noop::KIND, other)),
+        // A singleton: one round checks every instance being created.
+        kind::<CheckReady>(1),
     ]
 }
 

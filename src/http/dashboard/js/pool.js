@@ -9,6 +9,7 @@ async function refreshCounts() {
   try {
     const { data } = await api('GET', '/api/pool/counts');
     for (const s of INSTANCE_STATUSES) setText($(`count-${s}`), data[s] ?? 0);
+    showBuffer(data.buffer, data.waiting);
     live.className = 'live live-ok';
     setText($('live-text'), 'Live');
   } catch (err) {
@@ -16,6 +17,19 @@ async function refreshCounts() {
     setText($('live-text'), 'Offline');
     throw err;
   }
+}
+
+/** The warm target and why (adaptive: demand over the lead time, within the ceiling). */
+function showBuffer(b, waiting) {
+  if (!b) return;
+  const why = {
+    min_idle: `POOL_MIN_IDLE ${b.minIdle}`,
+    demand: `${b.claimsPerMinute.toFixed(1)} claims/min × ${Math.round(b.leadTimeSeconds)} s lead time`,
+    max_warm: `capped at POOL_MAX_WARM ${b.maxWarm}`,
+  }[b.reason] || b.reason;
+  setText($('buffer-target'), b.target);
+  setText($('buffer-why'), `${b.mode}: ${why}`);
+  setText($('buffer-waiting'), waiting ? `${waiting} claim${waiting === 1 ? '' : 's'} waiting for an instance` : '');
 }
 
 async function loadVersion() {

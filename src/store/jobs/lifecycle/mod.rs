@@ -55,7 +55,7 @@ pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(&str, i32)]
              SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
              CROSS JOIN LATERAL (
                  SELECT id FROM jobs
-                 WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now()
+                 WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now() AND NOT waiting
                  ORDER BY priority DESC, run_at, id
                  LIMIT k.n
                  FOR UPDATE SKIP LOCKED) j

@@ -1,0 +1,303 @@
+//! What `availability` measures per run and how it is shown: the cost sampled from
+//! `/api/pool/counts`, the claims' endings, the side-by-side table and the verdict
+//! on issue 12's targets.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::{
+    availability_trace::{Ending, Outcome},
+    harness::API_KEY,
+    report::{self, Latency},
+};
+
+/// A claim answered 200 with a `succeeded` job within this long was bound "at once"
+/// (the simulator's provision call is immediate, so this is Pool's own path).
+pub const AT_ONCE: Duration = Duration::from_secs(1);
+/// The issue's comparison: a static minimum that costs this much more.
+pub const COST_FACTOR: f64 = 1.25;
+/// How often the cost is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// One configuration of Pool that the trace runs against.
+#[derive(Clone, Debug)]
+pub struct Setting {
+    /// E.g. `static M=3`, `adaptive M=3`.
+    pub label: String,
+    /// `POOL_BUFFER`: `static` or `adaptive`.
+    pub buffer: &'static str,
+    /// `POOL_MIN_IDLE`.
+    pub min_idle: u32,
+    /// `POOL_MAX_WARM`.
+    pub max_warm: u32,
+}
+
+impl Setting {
+    pub fn new(buffer: &'static str, min_idle: u32, max_warm: u32) -> Self {
+        Self { label: format!("{buffer} M={min_idle}"), buffer, min_idle, max_warm: max_warm.max(min_idle) }
+    }
+}
+
+/// Warm instances (`idle + provisioning`) over the trace, from `/api/pool/counts`.
+#[derive(Clone, Debug, Default)]
+pub struct Cost {
+    /// Warm instance-seconds: each sample's warm count times the time to the next one.
+    pub warm_secs: f64,
+    /// The window sampled (the trace's length).
+    pub window: Duration,
+    /// The largest `idle + provisioning` sampled.
+    pub max_warm: i64,
+    /// Samples taken, and those whose request failed (the previous value was kept).
+    pub samples: usize,
+    pub missed: usize,
+    /// The largest `target` the counts reported, when they report one.
+    pub max_target: Option<i64>,
+}
+
+impl Cost {
+    pub fn warm_minutes(&self) -> f64 {
+        self.warm_secs / 60.0
+    }
+
+    /// The average number of warm instances over the window.
+    pub fn avg_warm(&self) -> f64 {
+        let secs = self.window.as_secs_f64();
+        if secs > 0.0 { self.warm_secs / secs } else { 0.0 }
+    }
+}
+
+/// `idle`, `provisioning` and (when present) `target` of `/api/pool/counts`.
+pub async fn counts(http: &reqwest::Client, web_url: &str) -> Option<(i64, i64, Option<i64>)> {
+    let response = http.get(format!("{web_url}/api/pool/counts")).bearer_auth(API_KEY).send().await.ok()?;
+    let body: Value = response.error_for_status().ok()?.json().await.ok()?;
+    Some((body["idle"].as_i64()?, body["provisioning"].as_i64()?, body["target"].as_i64()))
+}
+
+/// Samples the counts every second for `window` and integrates `idle + provisioning`.
+pub async fn sample_cost(http: &reqwest::Client, web_url: &str, window: Duration) -> Cost {
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(SAMPLE_EVERY);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut cost = Cost { window, ..Cost::default() };
+    let mut last: Option<(f64, i64)> = None;
+    loop {
+        ticker.tick().await;
+        let now = start.elapsed().min(window).as_secs_f64();
+        let sample = counts(http, web_url).await;
+        if let Some((at, warm)) = last {
+            cost.warm_secs += warm as f64 * (now - at);
+        }
+        cost.samples += 1;
+        match sample {
+            Some((idle, provisioning, target)) => {
+                let warm = idle + provisioning;
+                cost.max_warm = cost.max_warm.max(warm);
+                cost.max_target = target.max(cost.max_target);
+                last = Some((now, warm));
+            }
+            None => {
+                cost.missed += 1;
+                last = last.map(|(_, warm)| (now, warm));
+            }
+        }
+        if now >= window.as_secs_f64() {
+            return cost;
+        }
+    }
+}
+
+/// One run of the trace against one [`Setting`].
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub setting: Setting,
+    pub claims: usize,
+    /// Bound within [`AT_ONCE`].
+    pub at_once: usize,
+    /// Bound at all (`200` + `succeeded`), at once or later.
+    pub bound: usize,
+    /// Answer times (ms) of every claim not bound at once, whatever its ending.
+    pub waits_ms: Vec<f64>,
+    pub no_idle: usize,
+    /// Answered 202 (still running when the wait ran out).
+    pub pending: usize,
+    pub other: usize,
+    pub first_other: Option<String>,
+    pub cost: Cost,
+    /// Instances that existed in the run: created through the services API (distinct
+    /// ids of successful `POST /create-instance`), the warm-up included.
+    pub created: usize,
+    /// How long Pool took to reach `POOL_MIN_IDLE` idle instances before the trace.
+    pub warm_up: Duration,
+}
+
+impl RunResult {
+    pub fn new(setting: Setting, outcomes: &[Outcome], cost: Cost, created: usize, warm_up: Duration) -> Self {
+        let mut result = Self {
+            setting,
+            claims: outcomes.len(),
+            at_once: 0,
+            bound: 0,
+            waits_ms: Vec::new(),
+            no_idle: 0,
+            pending: 0,
+            other: 0,
+            first_other: None,
+            cost,
+            created,
+            warm_up,
+        };
+        for outcome in outcomes {
+            match &outcome.ending {
+                Ending::Bound => result.bound += 1,
+                Ending::NoIdle => result.no_idle += 1,
+                Ending::Pending => result.pending += 1,
+                Ending::Other(err) => {
+                    result.other += 1;
+                    result.first_other = result.first_other.take().or_else(|| Some(err.clone()));
+                }
+            }
+            if outcome.ending == Ending::Bound && outcome.answered <= AT_ONCE {
+                result.at_once += 1;
+            } else {
+                result.waits_ms.push(report::ms(outcome.answered));
+            }
+        }
+        result
+    }
+
+    fn at_once_pct(&self) -> f64 {
+        if self.claims == 0 { 0.0 } else { (self.at_once as f64 * 1000.0 / self.claims as f64).round() / 10.0 }
+    }
+
+    fn never_claimed(&self) -> i64 {
+        i64::try_from(self.created).unwrap_or(i64::MAX) - i64::try_from(self.bound).unwrap_or(i64::MAX)
+    }
+
+    fn waits(&self) -> Latency {
+        Latency::of(&mut self.waits_ms.clone())
+    }
+
+    /// The JSON object of this run; `cost_ratio` is its warm minutes over the adaptive run's.
+    pub fn json(&self, cost_ratio: f64) -> Value {
+        let waits = self.waits();
+        json!({
+            "label": self.setting.label,
+            "buffer": self.setting.buffer,
+            "min_idle": self.setting.min_idle,
+            "max_warm": self.setting.max_warm,
+            "claims": self.claims,
+            "at_once": self.at_once,
+            "at_once_pct": self.at_once_pct(),
+            "bound": self.bound,
+            "not_at_once": self.waits_ms.len(),
+            "wait_p50_s": secs(waits.p50_ms),
+            "wait_p95_s": secs(waits.p95_ms),
+            "wait_max_s": secs(waits.max_ms),
+            "no_idle_instance": self.no_idle,
+            "pending_202": self.pending,
+            "other_errors": self.other,
+            "first_error": self.first_other,
+            "warm_instance_minutes": report::round2(self.cost.warm_minutes()),
+            "avg_warm": report::round2(self.cost.avg_warm()),
+            "cost_vs_adaptive": report::round2(cost_ratio),
+            "max_warm_seen": self.cost.max_warm,
+            "max_target_seen": self.cost.max_target,
+            "count_samples": self.cost.samples,
+            "count_samples_missed": self.cost.missed,
+            "created": self.created,
+            "never_claimed": self.never_claimed(),
+            "warm_up_secs": secs(report::ms(self.warm_up)),
+        })
+    }
+
+    fn row(&self, cost_ratio: f64) -> Vec<String> {
+        let waits = self.waits();
+        let mut cells = vec![
+            self.setting.label.clone(),
+            self.setting.max_warm.to_string(),
+            format!("{}/{} ({:.1}%)", self.at_once, self.claims, self.at_once_pct()),
+        ];
+        cells.extend([waits.p50_ms, waits.p95_ms, waits.max_ms].map(|ms| format!("{:.1}", ms / 1000.0)));
+        cells.extend([self.no_idle, self.pending, self.other].map(|n| n.to_string()));
+        cells.push(format!("{:.1}", self.cost.warm_minutes()));
+        cells.push(format!("{cost_ratio:.2}"));
+        cells.push(self.cost.max_warm.to_string());
+        cells.push(self.created.to_string());
+        cells.push(self.never_claimed().to_string());
+        cells
+    }
+}
+
+/// Milliseconds to seconds with two decimals.
+fn secs(ms: f64) -> f64 {
+    report::round2(ms / 1000.0)
+}
+
+/// Prints the side-by-side table of `runs` (the adaptive one is `adaptive`).
+pub fn print_table(title: &str, runs: &[RunResult], adaptive: &RunResult) {
+    let headers = [
+        "run",
+        "POOL_MAX_WARM",
+        "bound at once",
+        "wait p50 s",
+        "p95 s",
+        "max s",
+        "no_idle",
+        "202",
+        "other",
+        "warm inst-min",
+        "× adaptive",
+        "max warm seen",
+        "created",
+        "never claimed",
+    ];
+    let rows: Vec<Vec<String>> = runs.iter().map(|r| r.row(ratio(r, adaptive))).collect();
+    report::table(title, &headers, &rows);
+    if let Some(err) = runs.iter().find_map(|r| r.first_other.as_ref()) {
+        println!("  first error: {err}");
+    }
+}
+
+/// Warm minutes of `run` over those of `adaptive`.
+pub fn ratio(run: &RunResult, adaptive: &RunResult) -> f64 {
+    let base = adaptive.cost.warm_minutes();
+    if base > 0.0 { run.cost.warm_minutes() / base } else { 0.0 }
+}
+
+/// Issue 12's targets checked on `runs`; printed, and returned as JSON.
+pub fn verdict(runs: &[RunResult], adaptive: &RunResult) -> Value {
+    let no_idle: usize = runs.iter().map(|r| r.no_idle).sum();
+    let rival = runs
+        .iter()
+        .filter(|r| r.setting.buffer == "static" && ratio(r, adaptive) >= COST_FACTOR)
+        .min_by(|a, b| a.cost.warm_minutes().total_cmp(&b.cost.warm_minutes()));
+    let over: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.cost.max_warm > i64::from(r.setting.max_warm))
+        .map(|r| r.setting.label.as_str())
+        .collect();
+    println!("  no_idle_instance in all runs: {no_idle}");
+    match rival {
+        Some(r) => println!(
+            "  adaptive bound {} at once; {} (cost ×{:.2}) bound {}: {}",
+            adaptive.at_once,
+            r.setting.label,
+            ratio(r, adaptive),
+            r.at_once,
+            if adaptive.at_once >= r.at_once { "at least as many" } else { "FEWER" }
+        ),
+        None => println!("  no static run cost ≥ {COST_FACTOR}× the adaptive one; no comparison"),
+    }
+    println!("  runs with more than POOL_MAX_WARM warm (sampled every second): {over:?}");
+    json!({
+        "no_idle_instance": no_idle,
+        "static_costing_25pct_more": rival.map(|r| r.setting.label.clone()),
+        "its_cost_vs_adaptive": rival.map(|r| report::round2(ratio(r, adaptive))),
+        "its_at_once": rival.map(|r| r.at_once),
+        "adaptive_at_once": adaptive.at_once,
+        "adaptive_at_least_as_many_at_once": rival.map(|r| adaptive.at_once >= r.at_once),
+        "runs_over_max_warm": over,
+    })
+}

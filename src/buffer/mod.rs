@@ -1,0 +1,84 @@
+//! The warm target: how many instances `idle + provisioning` should hold.
+//!
+//! `static`: `POOL_MIN_IDLE`. `adaptive` (the default): the larger of `POOL_MIN_IDLE`
+//! and the claims expected during one provision lead time — the claim rate (an
+//! exponentially weighted rate of claims per minute that rises at once with demand
+//! and decays with a 15-minute time constant) times the lead time (create → idle,
+//! p90 of the last hour, from Pool's own history; 60 s until there is any). Either
+//! way at most `POOL_MAX_WARM`, a ceiling that never keeps a waiting claim from its
+//! instance (replenish adds what waiting claims need on top).
+
+mod policy;
+
+use std::{fmt, str::FromStr};
+
+pub use policy::{Target, claim_rate, target, to_create};
+use sqlx::PgExecutor;
+
+use crate::{metrics::stats, store::metrics};
+
+/// How the warm target is chosen (`POOL_BUFFER`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Static,
+    #[default]
+    Adaptive,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "static" => Ok(Self::Static),
+            "adaptive" => Ok(Self::Adaptive),
+            _ => Err("expected `static` or `adaptive`".into()),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Static => "static",
+            Self::Adaptive => "adaptive",
+        })
+    }
+}
+
+/// `POOL_MIN_IDLE`, `POOL_BUFFER`, `POOL_MAX_WARM`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    pub min_idle: u32,
+    pub mode: Mode,
+    pub max_warm: Option<u32>,
+}
+
+/// Minutes of history the rate and the lead time are read from.
+const HISTORY_MINUTES: i64 = 60;
+
+/// The current target, from the per-minute history every process writes.
+pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx::Result<Target> {
+    if settings.mode == Mode::Static {
+        return Ok(target(settings, &[], None));
+    }
+    let now = metrics::current_minute(db).await?;
+    let rows = metrics::minutes(db, &["pool_claims_total", "pool_lead_time_seconds"], HISTORY_MINUTES).await?;
+    let mut claims = vec![0.0; HISTORY_MINUTES as usize];
+    let mut lead = Vec::<i64>::new();
+    for row in &rows {
+        let Some(i) = usize::try_from(HISTORY_MINUTES - 1 - (now - row.minute) / 60).ok() else { continue };
+        if row.name == "pool_claims_total" {
+            // Requests the pool answered (`rejected` ones asked for nothing).
+            if !row.labels.contains("rejected")
+                && let Some(minute) = claims.get_mut(i)
+            {
+                *minute += row.count;
+            }
+        } else if let Some(b) = &row.buckets {
+            stats::add_buckets(&mut lead, Some(b));
+        }
+    }
+    let lead_p90 = stats::quantile_ms(&lead, 0.9).map(|ms| ms / 1000.0);
+    Ok(target(settings, &claims, lead_p90))
+}

@@ -1,0 +1,38 @@
+//! Binds instances to claims waiting for capacity: every worker runs this loop, and
+//! each pass binds the oldest waiting claims to the oldest idle instances in one
+//! statement (`SKIP LOCKED`: passes of several workers never bind one twice). When
+//! claims still wait and fewer instances are on their way than claims, a replenish
+//! is enqueued at once rather than at the next tick.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+
+use super::Ctx;
+use crate::{queue, store::jobs::claim};
+
+/// Between passes: how long an instance that became idle may wait for its claim.
+const PASS_EVERY: Duration = Duration::from_millis(250);
+
+pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(err) = pass(&ctx).await {
+            tracing::warn!(error = %err, "could not bind waiting claims; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PASS_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn pass(ctx: &Ctx) -> sqlx::Result<()> {
+    for (job_id, instance_id) in claim::bind_waiting(&ctx.db).await? {
+        tracing::info!(job_id = %job_id, instance_id = %instance_id, "waiting claim bound to an instance");
+    }
+    if claim::short_for_waiting(&ctx.db).await? {
+        let mut conn = ctx.db.acquire().await?;
+        queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
+    }
+    Ok(())
+}

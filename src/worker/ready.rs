@@ -1,0 +1,65 @@
+//! `check_ready`: instances become claimable within seconds of being ready, not at
+//! the next reconcile tick. Each round asks for the deploys of every instance being
+//! created in one status call and health-checks the finished ones into the pool
+//! (the rules and writes are reconcile's); while any are still building it runs
+//! again after a short backoff, for a bounded number of rounds. Reconcile stays the
+//! safety net, and handles everything else (dead deploys, stuck rows, vanished ones).
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use pool_jobs::CheckReady;
+use serde_json::{Value, json};
+
+use super::{
+    Ctx,
+    handler::{Handler, JobError, JobMeta, checkpoint},
+    reconcile_apply::{Applied, execute},
+    reconcile_rules::{Action, decide},
+};
+use crate::{domain::InstanceId, store::instances};
+
+use crate::queue::CHECK_READY_ROUNDS as MAX_ROUNDS;
+/// Health checks made at once.
+const CHECK_CONCURRENCY: usize = 16;
+
+/// 0.5 s, 1 s, 2 s, then every 3 s.
+fn backoff(round: i32) -> Duration {
+    let exp = u32::try_from(round.clamp(1, 4) - 1).unwrap_or_default();
+    Duration::from_millis(500 * 2_u64.pow(exp)).min(Duration::from_secs(3))
+}
+
+impl Handler for CheckReady {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+        let rows = instances::being_created(&ctx.db).await?;
+        if rows.is_empty() {
+            return Ok(json!({ "checked": 0, "becameIdle": 0, "building": 0 }));
+        }
+        let ids: Vec<InstanceId> = rows.iter().map(|r| r.id.clone()).collect();
+        let batch = ctx.services.status_batch(Some(&ids)).await?;
+        checkpoint(ctx, job).await?;
+        let by_id = batch.by_instance();
+        let age = Duration::ZERO; // stuck rows are reconcile's to drain
+        let checks: Vec<_> = rows
+            .iter()
+            .filter_map(|row| {
+                let action = decide(row, by_id.get(row.id.as_str()).copied(), false, age, ctx.config.stuck_timeout);
+                matches!(action, Action::CheckHealth { .. }).then(|| (row.clone(), action))
+            })
+            .collect();
+        let building = rows.len() - checks.len();
+        let applied: Vec<_> = stream::iter(checks)
+            .map(|(row, action)| async move { execute(ctx, &row, action).await })
+            .buffer_unordered(CHECK_CONCURRENCY)
+            .collect()
+            .await;
+        let became_idle = applied.iter().filter(|a| matches!(a, Ok(Applied::BecameIdle))).count();
+        let pending = rows.len() - became_idle;
+        if pending > 0 && job.fence < MAX_ROUNDS {
+            let after = backoff(job.fence);
+            let message = format!("{pending} instances not ready yet ({building} still deploying)");
+            return Err(JobError::Retry { message, after: Some(after) });
+        }
+        Ok(json!({ "checked": rows.len(), "becameIdle": became_idle, "building": building }))
+    }
+}

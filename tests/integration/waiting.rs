@@ -1,0 +1,187 @@
+//! An adaptive pool (issue 12): claims wait for capacity first in first out, new
+//! instances become claimable within seconds of being ready, the pool fills at start,
+//! and the warm target follows demand within `POOL_MAX_WARM`.
+
+use std::{collections::HashSet, time::Duration};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{API_KEY, PoolProcess, fast_sim, free_port, wait_until_up},
+    stack::{Stack, eventually},
+};
+use pool::{queue::JobDoc, sim::SimConfig, store::JobState};
+
+const NO_SCHEDULES: [(&str, &str); 2] = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
+
+/// A second web process on the stack's database.
+async fn second_web(stack: &Stack) -> (PoolProcess, String) {
+    let port = free_port();
+    let mut env = stack.env.clone();
+    env.insert("PORT".into(), port.to_string());
+    let web = PoolProcess::spawn(&["web"], &env);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{url}/readyz"), Duration::from_secs(30)).await;
+    (web, url)
+}
+
+async fn claim_at(stack: &Stack, base: &str, wait: u64) -> reqwest::Response {
+    let req = stack.http.post(format!("{base}/api/pool/claim")).bearer_auth(API_KEY).json(&json!({}));
+    req.header("prefer", format!("wait={wait}")).send().await.unwrap()
+}
+
+/// Eight claims into an empty pool through two web processes, two workers binding:
+/// each gets its own instance, in the order the claims arrived.
+#[tokio::test]
+async fn waiting_claims_are_served_first_in_first_out_across_replicas() {
+    let sim = SimConfig { build_time: Duration::from_secs(1), ..fast_sim() };
+    let stack = Stack::start(sim, 2, &[("RECONCILE_SCHEDULE", "*/5 * * * * *")]).await;
+    let (_web, other) = second_web(&stack).await;
+    // One after another, alternating web processes; all wait at once.
+    let answers = join_all((0..8u64).map(|i| {
+        let (stack, base) = (&stack, if i % 2 == 0 { stack.web_url.clone() } else { other.clone() });
+        async move {
+            tokio::time::sleep(Duration::from_millis(150 * i)).await;
+            claim_at(stack, &base, 30).await
+        }
+    }))
+    .await;
+    let mut docs = Vec::new();
+    for answer in answers {
+        assert_eq!(answer.status(), StatusCode::OK);
+        docs.push(answer.json::<JobDoc>().await.unwrap());
+    }
+    let instances: HashSet<String> =
+        docs.iter().map(|d| d.result.as_ref().unwrap()["instanceId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(instances.len(), 8, "none bound twice: {docs:?}");
+    let mut by_arrival = docs.clone();
+    by_arrival.sort_by_key(|d| d.created_at);
+    for pair in by_arrival.windows(2) {
+        assert!(pair[0].run_at <= pair[1].run_at, "bound out of order: {:?} then {:?}", pair[0], pair[1]);
+    }
+    let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE status = 'claimed'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(claimed, 8);
+}
+
+/// A client that leaves while its claim waits takes it out of the line: no instance
+/// is bound to it, and the claim behind it is served.
+#[tokio::test]
+async fn an_abandoned_waiting_claim_binds_nothing() {
+    let sim = SimConfig { build_time: Duration::from_secs(3), ..fast_sim() };
+    let stack = Stack::start(sim, 1, &[]).await;
+    let impatient = stack.http.post(stack.url("/api/pool/claim")).bearer_auth(API_KEY).json(&json!({}));
+    let gave_up = impatient.header("prefer", "wait=30").timeout(Duration::from_millis(800)).send().await;
+    assert!(gave_up.is_err(), "the client left before an instance was ready");
+    let left: String = sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'claim_and_provision'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+
+    let served = claim_at(&stack, &stack.web_url, 30).await;
+    assert_eq!(served.status(), StatusCode::OK);
+    let served: JobDoc = served.json().await.unwrap();
+    assert_eq!(served.status, JobState::Succeeded, "{served:?}");
+    let abandoned = stack.wait_job(&left, Duration::from_secs(5)).await;
+    assert_eq!(abandoned.status, JobState::Cancelled, "{abandoned:?}");
+    let holders: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE claim_job_id = $1")
+        .bind(&left)
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(holders, 0, "no instance was bound to the abandoned claim");
+}
+
+/// With no capacity coming, a waiting claim ends at N with `no_idle_instance` and
+/// reserves nothing; without `Prefer: wait` a claim still answers 503 at once.
+#[tokio::test]
+async fn a_waiting_claim_expires_cleanly() {
+    let stack = Stack::start(fast_sim(), 1, &NO_SCHEDULES).await;
+    let paused = stack.request(reqwest::Method::POST, "/api/jobs/kinds/provision_instance/pause").send().await.unwrap();
+    assert_eq!(paused.status(), StatusCode::OK);
+
+    let expired = claim_at(&stack, &stack.web_url, 2).await;
+    assert_eq!(expired.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = expired.json().await.unwrap();
+    assert_eq!(body["code"], "no_idle_instance", "{body}");
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("SELECT state, error FROM jobs WHERE kind = 'claim_and_provision'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "failed");
+    assert!(error.is_some_and(|e| e.starts_with("no_idle_instance")));
+    let reserved: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE claim_job_id IS NOT NULL")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reserved, 0);
+
+    let at_once = stack.post("/api/pool/claim", json!({}), 0).await;
+    assert_eq!(at_once.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'claim_and_provision'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 1, "a claim without Prefer: wait enqueues nothing");
+}
+
+/// With the schedules off, a starting worker fills the pool by itself and the new
+/// instances become idle through the readiness follow-up, not reconcile.
+#[tokio::test]
+async fn a_starting_worker_fills_the_pool_and_readiness_is_followed() {
+    let sim = SimConfig { build_time: Duration::from_secs(1), ..fast_sim() };
+    let stack = Stack::start(sim, 1, &[NO_SCHEDULES[0], NO_SCHEDULES[1], ("POOL_MIN_IDLE", "3")]).await;
+    stack.wait_for_counts("3 idle", Duration::from_secs(30), |c| c["idle"] == 3).await;
+    let reconciles: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'reconcile'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reconciles, 0, "no reconcile ran");
+    let ready: Value = sqlx::query_scalar("SELECT result FROM jobs WHERE kind = 'check_ready' AND state = 'succeeded'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert!(ready["becameIdle"].as_i64().unwrap_or(0) >= 1, "{ready}");
+}
+
+/// The adaptive target rises on a burst of claims (within a flush, seconds) and is
+/// bounded by `POOL_MAX_WARM`; the pool never holds more than that while claims
+/// storm without waiting.
+#[tokio::test]
+async fn the_warm_target_rises_on_a_burst_within_the_ceiling() {
+    let sim = SimConfig { build_time: Duration::from_secs(2), ..fast_sim() };
+    let env = [("POOL_BUFFER", "adaptive"), ("POOL_MIN_IDLE", "1"), ("POOL_MAX_WARM", "4")];
+    let stack = Stack::start(sim, 1, &env).await;
+    stack.wait_for_counts("1 idle", Duration::from_secs(30), |c| c["idle"] == 1).await;
+    let before = stack.counts().await;
+    assert_eq!((before["buffer"]["target"].as_i64(), before["buffer"]["reason"].as_str()), (Some(1), Some("min_idle")));
+
+    let storm = join_all((0..40).map(|_| stack.post("/api/pool/claim", json!({}), 0))).await;
+    assert!(storm.iter().any(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE), "the storm emptied the pool");
+    let mut highest = 0;
+    let risen = eventually(Duration::from_secs(20), || {
+        let stack = &stack;
+        async move {
+            let c = stack.counts().await;
+            Some(c).filter(|c| c["buffer"]["target"].as_i64() > Some(1))
+        }
+    })
+    .await
+    .expect("the target rose with the burst");
+    assert_eq!(risen["buffer"]["reason"], "max_warm", "40 claims in a minute over a 2 s+ lead time: {risen}");
+    assert_eq!(risen["buffer"]["target"], 4, "{risen}");
+    for _ in 0..30 {
+        let c = stack.counts().await;
+        highest = highest.max(c["idle"].as_i64().unwrap() + c["provisioning"].as_i64().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.wait_for_counts("4 warm", Duration::from_secs(30), |c| c["idle"] == 4).await;
+    assert!(highest <= 4, "idle + provisioning reached {highest}, over POOL_MAX_WARM");
+    let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("pool_warm_target 4\n") && metrics.contains("pool_max_warm 4\n"), "{metrics}");
+}
