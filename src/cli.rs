@@ -22,7 +22,7 @@ const WEB_ENV: &str = "Environment (also read from .env):
   PORT, HOST              listen address (3001, 0.0.0.0)
   POOL_ENVIRONMENT        staging | production (join-link rules, dashboard confirmations)
   POOL_CLAIM_CONTRACT     jobs | original (the original service's claim answer)
-  POOL_MIN_IDLE           the pool size /metrics reports against
+  POOL_MIN_IDLE, POOL_BUFFER, POOL_MAX_WARM   the warm target counts and /metrics show
   DATABASE_MAX_CONNECTIONS, JOB_MAX_ATTEMPTS[_<KIND>], RAILWAY_PROJECT_ID,
   RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (text), RUST_LOG";
 
@@ -32,6 +32,8 @@ const WORKER_ENV: &str = "Environment (also read from .env):
   DATABASE_URL            required; Postgres URL (sslmode=require works)
   SERVICES_URL            required; SERVICES_API_KEY, SERVICES_TIMEOUT_MS
   POOL_MIN_IDLE, POOL_STUCK_TIMEOUT_MS, RAILWAY_ENVIRONMENT_ID
+  POOL_BUFFER             adaptive | static (warm target follows demand or not)
+  POOL_MAX_WARM           ceiling on idle + provisioning (max(10, 4 x POOL_MIN_IDLE))
   RECONCILE_SCHEDULE, REPLENISH_SCHEDULE   cron with seconds (*/30 * * * * *)
   JOB_CLAIM_CONCURRENCY, JOB_DEFAULT_CONCURRENCY, JOB_CONCURRENCY_<KIND>
   JOB_MAX_ATTEMPTS[_<KIND>], JOB_RETENTION_HOURS, PROVISION_TIMEOUT_MS

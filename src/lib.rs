@@ -18,7 +18,8 @@
 //! - [`worker`]: the worker process: job handlers, schedules, pruning.
 //! - [`sim`]: the simulated services API and instances used by `pool dev` and tests.
 //! - [`dev`]: `pool dev`, the whole system as one process tree.
-//! - [`metrics`]: fleet-wide counters in Postgres and the `/metrics` page.
+//! - [`metrics`]: what every process records, kept in Postgres (fleet-wide counters,
+//!   per-minute rows for the charts), and the `/metrics` page.
 //! - [`jobs_cli`]: `pool jobs list|retry|cancel`.
 //! - [`memo`]: values recomputed at most once per period (job totals).
 //! - [`bench`]: `pool bench`, the end-to-end benchmarks (docs/BENCHMARKS.md).
