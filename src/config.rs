@@ -82,6 +82,11 @@ pub struct Config {
     /// `POOL_BUFFER` and `POOL_MAX_WARM`: how the warm target follows demand.
     pub buffer: crate::buffer::Mode,
     pub max_warm: Option<u32>,
+    /// `POOL_IDLE_MAX_AGE`: idle instances older than this are replaced.
+    pub idle_max_age: Option<Duration>,
+    /// `POOL_TARGET_IMAGE`: idle instances on another image are replaced (default:
+    /// the image of the newest instance).
+    pub target_image: Option<String>,
     /// A provisioning instance not ready after this long is drained.
     pub stuck_timeout: Duration,
     pub database_url: SecretString,
@@ -168,6 +173,8 @@ impl Config {
             min_idle: env.parse("POOL_MIN_IDLE", 1)?,
             buffer: env.parse("POOL_BUFFER", crate::buffer::Mode::Adaptive)?,
             max_warm: None,
+            idle_max_age: env.age("POOL_IDLE_MAX_AGE")?,
+            target_image: env.optional("POOL_TARGET_IMAGE"),
             stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,
             database_url: env.secret("DATABASE_URL")?,
             database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10)?,
@@ -293,6 +300,27 @@ impl Env<'_> {
         self.parse(name, default).map(Duration::from_millis)
     }
 
+    /// An optional age: a number of seconds, or with a unit (`90s`, `30m`, `12h`, `2d`).
+    fn age(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+        let Some(raw) = self.optional(name) else { return Ok(None) };
+        let raw = raw.trim();
+        let (number, unit) = raw.find(|c: char| !c.is_ascii_digit()).map_or((raw, ""), |i| raw.split_at(i));
+        let scale = match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => 0,
+        };
+        match number.parse::<u64>() {
+            Ok(n) if n > 0 && scale > 0 => Ok(Some(Duration::from_secs(n * scale))),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: format!("expected e.g. 3600, 90s, 30m, 12h or 2d (got {raw:?})"),
+            }),
+        }
+    }
+
     fn url(&self, name: &'static str) -> Result<String, ConfigError> {
         let raw = self.required(name)?;
         let parsed = reqwest::Url::parse(&raw).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })?;
@@ -338,6 +366,18 @@ mod tests {
         assert_eq!(c.services.url, "http://127.0.0.1:3002");
         assert_eq!(c.stuck_timeout, Duration::from_millis(900_000));
         assert_eq!(c.api_key.expose_secret(), "k");
+        assert_eq!((c.buffer, c.max_warm, c.idle_max_age), (crate::buffer::Mode::Adaptive, Some(10), None));
+    }
+
+    #[test]
+    fn buffer_settings_parse() {
+        let mut vars = BASE.to_vec();
+        vars.extend([("POOL_MIN_IDLE", "5"), ("POOL_IDLE_MAX_AGE", "12h"), ("POOL_BUFFER", "static")]);
+        let c = load(&vars).unwrap();
+        assert_eq!((c.max_warm, c.idle_max_age), (Some(20), Some(Duration::from_secs(12 * 3600))));
+        assert_eq!(c.buffer, crate::buffer::Mode::Static);
+        vars.push(("POOL_MAX_WARM", "4"));
+        assert!(load(&vars).unwrap_err().to_string().contains("at least POOL_MIN_IDLE"));
     }
 
     #[test]
@@ -359,6 +399,10 @@ mod tests {
             ("SERVICES_URL", "not a url"),
             ("RECONCILE_SCHEDULE", "*/30 * * * *"),
             ("JOB_MAX_ATTEMPTS", "0"),
+            ("POOL_BUFFER", "dynamic"),
+            ("POOL_MAX_WARM", "0"),
+            ("POOL_IDLE_MAX_AGE", "2 weeks"),
+            ("POOL_IDLE_MAX_AGE", "0"),
         ];
         for (name, value) in cases {
             let mut vars = BASE.to_vec();

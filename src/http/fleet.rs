@@ -50,6 +50,8 @@ pub struct FleetInstance {
     deploy_status: Option<String>,
     url: Option<String>,
     service_id: Option<String>,
+    /// The image the provider reports for the service.
+    image: Option<String>,
     created_at: DateTime<Utc>,
     status_changed_at: DateTime<Utc>,
     last_error: Option<String>,
@@ -97,6 +99,7 @@ fn fleet_instance(config: &Config, row: InstanceRow) -> FleetInstance {
         deploy_status: row.deploy_status,
         url: row.url,
         service_id: row.service_id,
+        image: row.image,
         created_at: row.created_at,
         status_changed_at: row.status_changed_at,
         last_error: row.last_error,
@@ -115,13 +118,16 @@ pub struct PoolCounts {
     waiting: i64,
     /// What replenish keeps `idle + provisioning` at, and why.
     buffer: buffer::Target,
+    /// Live instances (not draining) per image the provider reports.
+    images: std::collections::BTreeMap<String, i64>,
 }
 
 pub async fn pool_counts(state: &AppState) -> Result<PoolCounts, ApiError> {
     let counts = instances::counts(&state.db).await?;
     let waiting = claim::waiting_count(&state.db).await?;
     let buffer = buffer::current(&state.db, state.config.buffer_settings()).await?;
-    Ok(PoolCounts { counts, waiting, buffer })
+    let images = instances::recycle::by_image(&state.db).await?.into_iter().collect();
+    Ok(PoolCounts { counts, waiting, buffer, images })
 }
 
 /// `?range=hour|day`.

@@ -100,6 +100,11 @@ async fn buffer_gauges(out: &mut String, db: &PgPool, settings: buffer::Settings
     for (name, help, value) in gauges {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
     }
+    out.push_str("# HELP pool_instances_by_image Live instances (not draining) per image.\n");
+    out.push_str("# TYPE pool_instances_by_image gauge\n");
+    for (image, n) in instances::recycle::by_image(db).await? {
+        out.push_str(&format!("pool_instances_by_image{{image=\"{}\"}} {n}\n", image.replace(['"', '\\', '\n'], "_")));
+    }
     if let Some(max) = target.max_warm {
         out.push_str(&format!(
             "# HELP pool_max_warm POOL_MAX_WARM.\n# TYPE pool_max_warm gauge\npool_max_warm {max}\n"

@@ -24,6 +24,9 @@ pub struct SimConfig {
     pub crash_rate: f64,
     /// Fraction of `SUCCESS` services that show `SLEEPING` (they still answer).
     pub sleep_rate: f64,
+    /// The image new services report (existing ones keep theirs), as a provider's
+    /// template moving to a new release would.
+    pub image: String,
     /// When set, the services API requires `Authorization: Bearer <key>`.
     pub services_api_key: Option<String>,
     /// When set, the instance endpoints require `Authorization: Bearer <key>`.
@@ -41,6 +44,7 @@ impl Default for SimConfig {
             retry_after_secs: 1,
             crash_rate: 0.0,
             sleep_rate: 0.0,
+            image: "ghcr.io/sim/openclaw:latest".into(),
             services_api_key: None,
             instance_api_key: None,
         }

@@ -158,6 +158,11 @@ impl Simulator {
         self.state.set_unlisted(id, unlisted);
     }
 
+    /// The image services created from now on report (a new release of the template).
+    pub fn set_image(&self, image: &str) {
+        self.state.with_config(|c| c.image = image.to_owned());
+    }
+
     /// Moves service `id` to another Railway environment. No-op when unknown.
     pub fn set_environment(&self, id: &str, environment_id: &str) {
         self.state.set_environment(id, environment_id);

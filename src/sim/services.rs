@@ -20,9 +20,6 @@ use super::{
     state::{ServiceView, SimState},
 };
 
-/// The image every simulated service reports.
-const IMAGE: &str = "ghcr.io/sim/openclaw:latest";
-
 /// The services API routes, with their gate applied.
 pub(crate) fn routes(state: Arc<SimState>) -> Router {
     Router::new()
@@ -138,7 +135,7 @@ fn batch_entry(base: Option<&str>, view: ServiceView) -> serde_json::Value {
         "name": view.name,
         "deployStatus": view.deploy_status,
         "domain": domain,
-        "image": IMAGE,
+        "image": view.image,
         "environmentIds": [view.environment_id],
     })
 }

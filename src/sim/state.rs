@@ -36,6 +36,7 @@ struct Service {
     forced_ready: Option<bool>,
     /// The Railway environment the service belongs to.
     environment_id: String,
+    image: String,
     /// Left out of unfiltered status batches (a flaky listing), still found by id.
     unlisted: bool,
     /// `GET /convos/status` answers 500 (a broken instance whose health is fine).
@@ -98,6 +99,7 @@ pub struct ServiceView {
     pub status_broken: bool,
     /// The Railway environment the service belongs to.
     pub environment_id: String,
+    pub image: String,
 }
 
 /// The environment of every service unless a test moves one.
@@ -157,7 +159,7 @@ impl SimState {
 
     /// Creates the service for `id` unless it exists; either way returns it.
     pub fn create(&self, id: &str, name: Option<&str>) -> ServiceView {
-        let (crash_rate, build_time) = self.with_config(|c| (c.crash_rate, c.build_time));
+        let (crash_rate, build_time, image) = self.with_config(|c| (c.crash_rate, c.build_time, c.image.clone()));
         let life = self.lifecycle();
         let mut services = lock(&self.services);
         let seq = services.next_seq;
@@ -171,6 +173,7 @@ impl SimState {
             override_status: None,
             forced_ready: None,
             environment_id: DEFAULT_ENVIRONMENT.to_owned(),
+            image,
             unlisted: false,
             status_broken: false,
             conversation: None,
@@ -288,5 +291,6 @@ fn view(id: &str, service: &Service, now: Instant, life: Lifecycle) -> ServiceVi
         forced_ready: service.forced_ready,
         status_broken: service.status_broken,
         environment_id: service.environment_id.clone(),
+        image: service.image.clone(),
     }
 }

@@ -12,6 +12,7 @@ mod ready;
 mod reconcile;
 mod reconcile_apply;
 mod reconcile_rules;
+mod recycle;
 mod replenish;
 mod runtime;
 mod schedule;

@@ -39,6 +39,8 @@ impl Handler for CheckReady {
         let batch = ctx.services.status_batch(Some(&ids)).await?;
         checkpoint(ctx, job).await?;
         let by_id = batch.by_instance();
+        // The image, first of all: it tells which release new instances run.
+        super::reconcile::observe_batch(ctx, &rows, &by_id).await?;
         let age = Duration::ZERO; // stuck rows are reconcile's to drain
         let checks: Vec<_> = rows
             .iter()

@@ -108,9 +108,9 @@ async fn apply(ctx: &Ctx, row: &InstanceRow, service: Option<&ServiceStatus>) ->
     execute(ctx, row, action).await
 }
 
-/// Records every row's provider view (deploy status, service id, url) in one
+/// Records every row's provider view (deploy status, service id, url, image) in one
 /// statement, instead of one round trip per row.
-async fn observe_batch(
+pub(super) async fn observe_batch(
     ctx: &Ctx,
     rows: &[InstanceRow],
     by_id: &std::collections::HashMap<&str, &ServiceStatus>,
@@ -128,6 +128,7 @@ async fn observe_batch(
                 deploy_status: s.deploy_status.as_ref().map(|d| d.as_str()),
                 service_id: s.service_id.as_deref(),
                 url: url.as_deref(),
+                image: s.image.as_deref(),
             }
         })
         .collect();

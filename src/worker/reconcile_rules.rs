@@ -117,6 +117,7 @@ mod tests {
             claim_job_id: None,
             created_by_job: None,
             last_error: None,
+            image: None,
             missing_batches: 0,
             created_at: Utc::now(),
             claimed_at: None,

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta, checkpoint},
+    recycle,
 };
 use crate::{
     buffer,
@@ -58,14 +59,19 @@ impl Handler for Replenish {
 
 /// How many instances a top-up creates: the warm target and the waiting claims,
 /// less what is idle or on its way.
+/// Stale idle instances being replaced do not count ([`recycle`]); those already
+/// replaced are retired here.
 async fn top_up(ctx: &Ctx) -> Result<i64, JobError> {
     let target = buffer::current(&ctx.db, ctx.config.buffer_settings()).await?;
-    let have = instances::idle_plus_provisioning(&ctx.db).await?;
+    let stale = recycle::survey(ctx).await?;
+    recycle::retire(ctx, &stale, target.target).await?;
+    let replacing = i64::try_from(stale.oldest.len()).unwrap_or_default();
+    let have = instances::idle_plus_provisioning(&ctx.db).await? - replacing;
     let waiting = jobs::claim::waiting_count(&ctx.db).await?;
     store::metrics::set_gauge(&ctx.db, "pool_warm_target", f64::from(target.target)).await?;
     let wanted = buffer::to_create(&target, have, waiting).min(MAX_PER_RUN);
     if wanted > 0 {
-        tracing::info!(target = target.target, reason = target.reason, have, waiting, wanted, "topping up");
+        tracing::info!(target = target.target, reason = target.reason, have, waiting, replacing, wanted, "topping up");
     }
     Ok(wanted)
 }

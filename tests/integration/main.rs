@@ -25,6 +25,7 @@ mod ops;
 mod proxy;
 mod queue;
 mod reconcile;
+mod recycle;
 mod resilience;
 mod schedules;
 mod upgrade;

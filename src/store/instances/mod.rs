@@ -1,6 +1,7 @@
 //! The `instances` table.
 
 mod reconcile;
+pub mod recycle;
 
 pub use reconcile::{
     Enrichment, Observation, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing, observe_all,
@@ -33,6 +34,8 @@ pub struct InstanceRow {
     /// The replenish job that created the row; `None` for adopted or legacy rows.
     pub created_by_job: Option<String>,
     pub last_error: Option<String>,
+    /// The image the provider last reported for the service.
+    pub image: Option<String>,
     pub missing_batches: i32,
     pub created_at: DateTime<Utc>,
     pub claimed_at: Option<DateTime<Utc>>,
@@ -57,7 +60,7 @@ pub struct Counts {
 }
 
 const COLUMNS: &str = "id, name, url, status, service_id, deploy_status, agent_name, conversation_id, \
-     invite_url, instructions, join_url, claim_job_id, created_by_job, last_error, missing_batches, created_at, \
+     invite_url, instructions, join_url, claim_job_id, created_by_job, last_error, image, missing_batches, created_at, \
      claimed_at, status_changed_at";
 
 /// Inserts `provisioning` rows before the services calls, so a crash in between

@@ -29,6 +29,7 @@ pub struct Observation<'a> {
     pub deploy_status: Option<&'a str>,
     pub service_id: Option<&'a str>,
     pub url: Option<&'a str>,
+    pub image: Option<&'a str>,
 }
 
 /// [`observe`] for many rows in one statement; rows the batch tells nothing new
@@ -38,21 +39,25 @@ pub async fn observe_all(db: impl PgExecutor<'_>, seen: &[Observation<'_>]) -> s
     let deploys: Vec<Option<&str>> = seen.iter().map(|o| o.deploy_status).collect();
     let services: Vec<Option<&str>> = seen.iter().map(|o| o.service_id).collect();
     let urls: Vec<Option<&str>> = seen.iter().map(|o| o.url).collect();
+    let images: Vec<Option<&str>> = seen.iter().map(|o| o.image).collect();
     let done = sqlx::query(
         "UPDATE instances i SET deploy_status = COALESCE(o.deploy_status, i.deploy_status),
                 service_id = COALESCE(i.service_id, o.service_id), url = COALESCE(i.url, o.url),
-                missing_batches = 0, updated_at = now()
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, deploy_status, service_id, url)
+                image = COALESCE(o.image, i.image), missing_batches = 0, updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+              AS o(id, deploy_status, service_id, url, image)
          WHERE i.id = o.id
            AND (i.deploy_status IS DISTINCT FROM COALESCE(o.deploy_status, i.deploy_status)
                 OR (i.service_id IS NULL AND o.service_id IS NOT NULL)
                 OR (i.url IS NULL AND o.url IS NOT NULL)
+                OR i.image IS DISTINCT FROM COALESCE(o.image, i.image)
                 OR i.missing_batches <> 0)",
     )
     .bind(&ids)
     .bind(&deploys)
     .bind(&services)
     .bind(&urls)
+    .bind(&images)
     .execute(db)
     .await?;
     Ok(done.rows_affected())

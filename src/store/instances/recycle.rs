@@ -1,0 +1,74 @@
+//! Recycling idle instances that are too old or on another image than the current
+//! one (issue 12): which are stale, and moving them to `draining`.
+
+use std::time::Duration;
+
+use sqlx::PgExecutor;
+
+/// What is stale among the idle rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Staleness {
+    /// The oldest stale idle rows, at most the limit asked for.
+    pub oldest: Vec<String>,
+    /// Every stale idle row.
+    pub stale: i64,
+    /// Idle rows that are not stale.
+    pub fresh: i64,
+}
+
+/// Idle rows older than `max_age`, or reporting another image than the current one:
+/// `target_image`, else the image of the newest row that reports one (a new release
+/// shows up on the instances created after it). Rows that report no image are not
+/// stale by image.
+pub async fn stale_idle(
+    db: impl PgExecutor<'_>,
+    target_image: Option<&str>,
+    max_age: Option<Duration>,
+    limit: i64,
+) -> sqlx::Result<Staleness> {
+    let (oldest, stale, fresh): (Vec<String>, i64, i64) = sqlx::query_as(
+        "WITH current AS (
+             SELECT COALESCE($1, (SELECT image FROM instances WHERE image IS NOT NULL
+                                  ORDER BY created_at DESC, id DESC LIMIT 1)) AS image
+         ), idle AS (
+             SELECT i.id, i.created_at,
+                    (i.image IS NOT NULL AND i.image IS DISTINCT FROM current.image)
+                    OR ($2::float8 IS NOT NULL AND i.created_at < now() - make_interval(secs => $2)) AS stale
+             FROM instances i, current WHERE i.status = 'idle'
+         )
+         SELECT COALESCE((SELECT array_agg(id ORDER BY created_at, id) FROM (
+                    SELECT id, created_at FROM idle WHERE stale ORDER BY created_at, id LIMIT $3) s), '{}'),
+                (SELECT count(*) FROM idle WHERE stale),
+                (SELECT count(*) FROM idle WHERE NOT stale)",
+    )
+    .bind(target_image)
+    .bind(max_age.map(|a| a.as_secs_f64()))
+    .bind(limit)
+    .fetch_one(db)
+    .await?;
+    Ok(Staleness { oldest, stale, fresh })
+}
+
+/// Moves the given rows from `idle` to `draining` (compare-and-set: a row a claim
+/// took meanwhile is left alone); returns the ids moved.
+pub async fn retire(db: impl PgExecutor<'_>, ids: &[String], reason: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "UPDATE instances SET status = 'draining', last_error = $2, status_changed_at = now(), updated_at = now()
+         WHERE id = ANY($1) AND status = 'idle'
+         RETURNING id",
+    )
+    .bind(ids)
+    .bind(reason)
+    .fetch_all(db)
+    .await
+}
+
+/// Live instances (not draining) per image (`unknown` for rows without one).
+pub async fn by_image(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT COALESCE(image, 'unknown'), count(*) FROM instances WHERE status <> 'draining'
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(db)
+    .await
+}
