@@ -90,7 +90,7 @@ fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiE
 /// Reserve the oldest idle instance and enqueue `claim_and_provision`.
 #[utoipa::path(post, path = "/api/pool/claim", tag = "pool", request_body = ClaimBody, security(("bearer" = [])),
     params(PreferWait, ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h → same job"),
-        ("Pool-Claim-Contract" = Option<ClaimContractName>, Header, description = "`original`: the original service's synchronous answer (docs/MIGRATING.md)")),
+        ("Pool-Claim-Contract" = Option<ClaimContractName>, Header, nullable = false, description = "`original`: the original service's synchronous answer (docs/MIGRATING.md)")),
     responses(
         (status = 202, description = "Job accepted (still queued or running)", body = JobDoc,
             headers(("Location" = String, description = "/api/jobs/<id>"))),

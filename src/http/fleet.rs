@@ -1,9 +1,10 @@
 //! Operator views: the whole fleet (`GET /api/pool/instances`) and the charts' data
 //! (`GET /api/stats`). Read-only and without secrets, like the counts.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
@@ -20,8 +21,8 @@ use crate::{
 const PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/pool/instances", get(fleet)).route("/api/stats", get(charts))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(fleet)).routes(routes!(charts))
 }
 
 /// `?status=&limit=&offset=`.

@@ -2,12 +2,12 @@
 //! kind's jobs stay queued until it is resumed; runs already started finish.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::{get, post},
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
@@ -16,11 +16,8 @@ use super::{
 };
 use crate::store::jobs::{self, pauses};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/jobs/kinds", get(list))
-        .route("/api/jobs/kinds/{kind}/pause", post(pause))
-        .route("/api/jobs/kinds/{kind}/resume", post(resume))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(pause)).routes(routes!(resume))
 }
 
 /// A job kind, whether it is paused, and its jobs waiting or running.

@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::HeaderMap,
     response::Response,
-    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
@@ -25,12 +25,8 @@ use crate::{
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/jobs", get(list))
-        .route("/api/jobs/{id}", get(show))
-        .route("/api/jobs/{id}/retry", post(retry))
-        .route("/api/jobs/{id}/cancel", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(show)).routes(routes!(retry)).routes(routes!(cancel))
 }
 
 /// `?status=&kind=&limit=&before=`.

@@ -1,8 +1,9 @@
 //! `POST /api/jobs/retry` and `POST /api/jobs/cancel`: an operator action on every
 //! job a filter selects (the filter of the job list).
 
-use axum::{Json, Router, extract::State, routing::post};
+use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
@@ -11,8 +12,8 @@ use super::{
 };
 use crate::store::jobs::{self, Filter, JobState};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/jobs/retry", post(retry_all)).route("/api/jobs/cancel", post(cancel_all))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(retry_all)).routes(routes!(cancel_all))
 }
 
 /// Which jobs to retry: at least one of the two.

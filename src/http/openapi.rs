@@ -1,32 +1,38 @@
-//! The OpenAPI document at `/openapi.json`, generated from the handlers' annotations.
+//! The OpenAPI document at `/openapi.json`. It is generated from the router itself:
+//! every API router is a [`OpenApiRouter`] whose routes come from the handlers'
+//! `#[utoipa::path]` annotations, so a routed handler is a documented one. This
+//! module holds what no handler says: the document's info, the security scheme, and
+//! the edits made once the paths have registered their schemas.
 
-use axum::{Json, Router, routing::get};
+use axum::{Router, body::Bytes, http::header::CONTENT_TYPE, routing::get};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
+use utoipa_axum::router::OpenApiRouter;
 
-use super::{AppState, claim, error::ErrorBody, fleet, health, job_kinds, jobs, jobs_bulk, pool};
-use crate::{
-    queue::JobDoc,
-    store::{Counts, JobState},
-};
+use super::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Pool", description = "Keeps a pool of pre-warmed agent instances. Mutations answer 202 with a job."),
-    paths(
-        health::healthz, health::readyz, health::version, health::metrics,
-        pool::counts, pool::agents, claim::claim, pool::replenish, pool::drain, pool::reconcile,
-        pool::enrich, pool::kill, pool::dismiss,
-        jobs::list, jobs::show, jobs::retry, jobs::cancel, jobs_bulk::retry_all, jobs_bulk::cancel_all,
-        job_kinds::list, job_kinds::pause, job_kinds::resume, fleet::fleet, fleet::charts,
-    ),
-    components(schemas(JobDoc, JobState, ErrorBody, Counts, claim::ClaimBody, pool::CountBody, pool::DrainBody, pool::EnrichBody, pool::Agents, pool::Agent, jobs::JobPage,
-        jobs_bulk::RetryFilter, jobs_bulk::CancelFilter, jobs_bulk::Retried, jobs_bulk::Cancelled, super::extract::EmptyBody)),
-    modifiers(&BearerAuth, &AtLeastOneFilter),
+    // Named by a header parameter, which does not register its schema.
+    components(schemas(super::claim::ClaimContractName))
 )]
-pub struct ApiDoc;
+struct ApiDoc;
+
+/// The router the API routers are merged into: it carries the document's info.
+pub fn base() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+}
+
+/// Completes the document the routers assembled. Runs after the split, so the edits
+/// apply to the schemas the paths registered.
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    BearerAuth.modify(&mut doc);
+    AtLeastOneFilter.modify(&mut doc);
+    doc
+}
 
 struct BearerAuth;
 
@@ -54,8 +60,10 @@ impl Modify for AtLeastOneFilter {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+/// `GET /openapi.json`: the document, serialized once when the router is built.
+pub fn router(doc: &utoipa::openapi::OpenApi) -> Router<AppState> {
+    let body = Bytes::from(doc.to_json().expect("the OpenAPI document serializes"));
+    Router::new().route("/openapi.json", get(move || async move { ([(CONTENT_TYPE, "application/json")], body) }))
 }
 
 /// A job kind: one of the catalogue's stable names.
@@ -65,4 +73,39 @@ pub fn kind_schema() -> utoipa::openapi::Object {
         .enum_values(Some(pool_jobs::KINDS.iter().copied()))
         .description(Some("A job kind"))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::to_value(super::super::api().1).unwrap()
+    }
+
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    out.push(target);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    /// Every schema a path or another schema names is in `components`.
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let name = target.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{target}"));
+            assert!(doc["components"]["schemas"][name].is_object(), "{target} does not resolve");
+        }
+    }
 }

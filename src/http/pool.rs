@@ -1,14 +1,14 @@
 //! `/api/pool/*`: counts and agents (reads), and the mutations that enqueue jobs.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::{HeaderMap, request::Parts},
     response::Response,
-    routing::{delete, get, post},
 };
 use pool_jobs::{DismissCrashed, DrainIdle, EnrichMetadata, KillInstance, Replenish};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState, claim,
@@ -25,17 +25,17 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/pool/counts", get(counts))
-        .route("/api/pool/agents", get(agents))
-        .route("/api/pool/claim", post(claim::claim))
-        .route("/api/pool/replenish", post(replenish))
-        .route("/api/pool/drain", post(drain))
-        .route("/api/pool/reconcile", post(reconcile))
-        .route("/api/pool/enrich", post(enrich))
-        .route("/api/pool/instances/{id}", delete(kill))
-        .route("/api/pool/crashed/{id}", delete(dismiss))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(counts))
+        .routes(routes!(agents))
+        .routes(routes!(claim::claim))
+        .routes(routes!(replenish))
+        .routes(routes!(drain))
+        .routes(routes!(reconcile))
+        .routes(routes!(enrich))
+        .routes(routes!(kill))
+        .routes(routes!(dismiss))
 }
 
 /// Instances per status.
