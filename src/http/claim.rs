@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     AppState, claim_original,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Invalid, Unauthorized},
     extract::{ApiJson, Authenticated},
     respond::{PreferWait, new_job_response},
 };
@@ -95,8 +95,8 @@ fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiE
         (status = 202, description = "Job accepted (still queued or running)", body = JobDoc,
             headers(("Location" = String, description = "/api/jobs/<id>"))),
         (status = 200, description = "The finished job (with `Prefer: wait=N`), or the claim (original contract)", body = claim_original::ClaimAnswer),
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
         (status = 409, description = "Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "no_idle_instance", body = ErrorBody),

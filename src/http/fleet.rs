@@ -8,7 +8,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, Invalid},
     extract::{ApiQuery, page},
 };
 use crate::{
@@ -71,7 +71,7 @@ pub struct Fleet {
 /// Every instance (idle, provisioning and draining too), with age, deploy status,
 /// last error and a link to the service in Railway.
 #[utoipa::path(get, path = "/api/pool/instances", tag = "pool", params(FleetParams),
-    responses((status = 200, body = Fleet), (status = 400, description = "Invalid input", body = ErrorBody)))]
+    responses((status = 200, body = Fleet), Invalid))]
 async fn fleet(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<FleetParams>,
@@ -115,7 +115,7 @@ struct StatsParams {
 
 /// Per-minute series for the dashboard's charts, the same from every web replica.
 #[utoipa::path(get, path = "/api/stats", tag = "pool", params(StatsParams),
-    responses((status = 200, body = Stats), (status = 400, description = "Invalid input", body = ErrorBody)))]
+    responses((status = 200, body = Stats), Invalid))]
 async fn charts(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<StatsParams>,

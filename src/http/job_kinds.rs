@@ -11,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Unauthorized, UnexpectedBody},
     extract::{ApiJson, Authenticated, EmptyBody},
 };
 use crate::store::jobs::{self, pauses};
@@ -39,7 +39,7 @@ pub struct Kinds {
 
 /// Every job kind with its queue and pause.
 #[utoipa::path(get, path = "/api/jobs/kinds", tag = "jobs", security(("bearer" = [])),
-    responses((status = 200, body = Kinds), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
+    responses((status = 200, body = Kinds), Unauthorized))]
 async fn list(State(state): State<AppState>, _: Authenticated) -> Result<Json<Kinds>, ApiError> {
     Ok(Json(Kinds { kinds: kind_states(&state, None).await? }))
 }
@@ -48,8 +48,8 @@ async fn list(State(state): State<AppState>, _: Authenticated) -> Result<Json<Ki
 #[utoipa::path(post, path = "/api/jobs/kinds/{kind}/pause", tag = "jobs", request_body(content = Option<EmptyBody>),
     security(("bearer" = [])), params(("kind" = String, Path, description = "A job kind")),
     responses((status = 200, body = KindState),
-        (status = 400, description = "A body other than none or {}", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        UnexpectedBody,
+        Unauthorized,
         (status = 404, description = "Unknown kind", body = ErrorBody)))]
 async fn pause(
     State(state): State<AppState>,
@@ -64,8 +64,8 @@ async fn pause(
 #[utoipa::path(post, path = "/api/jobs/kinds/{kind}/resume", tag = "jobs", request_body(content = Option<EmptyBody>),
     security(("bearer" = [])), params(("kind" = String, Path, description = "A job kind")),
     responses((status = 200, body = KindState),
-        (status = 400, description = "A body other than none or {}", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        UnexpectedBody,
+        Unauthorized,
         (status = 404, description = "Unknown kind", body = ErrorBody)))]
 async fn resume(
     State(state): State<AppState>,

@@ -7,7 +7,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Unauthorized},
     extract::{ApiJson, Authenticated, present},
 };
 use crate::store::jobs::{self, Filter, JobState};
@@ -111,7 +111,7 @@ fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiEr
 #[utoipa::path(post, path = "/api/jobs/retry", tag = "jobs", request_body = RetryFilter, security(("bearer" = [])),
     responses((status = 200, description = "The jobs queued again", body = Retried),
         (status = 400, description = "Invalid filter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Unauthorized,
     ))]
 pub async fn retry_all(
     State(state): State<AppState>,
@@ -128,7 +128,7 @@ pub async fn retry_all(
 #[utoipa::path(post, path = "/api/jobs/cancel", tag = "jobs", request_body = CancelFilter, security(("bearer" = [])),
     responses((status = 200, description = "What was cancelled or asked to stop", body = Cancelled),
         (status = 400, description = "Invalid filter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Unauthorized,
     ))]
 pub async fn cancel_all(
     State(state): State<AppState>,

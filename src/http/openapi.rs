@@ -11,13 +11,20 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use super::AppState;
+use super::{
+    AppState,
+    error::{ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Pool", description = "Keeps a pool of pre-warmed agent instances. Mutations answer 202 with a job."),
-    // Named by a header parameter, which does not register its schema.
-    components(schemas(super::claim::ClaimContractName))
+    components(
+        // Named by a header parameter, which does not register its schema.
+        schemas(super::claim::ClaimContractName, ErrorBody),
+        // The shared answers; handlers reference them.
+        responses(Unauthorized, Invalid, UnexpectedBody, UnknownId),
+    )
 )]
 struct ApiDoc;
 
@@ -96,7 +103,7 @@ mod tests {
         }
     }
 
-    /// Every schema a path or another schema names is in `components`.
+    /// Every schema or response a path or a schema names is in `components`.
     #[test]
     fn every_reference_resolves() {
         let doc = document();
@@ -104,8 +111,9 @@ mod tests {
         refs(&doc, &mut found);
         assert!(!found.is_empty());
         for target in found {
-            let name = target.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{target}"));
-            assert!(doc["components"]["schemas"][name].is_object(), "{target} does not resolve");
+            let path = target.strip_prefix("#/").unwrap_or_else(|| panic!("{target}"));
+            let resolved = path.split('/').fold(&doc, |node, key| &node[key]);
+            assert!(resolved.is_object(), "{target} does not resolve");
         }
     }
 }

@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState, claim,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
     extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key, page, whole_number},
     respond::{JobResponses, PreferWait, job_response},
 };
@@ -63,7 +63,7 @@ const AGENTS_MAX_PAGE: i64 = 500;
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "rows per page, default 100"),
            ("offset" = Option<i64>, Query, minimum = 0, maximum = 10_000_000, description = "`nextOffset` of the previous page"),
            ("instructions" = Option<bool>, Query, description = "include instructions (with the key); default true")),
-    responses((status = 200, body = Agents), (status = 400, description = "Invalid input", body = ErrorBody)))]
+    responses((status = 200, body = Agents), Invalid))]
 async fn agents(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<AgentsParams>,
@@ -170,8 +170,8 @@ fn count_in_range(count: Option<u32>) -> Result<Option<u32>, ApiError> {
 #[utoipa::path(post, path = "/api/pool/replenish", tag = "pool", request_body(content = Option<CountBody>), security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
     ))]
 async fn replenish(
     State(state): State<AppState>,
@@ -190,8 +190,8 @@ async fn replenish(
 #[utoipa::path(post, path = "/api/pool/drain", tag = "pool", request_body = DrainBody, security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
     ))]
 async fn drain(
     State(state): State<AppState>,
@@ -207,8 +207,8 @@ async fn drain(
 #[utoipa::path(post, path = "/api/pool/reconcile", tag = "pool", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "A body other than none or {}", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        UnexpectedBody,
+        Unauthorized,
     ))]
 async fn reconcile(
     State(state): State<AppState>,
@@ -223,8 +223,8 @@ async fn reconcile(
 #[utoipa::path(post, path = "/api/pool/enrich", tag = "pool", request_body(content = Option<EnrichBody>), security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
     ))]
 async fn enrich(
     State(state): State<AppState>,
@@ -240,9 +240,9 @@ async fn enrich(
 #[utoipa::path(delete, path = "/api/pool/instances/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{12}$", description = "instance id"), PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 404, description = "Unknown id", body = ErrorBody),
+        Invalid,
+        Unauthorized,
+        UnknownId,
     ))]
 async fn kill(
     State(state): State<AppState>,
@@ -258,9 +258,9 @@ async fn kill(
 #[utoipa::path(delete, path = "/api/pool/crashed/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{12}$", description = "instance id"), PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 404, description = "Unknown id", body = ErrorBody),
+        Invalid,
+        Unauthorized,
+        UnknownId,
         (status = 409, description = "Not crashed", body = ErrorBody),
     ))]
 async fn dismiss(
