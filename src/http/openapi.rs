@@ -6,7 +6,7 @@
 
 use axum::{Router, body::Bytes, http::header::CONTENT_TYPE, routing::get};
 use utoipa::{
-    Modify, OpenApi,
+    Modify, OpenApi, PartialSchema, ToSchema,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 use utoipa_axum::router::OpenApiRouter;
@@ -38,6 +38,7 @@ pub fn base() -> OpenApiRouter<AppState> {
 pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     BearerAuth.modify(&mut doc);
     AtLeastOneFilter.modify(&mut doc);
+    TypedJobs.modify(&mut doc);
     doc
 }
 
@@ -65,6 +66,87 @@ impl Modify for AtLeastOneFilter {
             }
         }
     }
+}
+
+/// `JobDoc.args` and `JobDoc.result` typed by kind. Each kind's payload and result are
+/// components titled with the kind (`ClaimAndProvision`, `ClaimAndProvisionResult`,
+/// …); `args` is any of the payloads and `result` any of the results or `null`. The
+/// unions are `anyOf`, not `oneOf`: payloads overlap (`{}` is a `reconcile`,
+/// `replenish`, `enrich_metadata` and `noop` payload alike), so only `kind` tells
+/// which one a job holds.
+struct TypedJobs;
+
+impl Modify for TypedJobs {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use pool_jobs::{
+            ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, KillInstance, Noop, ProvisionInstance,
+            Reconcile, Replenish,
+        };
+        use utoipa::openapi::{
+            ObjectBuilder, RefOr,
+            schema::{AnyOfBuilder, Schema, Type},
+        };
+        let mut kinds = KindSchemas::default();
+        kinds.add::<ProvisionInstance>();
+        kinds.add::<ClaimAndProvision>();
+        kinds.add::<Replenish>();
+        kinds.add::<DrainIdle>();
+        kinds.add::<KillInstance>();
+        kinds.add::<DismissCrashed>();
+        kinds.add::<Reconcile>();
+        kinds.add::<EnrichMetadata>();
+        kinds.add::<Noop>();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.extend(kinds.schemas);
+        let Some(RefOr::T(Schema::Object(job))) = components.schemas.get_mut("JobDoc") else {
+            panic!("JobDoc is an object schema of the document");
+        };
+        let args = kinds.args.into_iter().fold(AnyOfBuilder::new(), AnyOfBuilder::item);
+        let args = args.description(Some("The job's payload: the schema titled with its `kind`."));
+        let null = ObjectBuilder::new().schema_type(Type::Null);
+        let result = kinds.results.into_iter().fold(AnyOfBuilder::new(), AnyOfBuilder::item).item(null);
+        let result = result.description(Some(
+            "What the job's successful run recorded (`null` until then): the schema titled with its `kind`.",
+        ));
+        job.properties.insert("args".into(), args.into());
+        job.properties.insert("result".into(), result.into());
+    }
+}
+
+/// Every kind's payload and result schemas, and references to them.
+#[derive(Default)]
+struct KindSchemas {
+    schemas: Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+    args: Vec<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>,
+    results: Vec<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>,
+}
+
+impl KindSchemas {
+    fn add<J: pool_jobs::Job>(&mut self) {
+        use utoipa::openapi::Ref;
+        let payload = J::name().into_owned();
+        let result = format!("{payload}Result");
+        self.schemas.push((payload.clone(), titled(J::schema(), J::KIND)));
+        self.schemas.push((result.clone(), titled(J::Output::schema(), J::KIND)));
+        J::schemas(&mut self.schemas);
+        J::Output::schemas(&mut self.schemas);
+        self.args.push(Ref::from_schema_name(payload).into());
+        self.results.push(Ref::from_schema_name(result).into());
+    }
+}
+
+/// `schema` with `kind` as its title.
+fn titled(
+    mut schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    kind: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    match &mut schema {
+        RefOr::T(Schema::Object(object)) => object.title = Some(kind.into()),
+        RefOr::T(Schema::OneOf(one_of)) => one_of.title = Some(kind.into()),
+        _ => panic!("the {kind} schema is an object or a oneOf"),
+    }
+    schema
 }
 
 /// `GET /openapi.json`: the document, serialized once when the router is built.
