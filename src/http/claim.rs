@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     AppState, claim_original, claim_wait,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Invalid, Unauthorized},
     extract::{ApiJson, Authenticated},
     respond::{PreferWait, new_job_response, requested_wait},
 };
@@ -90,13 +90,13 @@ fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiE
 /// Reserve the oldest idle instance and enqueue `claim_and_provision`.
 #[utoipa::path(post, path = "/api/pool/claim", tag = "pool", request_body = ClaimBody, security(("bearer" = [])),
     params(PreferWait, ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h → same job"),
-        ("Pool-Claim-Contract" = Option<ClaimContractName>, Header, description = "`original`: the original service's synchronous answer (docs/MIGRATING.md)")),
+        ("Pool-Claim-Contract" = Option<ClaimContractName>, Header, nullable = false, description = "`original`: the original service's synchronous answer (docs/MIGRATING.md)")),
     responses(
         (status = 202, description = "Job accepted (still queued or running)", body = JobDoc,
             headers(("Location" = String, description = "/api/jobs/<id>"))),
         (status = 200, description = "The finished job (with `Prefer: wait=N`), or the claim (original contract)", body = claim_original::ClaimAnswer),
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
         (status = 409, description = "Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "no_idle_instance", body = ErrorBody),

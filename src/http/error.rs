@@ -38,6 +38,36 @@ pub struct ErrorBody {
     pub code: String,
 }
 
+/// Answers many routes share: each is one response in the OpenAPI document's
+/// `components.responses` (its doc comment is the description), which a handler
+/// names in its `responses(...)` and the document references by status.
+macro_rules! shared_responses {
+    ($($(#[doc = $doc:literal])+ $name:ident = $status:literal;)+) => {$(
+        $(#[doc = $doc])+
+        #[derive(utoipa::ToResponse)]
+        #[allow(dead_code)]
+        pub struct $name(ErrorBody);
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+                let name = <Self as utoipa::ToResponse>::response().0;
+                [($status.to_owned(), utoipa::openapi::Ref::from_response_name(name).into())].into()
+            }
+        }
+    )+};
+}
+
+shared_responses! {
+    /// Missing or invalid API key
+    Unauthorized = "401";
+    /// Invalid input
+    Invalid = "400";
+    /// A body other than none or {}
+    UnexpectedBody = "400";
+    /// Unknown id
+    UnknownId = "404";
+}
+
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {

@@ -1,13 +1,14 @@
 //! Operator views: the whole fleet (`GET /api/pool/instances`) and the charts' data
 //! (`GET /api/stats`). Read-only and without secrets, like the counts.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, Invalid},
     extract::{ApiQuery, page},
 };
 use crate::{
@@ -21,8 +22,8 @@ use crate::{
 const PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/pool/instances", get(fleet)).route("/api/stats", get(charts))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(fleet)).routes(routes!(charts))
 }
 
 /// `?status=&limit=&offset=`.
@@ -73,7 +74,7 @@ pub struct Fleet {
 /// Every instance (idle, provisioning and draining too), with age, deploy status,
 /// last error and a link to the service in Railway.
 #[utoipa::path(get, path = "/api/pool/instances", tag = "pool", params(FleetParams),
-    responses((status = 200, body = Fleet), (status = 400, description = "Invalid input", body = ErrorBody)))]
+    responses((status = 200, body = Fleet), Invalid))]
 async fn fleet(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<FleetParams>,
@@ -141,7 +142,7 @@ struct StatsParams {
 
 /// Per-minute series for the dashboard's charts, the same from every web replica.
 #[utoipa::path(get, path = "/api/stats", tag = "pool", params(StatsParams),
-    responses((status = 200, body = Stats), (status = 400, description = "Invalid input", body = ErrorBody)))]
+    responses((status = 200, body = Stats), Invalid))]
 async fn charts(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<StatsParams>,

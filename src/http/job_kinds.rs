@@ -2,25 +2,22 @@
 //! kind's jobs stay queued until it is resumed; runs already started finish.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::{get, post},
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Unauthorized, UnexpectedBody},
     extract::{ApiJson, Authenticated, EmptyBody},
 };
 use crate::store::jobs::{self, pauses};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/jobs/kinds", get(list))
-        .route("/api/jobs/kinds/{kind}/pause", post(pause))
-        .route("/api/jobs/kinds/{kind}/resume", post(resume))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(pause)).routes(routes!(resume))
 }
 
 /// A job kind, whether it is paused, and its jobs waiting or running.
@@ -42,7 +39,7 @@ pub struct Kinds {
 
 /// Every job kind with its queue and pause.
 #[utoipa::path(get, path = "/api/jobs/kinds", tag = "jobs", security(("bearer" = [])),
-    responses((status = 200, body = Kinds), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
+    responses((status = 200, body = Kinds), Unauthorized))]
 async fn list(State(state): State<AppState>, _: Authenticated) -> Result<Json<Kinds>, ApiError> {
     Ok(Json(Kinds { kinds: kind_states(&state, None).await? }))
 }
@@ -51,8 +48,8 @@ async fn list(State(state): State<AppState>, _: Authenticated) -> Result<Json<Ki
 #[utoipa::path(post, path = "/api/jobs/kinds/{kind}/pause", tag = "jobs", request_body(content = Option<EmptyBody>),
     security(("bearer" = [])), params(("kind" = String, Path, description = "A job kind")),
     responses((status = 200, body = KindState),
-        (status = 400, description = "A body other than none or {}", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        UnexpectedBody,
+        Unauthorized,
         (status = 404, description = "Unknown kind", body = ErrorBody)))]
 async fn pause(
     State(state): State<AppState>,
@@ -67,8 +64,8 @@ async fn pause(
 #[utoipa::path(post, path = "/api/jobs/kinds/{kind}/resume", tag = "jobs", request_body(content = Option<EmptyBody>),
     security(("bearer" = [])), params(("kind" = String, Path, description = "A job kind")),
     responses((status = 200, body = KindState),
-        (status = 400, description = "A body other than none or {}", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        UnexpectedBody,
+        Unauthorized,
         (status = 404, description = "Unknown kind", body = ErrorBody)))]
 async fn resume(
     State(state): State<AppState>,

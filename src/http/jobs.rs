@@ -3,17 +3,17 @@
 use std::collections::BTreeMap;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::HeaderMap,
     response::Response,
-    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
     extract::{ApiJson, ApiQuery, Authenticated, EmptyBody},
     respond::{PreferWait, job_document},
 };
@@ -25,12 +25,8 @@ use crate::{
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/jobs", get(list))
-        .route("/api/jobs/{id}", get(show))
-        .route("/api/jobs/{id}/retry", post(retry))
-        .route("/api/jobs/{id}/cancel", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(show)).routes(routes!(retry)).routes(routes!(cancel))
 }
 
 /// `?status=&kind=&limit=&before=`.
@@ -92,8 +88,8 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
 /// Jobs, newest first, with filters, a cursor and totals per status.
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs", security(("bearer" = [])), params(ListParams),
     responses((status = 200, body = JobPage),
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
     ))]
 async fn list(
     State(state): State<AppState>,
@@ -119,9 +115,9 @@ async fn list(
 /// Cancels a queued job, or asks a running one to stop at its next safe point.
 #[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, description = "Cancelled, or running with a stop requested", body = JobDoc),
-        (status = 400, description = "A body other than none or {}", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 404, description = "Unknown id", body = ErrorBody),
+        UnexpectedBody,
+        Unauthorized,
+        UnknownId,
         (status = 409, description = "Already finished", body = ErrorBody),
     ))]
 async fn cancel(
@@ -154,8 +150,8 @@ fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path), PreferWait),
     responses(
         (status = 200, description = "The job, whatever its status", body = JobDoc),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 404, description = "Unknown id", body = ErrorBody),
+        Unauthorized,
+        UnknownId,
     ))]
 async fn show(
     State(state): State<AppState>,
@@ -169,9 +165,9 @@ async fn show(
 /// A failed or cancelled job back to `queued` with its attempts reset.
 #[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, description = "Queued again with attempts reset", body = JobDoc),
-        (status = 400, description = "A body other than none or {}", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 404, description = "Unknown id", body = ErrorBody),
+        UnexpectedBody,
+        Unauthorized,
+        UnknownId,
         (status = 409, description = "Not failed or cancelled", body = ErrorBody),
     ))]
 async fn retry(

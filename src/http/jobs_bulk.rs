@@ -1,18 +1,19 @@
 //! `POST /api/jobs/retry` and `POST /api/jobs/cancel`: an operator action on every
 //! job a filter selects (the filter of the job list).
 
-use axum::{Json, Router, extract::State, routing::post};
+use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Unauthorized},
     extract::{ApiJson, Authenticated, present},
 };
 use crate::store::jobs::{self, Filter, JobState};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/jobs/retry", post(retry_all)).route("/api/jobs/cancel", post(cancel_all))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(retry_all)).routes(routes!(cancel_all))
 }
 
 /// Which jobs to retry: at least one of the two.
@@ -110,7 +111,7 @@ fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiEr
 #[utoipa::path(post, path = "/api/jobs/retry", tag = "jobs", request_body = RetryFilter, security(("bearer" = [])),
     responses((status = 200, description = "The jobs queued again", body = Retried),
         (status = 400, description = "Invalid filter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Unauthorized,
     ))]
 pub async fn retry_all(
     State(state): State<AppState>,
@@ -127,7 +128,7 @@ pub async fn retry_all(
 #[utoipa::path(post, path = "/api/jobs/cancel", tag = "jobs", request_body = CancelFilter, security(("bearer" = [])),
     responses((status = 200, description = "What was cancelled or asked to stop", body = Cancelled),
         (status = 400, description = "Invalid filter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Unauthorized,
     ))]
 pub async fn cancel_all(
     State(state): State<AppState>,

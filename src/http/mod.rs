@@ -45,17 +45,28 @@ pub struct AppState {
     pub waiter: wait::JobWaiter,
 }
 
-/// The full router with its middleware.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The API's routes and the OpenAPI document generated from them: a handler is
+/// routed here only together with its `#[utoipa::path]` annotation.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, doc) = openapi::base()
         .merge(health::router())
         .merge(pool::router())
         .merge(jobs::router())
         .merge(jobs_bulk::router())
         .merge(job_kinds::router())
         .merge(fleet::router())
+        .split_for_parts();
+    (router, openapi::finish(doc))
+}
+
+/// The full router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    // Not API operations, so not in the document.
+    Router::new()
+        .merge(api)
         .merge(dashboard::router())
-        .merge(openapi::router())
+        .merge(openapi::router(&doc))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

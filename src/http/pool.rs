@@ -1,18 +1,18 @@
 //! `/api/pool/*`: counts and agents (reads), and the mutations that enqueue jobs.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::{HeaderMap, request::Parts},
     response::Response,
-    routing::{delete, get, post},
 };
 use pool_jobs::{DismissCrashed, DrainIdle, EnrichMetadata, KillInstance, Replenish};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState, claim,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
     extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key, page, whole_number},
     fleet,
     respond::{JobResponses, PreferWait, job_response},
@@ -26,17 +26,17 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/pool/counts", get(counts))
-        .route("/api/pool/agents", get(agents))
-        .route("/api/pool/claim", post(claim::claim))
-        .route("/api/pool/replenish", post(replenish))
-        .route("/api/pool/drain", post(drain))
-        .route("/api/pool/reconcile", post(reconcile))
-        .route("/api/pool/enrich", post(enrich))
-        .route("/api/pool/instances/{id}", delete(kill))
-        .route("/api/pool/crashed/{id}", delete(dismiss))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(counts))
+        .routes(routes!(agents))
+        .routes(routes!(claim::claim))
+        .routes(routes!(replenish))
+        .routes(routes!(drain))
+        .routes(routes!(reconcile))
+        .routes(routes!(enrich))
+        .routes(routes!(kill))
+        .routes(routes!(dismiss))
 }
 
 /// Instances per status, claims waiting for one, and the warm target with its reasons.
@@ -64,7 +64,7 @@ const AGENTS_MAX_PAGE: i64 = 500;
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "rows per page, default 100"),
            ("offset" = Option<i64>, Query, minimum = 0, maximum = 10_000_000, description = "`nextOffset` of the previous page"),
            ("instructions" = Option<bool>, Query, description = "include instructions (with the key); default true")),
-    responses((status = 200, body = Agents), (status = 400, description = "Invalid input", body = ErrorBody)))]
+    responses((status = 200, body = Agents), Invalid))]
 async fn agents(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<AgentsParams>,
@@ -171,8 +171,8 @@ fn count_in_range(count: Option<u32>) -> Result<Option<u32>, ApiError> {
 #[utoipa::path(post, path = "/api/pool/replenish", tag = "pool", request_body(content = Option<CountBody>), security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
     ))]
 async fn replenish(
     State(state): State<AppState>,
@@ -191,8 +191,8 @@ async fn replenish(
 #[utoipa::path(post, path = "/api/pool/drain", tag = "pool", request_body = DrainBody, security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
     ))]
 async fn drain(
     State(state): State<AppState>,
@@ -208,8 +208,8 @@ async fn drain(
 #[utoipa::path(post, path = "/api/pool/reconcile", tag = "pool", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "A body other than none or {}", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        UnexpectedBody,
+        Unauthorized,
     ))]
 async fn reconcile(
     State(state): State<AppState>,
@@ -224,8 +224,8 @@ async fn reconcile(
 #[utoipa::path(post, path = "/api/pool/enrich", tag = "pool", request_body(content = Option<EnrichBody>), security(("bearer" = [])), params(PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        Invalid,
+        Unauthorized,
     ))]
 async fn enrich(
     State(state): State<AppState>,
@@ -241,9 +241,9 @@ async fn enrich(
 #[utoipa::path(delete, path = "/api/pool/instances/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{12}$", description = "instance id"), PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 404, description = "Unknown id", body = ErrorBody),
+        Invalid,
+        Unauthorized,
+        UnknownId,
     ))]
 async fn kill(
     State(state): State<AppState>,
@@ -259,9 +259,9 @@ async fn kill(
 #[utoipa::path(delete, path = "/api/pool/crashed/{id}", tag = "pool", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{12}$", description = "instance id"), PreferWait),
     responses(
         JobResponses,
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 404, description = "Unknown id", body = ErrorBody),
+        Invalid,
+        Unauthorized,
+        UnknownId,
         (status = 409, description = "Not crashed", body = ErrorBody),
     ))]
 async fn dismiss(

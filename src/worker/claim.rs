@@ -6,8 +6,8 @@
 //! SPEC §2.2: 2xx → `claimed`; provably untouched (refused connection, 503) → back to
 //! `idle` and another instance is tried; anything that may have acted → `crashed`.
 
-use pool_jobs::ClaimAndProvision;
-use serde_json::{Value, json};
+use pool_jobs::{ClaimAndProvision, results::ClaimResult};
+use serde_json::Value;
 
 use super::{
     Ctx,
@@ -31,7 +31,7 @@ use crate::{
 const MAX_INSTANCES: usize = 3;
 
 impl Handler for ClaimAndProvision {
-    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<ClaimResult, JobError> {
         let result = claim(&self, ctx, job).await;
         // Every claim attempt may have used up an idle instance (a completed claim
         // enqueued its replenish with its outcome).
@@ -43,7 +43,7 @@ impl Handler for ClaimAndProvision {
     }
 }
 
-async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<ClaimResult, JobError> {
     let mut tried = Vec::new();
     let mut held = instances::held_by_job(&ctx.db, &job.id).await?;
     while tried.len() < MAX_INSTANCES {
@@ -77,7 +77,7 @@ async fn provision(
     ctx: &Ctx,
     job: &JobMeta,
     row: &InstanceRow,
-) -> Result<Option<Value>, JobError> {
+) -> Result<Option<ClaimResult>, JobError> {
     let Some(url) = row.url.as_deref() else {
         instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
         return Ok(None);
@@ -112,7 +112,7 @@ async fn resume_after_conflict(
     ctx: &Ctx,
     job: &JobMeta,
     row: &InstanceRow,
-) -> Result<Value, JobError> {
+) -> Result<ClaimResult, JobError> {
     let url = row.url.as_deref().unwrap_or_default();
     let status = ctx.instances.convos_status(url).await?;
     let Some(conversation) = status.conversation else {
@@ -134,10 +134,11 @@ async fn complete(
     job: &JobMeta,
     row: &InstanceRow,
     bound: &Provisioned,
-) -> Result<Value, JobError> {
+) -> Result<ClaimResult, JobError> {
     let mut claimed = row.clone();
     claimed.invite_url = bound.invite_url.clone();
-    let value = claim_result(&claimed, Some(&bound.conversation_id), Some(bound.joined));
+    let value = serde_json::to_value(claim_result(&claimed, Some(&bound.conversation_id), Some(bound.joined)))
+        .map_err(|e| JobError::permanent(format!("cannot encode the claim result: {e}")))?;
     let done = record(ctx, job, args, &row.id, bound, value).await?;
     match done {
         Completion::Done(applied) => {
@@ -201,12 +202,12 @@ async fn record(
     .await
 }
 
-fn claim_result(row: &InstanceRow, conversation_id: Option<&str>, joined: Option<bool>) -> Value {
-    json!({
-        "instanceId": row.id,
-        "inviteUrl": row.invite_url,
-        "conversationId": conversation_id,
-        "joined": joined.unwrap_or(row.join_url.is_some()),
-        "gatewayUrl": row.url,
-    })
+fn claim_result(row: &InstanceRow, conversation_id: Option<&str>, joined: Option<bool>) -> ClaimResult {
+    ClaimResult {
+        instance_id: row.id.to_string(),
+        invite_url: row.invite_url.clone(),
+        conversation_id: conversation_id.map(str::to_owned),
+        joined: joined.unwrap_or(row.join_url.is_some()),
+        gateway_url: row.url.clone(),
+    }
 }

@@ -2,8 +2,10 @@
 //! (compare-and-set), destroy at the provider, and delete each row only once the
 //! services API confirmed the destroy (2xx, or 404 = already gone).
 
-use pool_jobs::{DismissCrashed, DrainIdle, KillInstance};
-use serde_json::{Value, json};
+use pool_jobs::{
+    DismissCrashed, DrainIdle, KillInstance,
+    results::{DrainResult, RemoveResult},
+};
 
 use super::{
     Ctx,
@@ -29,7 +31,7 @@ pub async fn destroy_and_delete(ctx: &Ctx, id: &InstanceId) -> Result<(), JobErr
 }
 
 impl Handler for DrainIdle {
-    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<DrainResult, JobError> {
         checkpoint(ctx, job).await?;
         // Taken now, or by an earlier run of this job (recorded with the take).
         let taken = drain::take(&ctx.db, &job.id, job.fence, i64::from(self.count)).await?.ok_or(JobError::Lost)?;
@@ -39,12 +41,12 @@ impl Handler for DrainIdle {
                 destroy_and_delete(ctx, &row.id).await?;
             }
         }
-        Ok(json!({ "drained": taken.len(), "instanceIds": taken }))
+        Ok(DrainResult { drained: taken.len(), instance_ids: taken })
     }
 }
 
 impl Handler for KillInstance {
-    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<RemoveResult, JobError> {
         let from = [Provisioning, Idle, Claiming, Claimed, Crashed];
         instances::transition(&ctx.db, &self.instance_id, &from, Draining, Some("killed by operator")).await?;
         finish_removal(ctx, &self.instance_id).await
@@ -52,7 +54,7 @@ impl Handler for KillInstance {
 }
 
 impl Handler for DismissCrashed {
-    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<RemoveResult, JobError> {
         instances::transition(&ctx.db, &self.instance_id, &[Crashed], Draining, Some("dismissed")).await?;
         finish_removal(ctx, &self.instance_id).await
     }
@@ -60,12 +62,14 @@ impl Handler for DismissCrashed {
 
 /// After the transition: destroy if the row is draining (this run's or an earlier
 /// attempt's doing); a vanished row means an earlier attempt finished.
-async fn finish_removal(ctx: &Ctx, id: &str) -> Result<Value, JobError> {
+async fn finish_removal(ctx: &Ctx, id: &str) -> Result<RemoveResult, JobError> {
+    let removed =
+        |note: Option<&str>| RemoveResult { instance_id: id.to_owned(), destroyed: true, note: note.map(Into::into) };
     match instances::get(&ctx.db, id).await? {
-        None => Ok(json!({ "instanceId": id, "destroyed": true, "note": "already removed" })),
+        None => Ok(removed(Some("already removed"))),
         Some(row) if row.status() == Draining => {
             destroy_and_delete(ctx, &row.id).await?;
-            Ok(json!({ "instanceId": id, "destroyed": true }))
+            Ok(removed(None))
         }
         Some(row) => Err(JobError::permanent(format!("instance {id} is {}; not removed", row.status))),
     }

@@ -1,8 +1,7 @@
 //! `enrich_metadata`: backfills provider metadata (service id, url, name) and
 //! `claimed_at` from one status batch, for rows missing them (or all with `all`).
 
-use pool_jobs::EnrichMetadata;
-use serde_json::{Value, json};
+use pool_jobs::{EnrichMetadata, results::EnrichResult};
 
 use super::{
     Ctx,
@@ -12,7 +11,7 @@ use super::{
 use crate::store::instances;
 
 impl Handler for EnrichMetadata {
-    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<EnrichResult, JobError> {
         let batch = ctx.services.status_batch(None).await?;
         let by_id = batch.by_instance();
         let rows = instances::all(&ctx.db).await?;
@@ -42,8 +41,6 @@ impl Handler for EnrichMetadata {
             }
             enriched += 1;
         }
-        Ok(
-            json!({ "enriched": enriched, "skipped": skipped, "failed": failed, "dryRun": self.dry_run, "all": self.all }),
-        )
+        Ok(EnrichResult { enriched, skipped, failed, dry_run: self.dry_run, all: self.all })
     }
 }

@@ -85,9 +85,10 @@ impl From<sqlx::Error> for JobError {
 }
 
 /// A job kind's behaviour. Every implementation must be idempotent: it may run again
-/// after a crash at any point and must converge to the same end state.
+/// after a crash at any point and must converge to the same end state. Its success is
+/// the kind's typed result, recorded as the job's `result`.
 pub trait Handler: Job + Sized + Clone + Unpin {
-    fn run(self, ctx: &Ctx, job: &JobMeta) -> impl Future<Output = Result<Value, JobError>> + Send;
+    fn run(self, ctx: &Ctx, job: &JobMeta) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 
 /// A safe point: stops the run if an operator cancelled the job, or if this run lost

@@ -1,8 +1,7 @@
 //! `noop`: does nothing but report how long it waited, so benchmarks measure the
 //! queue itself.
 
-use pool_jobs::Noop;
-use serde_json::{Value, json};
+use pool_jobs::{Noop, results::NoopResult};
 
 use super::{
     Ctx,
@@ -10,11 +9,8 @@ use super::{
 };
 
 impl Handler for Noop {
-    async fn run(self, _ctx: &Ctx, _job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, _ctx: &Ctx, _job: &JobMeta) -> Result<NoopResult, JobError> {
         let now_us = chrono::Utc::now().timestamp_micros();
-        Ok(match self.sent_at_us {
-            Some(sent) => json!({ "latencyUs": now_us - sent }),
-            None => json!({}),
-        })
+        Ok(NoopResult { latency_us: self.sent_at_us.map(|sent| now_us - sent) })
     }
 }

@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use pool_jobs::CheckReady;
-use serde_json::{Value, json};
+use pool_jobs::{CheckReady, results::CheckReadyResult};
 
 use super::{
     Ctx,
@@ -30,10 +29,10 @@ fn backoff(round: i32) -> Duration {
 }
 
 impl Handler for CheckReady {
-    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<CheckReadyResult, JobError> {
         let rows = instances::being_created(&ctx.db).await?;
         if rows.is_empty() {
-            return Ok(json!({ "checked": 0, "becameIdle": 0, "building": 0 }));
+            return Ok(CheckReadyResult::default());
         }
         let ids: Vec<InstanceId> = rows.iter().map(|r| r.id.clone()).collect();
         let batch = ctx.services.status_batch(Some(&ids)).await?;
@@ -62,6 +61,6 @@ impl Handler for CheckReady {
             let message = format!("{pending} instances not ready yet ({building} still deploying)");
             return Err(JobError::Retry { message, after: Some(after) });
         }
-        Ok(json!({ "checked": rows.len(), "becameIdle": became_idle, "building": building }))
+        Ok(CheckReadyResult { checked: rows.len(), became_idle, building })
     }
 }

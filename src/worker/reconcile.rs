@@ -6,9 +6,7 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use futures::{StreamExt, stream};
-use pool_jobs::Reconcile;
-use serde::Serialize;
-use serde_json::Value;
+use pool_jobs::{Reconcile, results::ReconcileResult as Report};
 
 use super::{
     Ctx,
@@ -29,26 +27,6 @@ use crate::{
 /// Instance calls (health, status) made at once during one reconcile.
 const CHECK_CONCURRENCY: usize = 16;
 
-/// What one reconcile did, reported as the job's result.
-#[derive(Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Report {
-    pub services: usize,
-    pub rows: usize,
-    pub became_idle: usize,
-    pub crashed: usize,
-    pub recovered: usize,
-    pub settled_claims: usize,
-    pub released_claims: usize,
-    pub draining: usize,
-    pub destroyed: usize,
-    pub vanished: usize,
-    pub adopted: usize,
-    /// Services of other Railway environments, left alone.
-    pub other_environments: usize,
-    pub errors: Vec<String>,
-}
-
 /// With `RAILWAY_ENVIRONMENT_ID` set, one services project may hold several
 /// environments' instances: only this environment's are adopted, checked or
 /// destroyed (a service that names no environment is not ours either). Returns how
@@ -61,7 +39,7 @@ fn keep_own_environment(services: &mut Vec<ServiceStatus>, environment: Option<&
 }
 
 impl Handler for Reconcile {
-    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Report, JobError> {
         let mut batch = ctx.services.status_batch(None).await?;
         // The batch may have taken a while (rate limit); nothing is changed yet.
         checkpoint(ctx, job).await?;
@@ -92,7 +70,7 @@ impl Handler for Reconcile {
         }
         let mut conn = ctx.db.acquire().await?;
         queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
-        Ok(serde_json::to_value(report).unwrap_or_default())
+        Ok(report)
     }
 }
 

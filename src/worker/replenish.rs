@@ -5,8 +5,7 @@
 //! the replenish job, so a re-run after a crash sees what it already created and adds
 //! nothing more.
 
-use pool_jobs::Replenish;
-use serde_json::{Value, json};
+use pool_jobs::{Replenish, results::ReplenishResult};
 
 use super::{
     Ctx,
@@ -25,10 +24,11 @@ use crate::{
 const MAX_PER_RUN: i64 = 1000;
 
 impl Handler for Replenish {
-    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Value, JobError> {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<ReplenishResult, JobError> {
         let already = instances::created_by_job(&ctx.db, &job.id).await?;
         if !already.is_empty() {
-            return Ok(json!({ "created": already.len(), "instanceIds": already, "resumed": true }));
+            let created = already.len();
+            return Ok(ReplenishResult { created, instance_ids: already, resumed: Some(true), redriven: None });
         }
         // Rows whose provision gave up (e.g. the services API was down longer than its
         // retries) are on their way again before they are counted.
@@ -53,7 +53,7 @@ impl Handler for Replenish {
         if !ids.is_empty() {
             tracing::info!(created = ids.len(), "replenish created instances");
         }
-        Ok(json!({ "created": ids.len(), "instanceIds": ids, "redriven": redriven }))
+        Ok(ReplenishResult { created: ids.len(), instance_ids: ids, resumed: None, redriven: Some(redriven) })
     }
 }
 

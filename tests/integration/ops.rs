@@ -1,6 +1,6 @@
 //! The operator surface: OpenAPI covers every route, metrics, the dashboard page.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -45,31 +45,102 @@ const ROUTES: [(&str, &str); 28] = [
 /// Routes that are not API operations and so are not in the document.
 const UNDOCUMENTED: [&str; 4] = ["/openapi.json", "/", "/app.js", "/style.css"];
 
+/// The methods probed on every documented path (HEAD follows GET in axum).
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// `path` with its parameters filled in.
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "abcdefghijkl").replace("{kind}", "abcdefghijkl")
+}
+
+/// The document is generated from the router, so it cannot list a route the router
+/// lacks. What could still go wrong is a handler routed with a plain `.route`: served,
+/// yet not in the document. So the document must equal SPEC's list, every listed
+/// route must be served, and every method of a documented path that the document does
+/// not list must be refused (405), not answered.
 #[tokio::test]
 async fn openapi_documents_every_route_and_every_route_is_served() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(test_config(&db.url, "http://127.0.0.1:1", &[]), db.pool.clone()).await;
     let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     let paths = doc["paths"].as_object().expect("paths");
+    let documented: BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| item.as_object().unwrap().keys().map(|method| (method.clone(), path.clone())))
+        .filter(|(method, _)| METHODS.contains(&method.as_str()))
+        .collect();
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .filter(|(_, path)| !UNDOCUMENTED.contains(path))
+        .map(|(method, path)| (method.to_string(), path.to_string()))
+        .collect();
+    assert_eq!(documented, expected, "the document and SPEC's routes differ");
     for (method, path) in ROUTES {
         if !UNDOCUMENTED.contains(&path) {
-            let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing from the document"))[method];
-            assert!(op.is_object(), "{method} {path} missing from the document");
+            let op = &paths[path][method];
             assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
         }
         // Served: any answer but the fallback's "no such route".
-        let concrete = path.replace("{id}", "abcdefghijkl").replace("{kind}", "abcdefghijkl");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let r = app.http.request(m, app.url(&concrete)).send().await.unwrap();
+        let r = app.http.request(m, app.url(&concrete(path))).send().await.unwrap();
         if r.status() == 404 {
             let body: Value = r.json().await.unwrap_or_default();
             assert_ne!(body["error"], "no such route", "{method} {path} is not routed");
         }
     }
-    let documented: usize = paths.values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
-    assert_eq!(documented, ROUTES.len() - UNDOCUMENTED.len(), "the document lists a route the test does not know");
-    assert!(doc["components"]["schemas"]["JobDoc"].is_object());
+    for (path, item) in paths {
+        for method in METHODS.iter().filter(|m| item.get(**m).is_none()) {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = app.http.request(m, app.url(&concrete(path))).send().await.unwrap();
+            assert_eq!(r.status(), 405, "{method} {path} is served but not documented");
+        }
+    }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+/// `JobDoc.args` and `result` name one schema per job kind (titled with it), and the
+/// 401 answer is one shared response that every operation behind the key references.
+#[tokio::test]
+async fn openapi_types_job_documents_and_shares_error_answers() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(test_config(&db.url, "http://127.0.0.1:1", &[]), db.pool.clone()).await;
+    let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(target) => schemas[target.strip_prefix("#/components/schemas/").unwrap()].clone(),
+            None => schema.clone(),
+        }
+    };
+    let kinds: BTreeSet<&str> = pool_jobs::KINDS.into_iter().collect();
+    let job = &schemas["JobDoc"]["properties"];
+    let args: Vec<Value> = job["args"]["anyOf"].as_array().expect("args is a union").iter().map(resolve).collect();
+    let titles: BTreeSet<&str> = args.iter().map(|s| s["title"].as_str().expect("titled with its kind")).collect();
+    assert_eq!(args.len(), kinds.len(), "one payload schema per kind");
+    assert_eq!(titles, kinds);
+    let results: Vec<Value> =
+        job["result"]["anyOf"].as_array().expect("result is a union").iter().map(resolve).collect();
+    let (null, results): (Vec<Value>, Vec<Value>) = results.into_iter().partition(|s| s["type"] == "null");
+    assert_eq!(null.len(), 1, "result is nullable");
+    let titles: BTreeSet<&str> = results.iter().map(|s| s["title"].as_str().expect("titled with its kind")).collect();
+    assert_eq!(results.len(), kinds.len(), "one result schema per kind");
+    assert_eq!(titles, kinds);
+
+    let unauthorized = json!({"$ref": "#/components/responses/Unauthorized"});
+    assert_eq!(doc["components"]["responses"]["Unauthorized"]["description"], "Missing or invalid API key");
+    let mut secured = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let answer = &op["responses"]["401"];
+            if op.get("security").is_some() {
+                secured += 1;
+                assert_eq!(answer, &unauthorized, "{method} {path}: 401 is the shared answer");
+            } else {
+                assert!(answer.is_null(), "{method} {path} needs no key but documents 401");
+            }
+        }
+    }
+    assert!(secured >= 16, "{secured} operations behind the key");
 }
 
 #[tokio::test]

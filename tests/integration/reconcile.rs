@@ -1,7 +1,8 @@
 //! Reconcile (SPEC §2.2, job `reconcile`) end to end: real `pool web` + `pool worker`
 //! processes against the in-process simulator. The reconcile schedule is switched off
 //! so every reconcile is one we trigger (`POST /api/pool/reconcile`, `Prefer: wait`)
-//! and each step's outcome can be asserted exactly.
+//! and each step's outcome can be asserted exactly; the readiness follow-up
+//! (`check_ready`), which makes new instances idle by reconcile's rules, is paused.
 
 use std::time::Duration;
 
@@ -20,7 +21,10 @@ const NO_RECONCILE: (&str, &str) = ("RECONCILE_SCHEDULE", "0 0 0 1 1 *");
 async fn start(overrides: &[(&str, &str)]) -> Stack {
     let mut all = vec![NO_RECONCILE];
     all.extend_from_slice(overrides);
-    Stack::start(fast_sim(), 1, &all).await
+    let stack = Stack::start(fast_sim(), 1, &all).await;
+    let paused = stack.request(Method::POST, "/api/jobs/kinds/check_ready/pause").send().await.unwrap();
+    assert_eq!(paused.status(), StatusCode::OK);
+    stack
 }
 
 /// Runs one reconcile to completion and returns its report (the job's result).

@@ -52,7 +52,9 @@ fn run_as<J: Handler>(ctx: Arc<Ctx>, args: Value, meta: JobMeta) -> BoxFuture<'s
     async move {
         let payload: J = serde_json::from_value(args)
             .map_err(|e| JobError::retry(format!("cannot decode the {} payload: {e}", J::KIND)))?;
-        payload.run(&ctx, &meta).await
+        let output = payload.run(&ctx, &meta).await?;
+        serde_json::to_value(output)
+            .map_err(|e| JobError::permanent(format!("cannot encode the {} result: {e}", J::KIND)))
     }
     .boxed()
 }
