@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{PoolProcess, fast_sim, free_port, wait_until_up},
+    helpers::fast_sim,
     stack::{Stack, eventually},
 };
 use pool::{queue::JobDoc, store::JobState};
@@ -42,12 +42,7 @@ async fn job_metrics_count_each_job_once_whatever_replica_is_scraped() {
     .await;
     assert!(done.is_some(), "60 noop jobs succeed");
 
-    let port = free_port();
-    let mut env = stack.env.clone();
-    env.insert("PORT".into(), port.to_string());
-    let _late_web = PoolProcess::spawn(&["web"], &env);
-    let late = format!("http://127.0.0.1:{port}");
-    wait_until_up(&format!("{late}/readyz"), Duration::from_secs(30)).await;
+    let (_late_web, late) = stack.another_web().await;
     let needles = [
         "pool_jobs_finished_total{kind=\"noop\",status=\"succeeded\"} 60\n",
         "pool_job_queue_wait_seconds_count{kind=\"noop\"} 60\n",

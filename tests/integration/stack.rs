@@ -62,6 +62,18 @@ impl Stack {
         stack
     }
 
+    /// Starts another web process on this stack's database; returns it (stopped when
+    /// dropped) and its base URL.
+    pub async fn another_web(&self) -> (PoolProcess, String) {
+        let port = free_port();
+        let mut env = self.env.clone();
+        env.insert("PORT".into(), port.to_string());
+        let web = PoolProcess::spawn(&["web"], &env);
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until_up(&format!("{url}/readyz"), Duration::from_secs(30)).await;
+        (web, url)
+    }
+
     /// Starts one more worker process; returns its index.
     pub fn add_worker(&mut self) -> usize {
         self.spawned += 1;

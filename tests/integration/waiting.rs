@@ -9,23 +9,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{API_KEY, PoolProcess, fast_sim, free_port, wait_until_up},
+    helpers::{API_KEY, fast_sim},
     stack::{Stack, eventually},
 };
 use pool::{queue::JobDoc, sim::SimConfig, store::JobState};
 
 const NO_SCHEDULES: [(&str, &str); 2] = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
-
-/// A second web process on the stack's database.
-async fn second_web(stack: &Stack) -> (PoolProcess, String) {
-    let port = free_port();
-    let mut env = stack.env.clone();
-    env.insert("PORT".into(), port.to_string());
-    let web = PoolProcess::spawn(&["web"], &env);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_until_up(&format!("{url}/readyz"), Duration::from_secs(30)).await;
-    (web, url)
-}
 
 async fn claim_at(stack: &Stack, base: &str, wait: u64) -> reqwest::Response {
     let req = stack.http.post(format!("{base}/api/pool/claim")).bearer_auth(API_KEY).json(&json!({}));
@@ -38,7 +27,7 @@ async fn claim_at(stack: &Stack, base: &str, wait: u64) -> reqwest::Response {
 async fn waiting_claims_are_served_first_in_first_out_across_replicas() {
     let sim = SimConfig { build_time: Duration::from_secs(1), ..fast_sim() };
     let stack = Stack::start(sim, 2, &[("RECONCILE_SCHEDULE", "*/5 * * * * *")]).await;
-    let (_web, other) = second_web(&stack).await;
+    let (_web, other) = stack.another_web().await;
     // One after another, alternating web processes; all wait at once.
     let answers = join_all((0..8u64).map(|i| {
         let (stack, base) = (&stack, if i % 2 == 0 { stack.web_url.clone() } else { other.clone() });
