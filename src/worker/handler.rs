@@ -47,6 +47,10 @@ pub enum JobError {
     /// Repeating cannot help; fail the job now.
     #[error("{0}")]
     Permanent(String),
+    /// Not done yet, as expected: run again after `after` (a follow-up that polls).
+    /// Uses an attempt, but is neither logged nor kept as a failure.
+    #[error("{note}")]
+    Again { note: String, after: Duration },
     /// An operator cancelled the job; it stopped at a safe point.
     #[error("cancelled by operator")]
     Cancelled,
@@ -119,6 +123,7 @@ pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> O
             let delay = after.unwrap_or_else(|| backoff(meta.earlier_attempts())).min(BACKOFF_CAP);
             Outcome::Retryable { error: message, delay }
         }
+        Err(JobError::Again { note, after }) => Outcome::Again { note, delay: after },
         Err(JobError::Recorded) => {
             tracing::info!(job_id = %meta.id, kind, "job succeeded");
             return None;
@@ -135,6 +140,9 @@ pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> O
         }
         Outcome::Permanent(error) => tracing::error!(job_id = %meta.id, kind, error, "job failed permanently"),
         Outcome::Cancelled => tracing::info!(job_id = %meta.id, kind, "job cancelled"),
+        Outcome::Again { note, delay } => {
+            tracing::debug!(job_id = %meta.id, kind, note, delay_ms = delay.as_millis() as u64, "job runs again")
+        }
     }
     Some(outcome)
 }

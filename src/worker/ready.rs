@@ -58,8 +58,8 @@ impl Handler for CheckReady {
         let pending = rows.len() - became_idle;
         if pending > 0 && job.fence < MAX_ROUNDS {
             let after = backoff(job.fence);
-            let message = format!("{pending} instances not ready yet ({building} still deploying)");
-            return Err(JobError::Retry { message, after: Some(after) });
+            let note = format!("{pending} instances not ready yet ({building} still deploying)");
+            return Err(JobError::Again { note, after });
         }
         Ok(CheckReadyResult { checked: rows.len(), became_idle, building })
     }

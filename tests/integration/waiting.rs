@@ -136,6 +136,16 @@ async fn a_starting_worker_fills_the_pool_and_readiness_is_followed() {
         .await
         .unwrap();
     assert!(ready["becameIdle"].as_i64().unwrap_or(0) >= 1, "{ready}");
+    // Its rounds while the builds ran are not failures: no attempt kept, none logged.
+    let (rounds, kept): (i32, i64) = sqlx::query_as(
+        "SELECT max(j.runs), (SELECT count(*) FROM job_attempts a JOIN jobs k ON k.id = a.job_id
+                              WHERE k.kind = 'check_ready')
+         FROM jobs j WHERE j.kind = 'check_ready'",
+    )
+    .fetch_one(&stack.db.pool)
+    .await
+    .unwrap();
+    assert!(rounds > 1 && kept == 0, "{rounds} rounds, {kept} kept as failed attempts");
 }
 
 /// The adaptive target rises on a burst of claims (within a flush, seconds) and is

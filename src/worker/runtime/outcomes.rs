@@ -120,7 +120,7 @@ fn wake_for_retries(fetcher: &Arc<Fetcher>, batch: &[Finished]) {
     let next = batch
         .iter()
         .filter_map(|f| match &f.outcome {
-            Outcome::Retryable { delay, .. } => Some(*delay),
+            Outcome::Retryable { delay, .. } | Outcome::Again { delay, .. } => Some(*delay),
             _ => None,
         })
         .min();

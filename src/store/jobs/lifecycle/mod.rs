@@ -83,15 +83,23 @@ pub enum Outcome {
     },
     /// Cannot succeed by repeating.
     Permanent(String),
+    /// Not done yet, as expected (a follow-up polling for something): run again after
+    /// `delay`, like a retry, but not kept as a failed attempt.
+    Again {
+        note: String,
+        delay: Duration,
+    },
 }
 
 impl Outcome {
-    fn parts(&self) -> (&'static str, Option<&Value>, Option<&str>, f64) {
+    /// `(outcome, result, error, delay ms, kept as an attempt)`.
+    fn parts(&self) -> (&'static str, Option<&Value>, Option<&str>, f64, bool) {
         match self {
-            Self::Succeeded(value) => ("succeeded", Some(value), None, 0.0),
-            Self::Cancelled => ("cancelled", None, Some("cancelled by operator"), 0.0),
-            Self::Retryable { error, delay } => ("retry", None, Some(error), delay.as_secs_f64() * 1000.0),
-            Self::Permanent(error) => ("failed", None, Some(error), 0.0),
+            Self::Succeeded(value) => ("succeeded", Some(value), None, 0.0, true),
+            Self::Cancelled => ("cancelled", None, Some("cancelled by operator"), 0.0, true),
+            Self::Retryable { error, delay } => ("retry", None, Some(error), delay.as_secs_f64() * 1000.0, true),
+            Self::Permanent(error) => ("failed", None, Some(error), 0.0, true),
+            Self::Again { note, delay } => ("retry", None, Some(note), delay.as_secs_f64() * 1000.0, false),
         }
     }
 }
@@ -127,9 +135,10 @@ pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) ->
     let outcomes: serde_json::Map<String, Value> = runs
         .iter()
         .map(|run| {
-            let (outcome, result, error, delay_ms) = run.outcome.parts();
+            let (outcome, result, error, delay_ms, keep) = run.outcome.parts();
             let entry = serde_json::json!({
                 "attempt": run.attempt, "outcome": outcome, "result": result, "error": error, "delayMs": delay_ms,
+                "keep": keep,
             });
             (run.id.clone(), entry)
         })
@@ -161,7 +170,7 @@ pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) ->
          ), kept AS (
              INSERT INTO job_attempts (job_id, run, outcome, error, worker_id, started_at)
              SELECT id, runs, CASE WHEN state = 'queued' THEN 'retry' ELSE state END, error, $3, started_at
-             FROM done WHERE state <> 'succeeded'
+             FROM done WHERE state <> 'succeeded' AND (state <> 'queued' OR ($2::jsonb -> id ->> 'keep')::boolean)
              ON CONFLICT ON CONSTRAINT job_attempts_pkey DO NOTHING
          )
          SELECT id, kind, state, COALESCE(EXTRACT(EPOCH FROM now() - started_at)::float8, 0) AS run_time,
