@@ -1,21 +1,26 @@
 //! The warm target: how many instances `idle + provisioning` should hold.
 //!
 //! `static`: `POOL_MIN_IDLE`. `adaptive` (the default): the larger of `POOL_MIN_IDLE`
-//! and the claims expected during one provision lead time — the claim rate (an
-//! exponentially weighted rate of claims per minute that rises at once with demand
-//! and decays with a 15-minute time constant) times the lead time (create → idle,
-//! p90 of the last hour, from Pool's own history; 60 s until there is any). Either
+//! and the claims expected during one provision lead time (create → idle, p90 of the
+//! last hour, from Pool's own history; 60 s until there is any). Those are the larger
+//! of the claim rate times the lead time (an exponentially weighted rate of claims per
+//! minute that rises at once with demand and decays with a 15-minute time constant)
+//! and the most claims seen arriving within one lead time in the last hour, weighted
+//! down with the same time constant (bursts). Either
 //! way at most `POOL_MAX_WARM`, a ceiling that never keeps a waiting claim from its
 //! instance (replenish adds what waiting claims need on top).
 
 mod policy;
 
-use std::{fmt, str::FromStr};
+use std::{fmt, str::FromStr, time::Duration};
 
 pub use policy::{Target, claim_rate, target, to_create};
 use sqlx::PgExecutor;
 
-use crate::{metrics::stats, store::metrics};
+use crate::{
+    metrics::stats,
+    store::{jobs::claim, metrics},
+};
 
 /// How the warm target is chosen (`POOL_BUFFER`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -60,7 +65,7 @@ const HISTORY_MINUTES: i64 = 60;
 /// The current target, from the per-minute history every process writes.
 pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx::Result<Target> {
     if settings.mode == Mode::Static {
-        return Ok(target(settings, &[], None));
+        return Ok(target(settings, &[], None, 0.0));
     }
     let now = metrics::current_minute(db).await?;
     let rows = metrics::minutes(db, &["pool_claims_total", "pool_lead_time_seconds"], HISTORY_MINUTES).await?;
@@ -80,5 +85,7 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
         }
     }
     let lead_p90 = stats::quantile_ms(&lead, 0.9).map(|ms| ms / 1000.0);
-    Ok(target(settings, &claims, lead_p90))
+    let window = Duration::from_secs_f64(policy::lead_time(lead_p90));
+    let burst = claim::peak_demand(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
+    Ok(target(settings, &claims, lead_p90, burst))
 }

@@ -4,8 +4,8 @@ use super::{Mode, Settings};
 
 /// Lead time assumed before Pool has seen an instance become idle.
 const DEFAULT_LEAD_SECS: f64 = 60.0;
-/// Time constant (minutes) of the claim rate's decay.
-const DECAY_MINUTES: f64 = 15.0;
+/// Time constant (minutes) of the claim rate's decay, and of a burst's memory.
+pub const DECAY_MINUTES: f64 = 15.0;
 
 /// The target and what it was made of (shown by `/api/pool/counts`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -20,6 +20,9 @@ pub struct Target {
     pub claims_per_minute: f64,
     /// Create → idle, p90 of the last hour (seconds).
     pub lead_time_seconds: f64,
+    /// The most claims that arrived within one lead time lately (a burst), weighted
+    /// down by its age.
+    pub burst_claims: f64,
     /// Claims expected during one lead time.
     pub expected_claims: f64,
     /// Which bound decided: `min_idle`, `demand` or `max_warm`.
@@ -36,11 +39,19 @@ pub fn claim_rate(per_minute: &[f64]) -> f64 {
     rate.max(*current)
 }
 
-/// The warm target for `settings`, given per-minute claim counts and the lead time.
-pub fn target(settings: Settings, per_minute: &[f64], lead_p90_secs: Option<f64>) -> Target {
+/// The lead time to plan with: the measured p90, or a default before any.
+pub fn lead_time(lead_p90_secs: Option<f64>) -> f64 {
+    lead_p90_secs.unwrap_or(DEFAULT_LEAD_SECS)
+}
+
+/// The warm target for `settings`, given per-minute claim counts, the lead time and
+/// the recent burst: the claims expected during one lead time are the larger of the
+/// steady rate's share and the burst (demand often comes in bursts, which a rate
+/// averaged over minutes would spread thin).
+pub fn target(settings: Settings, per_minute: &[f64], lead_p90_secs: Option<f64>, burst: f64) -> Target {
     let rate = claim_rate(per_minute);
-    let lead = lead_p90_secs.unwrap_or(DEFAULT_LEAD_SECS);
-    let expected = rate * lead / 60.0;
+    let lead = lead_time(lead_p90_secs);
+    let expected = (rate * lead / 60.0).max(burst);
     let demand = if settings.mode == Mode::Adaptive { expected.ceil() as u32 } else { 0 };
     let (mut target, mut reason) =
         if demand > settings.min_idle { (demand, "demand") } else { (settings.min_idle, "min_idle") };
@@ -54,6 +65,7 @@ pub fn target(settings: Settings, per_minute: &[f64], lead_p90_secs: Option<f64>
         max_warm: settings.max_warm,
         claims_per_minute: rate,
         lead_time_seconds: lead,
+        burst_claims: burst,
         expected_claims: expected,
         reason,
     }
@@ -76,7 +88,7 @@ mod tests {
 
     #[test]
     fn waiting_claims_are_served_beyond_the_ceiling_and_the_buffer_is_not() {
-        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None);
+        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0);
         assert_eq!(to_create(&t, 0, 0), 2);
         assert_eq!(to_create(&t, 0, 3), 5, "the minimum plus three waiting");
         assert_eq!(to_create(&t, 0, 4), 5, "the ceiling bounds the buffer");
@@ -97,13 +109,15 @@ mod tests {
 
     #[test]
     fn the_target_is_the_larger_of_the_minimum_and_demand_within_the_ceiling() {
-        let t = target(ADAPTIVE, &[6.0, 0.0], Some(30.0));
+        let t = target(ADAPTIVE, &[6.0, 0.0], Some(30.0), 0.0);
         assert_eq!((t.target, t.reason), (3, "demand"), "6/min over 30 s");
-        assert_eq!(target(ADAPTIVE, &[1.0, 0.0], Some(30.0)).reason, "min_idle");
-        let t = target(ADAPTIVE, &[600.0, 0.0], Some(30.0));
+        assert_eq!(target(ADAPTIVE, &[1.0, 0.0], Some(30.0), 0.0).reason, "min_idle");
+        let t = target(ADAPTIVE, &[600.0, 0.0], Some(30.0), 0.0);
         assert_eq!((t.target, t.reason), (20, "max_warm"));
         let fixed = Settings { mode: Mode::Static, ..ADAPTIVE };
-        assert_eq!(target(fixed, &[600.0, 0.0], Some(30.0)).target, 2, "static ignores demand");
-        assert_eq!(target(ADAPTIVE, &[6.0, 0.0], None).lead_time_seconds, 60.0);
+        assert_eq!(target(fixed, &[600.0, 0.0], Some(30.0), 9.0).target, 2, "static ignores demand");
+        assert_eq!(target(ADAPTIVE, &[6.0, 0.0], None, 0.0).lead_time_seconds, 60.0);
+        let burst = target(ADAPTIVE, &[9.0, 0.0], Some(20.0), 8.6);
+        assert_eq!((burst.target, burst.reason), (9, "demand"), "a burst of 9 within the lead time");
     }
 }

@@ -184,3 +184,29 @@ async fn the_warm_target_rises_on_a_burst_within_the_ceiling() {
     let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("pool_warm_target 4\n") && metrics.contains("pool_max_warm 4\n"), "{metrics}");
 }
+
+/// A burst raises the target to its size; the same burst half an hour ago counts for
+/// e^-2 of it (a 15-minute time constant): the buffer decays over tens of minutes.
+#[tokio::test]
+async fn a_burst_raises_the_target_and_is_forgotten_over_tens_of_minutes() {
+    let env = [("POOL_BUFFER", "adaptive"), ("POOL_MIN_IDLE", "1"), ("POOL_MAX_WARM", "12")];
+    let stack = Stack::start(fast_sim(), 0, &env).await;
+    let burst = |minutes_ago: i32| {
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, args, state, max_attempts, created_at, finished_at)
+             SELECT 'burst' || $1 || '-' || g, 'claim_and_provision', '{}', 'succeeded', 1,
+                    now() - make_interval(mins => $1) + make_interval(secs => g), now()
+             FROM generate_series(1, 9) g",
+        )
+        .bind(minutes_ago)
+    };
+    burst(30).execute(&stack.db.pool).await.unwrap();
+    let old = stack.counts().await["buffer"].clone();
+    let remembered = old["burstClaims"].as_f64().unwrap();
+    assert!((1.1..1.3).contains(&remembered), "9 × e^-2 ≈ 1.22: {old}");
+    assert_eq!((old["target"].as_i64(), old["reason"].as_str()), (Some(2), Some("demand")), "{old}");
+
+    burst(1).execute(&stack.db.pool).await.unwrap();
+    let fresh = stack.counts().await["buffer"].clone();
+    assert_eq!((fresh["target"].as_i64(), fresh["reason"].as_str()), (Some(9), Some("demand")), "{fresh}");
+}

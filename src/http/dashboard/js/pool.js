@@ -24,7 +24,9 @@ function showBuffer(b, waiting) {
   if (!b) return;
   const why = {
     min_idle: `POOL_MIN_IDLE ${b.minIdle}`,
-    demand: `${b.claimsPerMinute.toFixed(1)} claims/min × ${Math.round(b.leadTimeSeconds)} s lead time`,
+    demand: b.burstClaims >= b.expectedClaims
+      ? `a burst of ${b.burstClaims.toFixed(1)} claims within one ${Math.round(b.leadTimeSeconds)} s lead time`
+      : `${b.claimsPerMinute.toFixed(1)} claims/min × ${Math.round(b.leadTimeSeconds)} s lead time`,
     max_warm: `capped at POOL_MAX_WARM ${b.maxWarm}`,
   }[b.reason] || b.reason;
   setText($('buffer-target'), b.target);
