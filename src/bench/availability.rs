@@ -2,8 +2,9 @@
 //! larger than the buffer — against a simulator with a real build time, once per
 //! setting on a fresh database and simulator: (a) `POOL_BUFFER=static` at
 //! `POOL_MIN_IDLE=M`, (b) `POOL_BUFFER=adaptive` at the same M under `POOL_MAX_WARM`,
-//! (c) static minimums chosen so they cost at least 25 % more warm instance-minutes
-//! than (b). Every claim sends `Prefer: wait=60`. Pool runs with its shipped
+//! (c) static minimums around the one that costs 25 % more warm instance-minutes than
+//! (b): `ceil(1.25 × (b)'s average warm)`, then one lower (one higher when that cost
+//! less than 1.25×; `--quick` runs only the first). Every claim sends `Prefer: wait=60`. Pool runs with its shipped
 //! schedules and rate limits (not the harness's), so refills are Pool's own.
 
 use std::{collections::HashSet, time::Duration};
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::{task::JoinSet, time::Instant};
 
 use super::{
+    availability_cost as cost,
     availability_report::{self as report, AT_ONCE, COST_FACTOR, RunResult, Setting},
     availability_trace::{self as trace, Shape},
     harness::{self, BenchDb, NEVER, Proc, Stack},
@@ -55,10 +57,6 @@ const HARNESS_ONLY: [(&str, &str); 5] = [
     ("SERVICES_RATE_BURST", "100000"),
     ("INSTANCE_RATE_PER_SEC", "100000"),
 ];
-/// At most this many static runs above the minimum: the next is one higher while
-/// the previous cost less than [`COST_FACTOR`]× the adaptive run's warm minutes.
-const RIVAL_RUNS: usize = 2;
-
 /// Everything a run needs, resolved from the flags.
 struct Plan {
     quick: bool,
@@ -120,19 +118,14 @@ pub async fn run(quick: bool, args: &AvailabilityArgs) -> anyhow::Result<Value> 
         run_setting(&plan, &arrivals, Setting::new("adaptive", m, ceiling)).await?,
     ];
     let adaptive = runs[1].clone();
-    // The static minimum expected to cost 25 % more than the adaptive run: the warm
-    // average wanted, less what the static run kept warm above its minimum (creates
-    // for waiting claims); then one higher while still cheaper.
-    let above_min = (runs[0].cost.avg_warm() - f64::from(m)).max(0.0);
-    let first_rival = ((adaptive.cost.avg_warm() * COST_FACTOR - above_min).ceil() as u32).max(m + 1);
-    let rival_runs = if quick { 1 } else { RIVAL_RUNS };
-    for rival_min in (first_rival..).take(rival_runs) {
-        let rival = run_setting(&plan, &arrivals, Setting::new("static", rival_min, ceiling)).await?;
-        let enough = report::ratio(&rival, &adaptive) >= COST_FACTOR;
-        runs.push(rival);
-        if enough {
-            break;
-        }
+    // A static floor at 1.25 × the adaptive run's average warm count costs about that
+    // much more; the one below it may too, and the cheaper the rival the fairer.
+    let upper = ((adaptive.cost.avg_warm() * COST_FACTOR).ceil() as u32).max(m + 1);
+    let rival = run_setting(&plan, &arrivals, Setting::new("static", upper, ceiling)).await?;
+    let next = if report::ratio(&rival, &adaptive) >= COST_FACTOR { upper - 1 } else { upper + 1 };
+    runs.push(rival);
+    if !quick && next > m {
+        runs.push(run_setting(&plan, &arrivals, Setting::new("static", next, ceiling)).await?);
     }
     let title = format!(
         "availability: {} claims in {:.0} s (seed {}), build {:.0} s, Prefer: wait={}, bound at once = 200 within {} ms",
@@ -184,7 +177,7 @@ async fn measure(stack: &Stack, plan: &Plan, arrivals: &[Duration], setting: Set
             trace::claim(&http, &url, wait).await
         });
     }
-    let cost = report::sample_cost(&stack.http, &stack.web_url, plan.shape.length).await;
+    let cost = cost::sample_cost(&stack.http, &stack.web_url, plan.shape.length).await;
     let mut outcomes = Vec::with_capacity(arrivals.len());
     while let Some(outcome) = claims.join_next().await {
         outcomes.push(outcome.context("a claim task panicked")?);
@@ -196,8 +189,8 @@ async fn measure(stack: &Stack, plan: &Plan, arrivals: &[Duration], setting: Set
 async fn warm_up(stack: &Stack, min_idle: u32, limit: Duration) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
-        if let Some((idle, _, _)) = report::counts(&stack.http, &stack.web_url).await
-            && idle >= i64::from(min_idle)
+        if let Some(counts) = cost::counts(&stack.http, &stack.web_url).await
+            && counts.idle >= i64::from(min_idle)
         {
             return Ok(started.elapsed());
         }

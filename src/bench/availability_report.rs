@@ -1,15 +1,13 @@
-//! What `availability` measures per run and how it is shown: the cost sampled from
-//! `/api/pool/counts`, the claims' endings, the side-by-side table and the verdict
-//! on issue 12's targets.
+//! What `availability` keeps of a run and how it is shown: the claims' endings, the
+//! side-by-side table and the verdict on issue 12's targets.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{
+    availability_cost::Cost,
     availability_trace::{Ending, Outcome},
-    harness::API_KEY,
     report::{self, Latency},
 };
 
@@ -18,8 +16,6 @@ use super::{
 pub const AT_ONCE: Duration = Duration::from_secs(1);
 /// The issue's comparison: a static minimum that costs this much more.
 pub const COST_FACTOR: f64 = 1.25;
-/// How often the cost is sampled.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// One configuration of Pool that the trace runs against.
 #[derive(Clone, Debug)]
@@ -37,74 +33,6 @@ pub struct Setting {
 impl Setting {
     pub fn new(buffer: &'static str, min_idle: u32, max_warm: u32) -> Self {
         Self { label: format!("{buffer} M={min_idle}"), buffer, min_idle, max_warm: max_warm.max(min_idle) }
-    }
-}
-
-/// Warm instances (`idle + provisioning`) over the trace, from `/api/pool/counts`.
-#[derive(Clone, Debug, Default)]
-pub struct Cost {
-    /// Warm instance-seconds: each sample's warm count times the time to the next one.
-    pub warm_secs: f64,
-    /// The window sampled (the trace's length).
-    pub window: Duration,
-    /// The largest `idle + provisioning` sampled.
-    pub max_warm: i64,
-    /// Samples taken, and those whose request failed (the previous value was kept).
-    pub samples: usize,
-    pub missed: usize,
-    /// The largest `target` the counts reported, when they report one.
-    pub max_target: Option<i64>,
-}
-
-impl Cost {
-    pub fn warm_minutes(&self) -> f64 {
-        self.warm_secs / 60.0
-    }
-
-    /// The average number of warm instances over the window.
-    pub fn avg_warm(&self) -> f64 {
-        let secs = self.window.as_secs_f64();
-        if secs > 0.0 { self.warm_secs / secs } else { 0.0 }
-    }
-}
-
-/// `idle`, `provisioning` and (when present) `target` of `/api/pool/counts`.
-pub async fn counts(http: &reqwest::Client, web_url: &str) -> Option<(i64, i64, Option<i64>)> {
-    let response = http.get(format!("{web_url}/api/pool/counts")).bearer_auth(API_KEY).send().await.ok()?;
-    let body: Value = response.error_for_status().ok()?.json().await.ok()?;
-    Some((body["idle"].as_i64()?, body["provisioning"].as_i64()?, body["target"].as_i64()))
-}
-
-/// Samples the counts every second for `window` and integrates `idle + provisioning`.
-pub async fn sample_cost(http: &reqwest::Client, web_url: &str, window: Duration) -> Cost {
-    let start = Instant::now();
-    let mut ticker = tokio::time::interval(SAMPLE_EVERY);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut cost = Cost { window, ..Cost::default() };
-    let mut last: Option<(f64, i64)> = None;
-    loop {
-        ticker.tick().await;
-        let now = start.elapsed().min(window).as_secs_f64();
-        let sample = counts(http, web_url).await;
-        if let Some((at, warm)) = last {
-            cost.warm_secs += warm as f64 * (now - at);
-        }
-        cost.samples += 1;
-        match sample {
-            Some((idle, provisioning, target)) => {
-                let warm = idle + provisioning;
-                cost.max_warm = cost.max_warm.max(warm);
-                cost.max_target = target.max(cost.max_target);
-                last = Some((now, warm));
-            }
-            None => {
-                cost.missed += 1;
-                last = last.map(|(_, warm)| (now, warm));
-            }
-        }
-        if now >= window.as_secs_f64() {
-            return cost;
-        }
     }
 }
 
@@ -204,6 +132,7 @@ impl RunResult {
             "cost_vs_adaptive": report::round2(cost_ratio),
             "max_warm_seen": self.cost.max_warm,
             "max_target_seen": self.cost.max_target,
+            "max_waiting_seen": self.cost.max_waiting,
             "count_samples": self.cost.samples,
             "count_samples_missed": self.cost.missed,
             "created": self.created,
@@ -224,6 +153,7 @@ impl RunResult {
         cells.push(format!("{:.1}", self.cost.warm_minutes()));
         cells.push(format!("{cost_ratio:.2}"));
         cells.push(self.cost.max_warm.to_string());
+        cells.push(self.cost.max_target.map_or_else(|| "-".into(), |t| t.to_string()));
         cells.push(self.created.to_string());
         cells.push(self.never_claimed().to_string());
         cells
@@ -250,6 +180,7 @@ pub fn print_table(title: &str, runs: &[RunResult], adaptive: &RunResult) {
         "warm inst-min",
         "× adaptive",
         "max warm seen",
+        "max target",
         "created",
         "never claimed",
     ];

@@ -8,6 +8,7 @@
 //! this against a throwaway Postgres with durability on.
 
 mod availability;
+mod availability_cost;
 mod availability_report;
 mod availability_trace;
 mod claim;
