@@ -40,6 +40,20 @@ pub struct AvailabilityArgs {
     /// Seed of the demand trace (the same trace for every run).
     #[arg(long, default_value_t = 12)]
     pub seed: u64,
+    /// The demand: `phased` (quiet, then a busy period with bursts, then quiet) or
+    /// `periodic` (bursts throughout).
+    #[arg(long, value_enum, default_value_t = Demand::Phased)]
+    pub demand: Demand,
+}
+
+/// The shape of the demand trace.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Demand {
+    /// Steady arrivals throughout; four bursts of 4 × the minimum, 40 s apart, from
+    /// minute 4 of 7 (build 10 s).
+    Phased,
+    /// Steady arrivals and bursts of 3 × the minimum every 45 s for 2 minutes (build 20 s).
+    Periodic,
 }
 
 /// `Prefer: wait=` of every claim (`--quick`: shorter, to bound the smoke run).
@@ -70,32 +84,57 @@ struct Plan {
 
 impl Plan {
     fn new(args: &AvailabilityArgs, quick: bool) -> anyhow::Result<Self> {
-        let minutes = args.minutes.unwrap_or(if quick { 0.1 } else { 2.0 });
-        let build_secs = args.build_secs.unwrap_or(if quick { 1.0 } else { 20.0 });
+        let phased = args.demand == Demand::Phased && !quick;
+        let minutes = args.minutes.unwrap_or(if quick {
+            0.1
+        } else if phased {
+            7.0
+        } else {
+            2.0
+        });
+        let build_secs = args.build_secs.unwrap_or(if quick {
+            1.0
+        } else if phased {
+            10.0
+        } else {
+            20.0
+        });
         let min_idle = args.min_idle.unwrap_or(if quick { 2 } else { 3 });
         let valid = minutes > 0.0 && minutes <= 60.0 && (0.0..=600.0).contains(&build_secs) && min_idle > 0;
         if !valid {
             bail!("availability needs 0 < --minutes <= 60, 0 <= --build-secs <= 600 and --min-idle >= 1");
         }
-        let burst_size = usize::try_from(min_idle)? * 3;
-        let shape = if quick {
-            Shape {
-                length: Duration::from_secs_f64(minutes * 60.0),
-                mean_gap: Duration::from_secs(2),
-                first_burst: Duration::from_secs(1),
-                burst_every: Duration::from_secs(45),
-                burst_size,
-                burst_spread: Duration::from_secs(1),
-            }
-        } else {
-            Shape {
-                length: Duration::from_secs_f64(minutes * 60.0),
-                mean_gap: Duration::from_secs(8),
-                first_burst: Duration::from_secs(15),
-                burst_every: Duration::from_secs(45),
-                burst_size,
-                burst_spread: Duration::from_secs(2),
-            }
+        let (m, length) = (usize::try_from(min_idle)?, Duration::from_secs_f64(minutes * 60.0));
+        let secs = Duration::from_secs;
+        let shape = match (quick, phased) {
+            (true, _) => Shape {
+                length,
+                mean_gap: secs(2),
+                first_burst: secs(1),
+                burst_every: secs(45),
+                burst_size: 3 * m,
+                burst_spread: secs(1),
+                bursts_until: length,
+            },
+            // A busy period after a quiet one: what a fixed minimum pays for all day.
+            (false, true) => Shape {
+                length,
+                mean_gap: secs(15),
+                first_burst: length.mul_f64(4.0 / 7.0),
+                burst_every: secs(40),
+                burst_size: 4 * m,
+                burst_spread: secs(2),
+                bursts_until: length.mul_f64(4.0 / 7.0) + secs(40 * 4),
+            },
+            (false, false) => Shape {
+                length,
+                mean_gap: secs(8),
+                first_burst: secs(15),
+                burst_every: secs(45),
+                burst_size: 3 * m,
+                burst_spread: secs(2),
+                bursts_until: length,
+            },
         };
         Ok(Self {
             quick,

@@ -18,7 +18,7 @@ pub struct Cost {
     pub warm_secs: f64,
     /// The window sampled (the trace's length).
     pub window: Duration,
-    /// The largest `idle + provisioning` sampled.
+    /// The largest `idle + provisioning - waiting` sampled (the unclaimed buffer).
     pub max_warm: i64,
     /// Samples taken, and those whose request failed (the previous value was kept).
     pub samples: usize,
@@ -80,7 +80,9 @@ pub async fn sample_cost(http: &reqwest::Client, web_url: &str, window: Duration
         match sample {
             Some(counts) => {
                 let warm = counts.idle + counts.provisioning;
-                cost.max_warm = cost.max_warm.max(warm);
+                // The ceiling bounds the unclaimed buffer: instances on their way to
+                // waiting claims are spoken for.
+                cost.max_warm = cost.max_warm.max(warm - counts.waiting.unwrap_or(0));
                 cost.max_target = counts.target.max(cost.max_target);
                 cost.max_waiting = counts.waiting.max(cost.max_waiting);
                 last = Some((now, warm));

@@ -179,7 +179,7 @@ pub fn print_table(title: &str, runs: &[RunResult], adaptive: &RunResult) {
         "other",
         "warm inst-min",
         "× adaptive",
-        "max warm seen",
+        "max unclaimed warm",
         "max target",
         "created",
         "never claimed",

@@ -23,6 +23,8 @@ pub struct Shape {
     pub burst_size: usize,
     /// A burst's claims arrive uniformly within this long.
     pub burst_spread: Duration,
+    /// No burst starts at or after this (a busy period, then quiet again).
+    pub bursts_until: Duration,
 }
 
 impl Shape {
@@ -42,7 +44,8 @@ impl Shape {
         }
         let every = self.burst_every.as_secs_f64().max(1.0);
         let mut start = self.first_burst.as_secs_f64();
-        while start + spread < length {
+        let until = self.bursts_until.as_secs_f64().min(length - spread);
+        while start < until {
             at.extend((0..self.burst_size).map(|_| start + rng.random::<f64>() * spread));
             start += every;
         }
@@ -54,7 +57,8 @@ impl Shape {
     pub fn bursts(&self) -> usize {
         let (length, spread) = (self.length.as_secs_f64(), self.burst_spread.as_secs_f64());
         let (first, every) = (self.first_burst.as_secs_f64(), self.burst_every.as_secs_f64().max(1.0));
-        if first + spread >= length { 0 } else { ((length - spread - first) / every).ceil() as usize }
+        let until = self.bursts_until.as_secs_f64().min(length - spread);
+        if first >= until { 0 } else { ((until - first) / every).ceil() as usize }
     }
 
     /// The shape as JSON, in seconds.
@@ -66,6 +70,7 @@ impl Shape {
             "burst_every_secs": self.burst_every.as_secs_f64(),
             "burst_size": self.burst_size,
             "burst_spread_secs": self.burst_spread.as_secs_f64(),
+            "bursts_until_secs": self.bursts_until.as_secs_f64(),
             "bursts": self.bursts(),
         })
     }
@@ -142,6 +147,7 @@ mod tests {
             burst_every: Duration::from_secs(45),
             burst_size: 9,
             burst_spread: Duration::from_secs(2),
+            bursts_until: Duration::from_secs(120),
         }
     }
 
@@ -156,6 +162,9 @@ mod tests {
         assert_eq!(s.bursts(), 3);
         let in_burst = |a: &&Duration| [15.0, 60.0, 105.0].iter().any(|b| (*b..=b + 2.0).contains(&a.as_secs_f64()));
         assert!(at.iter().filter(in_burst).count() >= 27);
+        let busy = Shape { bursts_until: Duration::from_secs(61), ..s };
+        assert_eq!(busy.bursts(), 2, "no burst starts after the busy period");
+        assert_eq!(busy.arrivals(7).len(), at.len() - 9);
     }
 
     #[test]

@@ -71,13 +71,12 @@ pub fn target(settings: Settings, per_minute: &[f64], lead_p90_secs: Option<f64>
     }
 }
 
-/// Instances to create so that `idle + provisioning` reaches the target plus the
-/// `waiting` claims, given `have`. The ceiling bounds the buffer, never what waiting
-/// claims need.
+/// Instances to create so that `idle + provisioning` reaches the target (at most
+/// the ceiling) plus one for each `waiting` claim, given `have`. The ceiling bounds
+/// the unclaimed buffer; an instance on its way to a waiting claim is spoken for.
 pub fn to_create(target: &Target, have: i64, waiting: i64) -> i64 {
-    let want = i64::from(target.target) + waiting;
-    let ceiling = target.max_warm.map_or(i64::MAX, |max| i64::from(max).max(waiting));
-    (want.min(ceiling) - have).max(0)
+    let buffer = target.max_warm.map_or(target.target, |max| target.target.min(max));
+    (i64::from(buffer) + waiting - have).max(0)
 }
 
 #[cfg(test)]
@@ -91,8 +90,9 @@ mod tests {
         let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0);
         assert_eq!(to_create(&t, 0, 0), 2);
         assert_eq!(to_create(&t, 0, 3), 5, "the minimum plus three waiting");
-        assert_eq!(to_create(&t, 0, 4), 5, "the ceiling bounds the buffer");
-        assert_eq!(to_create(&t, 0, 9), 9, "every waiting claim gets its instance");
+        assert_eq!(to_create(&t, 0, 9), 11, "every waiting claim gets its instance");
+        let high = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[600.0, 0.0], Some(30.0), 0.0);
+        assert_eq!(to_create(&high, 0, 4), 9, "the ceiling bounds the buffer, not the waiting claims");
         assert_eq!(to_create(&t, 7, 1), 0);
     }
 
