@@ -324,3 +324,14 @@ pub async fn being_created(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Instance
     .fetch_all(db)
     .await
 }
+
+/// Whether a row being created (service known, not idle yet) is younger than `within`.
+pub async fn any_being_created(db: impl PgExecutor<'_>, within: std::time::Duration) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM instances WHERE status = 'provisioning' AND service_id IS NOT NULL
+                          AND created_at > now() - make_interval(secs => $1))",
+    )
+    .bind(within.as_secs_f64())
+    .fetch_one(db)
+    .await
+}
