@@ -1,8 +1,10 @@
 //! The `instances` table.
 
+mod creating;
 mod reconcile;
 pub mod recycle;
 
+pub use creating::{any_being_created, being_created, fleet};
 pub use reconcile::{
     Enrichment, Observation, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing, observe_all,
     recover_crashed, settle_stuck_claim,
@@ -285,53 +287,4 @@ pub async fn stranded_provisions(db: &PgPool, max_age: std::time::Duration) -> s
 
 pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')").fetch_one(db).await
-}
-
-/// A page of the whole fleet (every status, or one), oldest first, without
-/// `instructions`; and how many rows the filter selects.
-pub async fn fleet(
-    db: &PgPool,
-    status: Option<InstanceStatus>,
-    limit: i64,
-    offset: i64,
-) -> sqlx::Result<(Vec<InstanceRow>, i64)> {
-    let columns = COLUMNS.replace("instructions", "NULL::text AS instructions");
-    let status = status.map(|s| s.to_string());
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns} FROM instances WHERE ($1::text IS NULL OR status = $1)
-         ORDER BY created_at, id LIMIT $2 OFFSET $3"
-    )))
-    .bind(&status)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await?;
-    let total = sqlx::query_scalar("SELECT count(*) FROM instances WHERE ($1::text IS NULL OR status = $1)")
-        .bind(&status)
-        .fetch_one(db)
-        .await?;
-    Ok((rows, total))
-}
-
-/// `provisioning` rows whose service exists (being created), without
-/// `instructions`, oldest first.
-pub async fn being_created(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<InstanceRow>> {
-    let columns = COLUMNS.replace("instructions", "NULL::text AS instructions");
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns} FROM instances WHERE status = 'provisioning' AND service_id IS NOT NULL
-         ORDER BY created_at, id LIMIT 1000"
-    )))
-    .fetch_all(db)
-    .await
-}
-
-/// Whether a row being created (service known, not idle yet) is younger than `within`.
-pub async fn any_being_created(db: impl PgExecutor<'_>, within: std::time::Duration) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM instances WHERE status = 'provisioning' AND service_id IS NOT NULL
-                          AND created_at > now() - make_interval(secs => $1))",
-    )
-    .bind(within.as_secs_f64())
-    .fetch_one(db)
-    .await
 }
