@@ -14,12 +14,12 @@ mod policy;
 
 use std::{fmt, str::FromStr, time::Duration};
 
-pub use policy::{Target, claim_rate, target, to_create};
+pub use policy::{Target, target, to_create};
 use sqlx::PgExecutor;
 
 use crate::{
     metrics::stats,
-    store::{jobs::claim, metrics},
+    store::{Counts, instances, jobs::claim, metrics},
 };
 
 /// How the warm target is chosen (`POOL_BUFFER`).
@@ -88,4 +88,24 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
     let window = Duration::from_secs_f64(policy::lead_time(lead_p90));
     let burst = claim::peak_demand(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
     Ok(target(settings, &claims, lead_p90, burst))
+}
+
+/// The pool as `/api/pool/counts` and `/metrics` show it.
+pub struct View {
+    pub counts: Counts,
+    /// Claims waiting for an instance.
+    pub waiting: i64,
+    pub target: Target,
+    /// Live instances (not draining) per image.
+    pub images: Vec<(String, i64)>,
+}
+
+/// Reads the [`View`].
+pub async fn view(db: &sqlx::PgPool, settings: Settings) -> sqlx::Result<View> {
+    Ok(View {
+        counts: instances::counts(db).await?,
+        waiting: claim::waiting_count(db).await?,
+        target: current(db, settings).await?,
+        images: instances::recycle::by_image(db).await?,
+    })
 }

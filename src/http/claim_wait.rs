@@ -28,16 +28,17 @@ pub async fn respond_when_bound(
     let mut line = InLine { db: state.db.clone(), id: Some(id.to_owned()) };
     let mut doc = subscription.wait_more(&state.db, id, wait, false).await?;
     if !doc.as_ref().is_some_and(|d| d.status.is_finished()) {
-        if claim::stop_waiting(&state.db, id, "failed", NO_IDLE).await? {
-            line.id = None;
+        let expired = claim::stop_waiting(&state.db, id, "failed", NO_IDLE).await?;
+        // Out of the line either way: expired now, or bound meanwhile.
+        line.id = None;
+        if expired {
             tracing::info!(job_id = %id, wait_secs = wait.as_secs(), "waiting claim expired");
             return Err(ApiError::Unavailable {
                 code: "no_idle_instance",
                 message: format!("no instance became idle within {} s; the pool is replenishing", wait.as_secs()),
             });
         }
-        // Bound meanwhile: it no longer waits, and its binding takes a moment.
-        line.id = None;
+        // Its binding takes a moment.
         doc = subscription.wait_more(&state.db, id, BOUND_SLACK, true).await?;
     }
     line.id = None;

@@ -16,7 +16,7 @@ use crate::{
     config::Config,
     domain::InstanceStatus,
     metrics::stats::{self, Range, Stats},
-    store::{Counts, InstanceRow, instances, jobs::claim},
+    store::{Counts, InstanceRow, instances},
 };
 
 const PAGE: i64 = 50;
@@ -124,11 +124,9 @@ pub struct PoolCounts {
 }
 
 pub async fn pool_counts(state: &AppState) -> Result<PoolCounts, ApiError> {
-    let counts = instances::counts(&state.db).await?;
-    let waiting = claim::waiting_count(&state.db).await?;
-    let buffer = buffer::current(&state.db, state.config.buffer_settings()).await?;
-    let images = instances::recycle::by_image(&state.db).await?.into_iter().collect();
-    Ok(PoolCounts { counts, waiting, buffer, images })
+    let view = buffer::view(&state.db, state.config.buffer_settings()).await?;
+    let images = view.images.into_iter().collect();
+    Ok(PoolCounts { counts: view.counts, waiting: view.waiting, buffer: view.target, images })
 }
 
 /// `?range=hour|day`.

@@ -41,7 +41,7 @@ impl JobWaiter {
     /// Waits up to `limit` for job `id` to finish; returns its latest document.
     pub async fn wait(&self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
         // Subscribed before reading, so a finish between the two is not missed.
-        self.subscribe().wait(db, id, limit, true).await
+        self.subscribe().wait_more(db, id, limit, true).await
     }
 }
 
@@ -53,10 +53,6 @@ impl Subscription {
     /// the job is read once, when its notification arrives (or at a safety re-read).
     pub async fn wait_new(mut self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
         self.wait_more(db, id, limit, false).await
-    }
-
-    async fn wait(mut self, db: &PgPool, id: &str, limit: Duration, read_first: bool) -> sqlx::Result<Option<JobDoc>> {
-        self.wait_more(db, id, limit, read_first).await
     }
 
     /// Like [`Subscription::wait_new`], and the subscription stays usable for another

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     buffer,
-    store::{self, instances, jobs},
+    store::{self, jobs},
 };
 
 /// The counter rows a batch adds to: counters as they are; histograms as cumulative
@@ -42,7 +42,8 @@ type KindTotal = (String, String, i64);
 /// counters and histograms, then this process's recorder (HTTP requests).
 pub async fn render(db: &PgPool, settings: buffer::Settings) -> sqlx::Result<String> {
     let min_idle = settings.min_idle;
-    let counts = instances::counts(db).await?;
+    let view = buffer::view(db, settings).await?;
+    let counts = view.counts;
     let by_status = [
         ("provisioning", counts.provisioning),
         ("idle", counts.idle),
@@ -73,7 +74,7 @@ pub async fn render(db: &PgPool, settings: buffer::Settings) -> sqlx::Result<Str
     for (kind, state, n) in TOTALS.get_or_try(|| jobs::totals_by_kind(db)).await? {
         out.push_str(&format!("pool_jobs{{kind=\"{kind}\",status=\"{state}\"}} {n}\n"));
     }
-    buffer_gauges(&mut out, db, settings).await?;
+    buffer_gauges(&mut out, &view);
     let paused = jobs::pauses::paused(db).await?;
     out.push_str("# HELP pool_job_kind_paused 1 while a job kind is paused (its jobs stay queued).\n");
     out.push_str("# TYPE pool_job_kind_paused gauge\n");
@@ -87,10 +88,9 @@ pub async fn render(db: &PgPool, settings: buffer::Settings) -> sqlx::Result<Str
     Ok(out)
 }
 
-/// The warm target and what it is made of.
-async fn buffer_gauges(out: &mut String, db: &PgPool, settings: buffer::Settings) -> sqlx::Result<()> {
-    let target = buffer::current(db, settings).await?;
-    let waiting = jobs::claim::waiting_count(db).await?;
+/// The warm target and what it is made of, waiting claims, instances per image.
+fn buffer_gauges(out: &mut String, view: &buffer::View) {
+    let (target, waiting) = (&view.target, view.waiting);
     let gauges = [
         ("pool_warm_target", "idle + provisioning replenish keeps (before waiting claims).", target.target.into()),
         ("pool_claims_waiting", "Claims waiting for an instance (Prefer: wait).", waiting as f64),
@@ -102,7 +102,7 @@ async fn buffer_gauges(out: &mut String, db: &PgPool, settings: buffer::Settings
     }
     out.push_str("# HELP pool_instances_by_image Live instances (not draining) per image.\n");
     out.push_str("# TYPE pool_instances_by_image gauge\n");
-    for (image, n) in instances::recycle::by_image(db).await? {
+    for (image, n) in &view.images {
         out.push_str(&format!("pool_instances_by_image{{image=\"{}\"}} {n}\n", image.replace(['"', '\\', '\n'], "_")));
     }
     if let Some(max) = target.max_warm {
@@ -110,7 +110,6 @@ async fn buffer_gauges(out: &mut String, db: &PgPool, settings: buffer::Settings
             "# HELP pool_max_warm POOL_MAX_WARM.\n# TYPE pool_max_warm gauge\npool_max_warm {max}\n"
         ));
     }
-    Ok(())
 }
 
 /// The fleet's counters, a histogram's rows together and its buckets in order.
