@@ -60,25 +60,22 @@ pub struct Settings {
 }
 
 /// Minutes of history the rate and the lead time are read from.
-const HISTORY_MINUTES: i64 = 60;
+const HISTORY_MINUTES: usize = 60;
 
 /// The current target, from the per-minute history every process writes.
 pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx::Result<Target> {
     if settings.mode == Mode::Static {
         return Ok(target(settings, &[], None, 0.0));
     }
-    let now = metrics::current_minute(db).await?;
-    let rows = metrics::minutes(db, &["pool_claims_total", "pool_lead_time_seconds"], HISTORY_MINUTES).await?;
-    let mut claims = vec![0.0; HISTORY_MINUTES as usize];
+    let window = metrics::window(db, &["pool_claims_total", "pool_lead_time_seconds"], HISTORY_MINUTES).await?;
+    let mut claims = vec![0.0; window.len];
     let mut lead = Vec::<i64>::new();
-    for row in &rows {
-        let Some(i) = usize::try_from(HISTORY_MINUTES - 1 - (now - row.minute) / 60).ok() else { continue };
+    for row in &window.rows {
+        let Some(i) = window.slot(row.minute) else { continue };
         if row.name == "pool_claims_total" {
             // Requests the pool answered (`rejected` ones asked for nothing).
-            if !row.labels.contains("rejected")
-                && let Some(minute) = claims.get_mut(i)
-            {
-                *minute += row.count;
+            if stats::label(&row.labels, "outcome") != Some("rejected") {
+                claims[i] += row.count;
             }
         } else if let Some(b) = &row.buckets {
             stats::add_buckets(&mut lead, Some(b));

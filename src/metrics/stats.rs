@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::BUCKETS;
-use crate::store::metrics::{self, MinuteRow};
+use crate::store::metrics::{self, Window};
 
 /// How far back the charts look.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
@@ -19,7 +19,7 @@ pub enum Range {
 }
 
 impl Range {
-    fn minutes(self) -> i64 {
+    fn minutes(self) -> usize {
         match self {
             Self::Hour => 60,
             Self::Day => 24 * 60,
@@ -76,21 +76,16 @@ const NAMES: [&str; 7] = [
 
 /// The charts' data over `range`.
 pub async fn load(db: &PgPool, range: Range, min_idle: u32) -> sqlx::Result<Stats> {
-    let now = metrics::current_minute(db).await?;
-    let rows = metrics::minutes(db, &NAMES, range.minutes()).await?;
-    Ok(build(range, min_idle, now, &rows))
+    Ok(build(range, min_idle, &metrics::window(db, &NAMES, range.minutes()).await?))
 }
 
-fn build(range: Range, min_idle: u32, now: i64, rows: &[MinuteRow]) -> Stats {
-    let n = range.minutes();
-    let t: Vec<i64> = (0..n).map(|i| now - (n - 1 - i) * 60).collect();
-    let (first, len) = (t[0], t.len());
-    let slot = |minute: i64| usize::try_from((minute - first) / 60).ok().filter(|i| *i < len);
+fn build(range: Range, min_idle: u32, window: &Window) -> Stats {
+    let len = window.len;
     let mut stats = Stats {
         range,
         step_seconds: 60,
         min_idle,
-        t,
+        t: window.starts(),
         warm: vec![None; len],
         min_idle_series: vec![None; len],
         target: vec![None; len],
@@ -105,8 +100,8 @@ fn build(range: Range, min_idle: u32, now: i64, rows: &[MinuteRow]) -> Stats {
     let mut claim_buckets = vec![Vec::<i64>::new(); len];
     let mut wait_buckets = vec![Vec::<i64>::new(); len];
     let mut finished: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    for row in rows {
-        let Some(i) = slot(row.minute) else { continue };
+    for row in &window.rows {
+        let Some(i) = window.slot(row.minute) else { continue };
         match row.name.as_str() {
             "pool_warm" => stats.warm[i] = Some(row.count),
             "pool_min_idle" => stats.min_idle_series[i] = Some(row.count),
@@ -148,7 +143,7 @@ pub fn add_buckets(into: &mut Vec<i64>, from: Option<&[i64]>) {
 }
 
 /// The value of `name` in Prometheus label syntax (`a="x",b="y"`).
-fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+pub fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
     labels.split(',').find_map(|pair| pair.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
 }
 
@@ -176,6 +171,7 @@ pub fn quantile_ms(buckets: &[i64], q: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::metrics::MinuteRow;
 
     fn row(minute: i64, name: &str, labels: &str, count: f64, buckets: Option<Vec<i64>>) -> MinuteRow {
         MinuteRow { minute, name: name.into(), labels: labels.into(), count, buckets }
@@ -201,7 +197,7 @@ mod tests {
             row(now, "pool_jobs_finished_total", "kind=\"replenish\",status=\"failed\"", 1.0, None),
             row(now - 3600, "pool_warm", "", 9.0, None),
         ];
-        let s = build(Range::Hour, 2, now, &rows);
+        let s = build(Range::Hour, 2, &Window::new(now, 60, rows.to_vec()));
         assert_eq!((s.t.len(), s.t[59]), (60, now));
         assert_eq!(s.warm[59], Some(3.0));
         assert!(s.warm[..59].iter().all(Option::is_none));

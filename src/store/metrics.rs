@@ -116,22 +116,48 @@ pub struct MinuteRow {
     pub buckets: Option<Vec<i64>>,
 }
 
-/// The per-minute rows of `names` over the last `minutes` minutes (the current one
-/// included), oldest first.
-pub async fn minutes(db: impl PgExecutor<'_>, names: &[&str], minutes: i64) -> sqlx::Result<Vec<MinuteRow>> {
-    sqlx::query_as(
+/// The per-minute rows of some series over the last `len` minutes (the current one
+/// included), and where each minute falls.
+#[derive(Clone, Debug)]
+pub struct Window {
+    /// Start of the oldest minute, seconds since the epoch.
+    pub first: i64,
+    pub len: usize,
+    /// Oldest first.
+    pub rows: Vec<MinuteRow>,
+}
+
+impl Window {
+    /// `len` minutes ending with the one that starts at `now`.
+    pub fn new(now: i64, len: usize, rows: Vec<MinuteRow>) -> Self {
+        Self { first: now - (len as i64 - 1) * 60, len, rows }
+    }
+
+    /// The start of each minute, oldest first.
+    pub fn starts(&self) -> Vec<i64> {
+        (0..self.len as i64).map(|i| self.first + i * 60).collect()
+    }
+
+    /// The position of `minute` (its start) in the window, if inside.
+    pub fn slot(&self, minute: i64) -> Option<usize> {
+        usize::try_from((minute - self.first).div_euclid(60)).ok().filter(|i| *i < self.len)
+    }
+}
+
+/// The rows of `names` over the last `len` minutes, on the database's clock (which
+/// stamps the rows).
+pub async fn window(db: impl PgExecutor<'_> + Copy, names: &[&str], len: usize) -> sqlx::Result<Window> {
+    let now: i64 =
+        sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM date_trunc('minute', now()))::int8").fetch_one(db).await?;
+    let rows = sqlx::query_as(
         "SELECT EXTRACT(EPOCH FROM minute)::int8 AS minute, name, labels, count, buckets FROM metric_minutes
-         WHERE minute > date_trunc('minute', now()) - make_interval(mins => $2::int) AND name = ANY($1)
+         WHERE minute > to_timestamp($3) - make_interval(mins => $2::int) AND name = ANY($1)
          ORDER BY minute",
     )
     .bind(names)
-    .bind(minutes)
+    .bind(i32::try_from(len).unwrap_or(i32::MAX))
+    .bind(now as f64)
     .fetch_all(db)
-    .await
-}
-
-/// The start of the current minute, seconds since the epoch (the database's clock,
-/// which stamps the rows).
-pub async fn current_minute(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM date_trunc('minute', now()))::int8").fetch_one(db).await
+    .await?;
+    Ok(Window::new(now, len, rows))
 }
