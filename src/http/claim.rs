@@ -180,8 +180,7 @@ async fn reserve_and_enqueue(
         Reserved::KeyTaken => Ok(None),
         Reserved::Waiting => {
             // The pool is short by at least this claim: refill now, not at the next tick.
-            let mut conn = state.db.acquire().await?;
-            queue::enqueue_replenish(&mut conn, jobs_config).await?;
+            jobs::enqueue_unless_held(&state.db, &queue::replenish_job(jobs_config)).await?;
             tracing::info!(job_id = %job.id, "claim waits for an instance");
             Ok(Some(Claim::Waiting(job.id)))
         }

@@ -41,8 +41,7 @@ async fn pass(ctx: &Ctx) -> sqlx::Result<()> {
         tracing::info!(job_id = %job_id, instance_id = %instance_id, "waiting claim bound to an instance");
     }
     if claim::short_for_waiting(&ctx.db).await? {
-        let mut conn = ctx.db.acquire().await?;
-        queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
+        jobs::enqueue_unless_held(&ctx.db, &queue::replenish_job(&ctx.config.jobs)).await?;
     }
     // Younger than the follow-up's rounds last: older ones are reconcile's.
     if instances::any_being_created(&ctx.db, FOLLOW_UP_WINDOW).await? {
