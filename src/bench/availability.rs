@@ -44,6 +44,9 @@ pub struct AvailabilityArgs {
     /// `periodic` (bursts throughout).
     #[arg(long, value_enum, default_value_t = Demand::Phased)]
     pub demand: Demand,
+    /// Print every count sample and every claim's ending to stderr, as they happen.
+    #[arg(long)]
+    pub timeline: bool,
 }
 
 /// The shape of the demand trace.
@@ -80,6 +83,7 @@ struct Plan {
     wait: Duration,
     min_idle: u32,
     max_warm: u32,
+    timeline: bool,
 }
 
 impl Plan {
@@ -144,6 +148,7 @@ impl Plan {
             wait: if quick { WAIT_QUICK } else { WAIT },
             min_idle,
             max_warm: args.max_warm.unwrap_or(4 * min_idle).max(min_idle),
+            timeline: args.timeline,
         })
     }
 }
@@ -210,13 +215,19 @@ async fn measure(stack: &Stack, plan: &Plan, arrivals: &[Duration], setting: Set
     let start = Instant::now();
     let mut claims = JoinSet::new();
     for &offset in arrivals {
-        let (http, url, wait) = (stack.http.clone(), url.clone(), plan.wait);
+        let (http, url, wait, timeline) = (stack.http.clone(), url.clone(), plan.wait, plan.timeline);
         claims.spawn(async move {
             tokio::time::sleep_until(start + offset).await;
-            trace::claim(&http, &url, wait).await
+            let outcome = trace::claim(&http, &url, wait).await;
+            if timeline {
+                let (at, took) = (offset.as_secs_f64(), outcome.answered.as_secs_f64());
+                eprintln!("  t={at:>5.1}s claim answered in {took:.2} s: {:?}", outcome.ending);
+            }
+            outcome
         });
     }
-    let cost = cost::sample_cost(&stack.http, &stack.web_url, plan.shape.length).await;
+    let ceiling = i64::from(setting.max_warm);
+    let cost = cost::sample_cost(&stack.http, &stack.web_url, plan.shape.length, ceiling, plan.timeline).await;
     let mut outcomes = Vec::with_capacity(arrivals.len());
     while let Some(outcome) = claims.join_next().await {
         outcomes.push(outcome.context("a claim task panicked")?);

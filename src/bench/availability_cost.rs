@@ -18,8 +18,11 @@ pub struct Cost {
     pub warm_secs: f64,
     /// The window sampled (the trace's length).
     pub window: Duration,
-    /// The largest `idle + provisioning - waiting` sampled (the unclaimed buffer).
+    /// The largest `idle + provisioning` sampled.
     pub max_warm: i64,
+    /// Samples with more than `max(POOL_MAX_WARM, waiting)` warm: over the ceiling,
+    /// which gives way only to more waiting claims than it.
+    pub over_ceiling: usize,
     /// Samples taken, and those whose request failed (the previous value was kept).
     pub samples: usize,
     pub missed: usize,
@@ -62,8 +65,15 @@ pub async fn counts(http: &reqwest::Client, web_url: &str) -> Option<Counts> {
     })
 }
 
-/// Samples the counts every second for `window` and integrates `idle + provisioning`.
-pub async fn sample_cost(http: &reqwest::Client, web_url: &str, window: Duration) -> Cost {
+/// Samples the counts every second for `window` and integrates `idle + provisioning`,
+/// checking each sample against `ceiling`; `timeline` prints every sample to stderr.
+pub async fn sample_cost(
+    http: &reqwest::Client,
+    web_url: &str,
+    window: Duration,
+    ceiling: i64,
+    timeline: bool,
+) -> Cost {
     let start = Instant::now();
     let mut ticker = tokio::time::interval(SAMPLE_EVERY);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -80,9 +90,14 @@ pub async fn sample_cost(http: &reqwest::Client, web_url: &str, window: Duration
         match sample {
             Some(counts) => {
                 let warm = counts.idle + counts.provisioning;
-                // The ceiling bounds the unclaimed buffer: instances on their way to
-                // waiting claims are spoken for.
-                cost.max_warm = cost.max_warm.max(warm - counts.waiting.unwrap_or(0));
+                if timeline {
+                    eprintln!(
+                        "  t={now:>5.1}s idle={} provisioning={} waiting={:?} target={:?}",
+                        counts.idle, counts.provisioning, counts.waiting, counts.target
+                    );
+                }
+                cost.max_warm = cost.max_warm.max(warm);
+                cost.over_ceiling += usize::from(warm > ceiling.max(counts.waiting.unwrap_or(0)));
                 cost.max_target = counts.target.max(cost.max_target);
                 cost.max_waiting = counts.waiting.max(cost.max_waiting);
                 last = Some((now, warm));

@@ -131,6 +131,7 @@ impl RunResult {
             "avg_warm": report::round2(self.cost.avg_warm()),
             "cost_vs_adaptive": report::round2(cost_ratio),
             "max_warm_seen": self.cost.max_warm,
+            "samples_over_max_warm": self.cost.over_ceiling,
             "max_target_seen": self.cost.max_target,
             "max_waiting_seen": self.cost.max_waiting,
             "count_samples": self.cost.samples,
@@ -179,7 +180,7 @@ pub fn print_table(title: &str, runs: &[RunResult], adaptive: &RunResult) {
         "other",
         "warm inst-min",
         "× adaptive",
-        "max unclaimed warm",
+        "max warm",
         "max target",
         "created",
         "never claimed",
@@ -204,11 +205,7 @@ pub fn verdict(runs: &[RunResult], adaptive: &RunResult) -> Value {
         .iter()
         .filter(|r| r.setting.buffer == "static" && ratio(r, adaptive) >= COST_FACTOR)
         .min_by(|a, b| a.cost.warm_minutes().total_cmp(&b.cost.warm_minutes()));
-    let over: Vec<&str> = runs
-        .iter()
-        .filter(|r| r.cost.max_warm > i64::from(r.setting.max_warm))
-        .map(|r| r.setting.label.as_str())
-        .collect();
+    let over: Vec<&str> = runs.iter().filter(|r| r.cost.over_ceiling > 0).map(|r| r.setting.label.as_str()).collect();
     println!("  no_idle_instance in all runs: {no_idle}");
     match rival {
         Some(r) => println!(
@@ -221,7 +218,7 @@ pub fn verdict(runs: &[RunResult], adaptive: &RunResult) -> Value {
         ),
         None => println!("  no static run cost ≥ {COST_FACTOR}× the adaptive one; no comparison"),
     }
-    println!("  runs with more than POOL_MAX_WARM warm (sampled every second): {over:?}");
+    println!("  runs with idle + provisioning over max(POOL_MAX_WARM, waiting) (sampled every second): {over:?}");
     json!({
         "no_idle_instance": no_idle,
         "static_costing_25pct_more": rival.map(|r| r.setting.label.clone()),

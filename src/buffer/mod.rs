@@ -6,9 +6,12 @@
 //! of the claim rate times the lead time (an exponentially weighted rate of claims per
 //! minute that rises at once with demand and decays with a 15-minute time constant)
 //! and the most claims seen arriving within one lead time in the last hour, weighted
-//! down with the same time constant (bursts). Either
-//! way at most `POOL_MAX_WARM`, a ceiling that never keeps a waiting claim from its
-//! instance (replenish adds what waiting claims need on top).
+//! down with the same time constant (bursts).
+//!
+//! Replenish adds one instance per waiting claim to the target, and `POOL_MAX_WARM`
+//! caps `idle + provisioning` either way: waiting claims are served first within it,
+//! and only more waiting claims than the ceiling take the pool above it (one instance
+//! each, no buffer), so the ceiling never starves a claim.
 
 mod policy;
 
@@ -67,21 +70,18 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
     if settings.mode == Mode::Static {
         return Ok(target(settings, &[], None, 0.0));
     }
-    let window = metrics::window(db, &["pool_claims_total", "pool_lead_time_seconds"], HISTORY_MINUTES).await?;
+    let window = metrics::window(db, &["pool_claims_total"], HISTORY_MINUTES).await?;
     let mut claims = vec![0.0; window.len];
-    let mut lead = Vec::<i64>::new();
     for row in &window.rows {
-        let Some(i) = window.slot(row.minute) else { continue };
-        if row.name == "pool_claims_total" {
-            // Requests the pool answered (`rejected` ones asked for nothing).
-            if stats::label(&row.labels, "outcome") != Some("rejected") {
-                claims[i] += row.count;
-            }
-        } else if let Some(b) = &row.buckets {
-            stats::add_buckets(&mut lead, Some(b));
+        // Requests the pool answered (`rejected` ones asked for nothing).
+        if let Some(i) = window.slot(row.minute)
+            && stats::label(&row.labels, "outcome") != Some("rejected")
+        {
+            claims[i] += row.count;
         }
     }
-    let lead_p90 = stats::quantile_ms(&lead, 0.9).map(|ms| ms / 1000.0);
+    let history = Duration::from_secs(60 * HISTORY_MINUTES as u64);
+    let lead_p90 = instances::lead::p90(db, history).await?;
     let window = Duration::from_secs_f64(policy::lead_time(lead_p90));
     let burst = claim::peak_demand(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
     Ok(target(settings, &claims, lead_p90, burst))

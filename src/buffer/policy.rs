@@ -71,12 +71,15 @@ pub fn target(settings: Settings, per_minute: &[f64], lead_p90_secs: Option<f64>
     }
 }
 
-/// Instances to create so that `idle + provisioning` reaches the target (at most
-/// the ceiling) plus one for each `waiting` claim, given `have`. The ceiling bounds
-/// the unclaimed buffer; an instance on its way to a waiting claim is spoken for.
-pub fn to_create(target: &Target, have: i64, waiting: i64) -> i64 {
-    let buffer = target.max_warm.map_or(target.target, |max| target.target.min(max));
-    (i64::from(buffer) + waiting - have).max(0)
+/// Instances to create: enough that the fresh warm instances (`have` less the
+/// `replacing` stale ones) reach the target plus one for each `waiting` claim, within
+/// the ceiling on `idle + provisioning`. Waiting claims come first: the ceiling gives
+/// way only to more waiting claims than it (one instance each, no buffer), so it never
+/// starves a claim.
+pub fn to_create(target: &Target, have: i64, replacing: i64, waiting: i64) -> i64 {
+    let wanted = i64::from(target.target) + waiting - (have - replacing);
+    let room = target.max_warm.map_or(i64::MAX, |max| i64::from(max).max(waiting) - have);
+    wanted.min(room).max(0)
 }
 
 #[cfg(test)]
@@ -86,14 +89,23 @@ mod tests {
     const ADAPTIVE: Settings = Settings { min_idle: 2, mode: Mode::Adaptive, max_warm: Some(20) };
 
     #[test]
-    fn waiting_claims_are_served_beyond_the_ceiling_and_the_buffer_is_not() {
+    fn waiting_claims_fill_the_ceiling_first_and_only_more_of_them_pass_it() {
         let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0);
-        assert_eq!(to_create(&t, 0, 0), 2);
-        assert_eq!(to_create(&t, 0, 3), 5, "the minimum plus three waiting");
-        assert_eq!(to_create(&t, 0, 9), 11, "every waiting claim gets its instance");
+        assert_eq!(to_create(&t, 0, 0, 0), 2);
+        assert_eq!(to_create(&t, 0, 0, 3), 5, "the minimum plus three waiting");
+        assert_eq!(to_create(&t, 2, 0, 4), 3, "the ceiling: four for the waiting, one buffer");
+        assert_eq!(to_create(&t, 0, 0, 9), 9, "more waiting than the ceiling: one each, no buffer");
         let high = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[600.0, 0.0], Some(30.0), 0.0);
-        assert_eq!(to_create(&high, 0, 4), 9, "the ceiling bounds the buffer, not the waiting claims");
-        assert_eq!(to_create(&t, 7, 1), 0);
+        assert_eq!(to_create(&high, 0, 0, 4), 5, "buffer and waiting claims share the ceiling");
+        assert_eq!(to_create(&t, 7, 0, 1), 0);
+    }
+
+    #[test]
+    fn stale_instances_are_replaced_within_the_ceiling() {
+        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0);
+        assert_eq!(to_create(&t, 2, 2, 0), 2, "both stale ones get a replacement");
+        assert_eq!(to_create(&t, 4, 4, 0), 1, "only one fits under the ceiling");
+        assert_eq!(to_create(&t, 5, 2, 0), 0, "a full pool waits for room");
     }
 
     #[test]

@@ -121,12 +121,11 @@ async fn become_idle(ctx: &Ctx, row: &InstanceRow, stuck: bool) -> Result<Applie
             return Ok(if bound { Applied::SettledClaim } else { Applied::Nothing });
         }
     }
-    let idle = instances::transition(&ctx.db, &row.id, &[Provisioning], Idle, None).await?;
-    // The lead time the warm target plans with; adopted rows started elsewhere.
-    if idle && row.created_by_job.is_some() {
-        crate::metrics::instance_ready((chrono::Utc::now() - row.created_at).to_std().unwrap_or_default());
+    let Some(ready) = instances::lead::become_idle(&ctx.db, &row.id).await? else { return Ok(Applied::Nothing) };
+    if let Some(lead) = ready.lead {
+        crate::metrics::instance_ready(lead);
     }
-    Ok(if idle { Applied::BecameIdle } else { Applied::Nothing })
+    Ok(Applied::BecameIdle)
 }
 
 /// `crashed` → `claimed` only if the instance reports the same conversation.

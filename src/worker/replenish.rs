@@ -66,10 +66,10 @@ async fn top_up(ctx: &Ctx) -> Result<i64, JobError> {
     let stale = recycle::survey(ctx).await?;
     recycle::retire(ctx, &stale, target.target).await?;
     let replacing = i64::try_from(stale.oldest.len()).unwrap_or_default();
-    let have = instances::idle_plus_provisioning(&ctx.db).await? - replacing;
+    let have = instances::idle_plus_provisioning(&ctx.db).await?;
     let waiting = jobs::claim::waiting_count(&ctx.db).await?;
     store::metrics::set_gauge(&ctx.db, "pool_warm_target", f64::from(target.target)).await?;
-    let wanted = buffer::to_create(&target, have, waiting).min(MAX_PER_RUN);
+    let wanted = buffer::to_create(&target, have, replacing, waiting).min(MAX_PER_RUN);
     if wanted > 0 {
         tracing::info!(target = target.target, reason = target.reason, have, waiting, replacing, wanted, "topping up");
     }

@@ -9,6 +9,7 @@ mod adoption;
 mod api;
 mod bench;
 mod browser;
+mod buffer;
 mod claim_storm;
 mod clients;
 mod config;

@@ -1,6 +1,6 @@
 //! An adaptive pool (issue 12): claims wait for capacity first in first out, new
-//! instances become claimable within seconds of being ready, the pool fills at start,
-//! and the warm target follows demand within `POOL_MAX_WARM`.
+//! instances become claimable within seconds of being ready, the pool fills at start.
+//! The warm target: `buffer.rs`.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{API_KEY, fast_sim},
-    stack::{Stack, eventually},
+    stack::Stack,
 };
 use pool::{queue::JobDoc, sim::SimConfig, store::JobState};
 
@@ -146,67 +146,4 @@ async fn a_starting_worker_fills_the_pool_and_readiness_is_followed() {
     .await
     .unwrap();
     assert!(rounds > 1 && kept == 0, "{rounds} rounds, {kept} kept as failed attempts");
-}
-
-/// The adaptive target rises on a burst of claims (within a flush, seconds) and is
-/// bounded by `POOL_MAX_WARM`; the pool never holds more than that while claims
-/// storm without waiting.
-#[tokio::test]
-async fn the_warm_target_rises_on_a_burst_within_the_ceiling() {
-    let sim = SimConfig { build_time: Duration::from_secs(2), ..fast_sim() };
-    let env = [("POOL_BUFFER", "adaptive"), ("POOL_MIN_IDLE", "1"), ("POOL_MAX_WARM", "4")];
-    let stack = Stack::start(sim, 1, &env).await;
-    stack.wait_for_counts("1 idle", Duration::from_secs(30), |c| c["idle"] == 1).await;
-    let before = stack.counts().await;
-    assert_eq!((before["buffer"]["target"].as_i64(), before["buffer"]["reason"].as_str()), (Some(1), Some("min_idle")));
-
-    let storm = join_all((0..40).map(|_| stack.post("/api/pool/claim", json!({}), 0))).await;
-    assert!(storm.iter().any(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE), "the storm emptied the pool");
-    let mut highest = 0;
-    let risen = eventually(Duration::from_secs(20), || {
-        let stack = &stack;
-        async move {
-            let c = stack.counts().await;
-            Some(c).filter(|c| c["buffer"]["target"].as_i64() > Some(1))
-        }
-    })
-    .await
-    .expect("the target rose with the burst");
-    assert_eq!(risen["buffer"]["reason"], "max_warm", "40 claims in a minute over a 2 s+ lead time: {risen}");
-    assert_eq!(risen["buffer"]["target"], 4, "{risen}");
-    for _ in 0..30 {
-        let c = stack.counts().await;
-        highest = highest.max(c["idle"].as_i64().unwrap() + c["provisioning"].as_i64().unwrap());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stack.wait_for_counts("4 warm", Duration::from_secs(30), |c| c["idle"] == 4).await;
-    assert!(highest <= 4, "idle + provisioning reached {highest}, over POOL_MAX_WARM");
-    let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("pool_warm_target 4\n") && metrics.contains("pool_max_warm 4\n"), "{metrics}");
-}
-
-/// A burst raises the target to its size; the same burst half an hour ago counts for
-/// e^-2 of it (a 15-minute time constant): the buffer decays over tens of minutes.
-#[tokio::test]
-async fn a_burst_raises_the_target_and_is_forgotten_over_tens_of_minutes() {
-    let env = [("POOL_BUFFER", "adaptive"), ("POOL_MIN_IDLE", "1"), ("POOL_MAX_WARM", "12")];
-    let stack = Stack::start(fast_sim(), 0, &env).await;
-    let burst = |minutes_ago: i32| {
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, args, state, max_attempts, created_at, finished_at)
-             SELECT 'burst' || $1 || '-' || g, 'claim_and_provision', '{}', 'succeeded', 1,
-                    now() - make_interval(mins => $1) + make_interval(secs => g), now()
-             FROM generate_series(1, 9) g",
-        )
-        .bind(minutes_ago)
-    };
-    burst(30).execute(&stack.db.pool).await.unwrap();
-    let old = stack.counts().await["buffer"].clone();
-    let remembered = old["burstClaims"].as_f64().unwrap();
-    assert!((1.1..1.3).contains(&remembered), "9 × e^-2 ≈ 1.22: {old}");
-    assert_eq!((old["target"].as_i64(), old["reason"].as_str()), (Some(2), Some("demand")), "{old}");
-
-    burst(1).execute(&stack.db.pool).await.unwrap();
-    let fresh = stack.counts().await["buffer"].clone();
-    assert_eq!((fresh["target"].as_i64(), fresh["reason"].as_str()), (Some(9), Some("demand")), "{fresh}");
 }

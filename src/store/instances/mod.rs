@@ -1,6 +1,7 @@
 //! The `instances` table.
 
 mod creating;
+pub mod lead;
 mod reconcile;
 pub mod recycle;
 
