@@ -2,11 +2,11 @@
 //!
 //! `static`: `POOL_MIN_IDLE`. `adaptive` (the default): the larger of `POOL_MIN_IDLE`
 //! and the claims expected during one provision lead time (create → idle, p90 of the
-//! last hour, from Pool's own history; 60 s until there is any). Those are the larger
+//! last hour, from the rows of the instances Pool created; 60 s until there is any). Those are the larger
 //! of the claim rate times the lead time (an exponentially weighted rate of claims per
 //! minute that rises at once with demand and decays with a 15-minute time constant)
 //! and the most claims seen arriving within one lead time in the last hour, weighted
-//! down with the same time constant (bursts).
+//! down with the same time constant (bursts; claims answered 503 count too).
 //!
 //! Replenish adds one instance per waiting claim to the target, and `POOL_MAX_WARM`
 //! caps `idle + provisioning` either way: waiting claims are served first within it,
@@ -22,7 +22,7 @@ use sqlx::PgExecutor;
 
 use crate::{
     metrics::stats,
-    store::{Counts, instances, jobs::claim, metrics},
+    store::{Counts, demand, instances, jobs::claim, metrics},
 };
 
 /// How the warm target is chosen (`POOL_BUFFER`).
@@ -83,7 +83,7 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
     let history = Duration::from_secs(60 * HISTORY_MINUTES as u64);
     let lead_p90 = instances::lead::p90(db, history).await?;
     let window = Duration::from_secs_f64(policy::lead_time(lead_p90));
-    let burst = claim::peak_demand(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
+    let burst = demand::peak(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
     Ok(target(settings, &claims, lead_p90, burst))
 }
 

@@ -16,9 +16,12 @@ use crate::{
     config::Environment,
     queue,
     queue::JobDoc,
-    store::jobs::{
-        self,
-        claim::{self, Reserved},
+    store::{
+        demand,
+        jobs::{
+            self,
+            claim::{self, Reserved},
+        },
     },
 };
 
@@ -185,8 +188,9 @@ async fn reserve_and_enqueue(
             Ok(Some(Claim::Waiting(job.id)))
         }
         Reserved::NoIdle => {
-            let mut conn = state.db.acquire().await?;
-            queue::enqueue_replenish(&mut conn, jobs_config).await?;
+            // Demand the pool could not meet: the warm target counts it as a claim.
+            demand::record_miss(&state.db).await?;
+            jobs::enqueue_unless_held(&state.db, &queue::replenish_job(jobs_config)).await?;
             Err(ApiError::Unavailable {
                 code: "no_idle_instance",
                 message: "no idle instance; the pool is replenishing".into(),

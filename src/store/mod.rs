@@ -2,6 +2,7 @@
 //! caller observed; claims take rows with `FOR UPDATE SKIP LOCKED`, so concurrent
 //! callers never wait on or take the same row.
 
+pub mod demand;
 pub mod instances;
 pub mod jobs;
 pub mod metrics;

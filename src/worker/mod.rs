@@ -120,6 +120,9 @@ async fn prune_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             Ok(n) => tracing::info!(deleted = n, "pruned expired idempotency keys"),
             Err(err) => tracing::warn!(error = %err, "could not prune idempotency keys"),
         }
+        if let Err(err) = store::demand::prune_misses(&ctx.db).await {
+            tracing::warn!(error = %err, "could not prune claim misses");
+        }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,

@@ -61,6 +61,20 @@ async fn an_instance_becoming_idle_records_its_lead_time() {
     assert!(lead > 0.0 && (reported - lead).abs() < 1e-6, "row {lead} s, counts {buffer}");
 }
 
+/// Claims turned away (503 without `Prefer: wait`) leave no job but are demand: a
+/// burst of them counts in the burst measure like claims that were served.
+#[tokio::test]
+async fn claims_turned_away_count_as_demand() {
+    let env = [("POOL_BUFFER", "adaptive"), ("POOL_MIN_IDLE", "1"), ("POOL_MAX_WARM", "12")];
+    let stack = Stack::start(fast_sim(), 0, &env).await;
+    let answers = join_all((0..30).map(|_| stack.post("/api/pool/claim", json!({}), 0))).await;
+    assert!(answers.iter().all(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE), "no instance at all");
+    let buffer = stack.counts().await["buffer"].clone();
+    let burst = buffer["burstClaims"].as_f64().unwrap();
+    assert!(burst > 29.0 && burst <= 30.0, "30 claims within the lead time: {buffer}");
+    assert_eq!((buffer["target"].as_i64(), buffer["reason"].as_str()), (Some(12), Some("max_warm")), "{buffer}");
+}
+
 /// The adaptive target rises on a burst of claims (within a flush, seconds) and is
 /// bounded by `POOL_MAX_WARM`; the pool never holds more than that while claims
 /// storm without waiting.

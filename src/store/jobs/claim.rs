@@ -138,20 +138,3 @@ pub async fn short_for_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
     .fetch_one(db)
     .await
 }
-
-/// The most claims that arrived within any `window` during the last hour, each such
-/// count weighted down by its age (`exp(-age / decay)`): a burst is remembered, and
-/// forgotten over tens of minutes.
-pub async fn peak_demand(db: impl PgExecutor<'_>, window: Duration, decay: Duration) -> sqlx::Result<f64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(max(n * exp(-EXTRACT(EPOCH FROM now() - t)::float8 / $2)), 0) FROM (
-             SELECT created_at AS t,
-                    count(*) OVER (ORDER BY created_at RANGE BETWEEN CURRENT ROW AND make_interval(secs => $1) FOLLOWING) AS n
-             FROM jobs WHERE kind = 'claim_and_provision' AND created_at > now() - interval '1 hour'
-         ) w",
-    )
-    .bind(window.as_secs_f64())
-    .bind(decay.as_secs_f64())
-    .fetch_one(db)
-    .await
-}
