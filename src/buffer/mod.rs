@@ -21,6 +21,7 @@ pub use policy::{Target, target, to_create};
 use sqlx::PgExecutor;
 
 use crate::{
+    memo::Memo,
     metrics::stats,
     store::{Counts, demand, instances, jobs::claim, metrics},
 };
@@ -80,8 +81,11 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
             claims[i] += row.count;
         }
     }
+    // A p90 over the last hour moves slowly; replenish (after every claim) and the
+    // counts need no fresher one, and the read sorts the hour's instances.
+    static LEAD_P90: Memo<Option<f64>> = Memo::new(Duration::from_secs(5));
     let history = Duration::from_secs(60 * HISTORY_MINUTES as u64);
-    let lead_p90 = instances::lead::p90(db, history).await?;
+    let lead_p90 = LEAD_P90.get_or_try(|| instances::lead::p90(db, history)).await?;
     let window = Duration::from_secs_f64(policy::lead_time(lead_p90));
     let burst = demand::peak(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
     Ok(target(settings, &claims, lead_p90, burst))

@@ -38,8 +38,10 @@ async fn the_lead_time_is_the_p90_of_pools_own_instances() {
     .await
     .unwrap();
     // Ten created by a job, 11 s each; one adopted (no job) and one two hours old,
-    // both slow: neither counts.
-    let buffer = stack.counts().await["buffer"].clone();
+    // both slow: neither counts. (Each process reads the lead time every 5 s at most.)
+    let counts = stack
+        .wait_for_counts("a measured lead time", Duration::from_secs(20), |c| c["buffer"]["leadTimeSeconds"] != 60.0);
+    let buffer = counts.await["buffer"].clone();
     assert_eq!(buffer["leadTimeSeconds"], 11.0, "{buffer}");
 }
 
@@ -56,7 +58,9 @@ async fn an_instance_becoming_idle_records_its_lead_time() {
     .fetch_one(&stack.db.pool)
     .await
     .unwrap();
-    let buffer = stack.counts().await["buffer"].clone();
+    let measured = |c: &serde_json::Value| c["buffer"]["leadTimeSeconds"] != 60.0;
+    let buffer =
+        stack.wait_for_counts("a measured lead time", Duration::from_secs(20), measured).await["buffer"].clone();
     let reported = buffer["leadTimeSeconds"].as_f64().unwrap();
     assert!(lead > 0.0 && (reported - lead).abs() < 1e-6, "row {lead} s, counts {buffer}");
 }
