@@ -11,7 +11,8 @@
 //!   what the caller does next (retry, give up, treat as gone).
 //! - [`services`]: client for the services API (creates and destroys instances).
 //! - [`instance`]: client for an instance's own endpoints (health, provision).
-//! - [`store`]: all SQL: instances, jobs, idempotency keys, shared rate limits.
+//! - [`store`]: all SQL: instances, jobs, idempotency keys, shared rate limits,
+//!   per-minute metrics, claim arrivals (the warm target's demand).
 //! - [`http`]: the web process: router, `ApiError`, handlers.
 //! - [`buffer`]: the warm target (`POOL_MIN_IDLE`, adaptive to demand, `POOL_MAX_WARM`).
 //! - [`queue`]: enqueueing jobs (inside the caller's transaction) and the job document.

@@ -66,7 +66,8 @@ pub struct Settings {
 /// Minutes of history the rate and the lead time are read from.
 const HISTORY_MINUTES: usize = 60;
 
-/// The current target, from the per-minute history every process writes.
+/// The current target: from the per-minute claim counts every process writes, the
+/// lead times of Pool's instances and the last hour's claim arrivals.
 pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx::Result<Target> {
     if settings.mode == Mode::Static {
         return Ok(target(settings, &[], None, 0.0));
