@@ -2,11 +2,12 @@
 //!
 //! `static`: `POOL_MIN_IDLE`. `adaptive` (the default): the larger of `POOL_MIN_IDLE`
 //! and the claims expected during one provision lead time (create → idle, p90 of the
-//! last hour, from the rows of the instances Pool created; 60 s until there is any). Those are the larger
-//! of the claim rate times the lead time (an exponentially weighted rate of claims per
-//! minute that rises at once with demand and decays with a 15-minute time constant)
-//! and the most claims seen arriving within one lead time in the last hour, weighted
-//! down with the same time constant (bursts; claims answered 503 count too).
+//! last hour, from the rows of the instances Pool created; 60 s until there is any).
+//! Those are the larger of the claim rate times the lead time (an exponentially
+//! weighted rate of claims per minute that rises at once with demand and decays with a
+//! 15-minute time constant) and the most claims seen arriving within one lead time in
+//! the last hour, weighted down with the same time constant (bursts; claims answered
+//! 503 count too).
 //!
 //! Replenish adds one instance per waiting claim to the target, and `POOL_MAX_WARM`
 //! caps `idle + provisioning` either way: waiting claims are served first within it,

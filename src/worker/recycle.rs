@@ -1,9 +1,10 @@
 //! Fresh instances: idle ones older than `POOL_IDLE_MAX_AGE`, or on another image
 //! than the current one, are replaced make-before-break, a few per replenish. A
 //! stale instance does not count toward the warm target, so replenish creates its
-//! replacement (within `POOL_MAX_WARM`, which stale ones count toward); it is drained only once a fresh idle instance stands in for it and
-//! the pool keeps its target without it. Claimed instances are never touched (the
-//! move to `draining` is compare-and-set on `idle`).
+//! replacement (within `POOL_MAX_WARM`, which stale ones count toward); it is drained
+//! only once a fresh idle instance stands in for it and the pool keeps its target
+//! without it. Claimed instances are never touched (the move to `draining` is
+//! compare-and-set on `idle`).
 
 use pool_jobs::KillInstance;
 
