@@ -64,8 +64,8 @@ pub struct Settings {
     pub max_warm: Option<u32>,
 }
 
-/// Minutes of history the rate and the lead time are read from.
-const HISTORY_MINUTES: usize = 60;
+/// Minutes of history the rate and the lead time are read from: the burst measure's.
+const HISTORY_MINUTES: usize = (demand::HISTORY.as_secs() / 60) as usize;
 
 /// The current target: from the per-minute claim counts every process writes, the
 /// lead times of Pool's instances and the last hour's claim arrivals.
@@ -86,8 +86,7 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
     // A p90 over the last hour moves slowly; replenish (after every claim) and the
     // counts need no fresher one, and the read sorts the hour's instances.
     static LEAD_P90: Memo<Option<f64>> = Memo::new(Duration::from_secs(5));
-    let history = Duration::from_secs(60 * HISTORY_MINUTES as u64);
-    let lead_p90 = LEAD_P90.get_or_try(|| instances::lead::p90(db, history)).await?;
+    let lead_p90 = LEAD_P90.get_or_try(|| instances::lead::p90(db, demand::HISTORY)).await?;
     let window = Duration::from_secs_f64(policy::lead_time(lead_p90));
     let burst = demand::peak(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
     Ok(target(settings, &claims, lead_p90, burst))

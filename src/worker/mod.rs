@@ -120,8 +120,10 @@ async fn prune_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             Ok(n) => tracing::info!(deleted = n, "pruned expired idempotency keys"),
             Err(err) => tracing::warn!(error = %err, "could not prune idempotency keys"),
         }
-        if let Err(err) = store::demand::prune_misses(&ctx.db).await {
-            tracing::warn!(error = %err, "could not prune claim misses");
+        match store::demand::prune_misses(&ctx.db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned claim misses"),
+            Err(err) => tracing::warn!(error = %err, "could not prune claim misses"),
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
