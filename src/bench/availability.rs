@@ -218,7 +218,7 @@ async fn measure(stack: &Stack, plan: &Plan, arrivals: &[Duration], setting: Set
         let (http, url, wait, timeline) = (stack.http.clone(), url.clone(), plan.wait, plan.timeline);
         claims.spawn(async move {
             tokio::time::sleep_until(start + offset).await;
-            let outcome = trace::claim(&http, &url, wait).await;
+            let outcome = trace::claim(&http, &url, wait, offset).await;
             if timeline {
                 let (at, took) = (offset.as_secs_f64(), outcome.answered.as_secs_f64());
                 eprintln!("  t={at:>5.1}s claim answered in {took:.2} s: {:?}", outcome.ending);
@@ -232,7 +232,9 @@ async fn measure(stack: &Stack, plan: &Plan, arrivals: &[Duration], setting: Set
     while let Some(outcome) = claims.join_next().await {
         outcomes.push(outcome.context("a claim task panicked")?);
     }
-    Ok(RunResult::new(setting, &outcomes, cost, created(&stack.sim), warm_up))
+    let mut result = RunResult::new(setting, &outcomes, cost, created(&stack.sim), warm_up);
+    result.count_bursts(&plan.shape, &outcomes);
+    Ok(result)
 }
 
 /// Polls the counts until `min_idle` instances are idle; how long that took.

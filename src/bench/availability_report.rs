@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{
     availability_cost::Cost,
-    availability_trace::{Ending, Outcome},
+    availability_trace::{Ending, Outcome, Shape},
     report::{self, Latency},
 };
 
@@ -58,6 +58,15 @@ pub struct RunResult {
     pub created: usize,
     /// How long Pool took to reach `POOL_MIN_IDLE` idle instances before the trace.
     pub warm_up: Duration,
+    /// Per burst of the trace: claims arriving in its window, and those bound at once.
+    pub bursts: Vec<Served>,
+}
+
+/// Claims of one burst and how many of them were bound at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Served {
+    pub claims: usize,
+    pub at_once: usize,
 }
 
 impl RunResult {
@@ -75,6 +84,7 @@ impl RunResult {
             cost,
             created,
             warm_up,
+            bursts: Vec::new(),
         };
         for outcome in outcomes {
             match &outcome.ending {
@@ -86,13 +96,25 @@ impl RunResult {
                     result.first_other = result.first_other.take().or_else(|| Some(err.clone()));
                 }
             }
-            if outcome.ending == Ending::Bound && outcome.answered <= AT_ONCE {
+            if at_once(outcome) {
                 result.at_once += 1;
             } else {
                 result.waits_ms.push(report::ms(outcome.answered));
             }
         }
         result
+    }
+
+    /// Splits `outcomes` by the burst of `shape` they arrived in (the first burst is
+    /// the one no buffer that follows demand has seen yet).
+    pub fn count_bursts(&mut self, shape: &Shape, outcomes: &[Outcome]) {
+        self.bursts = vec![Served::default(); shape.bursts()];
+        for outcome in outcomes {
+            if let Some(served) = shape.burst_of(outcome.at).and_then(|k| self.bursts.get_mut(k)) {
+                served.claims += 1;
+                served.at_once += usize::from(at_once(outcome));
+            }
+        }
     }
 
     fn at_once_pct(&self) -> f64 {
@@ -139,6 +161,7 @@ impl RunResult {
             "created": self.created,
             "never_claimed": self.never_claimed(),
             "warm_up_secs": secs(report::ms(self.warm_up)),
+            "bursts": self.bursts,
         })
     }
 
@@ -159,6 +182,11 @@ impl RunResult {
         cells.push(self.never_claimed().to_string());
         cells
     }
+}
+
+/// Bound within [`AT_ONCE`].
+fn at_once(outcome: &Outcome) -> bool {
+    outcome.ending == Ending::Bound && outcome.answered <= AT_ONCE
 }
 
 /// Milliseconds to seconds with two decimals.
@@ -187,6 +215,11 @@ pub fn print_table(title: &str, runs: &[RunResult], adaptive: &RunResult) {
     ];
     let rows: Vec<Vec<String>> = runs.iter().map(|r| r.row(ratio(r, adaptive))).collect();
     report::table(title, &headers, &rows);
+    println!("  bound at once per burst (claims arriving in its window):");
+    for run in runs {
+        let cells: Vec<String> = run.bursts.iter().map(|b| format!("{}/{}", b.at_once, b.claims)).collect();
+        println!("    {:>14}  {}", run.setting.label, cells.join("  "));
+    }
     if let Some(err) = runs.iter().find_map(|r| r.first_other.as_ref()) {
         println!("  first error: {err}");
     }
@@ -228,4 +261,37 @@ pub fn verdict(runs: &[RunResult], adaptive: &RunResult) -> Value {
         "adaptive_at_least_as_many_at_once": rival.map(|r| adaptive.at_once >= r.at_once),
         "runs_over_max_warm": over,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_counted_by_the_burst_they_arrived_in() {
+        let secs = Duration::from_secs_f64;
+        let shape = Shape {
+            length: secs(120.0),
+            mean_gap: secs(8.0),
+            first_burst: secs(15.0),
+            burst_every: secs(45.0),
+            burst_size: 2,
+            burst_spread: secs(2.0),
+            bursts_until: secs(120.0),
+        };
+        let outcome =
+            |at: f64, ending: Ending, answered: f64| Outcome { at: secs(at), ending, answered: secs(answered) };
+        let outcomes = [
+            outcome(5.0, Ending::Bound, 0.1),
+            outcome(15.5, Ending::Bound, 0.1),
+            outcome(16.0, Ending::Bound, 12.0),
+            outcome(16.5, Ending::NoIdle, 0.1),
+            outcome(60.5, Ending::Bound, 0.2),
+        ];
+        let mut run = RunResult::new(Setting::new("adaptive", 3, 12), &outcomes, Cost::default(), 5, Duration::ZERO);
+        run.count_bursts(&shape, &outcomes);
+        let served = |claims, at_once| Served { claims, at_once };
+        assert_eq!(run.bursts, [served(3, 1), served(1, 1), served(0, 0)]);
+        assert_eq!(run.at_once, 3, "the steady claim at 5 s counts in the total only");
+    }
 }

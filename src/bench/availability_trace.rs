@@ -53,6 +53,17 @@ impl Shape {
         at.into_iter().map(Duration::from_secs_f64).collect()
     }
 
+    /// Which burst (0-based) an arrival at `offset` falls in, if any: a steady arrival
+    /// inside a burst's window counts with it, as the pool sees it.
+    pub fn burst_of(&self, offset: Duration) -> Option<usize> {
+        let (at, first) = (offset.as_secs_f64(), self.first_burst.as_secs_f64());
+        let every = self.burst_every.as_secs_f64().max(1.0);
+        let k = ((at - first) / every).floor();
+        let start = first + k * every;
+        let inside = k >= 0.0 && at - start <= self.burst_spread.as_secs_f64();
+        (inside && (k as usize) < self.bursts()).then_some(k as usize)
+    }
+
     /// How many bursts [`Shape::arrivals`] puts in the trace.
     pub fn bursts(&self) -> usize {
         let (length, spread) = (self.length.as_secs_f64(), self.burst_spread.as_secs_f64());
@@ -89,18 +100,21 @@ pub enum Ending {
     Other(String),
 }
 
-/// One claim of the trace: how it ended and how long its answer took.
+/// One claim of the trace: when it arrived, how it ended and how long its answer took.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// Its offset in the trace.
+    pub at: Duration,
     pub ending: Ending,
     pub answered: Duration,
 }
 
-/// `POST /api/pool/claim` with `Prefer: wait=<wait>` and an empty body.
-pub async fn claim(http: &reqwest::Client, url: &str, wait: Duration) -> Outcome {
+/// `POST /api/pool/claim` with `Prefer: wait=<wait>` and an empty body, for the
+/// arrival at offset `at`.
+pub async fn claim(http: &reqwest::Client, url: &str, wait: Duration, at: Duration) -> Outcome {
     let sent = Instant::now();
     let ending = claim_ending(http, url, wait).await;
-    Outcome { ending, answered: sent.elapsed() }
+    Outcome { at, ending, answered: sent.elapsed() }
 }
 
 async fn claim_ending(http: &reqwest::Client, url: &str, wait: Duration) -> Ending {
@@ -165,6 +179,21 @@ mod tests {
         let busy = Shape { bursts_until: Duration::from_secs(61), ..s };
         assert_eq!(busy.bursts(), 2, "no burst starts after the busy period");
         assert_eq!(busy.arrivals(7).len(), at.len() - 9);
+    }
+
+    #[test]
+    fn arrivals_fall_in_the_burst_whose_window_holds_them() {
+        let s = shape();
+        let at = Duration::from_secs_f64;
+        assert_eq!(s.burst_of(at(14.9)), None, "before the first burst");
+        assert_eq!(s.burst_of(at(15.0)), Some(0));
+        assert_eq!(s.burst_of(at(17.0)), Some(0), "the window's end");
+        assert_eq!(s.burst_of(at(17.1)), None, "between bursts");
+        assert_eq!(s.burst_of(at(61.0)), Some(1));
+        assert_eq!(s.burst_of(at(106.0)), Some(2));
+        assert_eq!(Shape { bursts_until: at(61.0), ..s }.burst_of(at(106.0)), None, "no burst after the busy period");
+        let bursts = s.arrivals(7).into_iter().filter_map(|a| s.burst_of(a)).collect::<Vec<_>>();
+        assert!((0..3).all(|k| bursts.iter().filter(|&&b| b == k).count() >= 9));
     }
 
     #[test]

@@ -43,6 +43,10 @@ async fn availability_quick_prints_its_json_line() {
     for run in runs {
         assert_eq!(run["claims"], json["claims"], "every run replays the same trace: {json}");
         assert!(run["warm_instance_minutes"].as_f64().is_some_and(|m| m > 0.0), "{json}");
+        let bursts = run["bursts"].as_array().expect("bursts");
+        assert_eq!(Some(bursts.len() as u64), json["trace"]["bursts"].as_u64(), "{json}");
+        let in_bursts: u64 = bursts.iter().filter_map(|b| b["claims"].as_u64()).sum();
+        assert!(in_bursts >= json["trace"]["burst_size"].as_u64().unwrap_or(u64::MAX), "{json}");
     }
     assert!(json["verdict"]["no_idle_instance"].is_number(), "{json}");
 }
