@@ -16,6 +16,7 @@ mod config;
 mod crash;
 mod deploy;
 mod faults;
+mod fifo;
 mod fuzz;
 mod http;
 mod jobs_admin;

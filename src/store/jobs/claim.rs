@@ -33,7 +33,10 @@ pub async fn reserve_and_enqueue(
 ) -> sqlx::Result<Reserved> {
     let reserved: sqlx::Result<Option<(Option<String>, Option<bool>)>> = sqlx::query_as(
         "WITH picked AS (
-             SELECT id FROM instances WHERE status = 'idle' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+             -- An idle instance is the waiting claims' while any wait (first in first out).
+             SELECT id FROM instances WHERE status = 'idle'
+                 AND NOT EXISTS (SELECT 1 FROM jobs WHERE waiting AND state = 'queued' AND run_at >= now())
+             ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
          ), reserved AS (
              UPDATE instances SET status = 'claiming', claim_job_id = $1, status_changed_at = now(), updated_at = now()
              FROM picked WHERE instances.id = picked.id AND instances.status = 'idle'
@@ -70,19 +73,29 @@ pub async fn reserve_and_enqueue(
     }
 }
 
+/// The advisory lock one binding pass holds at a time (`"poolbind"`); a pass that
+/// finds it taken binds nothing, the holder serves the line in order.
+pub const BIND_GATE: i64 = 0x706f_6f6c_6269_6e64;
+
 /// Binds idle instances to waiting claims, oldest claim to oldest instance (FIFO
-/// across every web replica: the order is the table's), and makes those claims due;
+/// across every web replica: the order is the table's; one pass at a time, see
+/// [`BIND_GATE`], or two passes could split the line and serve it out of order), and
+/// makes those claims due;
 /// fails waiting claims past their deadline (their web process is gone). Returns the
 /// bound `(job id, instance id)` pairs. Safe to run from every worker at once.
 pub async fn bind_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as(
-        "WITH expired AS (
+        "WITH gate AS (
+             SELECT pg_try_advisory_xact_lock($1) AS open
+         ), expired AS (
              UPDATE jobs SET state = 'failed', waiting = false, finished_at = now(),
                              error = 'no_idle_instance: no instance became idle in time'
-             WHERE waiting AND state = 'queued' AND run_at < now() - interval '5 seconds'
+             WHERE (SELECT open FROM gate) AND waiting AND state = 'queued' AND run_at < now() - interval '5 seconds'
              RETURNING id
          ), w AS (
-             SELECT id, created_at FROM jobs WHERE waiting AND state = 'queued' AND run_at >= now()
+             -- Rows another statement holds are being ended (cancelled, timed out).
+             SELECT id, created_at FROM jobs
+             WHERE (SELECT open FROM gate) AND waiting AND state = 'queued' AND run_at >= now()
              ORDER BY created_at, id LIMIT 200 FOR UPDATE SKIP LOCKED
          ), i AS (
              SELECT id, created_at FROM instances WHERE status = 'idle'
@@ -103,6 +116,7 @@ pub async fn bind_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, 
          )
          SELECT id, instance_id FROM due, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n",
     )
+    .bind(BIND_GATE)
     .fetch_all(db)
     .await
 }

@@ -1,0 +1,91 @@
+//! First in first out for waiting claims (issue 12), at the statements that bind
+//! them: a binding pass never serves a claim ahead of an older one that another pass
+//! holds, and a new claim never takes an idle instance ahead of claims already
+//! waiting. Found flaky end to end (`waiting::…_first_in_first_out_across_replicas`
+//! on a clean clone: two workers' passes split the line between them).
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::TestDb;
+use pool::store::{
+    NewJob,
+    jobs::claim::{self, BIND_GATE, Reserved},
+};
+
+/// A claim waiting in line, arrived `ago_secs` seconds ago.
+async fn waiting_claim(db: &PgPool, id: &str, ago_secs: f64) {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, max_attempts, waiting, run_at, created_at)
+         VALUES ($1, 'claim_and_provision', '{}', 6, true, now() + interval '30 seconds', now() - make_interval(secs => $2))",
+    )
+    .bind(id)
+    .bind(ago_secs)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+async fn idle_instance(db: &PgPool, id: &str) {
+    sqlx::query("INSERT INTO instances (id, status, url) VALUES ($1, 'idle', 'http://127.0.0.1:1/x')")
+        .bind(id)
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+async fn holder(db: &PgPool, instance: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT claim_job_id FROM instances WHERE id = $1").bind(instance).fetch_one(db).await.unwrap()
+}
+
+/// Another worker's pass has taken the line's head and not yet its instance: this pass
+/// must not serve the claim behind it with the instance it finds.
+#[tokio::test]
+async fn a_pass_beside_another_never_serves_a_later_claim() {
+    let db = TestDb::new().await;
+    waiting_claim(&db.pool, "claimA", 2.0).await;
+    waiting_claim(&db.pool, "claimB", 1.0).await;
+    idle_instance(&db.pool, "instanceX000").await;
+
+    // What a concurrent pass holds mid-statement: the gate and the oldest claim.
+    let mut other = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(BIND_GATE).execute(&mut *other).await.unwrap();
+    sqlx::query("SELECT id FROM jobs WHERE id = 'claimA' FOR UPDATE").execute(&mut *other).await.unwrap();
+    let beside = tokio::time::timeout(Duration::from_secs(10), claim::bind_waiting(&db.pool)).await.unwrap().unwrap();
+    assert_eq!(beside, [], "bound beside another pass");
+    assert_eq!(holder(&db.pool, "instanceX000").await, None);
+    other.rollback().await.unwrap();
+
+    let after = claim::bind_waiting(&db.pool).await.unwrap();
+    assert_eq!(after, [("claimA".to_owned(), "instanceX000".to_owned())], "the head of the line first");
+}
+
+/// An instance that is idle while claims wait is theirs: a new claim joins the line
+/// (or, not waiting, is told there is none) instead of taking it.
+#[tokio::test]
+async fn a_new_claim_does_not_jump_the_line() {
+    let db = TestDb::new().await;
+    waiting_claim(&db.pool, "claimA", 1.0).await;
+    idle_instance(&db.pool, "instanceX000").await;
+    let job = |id: &str| NewJob {
+        id: id.to_owned(),
+        kind: "claim_and_provision",
+        args: json!({}),
+        max_attempts: 6,
+        run_at: None,
+        dedupe: None,
+        idempotency_key: None,
+    };
+
+    let at_once = claim::reserve_and_enqueue(&db.pool, &job("claimC"), None, None).await.unwrap();
+    assert_eq!(at_once, Reserved::NoIdle, "a claim that does not wait");
+    let waits =
+        claim::reserve_and_enqueue(&db.pool, &job("claimD"), None, Some(Duration::from_secs(30))).await.unwrap();
+    assert_eq!(waits, Reserved::Waiting, "a claim that waits joins the line");
+    assert_eq!(holder(&db.pool, "instanceX000").await, None);
+
+    let bound = claim::bind_waiting(&db.pool).await.unwrap();
+    assert_eq!(bound, [("claimA".to_owned(), "instanceX000".to_owned())]);
+}
