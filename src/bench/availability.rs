@@ -232,9 +232,7 @@ async fn measure(stack: &Stack, plan: &Plan, arrivals: &[Duration], setting: Set
     while let Some(outcome) = claims.join_next().await {
         outcomes.push(outcome.context("a claim task panicked")?);
     }
-    let mut result = RunResult::new(setting, &outcomes, cost, created(&stack.sim), warm_up);
-    result.count_bursts(&plan.shape, &outcomes);
-    Ok(result)
+    Ok(RunResult::new(setting, &plan.shape, &outcomes, cost, created(&stack.sim), warm_up))
 }
 
 /// Polls the counts until `min_idle` instances are idle; how long that took.

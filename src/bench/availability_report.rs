@@ -70,7 +70,15 @@ pub struct Served {
 }
 
 impl RunResult {
-    pub fn new(setting: Setting, outcomes: &[Outcome], cost: Cost, created: usize, warm_up: Duration) -> Self {
+    /// The run of `outcomes`, the claims of a trace of `shape`.
+    pub fn new(
+        setting: Setting,
+        shape: &Shape,
+        outcomes: &[Outcome],
+        cost: Cost,
+        created: usize,
+        warm_up: Duration,
+    ) -> Self {
         let mut result = Self {
             setting,
             claims: outcomes.len(),
@@ -84,7 +92,7 @@ impl RunResult {
             cost,
             created,
             warm_up,
-            bursts: Vec::new(),
+            bursts: vec![Served::default(); shape.bursts()],
         };
         for outcome in outcomes {
             match &outcome.ending {
@@ -96,25 +104,19 @@ impl RunResult {
                     result.first_other = result.first_other.take().or_else(|| Some(err.clone()));
                 }
             }
-            if at_once(outcome) {
+            let at_once = outcome.ending == Ending::Bound && outcome.answered <= AT_ONCE;
+            if at_once {
                 result.at_once += 1;
             } else {
                 result.waits_ms.push(report::ms(outcome.answered));
             }
-        }
-        result
-    }
-
-    /// Splits `outcomes` by the burst of `shape` they arrived in (the first burst is
-    /// the one no buffer that follows demand has seen yet).
-    pub fn count_bursts(&mut self, shape: &Shape, outcomes: &[Outcome]) {
-        self.bursts = vec![Served::default(); shape.bursts()];
-        for outcome in outcomes {
-            if let Some(served) = shape.burst_of(outcome.at).and_then(|k| self.bursts.get_mut(k)) {
+            // The first burst is the one no buffer that follows demand has seen yet.
+            if let Some(served) = shape.burst_of(outcome.at).and_then(|k| result.bursts.get_mut(k)) {
                 served.claims += 1;
-                served.at_once += usize::from(at_once(outcome));
+                served.at_once += usize::from(at_once);
             }
         }
+        result
     }
 
     fn at_once_pct(&self) -> f64 {
@@ -182,11 +184,6 @@ impl RunResult {
         cells.push(self.never_claimed().to_string());
         cells
     }
-}
-
-/// Bound within [`AT_ONCE`].
-fn at_once(outcome: &Outcome) -> bool {
-    outcome.ending == Ending::Bound && outcome.answered <= AT_ONCE
 }
 
 /// Milliseconds to seconds with two decimals.
@@ -288,8 +285,8 @@ mod tests {
             outcome(16.5, Ending::NoIdle, 0.1),
             outcome(60.5, Ending::Bound, 0.2),
         ];
-        let mut run = RunResult::new(Setting::new("adaptive", 3, 12), &outcomes, Cost::default(), 5, Duration::ZERO);
-        run.count_bursts(&shape, &outcomes);
+        let setting = Setting::new("adaptive", 3, 12);
+        let run = RunResult::new(setting, &shape, &outcomes, Cost::default(), 5, Duration::ZERO);
         let served = |claims, at_once| Served { claims, at_once };
         assert_eq!(run.bursts, [served(3, 1), served(1, 1), served(0, 0)]);
         assert_eq!(run.at_once, 3, "the steady claim at 5 s counts in the total only");
