@@ -30,7 +30,8 @@ const WEB_ENV: &str = "Environment (also read from .env):
 const WORKER_ENV: &str = "Environment (also read from .env):
   POOL_API_KEY            required; also sent to instances
   DATABASE_URL            required; Postgres URL (sslmode=require works)
-  SERVICES_URL            required; SERVICES_API_KEY, SERVICES_TIMEOUT_MS
+  SERVICES_URL            required; SERVICES_API_KEY, SERVICES_TIMEOUT_MS,
+                          SERVICES_CREATE_TIMEOUT_MS, SERVICES_RATE_LIMIT_PAUSE_MS
   POOL_MIN_IDLE, POOL_STUCK_TIMEOUT_MS, RAILWAY_ENVIRONMENT_ID
   POOL_BUFFER             adaptive | static (warm target follows demand or not)
   POOL_MAX_WARM           ceiling on idle + provisioning (max(10, 4 x POOL_MIN_IDLE))
@@ -163,7 +164,8 @@ async fn web() -> anyhow::Result<()> {
     app.run_until_stopped(telemetry::shutdown_signal()).await
 }
 
-/// Knobs of the simulator; defaults give a fast, fault-free upstream.
+/// Knobs of the simulator; defaults give a fault-free upstream that is as slow and
+/// as unforgiving as the real one (SPEC §5).
 #[derive(clap::Args, Clone, Debug)]
 pub struct SimArgs {
     /// Port to serve on (services API and every instance under `/i/<id>`).
@@ -190,6 +192,12 @@ pub struct SimArgs {
     /// Share of running deploys shown as `SLEEPING`.
     #[arg(long, env = "SIM_SLEEP_RATE", default_value_t = 0.0)]
     pub sleep_rate: f64,
+    /// Time each provider call inside create-instance (six) and destroy takes.
+    #[arg(long, env = "SIM_PROVIDER_CALL_MS", default_value_t = 500)]
+    pub provider_call_ms: u64,
+    /// Time a second provision of a bound instance takes to answer 500.
+    #[arg(long, env = "SIM_REBIND_MS", default_value_t = 5000)]
+    pub rebind_ms: u64,
 }
 
 impl SimArgs {
@@ -204,6 +212,8 @@ impl SimArgs {
             rate_limit_rate: self.rate_limit_rate,
             crash_rate: self.crash_rate,
             sleep_rate: self.sleep_rate,
+            provider_call: Duration::from_millis(self.provider_call_ms),
+            rebind_time: Duration::from_millis(self.rebind_ms),
             ..sim::SimConfig::default()
         }
     }

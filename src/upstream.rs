@@ -1,5 +1,7 @@
 //! The error type of every upstream call (services API and instances), classified by
-//! HTTP status code — never by message text — into what the caller does next.
+//! HTTP status code into what the caller does next. The one exception, the services
+//! API's rate limits that arrive as 500/502 with the words in the text, is the
+//! services client's own.
 
 use std::time::Duration;
 

@@ -38,6 +38,10 @@ pub struct ClaimResult {
     pub conversation_id: Option<String>,
     /// Whether the instance joined an existing conversation (`joinUrl`).
     pub joined: bool,
+    /// The join awaits the other side's acceptance, so `conversationId` is not
+    /// known yet; reconcile fills it in on the instance once the instance knows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_acceptance: bool,
     /// The instance's URL.
     #[schema(required = true)]
     pub gateway_url: Option<String>,
@@ -97,6 +101,12 @@ pub struct ReconcileResult {
     pub destroyed: usize,
     pub vanished: usize,
     pub adopted: usize,
+    /// Claimed rows whose conversation id (a join awaiting acceptance) was filled in.
+    #[serde(default)]
+    pub conversations_filled: usize,
+    /// Services of this environment that no row owns and services cannot destroy.
+    #[serde(default)]
+    pub orphans: usize,
     /// Services of other Railway environments, left alone.
     pub other_environments: usize,
     /// Rows whose check failed; the next reconcile tries them again.
@@ -157,6 +167,7 @@ mod tests {
             invite_url: None,
             conversation_id: Some("c".into()),
             joined: false,
+            awaiting_acceptance: false,
             gateway_url: Some("u".into()),
         };
         assert_eq!(

@@ -100,6 +100,8 @@ pub struct View {
     pub target: Target,
     /// Live instances (not draining) per image.
     pub images: Vec<(String, i64)>,
+    /// Provider services no row owns (they cost money until deleted by hand).
+    pub orphans: i64,
 }
 
 /// Reads the [`View`].
@@ -109,5 +111,6 @@ pub async fn view(db: &sqlx::PgPool, settings: Settings) -> sqlx::Result<View> {
         waiting: claim::waiting_count(db).await?,
         target: current(db, settings).await?,
         images: instances::recycle::by_image(db).await?,
+        orphans: crate::store::orphans::count(db).await?,
     })
 }

@@ -105,6 +105,12 @@ pub struct ServicesConfig {
     pub api_key: Option<SecretString>,
     /// Timeout of one services API call.
     pub timeout: Duration,
+    /// Timeout of create-instance, which runs six provider calls in series upstream
+    /// (the original client waited 120 s).
+    pub create_timeout: Duration,
+    /// How long every replica pauses after a provider rate limit that came without
+    /// `Retry-After` (upstream passes Railway's 429 on as a 500 or 502).
+    pub rate_limit_pause: Duration,
 }
 
 /// Job settings: schedules, concurrency, limits and retries.
@@ -182,6 +188,8 @@ impl Config {
                 url: env.url("SERVICES_URL")?,
                 api_key: env.optional("SERVICES_API_KEY").map(SecretString::from),
                 timeout: env.millis("SERVICES_TIMEOUT_MS", 15_000)?,
+                create_timeout: env.millis("SERVICES_CREATE_TIMEOUT_MS", 120_000)?,
+                rate_limit_pause: env.millis("SERVICES_RATE_LIMIT_PAUSE_MS", 60_000)?,
             },
             railway_project_id: env.optional("RAILWAY_PROJECT_ID"),
             railway_environment_id: env.optional("RAILWAY_ENVIRONMENT_ID"),
@@ -213,7 +221,7 @@ impl JobsConfig {
             services_rate_per_sec: env.positive("SERVICES_RATE_PER_SEC", 2)?,
             services_rate_burst: env.positive("SERVICES_RATE_BURST", 5)?,
             instance_rate_per_sec: env.positive("INSTANCE_RATE_PER_SEC", 10)?,
-            provision_timeout: env.millis("PROVISION_TIMEOUT_MS", 180_000)?,
+            provision_timeout: env.millis("PROVISION_TIMEOUT_MS", 360_000)?,
             max_attempts: env.positive("JOB_MAX_ATTEMPTS", 6)?,
             max_attempts_by_kind: by_kind(env, "JOB_MAX_ATTEMPTS_")?,
             concurrency_by_kind: by_kind(env, "JOB_CONCURRENCY_")?,

@@ -16,7 +16,10 @@ use crate::{
     config::Config,
     domain::InstanceStatus,
     metrics::stats::{self, Range, Stats},
-    store::{Counts, InstanceRow, instances},
+    store::{
+        Counts, InstanceRow, instances,
+        orphans::{self, Orphan},
+    },
 };
 
 const PAGE: i64 = 50;
@@ -69,6 +72,19 @@ pub struct Fleet {
     total: i64,
     limit: i64,
     offset: i64,
+    /// Every orphaned provider service (no row owns it, the services API cannot
+    /// destroy it): delete these at the provider.
+    orphans: Vec<FleetOrphan>,
+}
+
+/// A provider service no row owns, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetOrphan {
+    #[serde(flatten)]
+    service: Orphan,
+    /// The service in Railway's dashboard (with `RAILWAY_PROJECT_ID` set).
+    railway_url: Option<String>,
 }
 
 /// Every instance (idle, provisioning and draining too), with age, deploy status,
@@ -82,17 +98,23 @@ async fn fleet(
     let (limit, offset) = page(params.limit, params.offset, PAGE, MAX_PAGE)?;
     let (rows, total) = instances::fleet(&state.db, params.status, limit, offset).await?;
     let instances = rows.into_iter().map(|row| fleet_instance(&state.config, row)).collect();
-    Ok(Json(Fleet { instances, total, limit, offset }))
+    let orphans = orphans::all(&state.db).await?;
+    let orphans = orphans
+        .into_iter()
+        .map(|service| FleetOrphan { railway_url: railway_url(&state.config, Some(&service.service_id)), service })
+        .collect();
+    Ok(Json(Fleet { instances, total, limit, offset, orphans }))
+}
+
+/// The service in Railway's dashboard, when the project is known.
+fn railway_url(config: &Config, service_id: Option<&str>) -> Option<String> {
+    let (project, service) = (config.railway_project_id.as_ref()?, service_id?);
+    let env = config.railway_environment_id.as_ref().map(|e| format!("?environmentId={e}")).unwrap_or_default();
+    Some(format!("https://railway.com/project/{project}/service/{service}{env}"))
 }
 
 fn fleet_instance(config: &Config, row: InstanceRow) -> FleetInstance {
-    let railway_url = match (&config.railway_project_id, &row.service_id) {
-        (Some(project), Some(service)) => {
-            let env = config.railway_environment_id.as_ref().map(|e| format!("?environmentId={e}")).unwrap_or_default();
-            Some(format!("https://railway.com/project/{project}/service/{service}{env}"))
-        }
-        _ => None,
-    };
+    let railway_url = railway_url(config, row.service_id.as_deref());
     FleetInstance {
         id: row.id.to_string(),
         name: row.name,
@@ -121,12 +143,15 @@ pub struct PoolCounts {
     buffer: buffer::Target,
     /// Live instances (not draining) per image the provider reports.
     images: std::collections::BTreeMap<String, i64>,
+    /// Provider services no row owns and the services API cannot destroy; listed
+    /// with `GET /api/pool/instances`. Never counted as capacity.
+    orphans: i64,
 }
 
 pub async fn pool_counts(state: &AppState) -> Result<PoolCounts, ApiError> {
     let view = buffer::view(&state.db, state.config.buffer_settings()).await?;
     let images = view.images.into_iter().collect();
-    Ok(PoolCounts { counts: view.counts, waiting: view.waiting, buffer: view.target, images })
+    Ok(PoolCounts { counts: view.counts, waiting: view.waiting, buffer: view.target, images, orphans: view.orphans })
 }
 
 /// `?range=hour|day`.

@@ -35,7 +35,8 @@ pub struct ProvisionRequest {
 #[serde(rename_all = "camelCase")]
 pub struct Provisioned {
     pub invite_url: Option<String>,
-    pub conversation_id: String,
+    /// `None` with `joined`: the join awaits the other side's acceptance.
+    pub conversation_id: Option<String>,
     #[serde(default)]
     pub joined: bool,
 }
@@ -80,8 +81,9 @@ impl InstanceClient {
         self.send(base_url, request).await
     }
 
-    /// Binds the instance to a conversation. 409 means it already is bound; 503 that
-    /// it is not ready (and did nothing).
+    /// Binds the instance to a conversation; 503 means it is not ready (and did
+    /// nothing). An instance already bound answers 500 after minutes (some versions
+    /// 409): `convos_status` is the way to learn whether a provision took effect.
     pub async fn provision(&self, base_url: &str, body: &ProvisionRequest) -> Result<Provisioned, UpstreamError> {
         let request = self.http.post(format!("{base_url}/pool/provision")).timeout(self.provision_timeout).json(body);
         self.send(base_url, request).await

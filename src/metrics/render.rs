@@ -96,6 +96,7 @@ fn buffer_gauges(out: &mut String, view: &buffer::View) {
         ("pool_claims_waiting", "Claims waiting for an instance (Prefer: wait).", waiting as f64),
         ("pool_claim_rate_per_minute", "Smoothed claims per minute the target plans for.", target.claims_per_minute),
         ("pool_lead_time_seconds_p90", "Create to idle, p90 of the last hour.", target.lead_time_seconds),
+        ("pool_orphan_services", "Provider services no row owns; delete them at the provider.", view.orphans as f64),
     ];
     for (name, help, value) in gauges {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));

@@ -29,6 +29,8 @@ pub struct ServicesClient {
     base: String,
     api_key: Option<SecretString>,
     throttle: Throttle,
+    create_timeout: std::time::Duration,
+    rate_limit_pause: std::time::Duration,
 }
 
 impl ServicesClient {
@@ -39,17 +41,26 @@ impl ServicesClient {
             .connect_timeout(config.timeout.min(std::time::Duration::from_secs(5)))
             .build()
             .expect("reqwest client with static settings");
-        Self { http, base: config.url.clone(), api_key: config.api_key.clone(), throttle }
+        Self {
+            http,
+            base: config.url.clone(),
+            api_key: config.api_key.clone(),
+            throttle,
+            create_timeout: config.create_timeout,
+            rate_limit_pause: config.rate_limit_pause,
+        }
     }
 
-    /// `POST /create-instance`; idempotent on `id` at the services API.
+    /// `POST /create-instance`. Not idempotent upstream: a second call for `id`
+    /// makes a second paid service, so callers never repeat it blindly (SPEC §4).
     pub async fn create_instance(&self, id: &InstanceId) -> Result<CreatedInstance, UpstreamError> {
         let body = serde_json::json!({ "instanceId": id, "name": service_name(id), "tools": TOOLS });
-        self.send(self.http.post(self.url("/create-instance")).json(&body)).await
+        let request = self.http.post(self.url("/create-instance")).timeout(self.create_timeout).json(&body);
+        self.send(request).await
     }
 
-    /// `DELETE /destroy/:id`. A 404 comes back as [`UpstreamError::NotFound`]; callers
-    /// treat it as "already gone".
+    /// `DELETE /destroy/:id`. A 404 comes back as [`UpstreamError::NotFound`]. Even
+    /// a 200 does not mean the service is gone (SPEC §5.1): callers confirm by id.
     pub async fn destroy(&self, id: &InstanceId) -> Result<Destroyed, UpstreamError> {
         self.send(self.http.delete(self.url(&format!("/destroy/{id}")))).await
     }
@@ -83,11 +94,24 @@ impl ServicesClient {
             UpstreamError::from_transport(TARGET, &e)
         })?;
         crate::metrics::upstream_call("services", Some(response.status().as_u16()));
-        let answer = read_json(TARGET, response).await;
+        let answer = read_json(TARGET, response).await.map_err(|e| self.rate_limit_in_text(e));
         // The provider's budget is shared: when it says "wait", every caller waits.
         if let Err(UpstreamError::RateLimited { retry_after: Some(after), .. }) = &answer {
             self.throttle.pause(*after).await;
         }
         answer
+    }
+
+    /// Upstream passes the provider's 429 on as a 500 or 502 whose text says so
+    /// (SPEC §5.1); that is a rate limit, with the default pause.
+    fn rate_limit_in_text(&self, err: UpstreamError) -> UpstreamError {
+        match err {
+            UpstreamError::Server { target, status: status @ (500 | 502), message }
+                if message.to_ascii_lowercase().contains("rate limit") =>
+            {
+                UpstreamError::RateLimited { target, status, retry_after: Some(self.rate_limit_pause) }
+            }
+            other => other,
+        }
     }
 }

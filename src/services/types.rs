@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{DeployStatus, InstanceId};
@@ -46,11 +44,4 @@ pub struct ServiceStatus {
     pub image: Option<String>,
     #[serde(default)]
     pub environment_ids: Vec<String>,
-}
-
-impl StatusBatch {
-    /// Services by instance id, for lookups while applying a reconcile.
-    pub fn by_instance(&self) -> HashMap<&str, &ServiceStatus> {
-        self.services.iter().map(|s| (s.instance_id.as_str(), s)).collect()
-    }
 }

@@ -31,6 +31,28 @@ pub struct SimConfig {
     pub services_api_key: Option<String>,
     /// When set, the instance endpoints require `Authorization: Bearer <key>`.
     pub instance_api_key: Option<String>,
+    /// How long each provider call inside create-instance and destroy takes (six in
+    /// series for a create, as upstream makes them).
+    pub provider_call: Duration,
+    /// Upstream's create-instance is not idempotent: a second call for one id makes
+    /// a second service, then answers 500. `true` restores a kinder, idempotent one.
+    pub idempotent_create: bool,
+    /// Probability that a provider call after the service exists fails a create:
+    /// 500, with the service left behind and no row for it.
+    pub create_fault_rate: f64,
+    /// Probability that Railway's delete fails (all three tries) in a destroy:
+    /// 200 with `destroyed.service = false`, the row gone, the service running.
+    pub destroy_fault_rate: f64,
+    /// A second provision of a bound instance answers 409 (some versions) instead
+    /// of upstream's 500 after retrying the gateway's 409.
+    pub rebind_conflict: bool,
+    /// How long that 500 takes (upstream: 30 tries, about 330 s).
+    pub rebind_time: Duration,
+    /// A join answers `conversationId: null, joined: true`: it awaits acceptance.
+    pub join_pending: bool,
+    /// Provider rate limits answer 429 with `Retry-After` instead of upstream's 500
+    /// (502 for status batches) with "rate limited" in the text.
+    pub rate_limits_as_429: bool,
 }
 
 impl Default for SimConfig {
@@ -47,6 +69,14 @@ impl Default for SimConfig {
             image: "ghcr.io/sim/openclaw:latest".into(),
             services_api_key: None,
             instance_api_key: None,
+            provider_call: Duration::ZERO,
+            idempotent_create: false,
+            create_fault_rate: 0.0,
+            destroy_fault_rate: 0.0,
+            rebind_conflict: false,
+            rebind_time: Duration::ZERO,
+            join_pending: false,
+            rate_limits_as_429: false,
         }
     }
 }
@@ -80,38 +110,59 @@ pub struct Faults {
     /// See [`SimConfig::sleep_rate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep_rate: Option<f64>,
+    /// See [`SimConfig::provider_call`], in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_call_ms: Option<u64>,
+    /// See [`SimConfig::idempotent_create`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent_create: Option<bool>,
+    /// See [`SimConfig::create_fault_rate`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_fault_rate: Option<f64>,
+    /// See [`SimConfig::destroy_fault_rate`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_fault_rate: Option<f64>,
+    /// See [`SimConfig::rebind_conflict`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebind_conflict: Option<bool>,
+    /// See [`SimConfig::rebind_time`], in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebind_ms: Option<u64>,
+    /// See [`SimConfig::join_pending`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_pending: Option<bool>,
+    /// See [`SimConfig::rate_limits_as_429`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits_as_429: Option<bool>,
 }
 
 impl SimConfig {
     /// Applies the fields present in `faults`. Rates are clamped to `0..=1` so a typo
     /// in a test cannot turn into a nonsensical probability.
-    pub fn apply(&mut self, faults: &Faults) {
-        let rate = |r: f64| if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
-        let ms = Duration::from_millis;
-        if let Some(r) = faults.failure_rate {
-            self.failure_rate = rate(r);
+    pub fn apply(&mut self, f: &Faults) {
+        fn set<T: Copy>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
         }
-        if let Some(r) = faults.rate_limit_rate {
-            self.rate_limit_rate = rate(r);
-        }
-        if let Some(s) = faults.retry_after_secs {
-            self.retry_after_secs = s;
-        }
-        if let Some(v) = faults.latency_ms {
-            self.latency = ms(v);
-        }
-        if let Some(v) = faults.build_ms {
-            self.build_time = ms(v);
-        }
-        if let Some(v) = faults.provision_ms {
-            self.provision_time = ms(v);
-        }
-        if let Some(r) = faults.crash_rate {
-            self.crash_rate = rate(r);
-        }
-        if let Some(r) = faults.sleep_rate {
-            self.sleep_rate = rate(r);
-        }
+        let rate = |r: Option<f64>| r.map(|r| if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) });
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
+        set(&mut self.failure_rate, rate(f.failure_rate));
+        set(&mut self.rate_limit_rate, rate(f.rate_limit_rate));
+        set(&mut self.retry_after_secs, f.retry_after_secs);
+        set(&mut self.latency, ms(f.latency_ms));
+        set(&mut self.build_time, ms(f.build_ms));
+        set(&mut self.provision_time, ms(f.provision_ms));
+        set(&mut self.crash_rate, rate(f.crash_rate));
+        set(&mut self.sleep_rate, rate(f.sleep_rate));
+        set(&mut self.provider_call, ms(f.provider_call_ms));
+        set(&mut self.idempotent_create, f.idempotent_create);
+        set(&mut self.create_fault_rate, rate(f.create_fault_rate));
+        set(&mut self.destroy_fault_rate, rate(f.destroy_fault_rate));
+        set(&mut self.rebind_conflict, f.rebind_conflict);
+        set(&mut self.rebind_time, ms(f.rebind_ms));
+        set(&mut self.join_pending, f.join_pending);
+        set(&mut self.rate_limits_as_429, f.rate_limits_as_429);
     }
 
     /// The current faults, every field filled in.
@@ -126,6 +177,14 @@ impl SimConfig {
             provision_ms: Some(ms(self.provision_time)),
             crash_rate: Some(self.crash_rate),
             sleep_rate: Some(self.sleep_rate),
+            provider_call_ms: Some(ms(self.provider_call)),
+            idempotent_create: Some(self.idempotent_create),
+            create_fault_rate: Some(self.create_fault_rate),
+            destroy_fault_rate: Some(self.destroy_fault_rate),
+            rebind_conflict: Some(self.rebind_conflict),
+            rebind_ms: Some(ms(self.rebind_time)),
+            join_pending: Some(self.join_pending),
+            rate_limits_as_429: Some(self.rate_limits_as_429),
         }
     }
 }

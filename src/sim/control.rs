@@ -26,6 +26,8 @@ pub(crate) fn routes(state: Arc<SimState>) -> Router {
         .route("/_sim/instances/{id}/deploy-status", post(deploy_status))
         .route("/_sim/instances/{id}/ready", post(ready))
         .route("/_sim/instances/{id}/bind", post(bind))
+        .route("/_sim/services/{service_id}", axum::routing::delete(delete_service))
+        .route("/_sim/rows", get(rows))
         .with_state(state)
 }
 
@@ -85,6 +87,20 @@ async fn add_instance(State(state): State<Arc<SimState>>, body: Bytes) -> Respon
 
 async fn remove_instance(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
     if state.remove(&id) { ok(&id) } else { not_found(&id) }
+}
+
+/// Deletes one Railway service by id, as an operator removes an orphan.
+async fn delete_service(State(state): State<Arc<SimState>>, Path(service_id): Path<String>) -> Response {
+    if state.remove_service(&service_id) {
+        Json(json!({ "serviceId": service_id, "ok": true })).into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "not_found", &format!("no service {service_id}"))
+    }
+}
+
+/// The instance ids the services API holds rows (and tool resources) for.
+async fn rows(State(state): State<Arc<SimState>>) -> Response {
+    Json(state.rows()).into_response()
 }
 
 #[derive(Deserialize)]

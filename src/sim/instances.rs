@@ -63,26 +63,43 @@ async fn provision(State(state): State<Arc<SimState>>, Path(id): Path<String>, b
         _ => return error(StatusCode::BAD_REQUEST, "invalid_body", "agentName is required"),
     };
     // Bound under the lock before the (slow) provisioning, so a concurrent second
-    // provision of the same instance sees it bound and gets 409.
+    // provision of the same instance sees it bound.
     let conversation_id = match state.try_bind(&id) {
         Ok(conversation_id) => conversation_id,
         Err(BindError::NotFound) => return not_found(&id),
         Err(BindError::NotReady) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "instance is not ready");
         }
-        Err(BindError::AlreadyBound) => return error(StatusCode::CONFLICT, "already_bound", "already bound"),
+        Err(BindError::AlreadyBound) => return already_bound(&state).await,
     };
-    let provision_time = state.with_config(|c| c.provision_time);
+    let (provision_time, join_pending) = state.with_config(|c| (c.provision_time, c.join_pending));
     if !provision_time.is_zero() {
         tokio::time::sleep(provision_time).await;
     }
+    let joining = body.join_url.is_some();
+    // A join the other side has yet to accept has no conversation id to give yet.
+    let answered_id = (!(joining && join_pending)).then_some(&conversation_id);
     Json(json!({
         "ok": true,
         "inviteUrl": format!("https://sim.convos.invalid/invite/{conversation_id}"),
-        "conversationId": conversation_id,
-        "joined": body.join_url.is_some(),
+        "conversationId": answered_id,
+        "joined": joining,
     }))
     .into_response()
+}
+
+/// Upstream retries the gateway's 409 thirty times and answers 500; some versions
+/// answer 409 at once.
+async fn already_bound(state: &SimState) -> Response {
+    let (conflict, delay) = state.with_config(|c| (c.rebind_conflict, c.rebind_time));
+    if conflict {
+        return error(StatusCode::CONFLICT, "already_bound", "already bound");
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let message = "Convos invite failed after 30 attempts: /convos/conversation returned 409: already bound";
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": message }))).into_response()
 }
 
 async fn convos_status(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {

@@ -33,7 +33,8 @@ pub struct LoggedRequest {
     pub path: String,
     /// The instance the call was about, when it names exactly one.
     pub instance_id: Option<String>,
-    /// The status code the simulator answered with.
+    /// The status code the simulator answered with; [`HUNG_UP`] when the caller
+    /// went away before the answer.
     pub status: u16,
 }
 
@@ -72,10 +73,37 @@ pub(crate) async fn record(State(state): State<Arc<SimState>>, request: Request,
         None if path == "/create-instance" => id_from_body(request).await,
         None => (None, request),
     };
+    let mut pending =
+        Pending { state: &state, entry: Some(LoggedRequest { at_ms, at, method, path, instance_id, status: 0 }) };
     let response = next.run(request).await;
-    let status = response.status().as_u16();
-    state.log.push(LoggedRequest { at_ms, at, method, path, instance_id, status });
+    pending.finish(response.status().as_u16());
     response
+}
+
+/// Status logged for a request whose caller hung up before the answer (nginx's
+/// "client closed request"): upstream may still be acting on it.
+pub const HUNG_UP: u16 = 499;
+
+/// A request on its way: logged when answered, or as [`HUNG_UP`] when its caller
+/// went away first (the handler's future is then dropped).
+struct Pending<'a> {
+    state: &'a SimState,
+    entry: Option<LoggedRequest>,
+}
+
+impl Pending<'_> {
+    fn finish(&mut self, status: u16) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.status = status;
+            self.state.log.push(entry);
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.finish(HUNG_UP);
+    }
 }
 
 /// The id in `/i/:id/...`, `/destroy/:id`, `/configure/:id` or `/redeploy/:id`.

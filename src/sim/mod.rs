@@ -9,13 +9,20 @@
 //!   `GET pool/health`, `POST pool/provision`, `GET convos/status`;
 //! - `/_sim/...` controls for tests and the dev dashboard (no auth, not logged).
 //!
-//! State is a `HashMap` behind a std `Mutex`, never held across an await; deploy
+//! It behaves as the real upstream does by default (SPEC §5): create-instance is not
+//! idempotent, destroy may leave the service running, a second provision of a
+//! bound instance answers 500, rate limits arrive as 500/502; each of these can be
+//! switched at run time ([`Faults`]).
+//!
+//! State is `HashMap`s behind a std `Mutex`, never held across an await; deploy
 //! statuses are derived lazily from creation instants, so there are no timers.
 
 mod config;
 mod control;
+mod create;
 mod instances;
 mod log;
+mod service;
 mod services;
 mod state;
 #[cfg(test)]
@@ -33,8 +40,8 @@ use serde_json::json;
 use tokio::{net::TcpListener, task::JoinHandle};
 
 pub use config::{Faults, SimConfig};
-pub use log::{LOG_CAP, LoggedRequest};
-pub use state::ServiceView;
+pub use log::{HUNG_UP, LOG_CAP, LoggedRequest};
+pub use service::ServiceView;
 
 use state::SimState;
 
@@ -136,9 +143,26 @@ impl Simulator {
         self.state.set_ready(id, ready);
     }
 
-    /// Removes the service behind Pool's back; false when it did not exist.
+    /// Deletes every Railway service of instance `id` behind everyone's back (the
+    /// services API keeps its row); false when there was none.
     pub fn remove_service(&self, id: &str) -> bool {
         self.state.remove(id)
+    }
+
+    /// Deletes one Railway service by its service id, as an operator deletes an
+    /// orphan at the provider; false when it did not exist.
+    pub fn delete_service(&self, service_id: &str) -> bool {
+        self.state.remove_service(service_id)
+    }
+
+    /// Every Railway service of instance `id` (duplicates included), oldest first.
+    pub fn services_of(&self, id: &str) -> Vec<ServiceView> {
+        self.state.views(Some(&[id.to_owned()]))
+    }
+
+    /// Instance ids the services API holds rows for (and so the tool resources of).
+    pub fn tracked_ids(&self) -> Vec<String> {
+        self.state.rows()
     }
 
     /// Creates a service directly, as someone else would (no id validation).

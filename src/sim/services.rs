@@ -15,10 +15,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
-    bearer_ok, error,
-    state::{ServiceView, SimState},
-};
+use super::{bearer_ok, error, service::ServiceView, state::SimState};
 
 /// The services API routes, with their gate applied.
 pub(crate) fn routes(state: Arc<SimState>) -> Router {
@@ -34,8 +31,9 @@ pub(crate) fn routes(state: Arc<SimState>) -> Router {
 
 /// Latency first (it applies to every answer), then auth, then the random faults.
 async fn gate(State(state): State<Arc<SimState>>, request: Request, next: Next) -> Response {
-    let (latency, key, failure_rate, rate_limit_rate, retry_after) = state.with_config(|c| {
-        (c.latency, c.services_api_key.clone(), c.failure_rate, c.rate_limit_rate, c.retry_after_secs)
+    let (latency, key, failure_rate, rate_limit_rate, retry_after, as_429) = state.with_config(|c| {
+        let faults = (c.failure_rate, c.rate_limit_rate, c.retry_after_secs, c.rate_limits_as_429);
+        (c.latency, c.services_api_key.clone(), faults.0, faults.1, faults.2, faults.3)
     });
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -48,12 +46,25 @@ async fn gate(State(state): State<Arc<SimState>>, request: Request, next: Next) 
         return (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response();
     }
     if rand::random::<f64>() < rate_limit_rate {
-        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests");
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        return response;
+        if as_429 {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests");
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            return response;
+        }
+        return railway_rate_limited(request.uri().path());
     }
     next.run(request).await
 }
+
+/// How upstream passes on Railway's 429: its GraphQL helper's error text, as a 500,
+/// or a 502 from the status batch, and never a `Retry-After`.
+fn railway_rate_limited(path: &str) -> Response {
+    let status = if path == "/status/batch" { StatusCode::BAD_GATEWAY } else { StatusCode::INTERNAL_SERVER_ERROR };
+    (status, Json(json!({ "error": RAILWAY_RATE_LIMITED }))).into_response()
+}
+
+/// Upstream's message for a Railway 429.
+pub(crate) const RAILWAY_RATE_LIMITED: &str = "Railway API error: 429 (rate limited — wait a few minutes)";
 
 /// Ids the real services API accepts: 12 chars of `A-Za-z0-9_-`.
 fn valid_instance_id(id: &str) -> bool {
@@ -76,30 +87,14 @@ async fn create(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     if !valid_instance_id(&body.instance_id) {
         return error(StatusCode::BAD_REQUEST, "invalid_instance_id", "instanceId must be 12 chars of A-Za-z0-9_-");
     }
-    let view = state.create(&body.instance_id, body.name.as_deref());
-    let url = state.base_url().map(|base| instance_url(&base, &view.instance_id));
-    let mut services = json!({ "service": { "id": view.service_id, "name": view.name } });
-    for tool in &body.tools {
-        services[tool.as_str()] = json!({ "provisioned": true });
-    }
-    Json(json!({
-        "instanceId": view.instance_id,
-        "serviceId": view.service_id,
-        "url": url,
-        "services": services,
-    }))
-    .into_response()
+    // Upstream goes on when its caller hangs up (a timeout): so does the simulator.
+    let task = tokio::spawn(super::create::run(state, body.instance_id, body.name, body.tools));
+    task.await.unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "panic", "create-instance panicked"))
 }
 
 async fn destroy(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
-    if !state.remove(&id) {
-        return not_found(&id);
-    }
-    Json(json!({
-        "instanceId": id,
-        "destroyed": { "service": true, "openrouter": true, "agentmail": true },
-    }))
-    .into_response()
+    let task = tokio::spawn(super::create::destroy(state, id));
+    task.await.unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "panic", "destroy panicked"))
 }
 
 #[derive(Deserialize, Default)]
@@ -159,7 +154,7 @@ pub(crate) fn instance_url(base: &str, id: &str) -> String {
     format!("{}/i/{id}", base.trim_end_matches('/'))
 }
 
-fn not_found(id: &str) -> Response {
+pub(crate) fn not_found(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, "not_found", &format!("no service for instance {id}"))
 }
 

@@ -1,5 +1,8 @@
-//! The simulated services and their lifecycle. Deploy statuses are computed lazily
-//! from each service's creation instant, so thousands of services cost no timers.
+//! What the simulator knows: Railway's services (keyed by service id, as Railway
+//! keys them) and the services API's own rows (instance id → the service it
+//! created). The two are apart on purpose, as upstream: a create that fails
+//! part-way, or is called twice for one id, leaves a service no row points at, and a
+//! destroy whose Railway delete failed removes the row but not the service.
 
 use std::{
     collections::HashMap,
@@ -7,99 +10,16 @@ use std::{
     time::Instant,
 };
 
-use serde::Serialize;
-
-use super::{config::SimConfig, log::RequestLog};
+use super::{
+    config::SimConfig,
+    log::RequestLog,
+    service::{Lifecycle, Service, ServiceView},
+};
 
 /// Locks `mutex`, ignoring poisoning: a panicking handler must not take the whole
 /// simulator down with it, and every update here leaves the map consistent.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One simulated service (and the instance it runs).
-#[derive(Debug)]
-struct Service {
-    /// Creation order, so listings are stable despite the `HashMap`.
-    seq: u64,
-    service_id: String,
-    name: String,
-    /// When the current build (from creation, or the last redeploy) ends. Fixed when
-    /// the build starts, so changing the build time later affects new builds only.
-    ready_at: Instant,
-    /// Rolled at creation against `crash_rate`: this service ends `FAILED`.
-    ends_failed: bool,
-    /// Rolled at creation, compared with the current `sleep_rate`, so changing the
-    /// rate at run time moves a stable subset of services to `SLEEPING`.
-    sleep_roll: f64,
-    override_status: Option<String>,
-    forced_ready: Option<bool>,
-    /// The Railway environment the service belongs to.
-    environment_id: String,
-    image: String,
-    /// Left out of unfiltered status batches (a flaky listing), still found by id.
-    unlisted: bool,
-    /// `GET /convos/status` answers 500 (a broken instance whose health is fine).
-    status_broken: bool,
-    conversation: Option<String>,
-}
-
-/// The part of the config the lifecycle depends on, copied out so the config lock
-/// is never held together with the services lock.
-#[derive(Clone, Copy, Debug)]
-struct Lifecycle {
-    sleep_rate: f64,
-}
-
-impl Service {
-    fn deploy_status(&self, now: Instant, life: Lifecycle) -> String {
-        if let Some(status) = &self.override_status {
-            return status.clone();
-        }
-        let status = if now < self.ready_at {
-            "BUILDING"
-        } else if self.ends_failed {
-            "FAILED"
-        } else if self.sleep_roll < life.sleep_rate {
-            "SLEEPING"
-        } else {
-            "SUCCESS"
-        };
-        status.to_owned()
-    }
-
-    /// A forced readiness wins; otherwise a running or sleeping deploy is ready
-    /// (a sleeping instance wakes on request).
-    fn ready(&self, deploy_status: &str) -> bool {
-        self.forced_ready.unwrap_or(matches!(deploy_status, "SUCCESS" | "SLEEPING"))
-    }
-}
-
-/// A snapshot of one service, as handlers and `GET /_sim/instances` see it.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceView {
-    /// The instance id the service was created for.
-    pub instance_id: String,
-    /// The provider's id of the service.
-    pub service_id: String,
-    /// The service name, `convos-agent-<id>` unless created otherwise.
-    pub name: String,
-    /// The deploy status right now.
-    pub deploy_status: String,
-    /// Whether `GET /pool/health` answers ready.
-    pub ready: bool,
-    /// The conversation the instance is bound to.
-    pub conversation_id: Option<String>,
-    /// A deploy status set by a test control, if any.
-    pub override_status: Option<String>,
-    /// A readiness forced by a test control, if any.
-    pub forced_ready: Option<bool>,
-    /// `GET /convos/status` answers 500.
-    pub status_broken: bool,
-    /// The Railway environment the service belongs to.
-    pub environment_id: String,
-    pub image: String,
 }
 
 /// The environment of every service unless a test moves one.
@@ -126,7 +46,25 @@ pub(crate) struct SimState {
 #[derive(Debug, Default)]
 struct Services {
     next_seq: u64,
-    by_id: HashMap<String, Service>,
+    /// Railway: service id → service.
+    railway: HashMap<String, Service>,
+    /// The services API's table: instance id → the service id it recorded.
+    rows: HashMap<String, String>,
+}
+
+impl Services {
+    /// The service an instance id means: the one services tracks, else the oldest
+    /// of that name (a half-made create is still reachable at its URL).
+    fn primary_id(&self, id: &str) -> Option<String> {
+        if let Some(service_id) = self.rows.get(id).filter(|s| self.railway.contains_key(*s)) {
+            return Some(service_id.clone());
+        }
+        self.railway.iter().filter(|(_, s)| s.instance_id == id).min_by_key(|(_, s)| s.seq).map(|(k, _)| k.clone())
+    }
+
+    fn tracked(&self, service_id: &str, service: &Service) -> bool {
+        self.rows.get(&service.instance_id).is_some_and(|s| s == service_id)
+    }
 }
 
 impl SimState {
@@ -157,15 +95,17 @@ impl SimState {
         *self.base_url.write().unwrap_or_else(PoisonError::into_inner) = Some(url);
     }
 
-    /// Creates the service for `id` unless it exists; either way returns it.
-    pub fn create(&self, id: &str, name: Option<&str>) -> ServiceView {
+    /// Creates a Railway service for `id`, always a new one (Railway does not care
+    /// that the name is taken). Returns its service id.
+    pub fn create_service(&self, id: &str, name: Option<&str>) -> String {
         let (crash_rate, build_time, image) = self.with_config(|c| (c.crash_rate, c.build_time, c.image.clone()));
-        let life = self.lifecycle();
+        let service_id = format!("svc-{}", ulid::Ulid::generate().to_string().to_lowercase());
         let mut services = lock(&self.services);
         let seq = services.next_seq;
-        let service = services.by_id.entry(id.to_owned()).or_insert_with(|| Service {
+        services.next_seq += 1;
+        let service = Service {
             seq,
-            service_id: format!("svc-{}", ulid::Ulid::generate().to_string().to_lowercase()),
+            instance_id: id.to_owned(),
             name: name.map_or_else(|| format!("convos-agent-{id}"), str::to_owned),
             ready_at: Instant::now() + build_time,
             ends_failed: rand::random::<f64>() < crash_rate,
@@ -177,53 +117,103 @@ impl SimState {
             unlisted: false,
             status_broken: false,
             conversation: None,
-        });
-        let created = service.seq == seq;
-        let view = view(id, service, Instant::now(), life);
-        if created {
-            services.next_seq += 1;
+        };
+        services.railway.insert(service_id.clone(), service);
+        service_id
+    }
+
+    /// Records services' row for `id`; false when one exists (its primary key).
+    pub fn insert_row(&self, id: &str, service_id: &str) -> bool {
+        let mut services = lock(&self.services);
+        if services.rows.contains_key(id) {
+            return false;
         }
-        view
+        services.rows.insert(id.to_owned(), service_id.to_owned());
+        true
     }
 
+    /// A service and its row, as someone else would make them; the existing primary
+    /// service when there is one.
+    pub fn create(&self, id: &str, name: Option<&str>) -> ServiceView {
+        if let Some(view) = self.view(id) {
+            return view;
+        }
+        let service_id = self.create_service(id, name);
+        self.insert_row(id, &service_id);
+        self.view(id).expect("just created")
+    }
+
+    /// The service services' row for `id` points at; `None` when there is no row.
+    pub fn row(&self, id: &str) -> Option<String> {
+        lock(&self.services).rows.get(id).cloned()
+    }
+
+    /// Instance ids services holds rows for, sorted.
+    pub fn rows(&self) -> Vec<String> {
+        let mut ids: Vec<String> = lock(&self.services).rows.keys().cloned().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Drops services' row for `id`; deletes its service at Railway unless
+    /// `railway_fails`. Returns whether the service is gone, or `None` without a row.
+    pub fn destroy(&self, id: &str, railway_fails: bool) -> Option<bool> {
+        let mut services = lock(&self.services);
+        let service_id = services.rows.remove(id)?;
+        if railway_fails {
+            return Some(false);
+        }
+        Some(services.railway.remove(&service_id).is_some())
+    }
+
+    /// Deletes every Railway service of `id` behind everyone's back; services keeps
+    /// its row. False when there was none.
     pub fn remove(&self, id: &str) -> bool {
-        lock(&self.services).by_id.remove(id).is_some()
+        let mut services = lock(&self.services);
+        let before = services.railway.len();
+        services.railway.retain(|_, s| s.instance_id != id);
+        services.railway.len() < before
     }
 
+    /// Deletes one Railway service by its id, as an operator would at the provider.
+    pub fn remove_service(&self, service_id: &str) -> bool {
+        lock(&self.services).railway.remove(service_id).is_some()
+    }
+
+    /// The primary service of `id` (see [`Services::primary_id`]).
     pub fn view(&self, id: &str) -> Option<ServiceView> {
         let life = self.lifecycle();
         let services = lock(&self.services);
-        services.by_id.get(id).map(|s| view(id, s, Instant::now(), life))
+        let service_id = services.primary_id(id)?;
+        let service = &services.railway[&service_id];
+        Some(service.view(&service_id, services.tracked(&service_id, service), Instant::now(), life))
     }
 
-    /// All services in creation order, or only those in `ids` (unknown ids skipped).
+    /// All services in creation order, or only those whose instance id is in `ids`:
+    /// two services of one id are both listed, as Railway lists them by name.
     pub fn views(&self, ids: Option<&[String]>) -> Vec<ServiceView> {
         let life = self.lifecycle();
         let now = Instant::now();
         let services = lock(&self.services);
-        let mut found: Vec<(u64, ServiceView)> = match ids {
-            Some(ids) => ids
-                .iter()
-                .filter_map(|id| services.by_id.get_key_value(id.as_str()))
-                .map(|(id, s)| (s.seq, view(id, s, now, life)))
-                .collect(),
-            None => services
-                .by_id
-                .iter()
-                .filter(|(_, s)| !s.unlisted)
-                .map(|(id, s)| (s.seq, view(id, s, now, life)))
-                .collect(),
-        };
+        let mut found: Vec<(u64, ServiceView)> = services
+            .railway
+            .iter()
+            .filter(|(_, s)| match ids {
+                Some(ids) => ids.contains(&s.instance_id),
+                None => !s.unlisted,
+            })
+            .map(|(k, s)| (s.seq, s.view(k, services.tracked(k, s), now, life)))
+            .collect();
         drop(services);
         found.sort_unstable_by_key(|(seq, _)| *seq);
-        // A batch may name an id twice; answer it once, as the provider would.
-        found.dedup_by_key(|(seq, _)| *seq);
         found.into_iter().map(|(_, v)| v).collect()
     }
 
-    /// Applies `f` to the service `id`; false when unknown.
+    /// Applies `f` to the primary service of `id`; false when unknown.
     fn update(&self, id: &str, f: impl FnOnce(&mut Service)) -> bool {
-        lock(&self.services).by_id.get_mut(id).map(f).is_some()
+        let mut services = lock(&self.services);
+        let Some(service_id) = services.primary_id(id) else { return false };
+        services.railway.get_mut(&service_id).map(f).is_some()
     }
 
     pub fn set_override(&self, id: &str, status: Option<&str>) -> bool {
@@ -265,7 +255,8 @@ impl SimState {
     pub fn try_bind(&self, id: &str) -> Result<String, BindError> {
         let life = self.lifecycle();
         let mut services = lock(&self.services);
-        let service = services.by_id.get_mut(id).ok_or(BindError::NotFound)?;
+        let service_id = services.primary_id(id).ok_or(BindError::NotFound)?;
+        let service = services.railway.get_mut(&service_id).ok_or(BindError::NotFound)?;
         if !service.ready(&service.deploy_status(Instant::now(), life)) {
             return Err(BindError::NotReady);
         }
@@ -275,22 +266,5 @@ impl SimState {
         let conversation_id = format!("conv_{}", ulid::Ulid::generate());
         service.conversation = Some(conversation_id.clone());
         Ok(conversation_id)
-    }
-}
-
-fn view(id: &str, service: &Service, now: Instant, life: Lifecycle) -> ServiceView {
-    let deploy_status = service.deploy_status(now, life);
-    ServiceView {
-        instance_id: id.to_owned(),
-        service_id: service.service_id.clone(),
-        name: service.name.clone(),
-        ready: service.ready(&deploy_status),
-        deploy_status,
-        conversation_id: service.conversation.clone(),
-        override_status: service.override_status.clone(),
-        forced_ready: service.forced_ready,
-        status_broken: service.status_broken,
-        environment_id: service.environment_id.clone(),
-        image: service.image.clone(),
     }
 }

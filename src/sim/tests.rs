@@ -37,16 +37,16 @@ async fn batch(http: &Client, url: &str, body: Value) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn create_is_idempotent() {
+async fn create_is_not_idempotent() {
     let sim = spawn(SimConfig::default()).await;
     let http = client();
     let first: Value = create(&http, &sim.url, "abcdefghijkl").await.json().await.unwrap();
-    let again = create(&http, &sim.url, "abcdefghijkl").await;
-    assert_eq!(again.status(), StatusCode::OK);
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(first["serviceId"], again["serviceId"]);
     assert_eq!(first["url"], format!("{}/i/abcdefghijkl", sim.url));
-    assert_eq!(sim.sim.service_ids(), ["abcdefghijkl"]);
+    let again = create(&http, &sim.url, "abcdefghijkl").await;
+    assert_eq!(again.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(again.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("duplicate key"));
+    assert_eq!(sim.sim.service_ids(), ["abcdefghijkl", "abcdefghijkl"], "a second service of the id");
+    assert_eq!(sim.sim.service("abcdefghijkl").unwrap().service_id, first["serviceId"].as_str().unwrap());
 
     let bad = create(&http, &sim.url, "too-short").await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
@@ -107,15 +107,16 @@ async fn concurrent_provisions_bind_exactly_once() {
     let calls = (0..20).map(|_| http.post(&url).json(&body).send());
     let responses = futures::future::join_all(calls).await;
     let mut ok = Vec::new();
-    let mut conflicts = 0;
+    let mut refused = 0;
     for response in responses {
         match response.unwrap().status() {
             StatusCode::OK => ok.push(()),
-            StatusCode::CONFLICT => conflicts += 1,
+            // Upstream's answer to a second provision of a bound instance.
+            StatusCode::INTERNAL_SERVER_ERROR => refused += 1,
             other => panic!("unexpected status {other}"),
         }
     }
-    assert_eq!((ok.len(), conflicts), (1, 19));
+    assert_eq!((ok.len(), refused), (1, 19));
     let status: Value =
         http.get(format!("{}/i/abcdefghijkl/convos/status", sim.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["conversation"]["id"].as_str(), sim.sim.conversation_of("abcdefghijkl").as_deref());
@@ -160,8 +161,8 @@ async fn failure_rate_one_answers_500_plain_text() {
 async fn rate_limit_rate_one_answers_429_with_retry_after() {
     let sim = spawn(SimConfig::default()).await;
     let http = client();
-    let put =
-        http.put(format!("{}/_sim/config", sim.url)).json(&json!({ "rate_limit_rate": 1.0, "retry_after_secs": 7 }));
+    let faults = json!({ "rate_limit_rate": 1.0, "retry_after_secs": 7, "rate_limits_as_429": true });
+    let put = http.put(format!("{}/_sim/config", sim.url)).json(&faults);
     assert_eq!(put.send().await.unwrap().status(), StatusCode::OK);
     let response = batch_raw(&http, &sim.url).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);

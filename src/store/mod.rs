@@ -6,6 +6,7 @@ pub mod demand;
 pub mod instances;
 pub mod jobs;
 pub mod metrics;
+pub mod orphans;
 pub mod rate_limit;
 
 pub use instances::{Counts, InstanceRow};

@@ -4,7 +4,9 @@
 //! claim request itself or here. A re-run therefore resumes that row and never takes
 //! a second one while the first may have been bound (invariant 1). Outcomes follow
 //! SPEC §2.2: 2xx → `claimed`; provably untouched (refused connection, 503) → back to
-//! `idle` and another instance is tried; anything that may have acted → `crashed`.
+//! `idle` and another instance is tried; anything that may have acted is settled by
+//! the instance's own `/convos/status`: bound → `claimed`, else `crashed`. A re-run
+//! asks that first, since upstream answers a second provision with a slow 500.
 
 use pool_jobs::{ClaimAndProvision, results::ClaimResult};
 use serde_json::Value;
@@ -82,6 +84,13 @@ async fn provision(
         instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
         return Ok(None);
     };
+    // An earlier run may have bound it already; upstream answers a second provision
+    // with a 500 after minutes, not a 409 (SPEC §5.2), so ask before provisioning.
+    if job.rerun
+        && let Some(bound) = bound_conversation(args, ctx, url).await?
+    {
+        return complete(args, ctx, job, row, &bound).await.map(Some);
+    }
     let body = ProvisionRequest {
         agent_name: args.agent_name.clone(),
         instructions: args.instructions.clone(),
@@ -89,40 +98,47 @@ async fn provision(
     };
     match ctx.instances.provision(url, &body).await {
         Ok(bound) => complete(args, ctx, job, row, &bound).await.map(Some),
-        // Judged by runs ever started, which an operator retry keeps.
-        Err(UpstreamError::Conflict { .. }) if job.rerun => resume_after_conflict(args, ctx, job, row).await.map(Some),
         Err(err) if err.never_sent() || err.status() == Some(503) => {
             tracing::info!(instance_id = %row.id, error = %err, "instance did not act; releasing it");
             instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
             Ok(None)
         }
-        Err(err) => {
-            let message = format!("provision of instance {} failed: {err}", row.id);
-            let from = [InstanceStatus::Claiming];
-            instances::transition(&ctx.db, &row.id, &from, InstanceStatus::Crashed, Some(&message)).await?;
-            Err(JobError::permanent(message))
-        }
+        Err(err) => settle_after_error(args, ctx, job, row, url, &err).await.map(Some),
     }
 }
 
-/// A 409 on a re-run of the job that reserved the row: an earlier attempt bound it.
-/// The instance's own report of its conversation completes the claim.
-async fn resume_after_conflict(
+/// The provision may have acted (a 409 says an earlier one did): the instance's own
+/// report of its conversation completes the claim; without one it is `crashed`.
+async fn settle_after_error(
     args: &ClaimAndProvision,
     ctx: &Ctx,
     job: &JobMeta,
     row: &InstanceRow,
+    url: &str,
+    err: &UpstreamError,
 ) -> Result<ClaimResult, JobError> {
-    let url = row.url.as_deref().unwrap_or_default();
+    if let Ok(Some(bound)) = bound_conversation(args, ctx, url).await {
+        tracing::info!(instance_id = %row.id, error = %err, "provision failed but the instance is bound; claim completed");
+        return complete(args, ctx, job, row, &bound).await;
+    }
+    let message = format!("provision of instance {} failed: {err}", row.id);
+    instances::transition(&ctx.db, &row.id, &[InstanceStatus::Claiming], InstanceStatus::Crashed, Some(&message))
+        .await?;
+    Err(JobError::permanent(message))
+}
+
+/// What `GET /convos/status` says the instance is bound to, as a provision answer.
+async fn bound_conversation(
+    args: &ClaimAndProvision,
+    ctx: &Ctx,
+    url: &str,
+) -> Result<Option<Provisioned>, UpstreamError> {
     let status = ctx.instances.convos_status(url).await?;
-    let Some(conversation) = status.conversation else {
-        let message = format!("instance {} answered 409 but reports no conversation", row.id);
-        instances::transition(&ctx.db, &row.id, &[InstanceStatus::Claiming], InstanceStatus::Crashed, Some(&message))
-            .await?;
-        return Err(JobError::permanent(message));
-    };
-    let bound = Provisioned { invite_url: None, conversation_id: conversation.id, joined: args.join_url.is_some() };
-    complete(args, ctx, job, row, &bound).await
+    Ok(status.conversation.map(|conversation| Provisioned {
+        invite_url: None,
+        conversation_id: Some(conversation.id),
+        joined: args.join_url.is_some(),
+    }))
 }
 
 /// Binds the row and records the job's success in one transaction, with the
@@ -137,13 +153,14 @@ async fn complete(
 ) -> Result<ClaimResult, JobError> {
     let mut claimed = row.clone();
     claimed.invite_url = bound.invite_url.clone();
-    let value = serde_json::to_value(claim_result(&claimed, Some(&bound.conversation_id), Some(bound.joined)))
+    let value = serde_json::to_value(claim_result(&claimed, bound.conversation_id.as_deref(), Some(bound.joined)))
         .map_err(|e| JobError::permanent(format!("cannot encode the claim result: {e}")))?;
     let done = record(ctx, job, args, &row.id, bound, value).await?;
     match done {
         Completion::Done(applied) => {
             crate::metrics::runs_recorded(&applied);
-            tracing::info!(instance_id = %row.id, conversation_id = %bound.conversation_id, "instance claimed");
+            let conversation_id = bound.conversation_id.as_deref().unwrap_or("(awaiting acceptance)");
+            tracing::info!(instance_id = %row.id, conversation_id, "instance claimed");
             Err(JobError::Recorded)
         }
         Completion::Lost => Err(JobError::Lost),
@@ -184,7 +201,7 @@ async fn record(
                 return Ok(Completion::Lost);
             }
             let binding = Binding {
-                conversation_id: &bound.conversation_id,
+                conversation_id: bound.conversation_id.as_deref(),
                 invite_url: bound.invite_url.as_deref(),
                 agent_name: &args.agent_name,
                 instructions: &args.instructions,
@@ -208,6 +225,8 @@ fn claim_result(row: &InstanceRow, conversation_id: Option<&str>, joined: Option
         invite_url: row.invite_url.clone(),
         conversation_id: conversation_id.map(str::to_owned),
         joined: joined.unwrap_or(row.join_url.is_some()),
+        // A join answered without a conversation awaits the other side.
+        awaiting_acceptance: conversation_id.is_none() && joined.unwrap_or(row.join_url.is_some()),
         gateway_url: row.url.clone(),
     }
 }

@@ -1,6 +1,8 @@
 //! `drain_idle`, `kill_instance` and `dismiss_crashed`: move rows to `draining`
-//! (compare-and-set), destroy at the provider, and delete each row only once the
-//! services API confirmed the destroy (2xx, or 404 = already gone).
+//! (compare-and-set), destroy at the provider, and delete each row only once
+//! `/status/batch` no longer lists its service. Upstream answers 200 even when its
+//! delete failed (SPEC §5.1): a service still listed then is an orphan, recorded
+//! and shown, since nothing Pool can call will remove it.
 
 use pool_jobs::{
     DismissCrashed, DrainIdle, KillInstance,
@@ -10,6 +12,7 @@ use pool_jobs::{
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta, checkpoint},
+    listing,
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
@@ -21,12 +24,23 @@ use InstanceStatus::*;
 
 /// Destroys a `draining` instance and deletes its row.
 pub async fn destroy_and_delete(ctx: &Ctx, id: &InstanceId) -> Result<(), JobError> {
+    destroy_confirmed(ctx, id).await?;
+    instances::delete_draining(&ctx.db, id).await?;
+    tracing::info!(instance_id = %id, "instance destroyed");
+    Ok(())
+}
+
+/// Destroys `id` at the services API (404: it has no row, fine) and confirms by id
+/// that no service of it is still listed; one that is becomes an orphan. Errs, so
+/// the caller keeps its row and tries again, when absence cannot be confirmed.
+pub async fn destroy_confirmed(ctx: &Ctx, id: &InstanceId) -> Result<(), JobError> {
     match ctx.services.destroy(id).await {
         Ok(_) | Err(UpstreamError::NotFound { .. }) => {}
         Err(err) => return Err(err.into()),
     }
-    instances::delete_draining(&ctx.db, id).await?;
-    tracing::info!(instance_id = %id, "instance destroyed");
+    for service in listing::services_of(ctx, id).await? {
+        listing::record_orphan(ctx, &service, "still listed after services answered its destroy").await?;
+    }
     Ok(())
 }
 

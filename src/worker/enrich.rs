@@ -6,6 +6,7 @@ use pool_jobs::{EnrichMetadata, results::EnrichResult};
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta},
+    listing::Owners,
     reconcile::url_from_domain,
 };
 use crate::store::instances;
@@ -13,7 +14,7 @@ use crate::store::instances;
 impl Handler for EnrichMetadata {
     async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<EnrichResult, JobError> {
         let batch = ctx.services.status_batch(None).await?;
-        let by_id = batch.by_instance();
+        let owners = Owners::new(&batch.services);
         let rows = instances::all(&ctx.db).await?;
         let (mut enriched, mut skipped, mut failed) = (0, 0, 0);
         for row in &rows {
@@ -25,7 +26,7 @@ impl Handler for EnrichMetadata {
                 skipped += 1;
                 continue;
             }
-            let Some(service) = by_id.get(row.id.as_str()) else {
+            let Some(service) = owners.owned_by(row) else {
                 failed += 1;
                 continue;
             };

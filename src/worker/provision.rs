@@ -1,16 +1,23 @@
 //! `provision_instance`: creates the provider resources of a `provisioning` row.
-//! `create-instance` is idempotent on the instance id, so a re-run is harmless;
-//! readiness is followed by `check_ready` (and reconcile, the safety net).
+//!
+//! create-instance is not idempotent upstream (SPEC §5.1): a second call for one id
+//! makes a second paid service. So the call is noted on the row before it is made,
+//! and a re-run that finds it noted first asks `/status/batch` whether a service of
+//! the id exists and takes it over; it calls again only once no earlier call can
+//! still be running. Readiness is followed by `check_ready` (reconcile is the net).
 
 use pool_jobs::{ProvisionInstance, results::ProvisionResult};
 
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta},
+    listing,
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
+    services::ServiceStatus,
     store::{self, instances},
+    upstream::UpstreamError,
 };
 
 impl Handler for ProvisionInstance {
@@ -23,11 +30,68 @@ impl Handler for ProvisionInstance {
         if row.status() != InstanceStatus::Provisioning {
             return Ok(skipped(format!("instance is {}", row.status)));
         }
-        let created = ctx.services.create_instance(&id).await?;
-        instances::set_service(&ctx.db, id.as_str(), &created.service_id, created.url.as_deref()).await?;
+        let (service_id, url) = match earlier_service(ctx, &id).await? {
+            Some(service) => take_over(ctx, &id, &service).await?,
+            None => create(ctx, &id).await?,
+        };
         // Follow it until ready, rather than waiting for the next reconcile.
         store::jobs::enqueue_unless_held(&ctx.db, &crate::queue::check_ready_job()).await?;
-        tracing::info!(instance_id = %id, service_id = %created.service_id, "instance created at the provider");
-        Ok(ProvisionResult::Created { instance_id: id.to_string(), service_id: created.service_id, url: created.url })
+        Ok(ProvisionResult::Created { instance_id: id.to_string(), service_id, url })
+    }
+}
+
+/// The service an earlier create-instance for `id` left, if one was called. Errs
+/// (retry later) while an unanswered earlier call may still be creating one.
+async fn earlier_service(ctx: &Ctx, id: &InstanceId) -> Result<Option<ServiceStatus>, JobError> {
+    let Some(calls) = instances::create_calls(&ctx.db, id.as_str()).await? else { return Ok(None) };
+    let Some(requested_at) = calls.requested_at else { return Ok(None) };
+    if let Some(service) = listing::services_of(ctx, id).await?.into_iter().next() {
+        return Ok(Some(service));
+    }
+    let since = (calls.now - requested_at).to_std().unwrap_or_default();
+    let timeout = ctx.config.services.create_timeout;
+    if calls.answered || since >= timeout {
+        return Ok(None);
+    }
+    // Upstream makes the service only part-way through a create; an unanswered
+    // call younger than the create timeout may still make one.
+    let after = timeout - since;
+    Err(JobError::Retry {
+        message: format!(
+            "an earlier create-instance for {id} may still be running; looking again in {}s",
+            after.as_secs()
+        ),
+        after: Some(after),
+    })
+}
+
+/// Records `service`, which an earlier call created, as the row's own.
+async fn take_over(ctx: &Ctx, id: &InstanceId, service: &ServiceStatus) -> Result<(String, Option<String>), JobError> {
+    let service_id = service.service_id.clone().ok_or_else(|| JobError::retry("listed service has no id"))?;
+    let url = service.domain.as_deref().map(super::reconcile::url_from_domain);
+    instances::set_service(&ctx.db, id.as_str(), &service_id, url.as_deref()).await?;
+    tracing::warn!(instance_id = %id, service_id = %service_id, "took over the service an earlier create-instance made");
+    Ok((service_id, url))
+}
+
+async fn create(ctx: &Ctx, id: &InstanceId) -> Result<(String, Option<String>), JobError> {
+    if !instances::note_create_requested(&ctx.db, id.as_str()).await? {
+        return Err(JobError::permanent(format!("instance {id} is no longer provisioning")));
+    }
+    let created = ctx.services.create_instance(id).await;
+    if answered(&created) {
+        instances::note_create_answered(&ctx.db, id.as_str()).await?;
+    }
+    let created = created?;
+    instances::set_service(&ctx.db, id.as_str(), &created.service_id, created.url.as_deref()).await?;
+    tracing::info!(instance_id = %id, service_id = %created.service_id, "instance created at the provider");
+    Ok((created.service_id, created.url))
+}
+
+/// Whether upstream is done with the call: it answered, or never got it.
+fn answered<T>(result: &Result<T, UpstreamError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(err) => err.never_sent() || err.status().is_some(),
     }
 }

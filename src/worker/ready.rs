@@ -13,6 +13,7 @@ use pool_jobs::{CheckReady, results::CheckReadyResult};
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta, checkpoint},
+    listing::Owners,
     reconcile_apply::{Applied, execute},
     reconcile_rules::{Action, decide},
 };
@@ -37,14 +38,14 @@ impl Handler for CheckReady {
         let ids: Vec<InstanceId> = rows.iter().map(|r| r.id.clone()).collect();
         let batch = ctx.services.status_batch(Some(&ids)).await?;
         checkpoint(ctx, job).await?;
-        let by_id = batch.by_instance();
+        let owners = Owners::new(&batch.services);
         // The image, first of all: it tells which release new instances run.
-        super::reconcile::observe_batch(ctx, &rows, &by_id).await?;
+        super::reconcile::observe_batch(ctx, &rows, &owners).await?;
         let age = Duration::ZERO; // stuck rows are reconcile's to drain
         let checks: Vec<_> = rows
             .iter()
             .filter_map(|row| {
-                let action = decide(row, by_id.get(row.id.as_str()).copied(), false, age, ctx.config.stuck_timeout);
+                let action = decide(row, owners.owned_by(row), false, age, ctx.config.stuck_timeout);
                 matches!(action, Action::CheckHealth { .. }).then(|| (row.clone(), action))
             })
             .collect();

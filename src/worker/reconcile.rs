@@ -11,6 +11,7 @@ use pool_jobs::{Reconcile, results::ReconcileResult as Report};
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta, checkpoint},
+    listing::{self, Owners, keep_own_environment},
     reconcile_apply::{Applied, execute},
     reconcile_rules::decide,
 };
@@ -20,23 +21,12 @@ use crate::{
     services::ServiceStatus,
     store::{
         instances::{self, InstanceRow},
-        jobs,
+        jobs, orphans,
     },
 };
 
 /// Instance calls (health, status) made at once during one reconcile.
 const CHECK_CONCURRENCY: usize = 16;
-
-/// With `RAILWAY_ENVIRONMENT_ID` set, one services project may hold several
-/// environments' instances: only this environment's are adopted, checked or
-/// destroyed (a service that names no environment is not ours either). Returns how
-/// many were left out.
-fn keep_own_environment(services: &mut Vec<ServiceStatus>, environment: Option<&str>) -> usize {
-    let Some(environment) = environment else { return 0 };
-    let before = services.len();
-    services.retain(|s| s.environment_ids.iter().any(|e| e == environment));
-    before - services.len()
-}
 
 impl Handler for Reconcile {
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Report, JobError> {
@@ -48,12 +38,10 @@ impl Handler for Reconcile {
         let rows = instances::all(&ctx.db).await?;
         let mut report =
             Report { services: batch.services.len(), rows: rows.len(), other_environments, ..Report::default() };
-        let by_id = batch.by_instance();
-        let known: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        observe_batch(ctx, &rows, &by_id).await?;
+        let owners = Owners::new(&batch.services);
+        observe_batch(ctx, &rows, &owners).await?;
         // Owned pairs: borrowed closure arguments trip the Send check of the future.
-        let pairs: Vec<_> =
-            rows.iter().map(|row| (row.clone(), by_id.get(row.id.as_str()).map(|s| (*s).clone()))).collect();
+        let pairs: Vec<_> = rows.iter().map(|row| (row.clone(), owners.owned_by(row).cloned())).collect();
         let outcomes: Vec<_> = stream::iter(pairs)
             .map(|(row, service)| async move { apply(ctx, &row, service.as_ref()).await })
             .buffer_unordered(CHECK_CONCURRENCY)
@@ -65,13 +53,45 @@ impl Handler for Reconcile {
                 Err(err) => report.errors.push(err.to_string()),
             }
         }
-        for service in batch.services.iter().filter(|s| !known.contains(s.instance_id.as_str())) {
-            report.adopted += usize::from(adopt(ctx, service).await?);
-        }
+        report.adopted = adopt_unknown(ctx, &rows, &batch.services).await?;
+        report.orphans = find_orphans(ctx, &rows, &owners, &batch.services).await?;
         let mut conn = ctx.db.acquire().await?;
         queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
         Ok(report)
     }
+}
+
+/// Services whose instance id no row has: known orphans stay orphans; the others
+/// are adopted (the first of an id; any second one is a duplicate of that row).
+async fn adopt_unknown(ctx: &Ctx, rows: &[InstanceRow], services: &[ServiceStatus]) -> Result<usize, JobError> {
+    let known: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let orphaned: HashSet<String> = orphans::service_ids(&ctx.db).await?.into_iter().collect();
+    let mut adopted = 0;
+    for service in services.iter().filter(|s| !known.contains(s.instance_id.as_str())) {
+        if !service.service_id.as_ref().is_some_and(|id| orphaned.contains(id)) {
+            adopted += usize::from(adopt(ctx, service).await?);
+        }
+    }
+    Ok(adopted)
+}
+
+/// Records the orphans this batch shows (duplicates of a row's id, and known
+/// orphans still listed) and forgets those the provider no longer lists; returns
+/// how many there are.
+async fn find_orphans(
+    ctx: &Ctx,
+    rows: &[InstanceRow],
+    owners: &Owners<'_>,
+    services: &[ServiceStatus],
+) -> Result<usize, JobError> {
+    for service in owners.duplicates(rows) {
+        listing::record_orphan(ctx, service, "a second service of an instance id a row owns").await?;
+    }
+    let listed: Vec<&str> = services.iter().filter_map(|s| s.service_id.as_deref()).collect();
+    for service_id in orphans::forget_unlisted(&ctx.db, &listed).await? {
+        tracing::info!(service_id, "orphaned service is gone from the provider");
+    }
+    Ok(usize::try_from(orphans::count(&ctx.db).await?).unwrap_or_default())
 }
 
 /// Applies the decided action to one row; every write is compare-and-set on the
@@ -88,26 +108,19 @@ async fn apply(ctx: &Ctx, row: &InstanceRow, service: Option<&ServiceStatus>) ->
 
 /// Records every row's provider view (deploy status, service id, url, image) in one
 /// statement, instead of one round trip per row.
-pub(super) async fn observe_batch(
-    ctx: &Ctx,
-    rows: &[InstanceRow],
-    by_id: &std::collections::HashMap<&str, &ServiceStatus>,
-) -> Result<(), JobError> {
-    let urls: Vec<(&str, Option<String>)> = rows
+pub(super) async fn observe_batch(ctx: &Ctx, rows: &[InstanceRow], owners: &Owners<'_>) -> Result<(), JobError> {
+    let owned: Vec<(&str, &ServiceStatus, Option<String>)> = rows
         .iter()
-        .filter_map(|r| by_id.get(r.id.as_str()).map(|s| (r.id.as_str(), s.domain.as_deref().map(url_from_domain))))
+        .filter_map(|r| owners.owned_by(r).map(|s| (r.id.as_str(), s, s.domain.as_deref().map(url_from_domain))))
         .collect();
-    let seen: Vec<instances::Observation<'_>> = urls
+    let seen: Vec<instances::Observation<'_>> = owned
         .iter()
-        .map(|(id, url)| {
-            let s = by_id[id];
-            instances::Observation {
-                id,
-                deploy_status: s.deploy_status.as_ref().map(|d| d.as_str()),
-                service_id: s.service_id.as_deref(),
-                url: url.as_deref(),
-                image: s.image.as_deref(),
-            }
+        .map(|(id, s, url)| instances::Observation {
+            id,
+            deploy_status: s.deploy_status.as_ref().map(|d| d.as_str()),
+            service_id: s.service_id.as_deref(),
+            url: url.as_deref(),
+            image: s.image.as_deref(),
         })
         .collect();
     instances::observe_all(&ctx.db, &seen).await?;
@@ -163,6 +176,7 @@ fn count(report: &mut Report, applied: Applied) {
         Applied::Drained => report.draining += 1,
         Applied::Destroyed => report.destroyed += 1,
         Applied::Vanished => report.vanished += 1,
+        Applied::ConversationFilled => report.conversations_filled += 1,
         Applied::Nothing | Applied::MissingCounted => {}
     }
 }

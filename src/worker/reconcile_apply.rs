@@ -22,6 +22,7 @@ pub enum Applied {
     Destroyed,
     Vanished,
     MissingCounted,
+    ConversationFilled,
 }
 
 impl Applied {
@@ -35,6 +36,7 @@ impl Applied {
             Action::Vanished => Self::Vanished,
             Action::MarkMissing => Self::MissingCounted,
             Action::AbandonClaim(_) => Self::AbandonedClaim,
+            Action::FillConversation => Self::ConversationFilled,
             Action::None | Action::CheckHealth { .. } | Action::ResolveClaim { .. } => Self::Nothing,
         }
     }
@@ -70,31 +72,65 @@ pub async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<App
         // A bound instance's row is its user's only record: its absence is confirmed
         // by id first (SPEC §2.2).
         Action::Vanished
-            if matches!(row.status(), Claimed | Crashed | Claiming) && !confirmed_absent(ctx, &row.id).await =>
+            if matches!(row.status(), Claimed | Crashed | Claiming) && !confirmed_absent(ctx, row).await =>
         {
             false
         }
-        Action::Vanished => instances::delete_vanished(&ctx.db, id, row.status.as_str()).await?,
+        Action::Vanished => free_at_services(ctx, &row.id).await && delete_vanished(ctx, row).await?,
         Action::MarkMissing => {
             instances::mark_missing(&ctx.db, id).await?;
             true
         }
         Action::CheckRecovery => recover(ctx, row).await?,
+        Action::FillConversation => fill_conversation(ctx, row).await?,
         Action::ResolveClaim { stuck } => return resolve_stuck_claim(ctx, row, stuck).await,
         Action::AbandonClaim(reason) => instances::transition(&ctx.db, id, &[Claiming], Crashed, Some(reason)).await?,
     };
     Ok(if applied { Applied::of(action) } else { Applied::Nothing })
 }
 
-/// Whether `/status/batch` asked for `id` alone confirms the service is gone (an
-/// error confirms nothing).
-async fn confirmed_absent(ctx: &Ctx, id: &crate::domain::InstanceId) -> bool {
-    match ctx.services.status_batch(Some(std::slice::from_ref(id))).await {
-        Ok(batch) => !batch.services.iter().any(|s| s.instance_id == **id),
+/// Whether `/status/batch` asked for `row`'s id alone confirms its service is gone
+/// (an error confirms nothing). With a recorded service id only that service
+/// counts: a duplicate of the id is an orphan, not the row's service.
+async fn confirmed_absent(ctx: &Ctx, row: &InstanceRow) -> bool {
+    match super::listing::services_of(ctx, &row.id).await {
+        Ok(listed) => match row.service_id.as_deref() {
+            Some(own) => !listed.iter().any(|s| s.service_id.as_deref() == Some(own)),
+            None => listed.is_empty(),
+        },
         Err(err) => {
-            tracing::warn!(instance_id = %id, error = %err, "could not confirm a vanished service; row kept");
+            tracing::warn!(instance_id = %row.id, error = %err, "could not confirm a vanished service; row kept");
             false
         }
+    }
+}
+
+/// Destroys a vanished service's id at the services API, which frees its row there
+/// and the instance's tool resources (404: it holds none). False, keeping Pool's
+/// row for the next reconcile, when services failed.
+async fn free_at_services(ctx: &Ctx, id: &crate::domain::InstanceId) -> bool {
+    match ctx.services.destroy(id).await {
+        Ok(_) | Err(crate::upstream::UpstreamError::NotFound { .. }) => true,
+        Err(err) => {
+            tracing::warn!(instance_id = %id, error = %err, "could not free a vanished instance at services; row kept");
+            false
+        }
+    }
+}
+
+async fn delete_vanished(ctx: &Ctx, row: &InstanceRow) -> sqlx::Result<bool> {
+    instances::delete_vanished(&ctx.db, &row.id, row.status.as_str()).await
+}
+
+/// Records the conversation a claimed instance reports, once it knows it.
+async fn fill_conversation(ctx: &Ctx, row: &InstanceRow) -> Result<bool, JobError> {
+    let url = row.url.as_deref().unwrap_or_default();
+    match ctx.instances.convos_status(url).await {
+        Ok(status) => match status.conversation {
+            Some(conversation) => Ok(instances::fill_conversation(&ctx.db, &row.id, &conversation.id).await?),
+            None => Ok(false),
+        },
+        Err(_) => Ok(false),
     }
 }
 

@@ -28,6 +28,9 @@ pub enum Action {
     Crash(&'static str),
     /// `crashed` with a running deploy: → `claimed` if the conversation matches.
     CheckRecovery,
+    /// `claimed` without a conversation id (a join awaiting acceptance): ask the
+    /// instance and record the id once it knows it.
+    FillConversation,
     /// `provisioning`/`idle` → `draining`, then destroy.
     Drain(&'static str),
     /// An old `draining` row: destroy and delete.
@@ -86,6 +89,9 @@ pub fn decide(
             Action::AbandonClaim("claim abandoned; the instance cannot be asked about its binding")
         }
         (Claimed, DeployPhase::Dead) => Action::Crash("deploy is dead"),
+        (Claimed, DeployPhase::Running) if row.conversation_id.is_none() && row.url.is_some() => {
+            Action::FillConversation
+        }
         // A sleeping deploy wakes on request, so it can answer the conversation check.
         (Crashed, DeployPhase::Running | DeployPhase::Sleeping) => Action::CheckRecovery,
         (Draining, _) if age > DRAIN_GRACE => Action::Destroy,

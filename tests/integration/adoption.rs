@@ -35,7 +35,12 @@ const ROWS: [(&str, &str, &str, &str, &str); 7] = [
     ("idleButBound", "idle", "Eve", "conv-eve", "claimed"),
 ];
 
-async fn original_database(sim_url: &str, legacy: bool) -> TestDb {
+/// The original service recorded each instance's Railway service id.
+fn service_ids(sim: &pool::sim::Simulator) -> Vec<String> {
+    ROWS.iter().map(|(id, ..)| sim.service(id).expect("service added").service_id).collect()
+}
+
+async fn original_database(sim_url: &str, service_ids: &[String], legacy: bool) -> TestDb {
     let db = TestDb::empty().await;
     sqlx::raw_sql(ORIGINAL).execute(&db.pool).await.unwrap();
     if legacy {
@@ -52,7 +57,7 @@ async fn original_database(sim_url: &str, legacy: bool) -> TestDb {
         let mut q = sqlx::query(insert).bind(id).bind(format!("convos-agent-{id}")).bind(format!("{sim_url}/i/{id}"));
         q = q.bind(status).bind(agent).bind(conversation);
         if legacy {
-            q = q.bind(format!("svc-{i}"));
+            q = q.bind(&service_ids[i]);
         }
         q.execute(&db.pool).await.unwrap();
     }
@@ -67,7 +72,7 @@ async fn migrate_twice(db: &TestDb) {
     }
 }
 
-async fn check_rows_kept(db: &TestDb, legacy: bool) {
+async fn check_rows_kept(db: &TestDb, service_ids: &[String], legacy: bool) {
     for (i, (id, _, agent, conversation, expected)) in ROWS.iter().enumerate() {
         let (status, name, agent_name, conv, instructions): (String, String, Option<String>, Option<String>, String) =
             sqlx::query_as(
@@ -91,7 +96,7 @@ async fn check_rows_kept(db: &TestDb, legacy: bool) {
                     .fetch_one(&db.pool)
                     .await
                     .unwrap();
-            assert_eq!((service_id, token), (format!("svc-{i}"), "gw-secret".to_owned()));
+            assert_eq!((service_id, token), (service_ids[i].clone(), "gw-secret".to_owned()));
         }
     }
     // Legacy NOT NULL constraints are relaxed: Pool can write its early rows.
@@ -115,9 +120,10 @@ async fn upgrade_and_run(legacy: bool) {
     ] {
         sim.sim.bind(id, conversation);
     }
-    let db = original_database(&sim.url, legacy).await;
+    let service_ids = service_ids(&sim.sim);
+    let db = original_database(&sim.url, &service_ids, legacy).await;
     migrate_twice(&db).await;
-    check_rows_kept(&db, legacy).await;
+    check_rows_kept(&db, &service_ids, legacy).await;
 
     let overrides = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
     let stack = Stack::start_on(db, sim, 1, &overrides).await;

@@ -14,8 +14,17 @@ use secrecy::SecretString;
 
 use crate::helpers::{fast_sim, free_port, spawn_sim};
 
+/// The default pause after a rate limit that came without `Retry-After`.
+const PAUSE: Duration = Duration::from_secs(42);
+
 fn services(url: &str, key: Option<&str>, timeout: Duration) -> ServicesClient {
-    let config = ServicesConfig { url: url.to_owned(), api_key: key.map(SecretString::from), timeout };
+    let config = ServicesConfig {
+        url: url.to_owned(),
+        api_key: key.map(SecretString::from),
+        timeout,
+        create_timeout: timeout,
+        rate_limit_pause: PAUSE,
+    };
     ServicesClient::new(&config, Throttle::Unlimited)
 }
 
@@ -35,17 +44,102 @@ async fn create_status_and_destroy_round_trip() {
 
     let created = client.create_instance(&id).await.unwrap();
     assert_eq!(created.instance_id, id);
-    let again = client.create_instance(&id).await.unwrap();
-    assert_eq!(again.service_id, created.service_id, "create is idempotent on instanceId");
-
     let batch = client.status_batch(Some(std::slice::from_ref(&id))).await.unwrap();
     assert_eq!(batch.services.len(), 1);
     assert_eq!(batch.services[0].name.as_deref(), Some(format!("convos-agent-{id}").as_str()));
+    assert_eq!(batch.services[0].service_id.as_deref(), Some(created.service_id.as_str()));
 
-    client.destroy(&id).await.unwrap();
+    let destroyed = client.destroy(&id).await.unwrap();
+    assert_eq!(destroyed.destroyed["service"], true);
+    assert!(client.status_batch(Some(std::slice::from_ref(&id))).await.unwrap().services.is_empty());
     let gone = client.destroy(&id).await.unwrap_err();
     assert!(matches!(gone, UpstreamError::NotFound { .. }), "{gone:?}");
     assert_eq!(gone.next(), Next::Gone);
+}
+
+/// Upstream's create is not idempotent: a second call for one id makes a second
+/// service, then answers 500; both are listed under the id. The kinder, idempotent
+/// create is a switch.
+#[tokio::test]
+async fn a_second_create_makes_a_second_service_then_fails() {
+    let sim = spawn_sim(fast_sim()).await;
+    let client = services(&sim.url, None, Duration::from_secs(5));
+    let id = InstanceId::generate();
+    let first = client.create_instance(&id).await.unwrap();
+    let err = client.create_instance(&id).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Server { status: 500, .. }), "{err:?}");
+    assert!(err.to_string().contains("duplicate key"), "{err}");
+    let listed = client.status_batch(Some(std::slice::from_ref(&id))).await.unwrap().services;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_ne!(listed[0].service_id, listed[1].service_id);
+    assert_eq!(sim.sim.tracked_ids(), vec![id.to_string()], "services keeps one row");
+    assert!(sim.sim.services_of(id.as_str()).iter().any(|s| s.tracked && s.service_id == first.service_id));
+
+    sim.sim.set_faults(Faults { idempotent_create: Some(true), ..Faults::default() });
+    let other = InstanceId::generate();
+    let a = client.create_instance(&other).await.unwrap();
+    let b = client.create_instance(&other).await.unwrap();
+    assert_eq!(a.service_id, b.service_id, "the switch restores an idempotent create");
+}
+
+/// A provider fault after the service exists answers 500 and leaves the service
+/// behind, with no row at services (so its destroy is a 404).
+#[tokio::test]
+async fn a_create_failing_part_way_leaves_its_service() {
+    let sim = spawn_sim(SimConfig { create_fault_rate: 1.0, ..fast_sim() }).await;
+    let client = services(&sim.url, None, Duration::from_secs(5));
+    let id = InstanceId::generate();
+    let err = client.create_instance(&id).await.unwrap_err();
+    assert_eq!(err.status(), Some(500), "{err:?}");
+    assert_eq!(sim.sim.services_of(id.as_str()).len(), 1, "the service was made before the fault");
+    assert!(sim.sim.tracked_ids().is_empty(), "but services never recorded it");
+    assert!(matches!(client.destroy(&id).await.unwrap_err(), UpstreamError::NotFound { .. }));
+}
+
+/// Create takes as long as its provider calls; a caller that gives up does not stop
+/// it: the service and its row appear anyway.
+#[tokio::test]
+async fn a_slow_create_goes_on_after_its_caller_times_out() {
+    let sim = spawn_sim(SimConfig { provider_call: Duration::from_millis(100), ..fast_sim() }).await;
+    let id = InstanceId::generate();
+    let err = services(&sim.url, None, Duration::from_millis(250)).create_instance(&id).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Timeout { .. }), "{err:?}");
+    let made = crate::stack::eventually(Duration::from_secs(5), || async {
+        (sim.sim.tracked_ids() == vec![id.to_string()]).then_some(())
+    })
+    .await;
+    assert!(made.is_some(), "the create finished upstream");
+    assert_eq!(sim.sim.services_of(id.as_str()).len(), 1);
+}
+
+/// Railway's delete failing: 200 with `destroyed.service = false`, services' row
+/// gone (every later destroy is a 404), the service still listed.
+#[tokio::test]
+async fn a_failed_destroy_answers_200_and_leaves_the_service() {
+    let sim = spawn_sim(SimConfig { destroy_fault_rate: 1.0, ..fast_sim() }).await;
+    let client = services(&sim.url, None, Duration::from_secs(5));
+    let id = InstanceId::generate();
+    client.create_instance(&id).await.unwrap();
+    let destroyed = client.destroy(&id).await.unwrap();
+    assert_eq!(destroyed.destroyed["service"], false);
+    assert_eq!(client.status_batch(Some(std::slice::from_ref(&id))).await.unwrap().services.len(), 1);
+    assert!(matches!(client.destroy(&id).await.unwrap_err(), UpstreamError::NotFound { .. }));
+}
+
+/// Railway's 429 arrives as a 500 (a 502 for status batches) with "rate limited" in
+/// the text and no `Retry-After`: the client makes it a rate limit with the
+/// default pause. The 429 form is a switch.
+#[tokio::test]
+async fn provider_rate_limits_arrive_as_500_and_502() {
+    let sim = spawn_sim(SimConfig { rate_limit_rate: 1.0, ..fast_sim() }).await;
+    let client = services(&sim.url, None, Duration::from_secs(5));
+    let err = client.create_instance(&InstanceId::generate()).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::RateLimited { status: 500, .. }), "{err:?}");
+    assert_eq!(err.next(), Next::Retry { after: Some(PAUSE) });
+    let err = client.status_batch(None).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::RateLimited { status: 502, .. }), "{err:?}");
+    let kept = sim.sim.requests().iter().all(|r| r.status == 500 || r.status == 502);
+    assert!(kept, "{:?}", sim.sim.requests());
 }
 
 #[tokio::test]
@@ -68,7 +162,9 @@ async fn server_error_with_text_body_is_retryable_and_keeps_the_message() {
 
 #[tokio::test]
 async fn rate_limit_carries_retry_after() {
-    let sim = spawn_sim(SimConfig { rate_limit_rate: 1.0, retry_after_secs: 7, ..fast_sim() }).await;
+    let sim =
+        spawn_sim(SimConfig { rate_limit_rate: 1.0, retry_after_secs: 7, rate_limits_as_429: true, ..fast_sim() })
+            .await;
     let err =
         services(&sim.url, None, Duration::from_secs(5)).create_instance(&InstanceId::generate()).await.unwrap_err();
     assert!(matches!(err, UpstreamError::RateLimited { status: 429, .. }), "{err:?}");
@@ -92,9 +188,12 @@ async fn refused_connection_is_known_not_to_have_been_sent() {
     assert!(err.never_sent());
 }
 
+/// A second provision of a bound instance: upstream retries the gateway's 409 and
+/// answers 500 after a while; some versions answer 409 (a switch).
 #[tokio::test]
-async fn instance_provision_binds_once_then_conflicts() {
-    let sim = spawn_sim(SimConfig { build_time: Duration::ZERO, ..SimConfig::default() }).await;
+async fn instance_provision_binds_once_then_fails() {
+    let config = SimConfig { build_time: Duration::ZERO, rebind_time: Duration::from_millis(200), ..fast_sim() };
+    let sim = spawn_sim(config).await;
     let id = InstanceId::generate();
     let created = services(&sim.url, None, Duration::from_secs(5)).create_instance(&id).await.unwrap();
     let url = created.url.expect("sim gives a url");
@@ -103,11 +202,27 @@ async fn instance_provision_binds_once_then_conflicts() {
     assert!(client.health(&url).await.unwrap().ready);
     let bound = client.provision(&url, &provision_body()).await.unwrap();
     let status = client.convos_status(&url).await.unwrap();
-    assert_eq!(status.conversation.map(|c| c.id), Some(bound.conversation_id.clone()));
+    assert_eq!(status.conversation.map(|c| c.id), bound.conversation_id.clone());
 
     let err = client.provision(&url, &provision_body()).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Server { status: 500, .. }), "{err:?}");
+    assert_eq!(sim.sim.conversation_of(id.as_str()), bound.conversation_id);
+
+    sim.sim.set_faults(Faults { rebind_conflict: Some(true), ..Faults::default() });
+    let err = client.provision(&url, &provision_body()).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Conflict { .. }), "{err:?}");
-    assert_eq!(sim.sim.conversation_of(id.as_str()), Some(bound.conversation_id));
+}
+
+/// A join the other side has yet to accept: 200, `joined: true`, no conversation id.
+#[tokio::test]
+async fn a_pending_join_answers_without_a_conversation_id() {
+    let sim = spawn_sim(SimConfig { build_time: Duration::ZERO, join_pending: true, ..fast_sim() }).await;
+    let id = InstanceId::generate();
+    let url = services(&sim.url, None, Duration::from_secs(5)).create_instance(&id).await.unwrap().url.unwrap();
+    let body = ProvisionRequest { join_url: Some("https://convos.invalid/join/x".into()), ..provision_body() };
+    let bound = instances().provision(&url, &body).await.unwrap();
+    assert!(bound.joined);
+    assert_eq!(bound.conversation_id, None);
 }
 
 #[tokio::test]

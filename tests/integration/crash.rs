@@ -202,6 +202,10 @@ async fn sigkill_worker_mid_claims_and_provisions() {
         assert_eq!(stack.sim.sim.conversation_of(id).as_ref(), Some(conversation), "{id} kept its conversation");
         let job = claim_docs.iter().find(|j| j.result.as_ref().unwrap()["instanceId"] == id.as_str()).unwrap();
         assert!(job.attempts >= 2, "the claim of {id} was re-run after the kill: {job:?}");
+        // Upstream answers a second provision of a bound instance with a 500: the
+        // re-run learned of the binding from `/convos/status` instead.
+        let provisions = stack.sim.sim.requests().into_iter().filter(|r| r.path == format!("/i/{id}/pool/provision"));
+        assert_eq!(provisions.count(), 1, "{id} was provisioned once");
     }
     assert_no_leak(&stack).await;
     let counts = stack.counts().await;

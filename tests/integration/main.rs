@@ -31,4 +31,5 @@ mod recycle;
 mod resilience;
 mod schedules;
 mod upgrade;
+mod upstream;
 mod waiting;

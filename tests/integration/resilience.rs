@@ -117,7 +117,8 @@ async fn expired_idempotency_keys_are_pruned() {
 /// times: no hot loop, and the job ends `failed` with the upstream's message.
 #[tokio::test]
 async fn rate_limited_upstream_is_retried_after_its_hint_without_a_hot_loop() {
-    let sim = pool::sim::SimConfig { rate_limit_rate: 1.0, retry_after_secs: 1, ..fast_sim() };
+    let sim =
+        pool::sim::SimConfig { rate_limit_rate: 1.0, retry_after_secs: 1, rate_limits_as_429: true, ..fast_sim() };
     let stack = Stack::start(
         sim,
         1,
@@ -134,8 +135,9 @@ async fn rate_limited_upstream_is_retried_after_its_hint_without_a_hot_loop() {
     let job = stack.wait_job(&id, Duration::from_secs(30)).await;
     assert_eq!((job.status, job.attempts), (JobState::Failed, 3), "{job:?}");
     assert!(job.error.as_deref().is_some_and(|e| e.contains("429")), "{job:?}");
-    let creates = stack.sim.sim.requests().iter().filter(|r| r.path == "/create-instance").count();
-    assert_eq!(creates, 3, "one call per attempt");
+    // Each retry first asks `/status/batch` whether the create made a service.
+    let calls: Vec<String> = stack.sim.sim.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(calls, ["/create-instance", "/status/batch", "/status/batch"], "one call per attempt");
 }
 
 /// Postgres unreachable for 10 s (every connection cut, new ones refused) while

@@ -53,3 +53,49 @@ pub async fn any_being_created(db: impl PgExecutor<'_>, within: std::time::Durat
     .fetch_one(db)
     .await
 }
+
+/// Where a row's create-instance calls stand, for a re-run deciding whether it may
+/// call again (upstream's create is not idempotent).
+#[derive(Clone, Copy, Debug, sqlx::FromRow)]
+pub struct CreateCalls {
+    /// When create-instance was last called for the row.
+    pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether that call got an answer (upstream finished with it).
+    pub answered: bool,
+    /// The database's clock, to age `requested_at` by.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// Reads [`CreateCalls`] of `id`.
+pub async fn create_calls(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<CreateCalls>> {
+    sqlx::query_as(
+        "SELECT create_requested_at AS requested_at,
+                COALESCE(create_answered_at >= create_requested_at, false) AS answered, now() AS now
+         FROM instances WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Notes, durably and before the call, that create-instance is about to be called
+/// for a `provisioning` row; false when the row is no longer `provisioning`.
+pub async fn note_create_requested(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET create_requested_at = clock_timestamp(), updated_at = now()
+         WHERE id = $1 AND status = 'provisioning'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Notes that the last create-instance call for `id` got an answer.
+pub async fn note_create_answered(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE instances SET create_answered_at = clock_timestamp() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}

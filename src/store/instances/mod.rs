@@ -5,10 +5,12 @@ pub mod lead;
 mod reconcile;
 pub mod recycle;
 
-pub use creating::{any_being_created, being_created, fleet};
+pub use creating::{
+    CreateCalls, any_being_created, being_created, create_calls, fleet, note_create_answered, note_create_requested,
+};
 pub use reconcile::{
-    Enrichment, Observation, adopt_bound, delete_vanished, enrich, insert_adopted, mark_missing, observe_all,
-    recover_crashed, settle_stuck_claim,
+    Enrichment, Observation, adopt_bound, delete_vanished, enrich, fill_conversation, insert_adopted, mark_missing,
+    observe_all, recover_crashed, settle_stuck_claim,
 };
 
 use chrono::{DateTime, Utc};
@@ -175,7 +177,8 @@ pub async fn held_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<
 
 /// What a successful provision writes onto the row.
 pub struct Binding<'a> {
-    pub conversation_id: &'a str,
+    /// `None` while a join awaits acceptance (reconcile fills it in).
+    pub conversation_id: Option<&'a str>,
     pub invite_url: Option<&'a str>,
     pub agent_name: &'a str,
     pub instructions: &'a str,

@@ -123,6 +123,20 @@ pub async fn adopt_bound(db: impl PgExecutor<'_>, id: &str, conversation_id: &st
     Ok(done.rows_affected() == 1)
 }
 
+/// Records the conversation of a `claimed` row that had none (a join that awaited
+/// acceptance); false when the row moved on or already has one.
+pub async fn fill_conversation(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET conversation_id = $2, updated_at = now()
+         WHERE id = $1 AND status = 'claimed' AND conversation_id IS NULL",
+    )
+    .bind(id)
+    .bind(conversation_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes a row whose service vanished at the provider, if its status is unchanged.
 pub async fn delete_vanished(db: impl PgExecutor<'_>, id: &str, status: &str) -> sqlx::Result<bool> {
     let done =

@@ -1,6 +1,7 @@
 // Pool dashboard: the whole fleet — every instance row, any status, with its age, time
 // in the current status, deploy status, last error and a link to its Railway service.
 // Filter by status; pages of 50 (limit/offset), oldest first as the API answers.
+// Below it, any orphaned provider services, with their Railway links.
 'use strict';
 
 const FLEET_PAGE = 50;
@@ -34,6 +35,28 @@ function updateFleetRow(tr, inst) {
     : [el('span', { class: 'muted', text: '—' })]), 'nowrap');
 }
 
+// Orphaned provider services: no row owns them, services cannot destroy them.
+function updateOrphanRow(tr, o) {
+  const c = cells(tr, 5);
+  monoCell(c[0], o.serviceId);
+  monoCell(c[1], o.instanceId);
+  setText(c[2], fmtAge(o.firstSeenAt));
+  setAttr(c[2], 'title', o.firstSeenAt ? `orphaned since ${o.firstSeenAt}` : null);
+  c[2].className = 'num nowrap';
+  errorCell(c[3], o.reason);
+  const href = o.railwayUrl ? safeHref(o.railwayUrl) : null;
+  setActions(c[4], `railway:${href}`, () => (href
+    ? [el('a', { href, target: '_blank', rel: 'noopener noreferrer', class: 'link railway-link', text: 'Railway',
+      'aria-label': `Railway service ${o.serviceId} (opens in a new tab)` })]
+    : [el('span', { class: 'muted', text: '—' })]), 'nowrap');
+}
+
+function renderOrphans(orphans) {
+  $('orphans-wrap').hidden = orphans.length === 0;
+  setText($('orphans-count'), orphans.length ? orphans.length : '');
+  syncRows($('orphans'), orphans, updateOrphanRow, 'No orphaned services.', 'serviceId');
+}
+
 function renderFleet() {
   const f = fleetState;
   const emptyText = f.error ? `Could not load instances: ${f.error}`
@@ -62,6 +85,7 @@ async function refreshFleet() {
   f.error = null;
   f.total = data.total ?? 0;
   f.items = data.instances || [];
+  renderOrphans(data.orphans || []);
   if (f.items.length === 0 && f.offset > 0 && f.total > 0) {
     // The page emptied under us (instances went away): show the last page instead.
     f.offset = Math.max(0, Math.floor((f.total - 1) / FLEET_PAGE) * FLEET_PAGE);
