@@ -70,7 +70,24 @@ export async function fleet({ page, api }) {
   const idle = await compare('?status=idle');
   await page.selectOption('#fleet-status', '');
   await compare('');
-  return `${all.total} instances, ${idle.total} idle`;
+  const orphans = await fleetOrphans({ page, api });
+  return `${all.total} instances, ${idle.total} idle, ${orphans} orphaned services`;
+}
+
+/** The orphaned services below the fleet match the API's, each with its Railway link. */
+async function fleetOrphans({ page, api }) {
+  const shown = () => page.evaluate(() => [...document.querySelectorAll('#orphans tr[data-key]')]
+    .map((tr) => `${tr.dataset.key}:${tr.querySelectorAll('a.railway-link').length}`).sort().join());
+  let last = '';
+  const ok = await until(15_000, async () => {
+    const doc = await api('/api/pool/instances', { auth: false });
+    const want = doc.orphans.map((o) => `${o.serviceId}:${o.railwayUrl ? 1 : 0}`).sort().join();
+    const hidden = await page.evaluate(() => document.getElementById('orphans-wrap').hidden);
+    last = `page ${await shown()} (hidden: ${hidden}) vs API ${want}`;
+    return (await shown()) === want && hidden === (doc.orphans.length === 0) ? doc.orphans : null;
+  }, 500);
+  if (!ok) fail('fleet', `the orphaned services never matched the API: ${last}`);
+  return ok.length;
 }
 
 const dialogOpen = (page) => page.evaluate(() => document.getElementById('job-dialog').open);

@@ -1,6 +1,6 @@
 //! The dashboard in headless Chromium (tests/browser/dashboard.mjs, playwright-core):
 //! the page loads, counts match the API, the charts draw (hour and day), the fleet
-//! table matches `GET /api/pool/instances`, a claim from the form shows its invite URL,
+//! table and its orphaned services match `GET /api/pool/instances`, a claim from the form shows its invite URL,
 //! a failed job is retried from the job list, a job's panel opened by keyboard shows
 //! its attempt history and retries it, every failed job is retried at once, and a
 //! kind is paused and resumed — with no script, console or server error on the way.
@@ -52,8 +52,15 @@ async fn attempt(db: &PgPool, job: &str, run: i32, outcome: &str, error: &str, w
 
 #[tokio::test]
 async fn dashboard_claims_and_retries_in_a_real_browser() {
-    let stack = Stack::start(fast_sim(), 1, &[("POOL_MIN_IDLE", "2"), ("RECONCILE_SCHEDULE", "*/2 * * * * *")]).await;
+    let settings = [("POOL_MIN_IDLE", "2"), ("RECONCILE_SCHEDULE", "*/2 * * * * *"), ("RAILWAY_PROJECT_ID", "proj-1")];
+    let stack = Stack::start(fast_sim(), 1, &settings).await;
     stack.wait_for_counts("2 idle", Duration::from_secs(30), |c| c["idle"] == 2).await;
+    // A second service of an instance's id, as a blind retry of create-instance
+    // makes upstream: an orphan below the fleet, with its Railway link.
+    let (id, _) = stack.rows().await.remove(0);
+    let body = json!({ "instanceId": id, "name": format!("convos-agent-{id}"), "tools": [] });
+    stack.http.post(format!("{}/create-instance", stack.sim.url)).json(&body).send().await.expect("create");
+    stack.wait_for_counts("an orphan", Duration::from_secs(30), |c| c["orphans"] == 1).await;
     let db = &stack.db.pool;
     // Jobs that failed for good, as an operator would find them: one to retry from the
     // list, one with two recorded attempts for the detail panel, two for the bulk retry.
@@ -81,7 +88,8 @@ async fn dashboard_claims_and_retries_in_a_real_browser() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "browser test failed\n{stdout}\n{stderr}");
-    for needle in ["invite", "2 attempts (retry, failed)", "Escape closed it", "paused", "all steps passed"] {
+    let needles = ["invite", "1 orphaned services", "2 attempts (retry, failed)", "Escape closed it", "paused"];
+    for needle in needles.into_iter().chain(["all steps passed"]) {
         assert!(stdout.contains(needle), "{needle:?} missing from\n{stdout}");
     }
     // The steps with --nocapture; where the screenshots are, always (libtest captures
