@@ -16,7 +16,7 @@ struct Cli {
 
 /// What `pool web` reads (every variable: .env.example).
 const WEB_ENV: &str = "Environment (also read from .env):
-  POOL_API_KEY            required; Bearer key of the API
+  POOL_API_KEY            required; operator keys (comma-separated); POOL_CLAIM_KEYS
   DATABASE_URL            required; Postgres URL (sslmode=require works)
   SERVICES_URL            required; the services API
   PORT, HOST              listen address (3001, 0.0.0.0)
@@ -28,10 +28,11 @@ const WEB_ENV: &str = "Environment (also read from .env):
 
 /// What `pool worker` reads (every variable: .env.example).
 const WORKER_ENV: &str = "Environment (also read from .env):
-  POOL_API_KEY            required; also sent to instances
+  POOL_API_KEY            required; POOL_INSTANCE_KEY (sent to instances)
   DATABASE_URL            required; Postgres URL (sslmode=require works)
   SERVICES_URL            required; SERVICES_API_KEY, SERVICES_TIMEOUT_MS,
-                          SERVICES_CREATE_TIMEOUT_MS, SERVICES_RATE_LIMIT_PAUSE_MS
+                          SERVICES_CREATE_TIMEOUT_MS, SERVICES_RATE_LIMIT_PAUSE_MS,
+                          UPSTREAM_MAX_PAUSE_MS
   POOL_MIN_IDLE, POOL_STUCK_TIMEOUT_MS, RAILWAY_ENVIRONMENT_ID
   POOL_BUFFER             adaptive | static (warm target follows demand or not)
   POOL_MAX_WARM           ceiling on idle + provisioning (max(10, 4 x POOL_MIN_IDLE))

@@ -11,7 +11,9 @@ use tokio::process::{Child, Command};
 use crate::telemetry;
 
 /// API key used when none is configured; printed so the user can call the API.
-const DEV_API_KEY: &str = "dev-pool-key";
+const DEV_API_KEY: &str = crate::config::DEV_KEY;
+/// The key instances get in development: not one the API accepts.
+const DEV_INSTANCE_KEY: &str = "dev-instance-key";
 
 /// Options of `pool dev`.
 #[derive(clap::Args, Clone, Debug)]
@@ -52,6 +54,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 fn dev_env(args: &DevArgs) -> HashMap<&'static str, String> {
     let defaults = [
         ("POOL_API_KEY", DEV_API_KEY.to_owned()),
+        ("POOL_INSTANCE_KEY", DEV_INSTANCE_KEY.to_owned()),
         ("SERVICES_URL", format!("http://127.0.0.1:{}", args.sim_port)),
         ("POOL_MIN_IDLE", "3".to_owned()),
         ("PORT", "3001".to_owned()),

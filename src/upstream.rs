@@ -42,6 +42,9 @@ pub enum UpstreamError {
     /// A 2xx whose body is not the documented JSON.
     #[error("{target}: unexpected response body: {message}")]
     Decode { target: &'static str, message: String },
+    /// The process is stopping: the call was not made.
+    #[error("{target}: not called, the process is stopping")]
+    Stopping { target: &'static str },
 }
 
 /// What the caller should do about an [`UpstreamError`].
@@ -61,6 +64,7 @@ impl UpstreamError {
         match self {
             Self::RateLimited { retry_after, .. } => Next::Retry { after: *retry_after },
             Self::Connect { .. }
+            | Self::Stopping { .. }
             | Self::Timeout { .. }
             | Self::Transport { .. }
             | Self::Server { .. }
@@ -73,7 +77,18 @@ impl UpstreamError {
 
     /// True when the request provably never reached the upstream, so it did nothing.
     pub fn never_sent(&self) -> bool {
-        matches!(self, Self::Connect { .. })
+        matches!(self, Self::Connect { .. } | Self::Stopping { .. })
+    }
+
+    /// The same error with an upstream's `Retry-After` shortened to `max`: no
+    /// upstream may stop Pool's work for longer.
+    pub fn capped(self, max: Duration) -> Self {
+        match self {
+            Self::RateLimited { target, status, retry_after } => {
+                Self::RateLimited { target, status, retry_after: retry_after.map(|after| after.min(max)) }
+            }
+            other => other,
+        }
     }
 
     /// The HTTP status the upstream answered with, if it answered.

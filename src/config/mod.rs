@@ -72,8 +72,8 @@ pub struct Config {
     /// Address `pool web` listens on (`HOST`): all interfaces by default, as a
     /// platform's router needs; `pool dev` uses 127.0.0.1 unless told otherwise.
     pub host: std::net::IpAddr,
-    /// Bearer token for the API and for calls to instances.
-    pub api_key: SecretString,
+    /// The API's keys by scope, and the key sent to instances.
+    pub keys: ApiKeys,
     pub environment: Environment,
     /// `POOL_CLAIM_CONTRACT`: what a claim answers by default.
     pub claim_contract: ClaimContract,
@@ -111,6 +111,9 @@ pub struct ServicesConfig {
     /// How long every replica pauses after a provider rate limit that came without
     /// `Retry-After` (upstream passes Railway's 429 on as a 500 or 502).
     pub rate_limit_pause: Duration,
+    /// Longest delay any upstream (services API or instance) may impose through
+    /// `Retry-After`; longer hints are shortened to it.
+    pub max_pause: Duration,
 }
 
 /// Job settings: schedules, concurrency, limits and retries.
@@ -170,11 +173,12 @@ impl Config {
     /// Reads configuration through `lookup`, so tests need not touch the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
+        let environment = env.parse("POOL_ENVIRONMENT", Environment::Staging)?;
         Self {
             port: env.parse("PORT", 3001)?,
             host: env.parse("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
-            api_key: env.secret("POOL_API_KEY")?,
-            environment: env.parse("POOL_ENVIRONMENT", Environment::Staging)?,
+            keys: ApiKeys::from_env(&env, environment)?,
+            environment,
             claim_contract: env.parse("POOL_CLAIM_CONTRACT", ClaimContract::Jobs)?,
             min_idle: env.parse("POOL_MIN_IDLE", 1)?,
             buffer: env.parse("POOL_BUFFER", crate::buffer::Mode::Adaptive)?,
@@ -190,6 +194,7 @@ impl Config {
                 timeout: env.millis("SERVICES_TIMEOUT_MS", 15_000)?,
                 create_timeout: env.millis("SERVICES_CREATE_TIMEOUT_MS", 120_000)?,
                 rate_limit_pause: env.millis("SERVICES_RATE_LIMIT_PAUSE_MS", 60_000)?,
+                max_pause: env.millis("UPSTREAM_MAX_PAUSE_MS", 300_000)?,
             },
             railway_project_id: env.optional("RAILWAY_PROJECT_ID"),
             railway_environment_id: env.optional("RAILWAY_ENVIRONMENT_ID"),
@@ -348,5 +353,8 @@ impl Env<'_> {
     }
 }
 
+mod keys;
 #[cfg(test)]
 mod tests;
+
+pub use keys::{ApiKeys, DEV_KEY, MIN_PRODUCTION_LEN, Scope};

@@ -20,7 +20,9 @@ fn defaults_apply_when_only_required_vars_are_set() {
     assert_eq!(c.environment, Environment::Staging);
     assert_eq!(c.services.url, "http://127.0.0.1:3002");
     assert_eq!(c.stuck_timeout, Duration::from_millis(900_000));
-    assert_eq!(c.api_key.expose_secret(), "k");
+    assert_eq!(c.keys.scope_of("k"), Some(Scope::Operator));
+    assert_eq!(c.keys.instance().expose_secret(), "k", "staging without POOL_INSTANCE_KEY");
+    assert!(c.keys.instance_is_operator());
     assert_eq!((c.buffer, c.max_warm, c.idle_max_age), (crate::buffer::Mode::Adaptive, Some(10), None));
 }
 
@@ -74,4 +76,49 @@ fn debug_output_never_contains_secrets() {
     vars.push(("SERVICES_API_KEY", "svc-secret"));
     let printed = format!("{:?}", load(&vars).unwrap());
     assert!(!printed.contains("secretpw") && !printed.contains("svc-secret"), "{printed}");
+}
+
+const STRONG: &str = "0123456789abcdef0123456789abcdef";
+
+#[test]
+fn keys_have_scopes_and_rotate() {
+    let mut vars = BASE.to_vec();
+    vars.extend([
+        ("POOL_API_KEY", "op-old, op-new"),
+        ("POOL_CLAIM_KEYS", "claim-a,claim-b"),
+        ("POOL_INSTANCE_KEY", "inst"),
+    ]);
+    let c = load(&vars).unwrap();
+    for (token, scope) in
+        [("op-old", Some(Scope::Operator)), ("op-new", Some(Scope::Operator)), ("claim-b", Some(Scope::Claim))]
+    {
+        assert_eq!(c.keys.scope_of(token), scope, "{token}");
+    }
+    for refused in ["inst", "", "op-ol", "op-old,", "claim-a,claim-b"] {
+        assert_eq!(c.keys.scope_of(refused), None, "{refused:?}");
+    }
+    assert_eq!(c.keys.instance().expose_secret(), "inst");
+    assert!(!c.keys.instance_is_operator());
+}
+
+#[test]
+fn keys_are_checked() {
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = BASE.to_vec();
+        vars.extend(extra.iter().copied());
+        load(&vars).map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert!(with(&[("POOL_INSTANCE_KEY", "k")]).unwrap_err().contains("POOL_INSTANCE_KEY"), "the API never takes it");
+    assert!(with(&[("POOL_API_KEY", "a\u{0}b")]).unwrap_err().contains("POOL_API_KEY"));
+    let production = [("POOL_ENVIRONMENT", "production"), ("POOL_API_KEY", STRONG), ("POOL_INSTANCE_KEY", STRONG)];
+    assert!(with(&production).unwrap_err().contains("POOL_INSTANCE_KEY"), "must differ");
+    let instance = "fedcba9876543210fedcba9876543210";
+    with(&[production[0], production[1], ("POOL_INSTANCE_KEY", instance)]).expect("strong keys");
+    let missing = with(&[production[0], production[1]]).unwrap_err();
+    assert!(missing.contains("POOL_INSTANCE_KEY"), "required in production: {missing}");
+    for weak in [DEV_KEY, "short-key"] {
+        let err = with(&[production[0], ("POOL_API_KEY", weak), ("POOL_INSTANCE_KEY", instance)]).unwrap_err();
+        assert!(err.contains("POOL_API_KEY") && !err.contains(weak), "{err}");
+    }
+    with(&[("POOL_API_KEY", DEV_KEY)]).expect("the development key outside production");
 }

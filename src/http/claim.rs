@@ -7,9 +7,11 @@ use pool_jobs::ClaimAndProvision;
 use serde::Deserialize;
 
 use super::{
-    AppState, claim_original, claim_wait,
+    AppState,
+    auth::Claimant,
+    claim_original, claim_wait,
     error::{ApiError, ErrorBody, Invalid, Unauthorized},
-    extract::{ApiJson, Authenticated},
+    extract::ApiJson,
     respond::{PreferWait, new_job_response, requested_wait},
 };
 use crate::{
@@ -108,7 +110,7 @@ fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiE
     ))]
 pub async fn claim(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Claimant,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ClaimBody>,
 ) -> Result<Response, ApiError> {

@@ -16,6 +16,11 @@ pub enum ApiError {
     Validation(String),
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// A valid key whose scope does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many failed key checks; try again in a second")]
+    TooManyAuthFailures,
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -60,6 +65,10 @@ macro_rules! shared_responses {
 shared_responses! {
     /// Missing or invalid API key
     Unauthorized = "401";
+    /// The key's scope does not allow this
+    Forbidden = "403";
+    /// Too many failed key checks (with `Retry-After`)
+    TooManyAuthFailures = "429";
     /// Invalid input
     Invalid = "400";
     /// A body other than none or {}
@@ -73,6 +82,8 @@ impl ApiError {
         match self {
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::TooManyAuthFailures => (StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -88,7 +99,11 @@ impl IntoResponse for ApiError {
         if let Self::Internal(err) = &self {
             tracing::error!(error = ?err, "request failed");
         }
-        (status, Json(ErrorBody { error: self.to_string(), code: code.to_owned() })).into_response()
+        let mut response = (status, Json(ErrorBody { error: self.to_string(), code: code.to_owned() })).into_response();
+        if let Self::TooManyAuthFailures = self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

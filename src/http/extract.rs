@@ -7,10 +7,8 @@ use axum::{
     http::{header::CONTENT_TYPE, request::Parts},
 };
 use serde::{Deserialize, de::DeserializeOwned};
-use subtle::ConstantTimeEq;
 
-use super::{AppState, error::ApiError};
-use secrecy::ExposeSecret;
+use super::error::ApiError;
 
 /// A JSON body. An empty body counts as `{}` so optional bodies (`replenish`) work
 /// without a `Content-Type`; a non-empty one must be `application/json`.
@@ -90,31 +88,6 @@ pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> 
         return Err(ApiError::Validation(format!("offset must be between 0 and {MAX_OFFSET}")));
     }
     Ok((limit, offset))
-}
-
-/// Proof that the request carried the right Bearer key (compared in constant time).
-pub struct Authenticated;
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if has_valid_key(parts, state) { Ok(Self) } else { Err(ApiError::Unauthorized) }
-    }
-}
-
-/// Whether the request carries the API key; for routes where auth only adds fields.
-pub fn has_valid_key(parts: &Parts, state: &AppState) -> bool {
-    let Some(token) = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let expected = state.config.api_key.expose_secret().as_bytes();
-    token.trim().as_bytes().ct_eq(expected).into()
 }
 
 /// Query parameters whose rejection is an [`ApiError`] (unknown or mistyped fields).

@@ -1,5 +1,6 @@
 //! Operator views: the whole fleet (`GET /api/pool/instances`) and the charts' data
-//! (`GET /api/stats`). Read-only and without secrets, like the counts.
+//! (`GET /api/stats`). Read-only and without secrets, but with provider ids, URLs
+//! and last errors: operators only.
 
 use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
@@ -8,7 +9,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, Invalid},
+    auth::Operator,
+    error::{ApiError, Invalid, Unauthorized},
     extract::{ApiQuery, page},
 };
 use crate::{
@@ -89,10 +91,11 @@ pub struct FleetOrphan {
 
 /// Every instance (idle, provisioning and draining too), with age, deploy status,
 /// last error and a link to the service in Railway.
-#[utoipa::path(get, path = "/api/pool/instances", tag = "pool", params(FleetParams),
-    responses((status = 200, body = Fleet), Invalid))]
+#[utoipa::path(get, path = "/api/pool/instances", tag = "pool", security(("bearer" = [])), params(FleetParams),
+    responses((status = 200, body = Fleet), Invalid, Unauthorized))]
 async fn fleet(
     State(state): State<AppState>,
+    _: Operator,
     ApiQuery(params): ApiQuery<FleetParams>,
 ) -> Result<Json<Fleet>, ApiError> {
     let (limit, offset) = page(params.limit, params.offset, PAGE, MAX_PAGE)?;
@@ -164,10 +167,11 @@ struct StatsParams {
 }
 
 /// Per-minute series for the dashboard's charts, the same from every web replica.
-#[utoipa::path(get, path = "/api/stats", tag = "pool", params(StatsParams),
-    responses((status = 200, body = Stats), Invalid))]
+#[utoipa::path(get, path = "/api/stats", tag = "pool", security(("bearer" = [])), params(StatsParams),
+    responses((status = 200, body = Stats), Invalid, Unauthorized))]
 async fn charts(
     State(state): State<AppState>,
+    _: Operator,
     ApiQuery(params): ApiQuery<StatsParams>,
 ) -> Result<Json<Stats>, ApiError> {
     let range = params.range.unwrap_or_default();

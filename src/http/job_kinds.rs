@@ -11,8 +11,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
+    auth::Operator,
     error::{ApiError, ErrorBody, Unauthorized, UnexpectedBody},
-    extract::{ApiJson, Authenticated, EmptyBody},
+    extract::{ApiJson, EmptyBody},
 };
 use crate::store::jobs::{self, pauses};
 
@@ -40,7 +41,7 @@ pub struct Kinds {
 /// Every job kind with its queue and pause.
 #[utoipa::path(get, path = "/api/jobs/kinds", tag = "jobs", security(("bearer" = [])),
     responses((status = 200, body = Kinds), Unauthorized))]
-async fn list(State(state): State<AppState>, _: Authenticated) -> Result<Json<Kinds>, ApiError> {
+async fn list(State(state): State<AppState>, _: Operator) -> Result<Json<Kinds>, ApiError> {
     Ok(Json(Kinds { kinds: kind_states(&state, None).await? }))
 }
 
@@ -53,7 +54,7 @@ async fn list(State(state): State<AppState>, _: Authenticated) -> Result<Json<Ki
         (status = 404, description = "Unknown kind", body = ErrorBody)))]
 async fn pause(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     Path(kind): Path<String>,
     ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Json<KindState>, ApiError> {
@@ -69,7 +70,7 @@ async fn pause(
         (status = 404, description = "Unknown kind", body = ErrorBody)))]
 async fn resume(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     Path(kind): Path<String>,
     ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Json<KindState>, ApiError> {

@@ -13,8 +13,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
+    auth::{Claimant, Operator, Scope},
     error::{ApiError, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
-    extract::{ApiJson, ApiQuery, Authenticated, EmptyBody},
+    extract::{ApiJson, ApiQuery, EmptyBody},
     respond::{PreferWait, job_document},
 };
 use crate::{
@@ -93,7 +94,7 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
     ))]
 async fn list(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<JobPage>, ApiError> {
     let query = parse_list(params)?;
@@ -122,7 +123,7 @@ async fn list(
     ))]
 async fn cancel(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     Path(id): Path<String>,
     ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Json<JobDoc>, ApiError> {
@@ -146,7 +147,8 @@ fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
     }
 }
 
-/// The job; with `Prefer: wait=N` held until it finishes.
+/// The job; with `Prefer: wait=N` held until it finishes. A claim key reads claim
+/// jobs only.
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = [])), params(("id" = String, Path), PreferWait),
     responses(
         (status = 200, description = "The job, whatever its status", body = JobDoc),
@@ -155,10 +157,16 @@ fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
     ))]
 async fn show(
     State(state): State<AppState>,
-    _: Authenticated,
+    Claimant(scope): Claimant,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    if scope == Scope::Claim
+        && let Some(job) = jobs::get(&state.db, &id).await?
+        && job.kind != <pool_jobs::ClaimAndProvision as pool_jobs::Job>::KIND
+    {
+        return Err(ApiError::Forbidden("a claim key reads claim jobs only".into()));
+    }
     job_document(&state, &headers, &id).await
 }
 
@@ -172,7 +180,7 @@ async fn show(
     ))]
 async fn retry(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     Path(id): Path<String>,
     ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Json<JobDoc>, ApiError> {

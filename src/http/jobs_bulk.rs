@@ -7,8 +7,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
+    auth::Operator,
     error::{ApiError, ErrorBody, Unauthorized},
-    extract::{ApiJson, Authenticated, present},
+    extract::{ApiJson, present},
 };
 use crate::store::jobs::{self, Filter, JobState};
 
@@ -115,7 +116,7 @@ fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiEr
     ))]
 pub async fn retry_all(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     ApiJson(body): ApiJson<RetryFilter>,
 ) -> Result<Json<Retried>, ApiError> {
     let filter = filter(body.kind, body.status.map(JobState::from))?;
@@ -132,7 +133,7 @@ pub async fn retry_all(
     ))]
 pub async fn cancel_all(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     ApiJson(body): ApiJson<CancelFilter>,
 ) -> Result<Json<Cancelled>, ApiError> {
     let filter = filter(body.kind, body.status.map(JobState::from))?;

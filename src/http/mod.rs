@@ -1,6 +1,7 @@
 //! The web process: a router over [`AppState`], JSON errors everywhere, request
 //! tracing, and graceful shutdown. Slow work is never done on the request path.
 
+pub mod auth;
 mod claim;
 mod claim_original;
 mod claim_wait;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         // Covers `Prefer: wait=60` plus slack; anything slower is a bug.
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(75)))
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(record_request))
         // Layers run after routing, so the span can name the matched route.
         .layer(
@@ -89,16 +91,40 @@ pub fn router(state: AppState) -> Router {
 /// `Prefer: wait` is timed to its answer: the claim latency clients see). Each
 /// request is served by one process, so these sum across web replicas.
 async fn record_request(req: Request<axum::body::Body>, next: axum::middleware::Next) -> axum::response::Response {
-    // Unmatched paths share one label, so a scan cannot grow the label set.
+    // Labels come from closed sets (matched routes, standard methods), so no request
+    // can grow the recorder or the metrics page.
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    crate::metrics::http_request(&method, &route, response.status().as_u16(), started.elapsed());
+    crate::metrics::http_request(method, &route, response.status().as_u16(), started.elapsed());
     if method == "POST" && route == "/api/pool/claim" {
         crate::metrics::claim_answered(response.status().as_u16());
     }
     response
+}
+
+/// Headers every answer carries: the dashboard runs only its own scripts and styles,
+/// cannot be framed, and no content is sniffed into another type.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                       connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                       frame-ancestors 'none'";
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// The method as a metric label: a standard one, or `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [Method; 7] =
+        [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS];
+    KNOWN.iter().find(|m| *m == method).map_or("other", Method::as_str)
 }
 
 /// A bound, ready-to-run web server; built separately so tests can learn the port.

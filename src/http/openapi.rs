@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::{
     AppState,
-    error::{ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
+    error::{ErrorBody, Forbidden, Invalid, TooManyAuthFailures, Unauthorized, UnexpectedBody, UnknownId},
 };
 
 #[derive(OpenApi)]
@@ -23,7 +23,7 @@ use super::{
         // Named by a header parameter, which does not register its schema.
         schemas(super::claim::ClaimContractName, ErrorBody),
         // The shared answers; handlers reference them.
-        responses(Unauthorized, Invalid, UnexpectedBody, UnknownId),
+        responses(Unauthorized, Forbidden, TooManyAuthFailures, Invalid, UnexpectedBody, UnknownId),
     )
 )]
 struct ApiDoc;
@@ -37,6 +37,7 @@ pub fn base() -> OpenApiRouter<AppState> {
 /// apply to the schemas the paths registered.
 pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     BearerAuth.modify(&mut doc);
+    ScopedKeys.modify(&mut doc);
     AtLeastOneFilter.modify(&mut doc);
     TypedJobs.modify(&mut doc);
     doc
@@ -48,6 +49,26 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// Every operation that checks a key may also answer 403 (the key's scope does not
+/// allow it) and 429 (too many failed key checks): added here once rather than in
+/// every handler's list.
+struct ScopedKeys;
+
+impl Modify for ScopedKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::{IntoResponses, openapi::path::Operation};
+        let extra: Vec<_> = [Forbidden::responses(), TooManyAuthFailures::responses()].into_iter().flatten().collect();
+        let operations = openapi.paths.paths.values_mut().flat_map(|item| {
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten()
+        });
+        for Operation { responses, .. } in operations {
+            if responses.responses.contains_key("401") {
+                responses.responses.extend(extra.iter().cloned());
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::{HeaderMap, request::Parts},
+    http::HeaderMap,
     response::Response,
 };
 use pool_jobs::{DismissCrashed, DrainIdle, EnrichMetadata, KillInstance, Replenish};
@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    AppState, claim,
+    AppState,
+    auth::{Caller, Operator, Scope},
+    claim,
     error::{ApiError, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
-    extract::{ApiJson, ApiQuery, Authenticated, EmptyBody, has_valid_key, page, whole_number},
+    extract::{ApiJson, ApiQuery, EmptyBody, page, whole_number},
     fleet,
     respond::{JobResponses, PreferWait, job_response},
 };
@@ -58,19 +60,19 @@ const AGENTS_PAGE: i64 = 100;
 const AGENTS_MAX_PAGE: i64 = 500;
 
 /// Claimed and crashed agents, newest claim first, a page at a time; `instructions`
-/// and `inviteUrl` only with the API key (`instructions=false` leaves the
+/// and `inviteUrl` only with an operator key (`instructions=false` leaves the
 /// instructions out even then).
 #[utoipa::path(get, path = "/api/pool/agents", tag = "pool",
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "rows per page, default 100"),
            ("offset" = Option<i64>, Query, minimum = 0, maximum = 10_000_000, description = "`nextOffset` of the previous page"),
-           ("instructions" = Option<bool>, Query, description = "include instructions (with the key); default true")),
-    responses((status = 200, body = Agents), Invalid))]
+           ("instructions" = Option<bool>, Query, description = "include instructions (with an operator key); default true")),
+    responses((status = 200, body = Agents), Invalid, Unauthorized))]
 async fn agents(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<AgentsParams>,
-    parts: Parts,
+    Caller(scope): Caller,
 ) -> Result<Json<Agents>, ApiError> {
-    let authed = has_valid_key(&parts, &state);
+    let authed = scope == Some(Scope::Operator);
     let (limit, offset) = page(params.limit, params.offset, AGENTS_PAGE, AGENTS_MAX_PAGE)?;
     let with_instructions = authed && params.instructions.unwrap_or(true);
     // One more than asked tells whether another page follows.
@@ -176,7 +178,7 @@ fn count_in_range(count: Option<u32>) -> Result<Option<u32>, ApiError> {
     ))]
 async fn replenish(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CountBody>,
 ) -> Result<Response, ApiError> {
@@ -196,7 +198,7 @@ async fn replenish(
     ))]
 async fn drain(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     headers: HeaderMap,
     ApiJson(body): ApiJson<DrainBody>,
 ) -> Result<Response, ApiError> {
@@ -213,7 +215,7 @@ async fn drain(
     ))]
 async fn reconcile(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     headers: HeaderMap,
     ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Response, ApiError> {
@@ -229,7 +231,7 @@ async fn reconcile(
     ))]
 async fn enrich(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     headers: HeaderMap,
     ApiJson(body): ApiJson<EnrichBody>,
 ) -> Result<Response, ApiError> {
@@ -247,7 +249,7 @@ async fn enrich(
     ))]
 async fn kill(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -266,7 +268,7 @@ async fn kill(
     ))]
 async fn dismiss(
     State(state): State<AppState>,
-    _: Authenticated,
+    _: Operator,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -64,6 +64,7 @@ pub struct InstanceClient {
     timeout: Duration,
     provision_timeout: Duration,
     throttle: Throttle,
+    max_pause: Duration,
 }
 
 impl InstanceClient {
@@ -73,7 +74,13 @@ impl InstanceClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("reqwest client with static settings");
-        Self { http, api_key, timeout, provision_timeout, throttle }
+        Self { http, api_key, timeout, provision_timeout, throttle, max_pause: Duration::from_secs(300) }
+    }
+
+    /// Shortens every `Retry-After` an instance sends to at most `max`.
+    pub fn with_max_pause(mut self, max: Duration) -> Self {
+        self.max_pause = max;
+        self
     }
 
     pub async fn health(&self, base_url: &str) -> Result<Health, UpstreamError> {
@@ -95,13 +102,13 @@ impl InstanceClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, base_url: &str, request: RequestBuilder) -> Result<T, UpstreamError> {
-        self.throttle.wait_for(base_url).await;
+        self.throttle.wait_for(base_url).await.map_err(|_| UpstreamError::Stopping { target: TARGET })?;
         let request = request.bearer_auth(self.api_key.expose_secret());
         let response = request.send().await.map_err(|e| {
             crate::metrics::upstream_call(TARGET, None);
             UpstreamError::from_transport(TARGET, &e)
         })?;
         crate::metrics::upstream_call(TARGET, Some(response.status().as_u16()));
-        read_json(TARGET, response).await
+        read_json(TARGET, response).await.map_err(|e| e.capped(self.max_pause))
     }
 }

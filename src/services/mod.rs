@@ -8,7 +8,7 @@ use reqwest::{Client, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
-pub use throttle::{KeyedRateLimiter, Throttle};
+pub use throttle::{KeyedRateLimiter, Stopping, Throttle};
 pub use types::{CreatedInstance, Destroyed, ServiceStatus, StatusBatch};
 
 use crate::{
@@ -31,6 +31,7 @@ pub struct ServicesClient {
     throttle: Throttle,
     create_timeout: std::time::Duration,
     rate_limit_pause: std::time::Duration,
+    max_pause: std::time::Duration,
 }
 
 impl ServicesClient {
@@ -48,6 +49,7 @@ impl ServicesClient {
             throttle,
             create_timeout: config.create_timeout,
             rate_limit_pause: config.rate_limit_pause,
+            max_pause: config.max_pause,
         }
     }
 
@@ -84,7 +86,7 @@ impl ServicesClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, UpstreamError> {
-        self.throttle.wait().await;
+        self.throttle.wait().await.map_err(|_| UpstreamError::Stopping { target: TARGET })?;
         let request = match &self.api_key {
             Some(key) => request.bearer_auth(key.expose_secret()),
             None => request,
@@ -94,7 +96,7 @@ impl ServicesClient {
             UpstreamError::from_transport(TARGET, &e)
         })?;
         crate::metrics::upstream_call("services", Some(response.status().as_u16()));
-        let answer = read_json(TARGET, response).await.map_err(|e| self.rate_limit_in_text(e));
+        let answer = read_json(TARGET, response).await.map_err(|e| self.rate_limit_in_text(e).capped(self.max_pause));
         // The provider's budget is shared: when it says "wait", every caller waits.
         if let Err(UpstreamError::RateLimited { retry_after: Some(after), .. }) = &answer {
             self.throttle.pause(*after).await;

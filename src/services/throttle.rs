@@ -11,7 +11,10 @@ use std::{
 };
 
 use sqlx::PgPool;
-use tokio::{sync::Mutex, time::Instant};
+use tokio::{
+    sync::{Mutex, watch},
+    time::Instant,
+};
 
 use crate::store::rate_limit;
 
@@ -42,7 +45,15 @@ pub struct SharedLimit {
     replicas: AtomicU32,
     /// The next free slot of the local pacing (used only during an outage).
     next_local: Mutex<Instant>,
+    /// Turns true when the process stops: a caller waiting for a slot gives up.
+    stopping: watch::Receiver<bool>,
+    /// Longest pause an upstream may impose (`UPSTREAM_MAX_PAUSE_MS`).
+    max_pause: Duration,
 }
+
+/// The process is stopping; the call was not made.
+#[derive(Clone, Copy, Debug)]
+pub struct Stopping;
 
 impl Throttle {
     /// A limiter of `per_sec` calls per second to each key (burst `per_sec`).
@@ -51,16 +62,19 @@ impl Throttle {
         Self::PerKey(Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(per_sec))))
     }
 
-    /// The services API's limit shared across replicas.
-    pub fn shared(db: PgPool, per_sec: u32, burst: u32) -> Self {
+    /// The services API's limit shared across replicas; waits end when `stopping`
+    /// turns true, and no upstream can pause the limit for longer than `max_pause`.
+    pub fn shared(db: PgPool, per_sec: u32, burst: u32, stopping: watch::Receiver<bool>, max_pause: Duration) -> Self {
         let next_local = Mutex::new(Instant::now());
-        Self::Shared(Arc::new(SharedLimit { db, per_sec, burst, replicas: AtomicU32::new(1), next_local }))
+        let replicas = AtomicU32::new(1);
+        Self::Shared(Arc::new(SharedLimit { db, per_sec, burst, replicas, next_local, stopping, max_pause }))
     }
 
     /// Holds every caller back for `pause` (the upstream answered 429 with
     /// `Retry-After`): all replicas for the shared limit.
     pub async fn pause(&self, pause: Duration) {
         if let Self::Shared(limit) = self {
+            let pause = pause.min(limit.max_pause);
             let paused = rate_limit::pause(&limit.db, SERVICES_LIMIT, limit.per_sec, limit.burst, pause).await;
             if let Err(err) = paused {
                 tracing::warn!(error = %err, "could not pause the shared rate limit; pausing locally");
@@ -71,7 +85,7 @@ impl Throttle {
     }
 
     /// Waits until a call to `key` may be made (keyless throttles ignore it).
-    pub async fn wait_for(&self, key: &str) {
+    pub async fn wait_for(&self, key: &str) -> Result<(), Stopping> {
         match self {
             Self::PerKey(limiter) => {
                 let started = std::time::Instant::now();
@@ -84,36 +98,42 @@ impl Throttle {
                 if rand::random::<u16>() == 0 {
                     limiter.retain_recent();
                 }
+                Ok(())
             }
             other => other.wait().await,
         }
     }
 
     /// Waits until a call may be made.
-    pub async fn wait(&self) {
+    pub async fn wait(&self) -> Result<(), Stopping> {
         match self {
             // A keyed throttle paces through `wait_for`.
-            Self::Unlimited | Self::PerKey(_) => {}
+            Self::Unlimited | Self::PerKey(_) => Ok(()),
             Self::Shared(limit) => limit.wait().await,
         }
     }
 }
 
 impl SharedLimit {
-    async fn wait(&self) {
-        match rate_limit::reserve(&self.db, SERVICES_LIMIT, self.per_sec, self.burst).await {
+    async fn wait(&self) -> Result<(), Stopping> {
+        let reserved = rate_limit::reserve(&self.db, SERVICES_LIMIT, self.per_sec, self.burst, self.max_pause).await;
+        let wait = match reserved {
             Ok(slot) => {
                 self.replicas.store(slot.replicas, Ordering::Relaxed);
                 if !slot.wait.is_zero() {
                     crate::metrics::rate_limit_wait(SERVICES_LIMIT, slot.wait);
                 }
-                tokio::time::sleep(slot.wait).await
+                slot.wait
             }
             Err(err) => {
                 tracing::warn!(error = %err, "shared rate limit unavailable; pacing at this replica's share");
-                let wait = self.local_slot().await;
-                tokio::time::sleep(wait).await
+                self.local_slot().await
             }
+        };
+        let mut stopping = self.stopping.clone();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => Ok(()),
+            _ = stopping.wait_for(|stop| *stop) => Err(Stopping),
         }
     }
 
@@ -145,6 +165,8 @@ mod tests {
             burst: 5,
             replicas: AtomicU32::new(2),
             next_local: Mutex::new(Instant::now()),
+            stopping: watch::channel(false).1,
+            max_pause: Duration::from_secs(300),
         };
         let mut slots = Vec::new();
         for _ in 0..10 {

@@ -15,21 +15,30 @@ pub struct Slot {
 }
 
 /// Reserves a slot of limit `name` allowing `per_sec` calls per second with bursts of
-/// `burst`.
-pub async fn reserve(db: impl PgExecutor<'_>, name: &str, per_sec: u32, burst: u32) -> sqlx::Result<Slot> {
+/// `burst`. A pause stored further ahead than `max_pause` (by an older release, or a
+/// clock jump) is shortened to it.
+pub async fn reserve(
+    db: impl PgExecutor<'_>,
+    name: &str,
+    per_sec: u32,
+    burst: u32,
+    max_pause: Duration,
+) -> sqlx::Result<Slot> {
     let interval = 1.0 / f64::from(per_sec.max(1));
     // tau: how far ahead of the schedule a burst may run.
     let tau = interval * f64::from(burst.max(1).saturating_sub(1));
     let (wait_secs, replicas): (f64, i64) = sqlx::query_as(
         "INSERT INTO rate_limits AS r (name, tat) VALUES ($1, clock_timestamp() + make_interval(secs => $2))
          ON CONFLICT (name) DO UPDATE
-             SET tat = GREATEST(r.tat, clock_timestamp()) + make_interval(secs => $2)
+             SET tat = LEAST(GREATEST(r.tat, clock_timestamp()), clock_timestamp() + make_interval(secs => $4))
+                       + make_interval(secs => $2)
          RETURNING GREATEST(0, EXTRACT(EPOCH FROM (r.tat - clock_timestamp()))::float8 - $2 - $3),
                    (SELECT count(*) FROM job_workers WHERE last_seen > now() - interval '15 seconds')",
     )
     .bind(name)
     .bind(interval)
     .bind(tau)
+    .bind(max_pause.as_secs_f64() + tau)
     .fetch_one(db)
     .await?;
     Ok(Slot {

@@ -48,13 +48,19 @@ pub struct Ctx {
 impl Ctx {
     /// Clients paced as configured: services calls by the limit shared across
     /// replicas, instance calls per process.
-    pub fn new(config: Config, db: PgPool) -> Self {
+    pub fn new(config: Config, db: PgPool, stopping: watch::Receiver<bool>) -> Self {
         let jobs = &config.jobs;
-        let throttle = Throttle::shared(db.clone(), jobs.services_rate_per_sec, jobs.services_rate_burst);
+        let max_pause = config.services.max_pause;
+        let (per_sec, burst) = (jobs.services_rate_per_sec, jobs.services_rate_burst);
+        let throttle = Throttle::shared(db.clone(), per_sec, burst, stopping, max_pause);
         let services = ServicesClient::new(&config.services, throttle);
         let instance_throttle = Throttle::per_key(jobs.instance_rate_per_sec);
-        let instances =
-            InstanceClient::new(config.api_key.clone(), INSTANCE_TIMEOUT, jobs.provision_timeout, instance_throttle);
+        let instances = InstanceClient::new(
+            config.keys.instance().clone(),
+            INSTANCE_TIMEOUT,
+            jobs.provision_timeout,
+            instance_throttle,
+        );
         Self { db, config: Arc::new(config), services, instances }
     }
 }
@@ -64,10 +70,16 @@ impl Ctx {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     // Handlers up to the claim concurrency plus the other kinds at once, the fetch,
     // the outcome writer and the listener.
+    if config.keys.instance_is_operator() {
+        tracing::warn!(
+            "POOL_INSTANCE_KEY is not set: instances are sent the operator key, which can do everything; \
+             give them a key of their own"
+        );
+    }
     let connections = config.database_max_connections.max(8) + config.jobs.claim_concurrency as u32 + 3;
     let pool = db::connect_patiently(&config.database_url, connections, db::PoolKind::WORKER).await?;
-    let ctx = Arc::new(Ctx::new(config, pool));
     let (stop_tx, stop) = watch::channel(false);
+    let ctx = Arc::new(Ctx::new(config, pool, stop.clone()));
     let mut tasks = JoinSet::new();
     tasks.spawn(schedule::run(ctx.clone(), stop.clone()));
     tasks.spawn(prune_loop(ctx.clone(), stop.clone()));

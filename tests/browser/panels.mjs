@@ -22,7 +22,7 @@ async function chartState(page) {
 
 /** Charts drawn from GET /api/stats for `range`, and the toggle shows that range. */
 async function expectRange(page, api, range) {
-  const stats = await api(`/api/stats?range=${range}`, { auth: false });
+  const stats = await api(`/api/stats?range=${range}`);
   const shown = await until(15_000, async () => {
     const s = await chartState(page);
     return s.range === range && s.canvases >= CHARTS ? s : null;
@@ -52,9 +52,9 @@ export async function fleet({ page, api }) {
   const compare = async (query) => {
     let last = '';
     const ok = await until(15_000, async () => {
-      const before = await api(`/api/pool/instances${query}`, { auth: false });
+      const before = await api(`/api/pool/instances${query}`);
       const shown = await shownIds();
-      const after = await api(`/api/pool/instances${query}`, { auth: false });
+      const after = await api(`/api/pool/instances${query}`);
       const ids = (doc) => doc.instances.map((i) => `${i.id}:${i.status}`).sort().join();
       const rows = shown ? shown.split(',').length : 0;
       last = `page ${rows} rows vs API total ${after.total} (${ids(after)} / page ${shown})`;
@@ -80,7 +80,7 @@ async function fleetOrphans({ page, api }) {
     .map((tr) => `${tr.dataset.key}:${tr.querySelectorAll('a.railway-link').length}`).sort().join());
   let last = '';
   const ok = await until(15_000, async () => {
-    const doc = await api('/api/pool/instances', { auth: false });
+    const doc = await api('/api/pool/instances');
     const want = doc.orphans.map((o) => `${o.serviceId}:${o.railwayUrl ? 1 : 0}`).sort().join();
     const hidden = await page.evaluate(() => document.getElementById('orphans-wrap').hidden);
     last = `page ${await shown()} (hidden: ${hidden}) vs API ${want}`;

@@ -81,7 +81,8 @@ async fn mutations_require_the_api_key() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let api = Api::start(&[("POOL_ENVIRONMENT", "production")]).await;
+    let api =
+        Api::start(&[("POOL_ENVIRONMENT", "production"), ("POOL_INSTANCE_KEY", crate::helpers::INSTANCE_KEY)]).await;
     api.add_idle(1).await;
     let bad = [
         json!({"agentName": ""}),

@@ -24,6 +24,7 @@ fn services(url: &str, key: Option<&str>, timeout: Duration) -> ServicesClient {
         timeout,
         create_timeout: timeout,
         rate_limit_pause: PAUSE,
+        max_pause: Duration::from_secs(300),
     };
     ServicesClient::new(&config, Throttle::Unlimited)
 }

@@ -258,16 +258,32 @@ async fn pool_refills_after_an_outage_longer_than_the_provision_retries() {
     assert_eq!(stack.sim.sim.service_ids().len(), 4, "one service per row");
 }
 
+const MAX_PAUSE: Duration = Duration::from_secs(300);
+
 /// A 429 with `Retry-After` seen by one caller holds back every caller of the shared
 /// limit (all replicas): the next reservation waits out the pause.
 #[tokio::test]
 async fn retry_after_pauses_the_shared_limit_for_everyone() {
     let db = crate::helpers::TestDb::new().await;
-    let first = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10).await.unwrap();
+    let first = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10, MAX_PAUSE).await.unwrap();
     assert!(first.wait.is_zero(), "{first:?}");
     pool::store::rate_limit::pause(&db.pool, "services_api", 100, 10, Duration::from_secs(3)).await.unwrap();
-    let next = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10).await.unwrap();
+    let next = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10, MAX_PAUSE).await.unwrap();
     assert!(next.wait > Duration::from_millis(2500) && next.wait <= Duration::from_secs(3), "{next:?}");
-    let after = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10).await.unwrap();
+    let after = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10, MAX_PAUSE).await.unwrap();
     assert!(after.wait > Duration::from_millis(2000), "later callers are held back too: {after:?}");
+}
+
+/// A pause stored further ahead than the cap (an older release took `Retry-After:
+/// 86400` at its word) is shortened to the cap by the next reservation.
+#[tokio::test]
+async fn a_pause_beyond_the_cap_is_shortened() {
+    let db = crate::helpers::TestDb::new().await;
+    sqlx::query("INSERT INTO rate_limits (name, tat) VALUES ('services_api', now() + interval '1 day')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let cap = Duration::from_secs(2);
+    let slot = pool::store::rate_limit::reserve(&db.pool, "services_api", 100, 10, cap).await.unwrap();
+    assert!(slot.wait <= cap, "{slot:?}");
 }

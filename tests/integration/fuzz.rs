@@ -1,6 +1,6 @@
 //! The API fuzzed from its own OpenAPI document (schemathesis, installed by
 //! `scripts/fuzz-deps`): with and without the key, every answer conforms to
-//! `/openapi.json` (status codes, content types, bodies), schema-valid requests are
+//! `/openapi.json` (status codes, content types, bodies) with every key scope, schema-valid requests are
 //! accepted and invalid ones rejected, and there is no 5xx but the documented 503
 //! `no_idle_instance` of a claim (`tests/fuzz/pool_checks.py`).
 
@@ -10,6 +10,8 @@ use crate::{
     helpers::{API_KEY, fast_sim},
     stack::Stack,
 };
+
+const CLAIM_KEY: &str = "test-claim-key";
 
 async fn schemathesis(stack: &Stack, key: Option<&str>) -> (bool, String) {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -35,11 +37,11 @@ async fn schemathesis(stack: &Stack, key: Option<&str>) -> (bool, String) {
 
 #[tokio::test]
 async fn the_api_conforms_to_its_openapi_document_under_fuzzing() {
-    let stack = Stack::start(fast_sim(), 1, &[("POOL_MIN_IDLE", "2")]).await;
+    let stack = Stack::start(fast_sim(), 1, &[("POOL_MIN_IDLE", "2"), ("POOL_CLAIM_KEYS", CLAIM_KEY)]).await;
     stack.wait_for_counts("2 idle", Duration::from_secs(30), |c| c["idle"] == 2).await;
-    for key in [Some(API_KEY), None] {
+    for (scope, key) in [("an operator key", Some(API_KEY)), ("a claim key", Some(CLAIM_KEY)), ("no key", None)] {
         let (passed, report) = schemathesis(&stack, key).await;
-        assert!(passed, "fuzzing {} the key found failures:\n{report}", if key.is_some() { "with" } else { "without" });
+        assert!(passed, "fuzzing with {scope} found failures:\n{report}");
     }
     let health = stack.http.get(stack.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the web process survived");

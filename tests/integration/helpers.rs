@@ -16,8 +16,10 @@ use tokio::{
     sync::OnceCell,
 };
 
-/// The API key every test app uses.
-pub const API_KEY: &str = "test-pool-key";
+/// The operator key every test app uses (long enough for production settings).
+pub const API_KEY: &str = "test-pool-key-0123456789abcdef0123";
+/// An instance key production settings accept.
+pub const INSTANCE_KEY: &str = "test-instance-key-0123456789abcdef";
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 static DB_COUNTER: AtomicU32 = AtomicU32::new(0);

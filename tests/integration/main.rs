@@ -18,6 +18,7 @@ mod deploy;
 mod faults;
 mod fifo;
 mod fuzz;
+mod hostile;
 mod http;
 mod jobs_admin;
 mod lifecycle;

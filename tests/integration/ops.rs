@@ -135,8 +135,14 @@ async fn openapi_types_job_documents_and_shares_error_answers() {
             if op.get("security").is_some() {
                 secured += 1;
                 assert_eq!(answer, &unauthorized, "{method} {path}: 401 is the shared answer");
-            } else {
-                assert!(answer.is_null(), "{method} {path} needs no key but documents 401");
+            } else if !answer.is_null() {
+                // A route where a key only adds fields refuses a key it does not know.
+                assert_eq!(answer, &unauthorized, "{method} {path}: 401 is the shared answer");
+            }
+            if !answer.is_null() {
+                let scoped = (&op["responses"]["403"]["$ref"], &op["responses"]["429"]["$ref"]);
+                assert_eq!(scoped.0, "#/components/responses/Forbidden", "{method} {path}");
+                assert_eq!(scoped.1, "#/components/responses/TooManyAuthFailures", "{method} {path}");
             }
         }
     }

@@ -57,7 +57,8 @@ async fn service_id_of(stack: &Stack, id: &str) -> Option<String> {
 }
 
 async fn fleet_orphans(stack: &Stack) -> Vec<Value> {
-    let fleet: Value = stack.http.get(stack.url("/api/pool/instances")).send().await.unwrap().json().await.unwrap();
+    let fleet: Value =
+        stack.request(reqwest::Method::GET, "/api/pool/instances").send().await.unwrap().json().await.unwrap();
     fleet["orphans"].as_array().cloned().unwrap_or_default()
 }
 
