@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::{
+    domain::text::{storable, storable_json},
     store::jobs::lifecycle::{self, Outcome},
     upstream::{Next, UpstreamError},
 };
@@ -114,16 +115,17 @@ pub fn backoff(attempt: usize) -> Duration {
 }
 
 /// The outcome to record for a run, logged; `None` when there is nothing to record.
+/// Its text is made storable here (no NUL), whatever the handler met upstream.
 pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> Option<Outcome> {
     let outcome = match result {
-        Ok(value) => Outcome::Succeeded(value),
-        Err(JobError::Permanent(error)) => Outcome::Permanent(error),
+        Ok(value) => Outcome::Succeeded(storable_json(value)),
+        Err(JobError::Permanent(error)) => Outcome::Permanent(storable(error)),
         Err(JobError::Cancelled) => Outcome::Cancelled,
         Err(JobError::Retry { message, after }) => {
             let delay = after.unwrap_or_else(|| backoff(meta.earlier_attempts())).min(BACKOFF_CAP);
-            Outcome::Retryable { error: message, delay }
+            Outcome::Retryable { error: storable(message), delay }
         }
-        Err(JobError::Again { note, after }) => Outcome::Again { note, delay: after },
+        Err(JobError::Again { note, after }) => Outcome::Again { note: storable(note), delay: after },
         Err(JobError::Recorded) => {
             tracing::info!(job_id = %meta.id, kind, "job succeeded");
             return None;
@@ -145,4 +147,18 @@ pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> O
         }
     }
     Some(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_text_is_made_storable() {
+        let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into() };
+        let failed = outcome(&meta, "noop", Err(JobError::permanent("bad\0byte")));
+        assert!(matches!(failed, Some(Outcome::Permanent(e)) if e == "badbyte"));
+        let ok = outcome(&meta, "noop", Ok(serde_json::json!({"name": "a\0b"})));
+        assert!(matches!(ok, Some(Outcome::Succeeded(v)) if v == serde_json::json!({"name": "ab"})));
+    }
 }

@@ -22,6 +22,7 @@ mod http;
 mod jobs_admin;
 mod lifecycle;
 mod migrations;
+mod odd_bytes;
 mod operator;
 mod ops;
 mod proxy;
