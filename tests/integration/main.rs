@@ -25,6 +25,7 @@ mod migrations;
 mod odd_bytes;
 mod operator;
 mod ops;
+mod outcomes;
 mod proxy;
 mod queue;
 mod reconcile;
