@@ -10,6 +10,7 @@ mod api;
 mod bench;
 mod browser;
 mod buffer;
+mod bulk_retry;
 mod claim_storm;
 mod clients;
 mod config;

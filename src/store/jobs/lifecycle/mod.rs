@@ -19,7 +19,7 @@ use std::time::Duration;
 
 mod operator;
 
-pub use operator::{ActionError, Filter, cancel, cancel_all, retry, retry_all};
+pub use operator::{ActionError, Filter, Retried, cancel, cancel_all, retry, retry_all};
 use serde_json::Value;
 use sqlx::PgExecutor;
 
