@@ -21,6 +21,7 @@ mod fifo;
 mod fuzz;
 mod http;
 mod jobs_admin;
+mod lease;
 mod lifecycle;
 mod migrations;
 mod odd_bytes;
