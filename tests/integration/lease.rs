@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::{
     claim_storm::provisions_by_instance,
     helpers::fast_sim,
+    proxy::{FreezableProxy, server_of, via_proxy},
     stack::{Stack, eventually},
 };
 
@@ -67,3 +68,50 @@ async fn sigterm_drain_keeps_the_lease_until_every_outcome_is_written() {
     assert!(provisions.values().all(|calls| calls.len() == 1), "one provision per instance: {provisions:?}");
 }
 
+/// Seconds since each worker's last heartbeat.
+async fn silences(stack: &Stack) -> Vec<(String, f64)> {
+    sqlx::query_as("SELECT id, EXTRACT(EPOCH FROM now() - last_seen)::float8 FROM job_workers")
+        .fetch_all(&stack.db.pool)
+        .await
+        .unwrap()
+}
+
+/// Every connection of a worker hangs (a blackholed network path: no answer, no
+/// error). Its heartbeat gives the hung tick up and proves it alive on a new
+/// connection, so the worker never looks dead for a whole rescue window; it used
+/// to wait on the hung connection for ever.
+#[tokio::test]
+async fn a_hung_heartbeat_connection_is_replaced_before_the_rescue_window_ends() {
+    // A window with room for a slow reconnect on a busy test machine.
+    const RESCUE_AFTER: Duration = Duration::from_secs(6);
+    let lease = [("JOB_HEARTBEAT_MS", "500"), ("JOB_RESCUE_AFTER_MS", "6000")];
+    let mut stack = Stack::start(fast_sim(), 0, &lease).await;
+    let proxy = FreezableProxy::start(server_of(&stack.db.url)).await;
+    let direct = stack.env["DATABASE_URL"].clone();
+    stack.env.insert("DATABASE_URL".into(), via_proxy(&direct, proxy.port));
+    stack.add_worker();
+    stack.env.insert("DATABASE_URL".into(), direct);
+    stack.wait_for_workers(1).await;
+    // A heartbeat after the registration: the heartbeat connection is open.
+    let last_seen = || async {
+        let seen: f64 = sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM last_seen)::float8 FROM job_workers")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+        seen
+    };
+    let registered = last_seen().await;
+    let beating =
+        eventually(Duration::from_secs(10), || async { (last_seen().await > registered).then_some(()) }).await;
+    assert!(beating.is_some(), "the worker heartbeats");
+
+    proxy.freeze_open_connections();
+    let mut longest = 0.0f64;
+    for _ in 0..(RESCUE_AFTER.as_millis() * 3 / 2 / 250) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let silences = silences(&stack).await;
+        assert_eq!(silences.len(), 1, "{silences:?}");
+        longest = longest.max(silences[0].1);
+    }
+    assert!(longest < RESCUE_AFTER.as_secs_f64(), "the worker was silent for {longest:.1} s");
+}

@@ -37,23 +37,41 @@ pub async fn deregister(db: &PgPool, worker: &str) {
     }
 }
 
-/// Heartbeats, rescues and moves legacy jobs until `stop`.
+/// Heartbeats, rescues and moves legacy jobs until `stop`. The caller stops it only
+/// once every outcome of this process is written: until then its runs hold their
+/// jobs, and a silent worker's jobs are taken back and run again. A tick that hangs
+/// (a connection that neither answers nor fails) is given up after a quarter of the
+/// rescue window, and the next tick reconnects, so one bad connection cannot keep
+/// this live worker silent.
 pub async fn run(ctx: Arc<Ctx>, worker: String, fetcher: Arc<Fetcher>, mut stop: watch::Receiver<bool>) {
     let (heartbeat, rescue_after) = (ctx.config.jobs.heartbeat, ctx.config.jobs.rescue_after);
+    let limit = rescue_after / 4;
     let options = ctx.db.connect_options();
     let mut conn: Option<PgConnection> = None;
     loop {
         if conn.is_none() {
-            conn = PgConnection::connect_with(&options)
-                .await
-                .inspect_err(|err| tracing::warn!(error = %err, "heartbeat connection failed"))
-                .ok();
+            conn = match tokio::time::timeout(limit, PgConnection::connect_with(&options)).await {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(err)) => {
+                    tracing::warn!(worker = %worker, error = %err, "heartbeat connection failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(worker = %worker, "heartbeat connection timed out");
+                    None
+                }
+            };
         }
-        if let Some(c) = conn.as_mut()
-            && let Err(err) = tick(c, &worker, &fetcher, rescue_after).await
-        {
-            tracing::warn!(error = %err, "heartbeat failed; reconnecting");
-            conn = None;
+        if let Some(c) = conn.as_mut() {
+            let failed = match tokio::time::timeout(limit, tick(c, &worker, &fetcher, rescue_after)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some(format!("no answer within {} ms", limit.as_millis())),
+            };
+            if let Some(error) = failed {
+                tracing::warn!(worker = %worker, error, "heartbeat failed; reconnecting");
+                conn = None;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(heartbeat) => {}
