@@ -36,3 +36,20 @@ async fn of_two_runs_of_one_job_in_one_batch_the_one_holding_the_job_is_written(
         sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1").bind(&first.id).fetch_one(&db.pool).await.unwrap();
     assert_eq!(state, "succeeded");
 }
+
+/// What Postgres answers to an outcome with NUL (in the error text, or in the
+/// result JSON) is a refusal of that statement, not an absent database: the writer
+/// isolates such an outcome instead of retrying its batch for ever.
+#[tokio::test]
+async fn postgres_refuses_an_outcome_with_nul_as_a_refusal_not_an_outage() {
+    let db = TestDb::new().await;
+    let jobs = [pool::store::NewJob::new("noop", json!({}), 3), pool::store::NewJob::new("noop", json!({}), 3)];
+    pool::store::jobs::enqueue_many(&db.pool, &jobs).await.unwrap();
+    let fetched = lifecycle::fetch(&db.pool, "w", &[("noop", 2)]).await.unwrap();
+    let outcomes = [Outcome::Permanent("bad\0byte".into()), Outcome::Succeeded(json!({"name": "bad\u{0}byte"}))];
+    for (job, outcome) in fetched.iter().zip(outcomes) {
+        let run = Finished { id: job.id.clone(), attempt: job.attempt, outcome: outcome.clone() };
+        let err = lifecycle::finish(&db.pool, "w", &[run]).await.expect_err("Postgres refuses NUL");
+        assert!(!pool::store::is_transient(&err), "{outcome:?}: {err}");
+    }
+}
