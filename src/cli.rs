@@ -24,6 +24,7 @@ const WEB_ENV: &str = "Environment (also read from .env):
   POOL_CLAIM_CONTRACT     jobs | original (the original service's claim answer)
   POOL_MIN_IDLE, POOL_BUFFER, POOL_MAX_WARM   the warm target counts and /metrics show
   DATABASE_MAX_CONNECTIONS, JOB_MAX_ATTEMPTS[_<KIND>], RAILWAY_PROJECT_ID,
+  JOB_RESCUE_AFTER_MS     a worker silent this long is not counted alive in /metrics
   RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (text), RUST_LOG";
 
 /// What `pool worker` reads (every variable: .env.example).
@@ -40,6 +41,7 @@ const WORKER_ENV: &str = "Environment (also read from .env):
   RECONCILE_SCHEDULE, REPLENISH_SCHEDULE   cron with seconds (*/30 * * * * *)
   JOB_CLAIM_CONCURRENCY, JOB_DEFAULT_CONCURRENCY, JOB_CONCURRENCY_<KIND>
   JOB_MAX_ATTEMPTS[_<KIND>], JOB_RETENTION_HOURS, PROVISION_TIMEOUT_MS
+  JOB_HEARTBEAT_MS, JOB_RESCUE_AFTER_MS     worker liveness (3000, 12000)
   SERVICES_RATE_PER_SEC, SERVICES_RATE_BURST, INSTANCE_RATE_PER_SEC
   DATABASE_MAX_CONNECTIONS, POOL_LOG_FORMAT (text), RUST_LOG";
 

@@ -111,8 +111,8 @@ pub async fn run(command: JobsCommand, database_url: &SecretString) -> anyhow::R
         JobsCommand::Retry { id: Some(id), .. } => report(jobs::retry(&mut conn, &id).await, &id),
         JobsCommand::Cancel { id: Some(id), .. } => report(jobs::cancel(&mut conn, &id).await, &id),
         JobsCommand::Retry { id: None, filter } => {
-            let ids = jobs::retry_all(&mut *conn, &filter.parse()?).await?;
-            println!("{}", serde_json::json!({ "retried": ids.len(), "ids": ids }));
+            let done = jobs::retry_all(&mut conn, &filter.parse()?).await?;
+            println!("{}", serde_json::json!({ "retried": done.ids.len(), "ids": done.ids, "skipped": done.skipped }));
             Ok(())
         }
         JobsCommand::Cancel { id: None, filter } => {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode, header::RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
+use crate::domain::text::storable;
+
 /// Longest upstream body excerpt kept in an error message. Bodies are not secrets, but
 /// an HTML error page is noise in a job's `error` field.
 const BODY_EXCERPT: usize = 200;
@@ -129,7 +131,8 @@ pub async fn read_json<T: DeserializeOwned>(target: &'static str, response: Resp
     let status = response.status();
     if status.is_success() {
         let bytes = response.bytes().await.map_err(|e| UpstreamError::from_transport(target, &e))?;
-        return serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode { target, message: e.to_string() });
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| UpstreamError::Decode { target, message: storable(e.to_string()) });
     }
     let retry_after = retry_after(&response);
     let message = error_message(response.text().await.unwrap_or_default());
@@ -157,12 +160,13 @@ fn retry_after(response: &Response) -> Option<Duration> {
     raw.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// The `error` field of a JSON body, else the start of the raw text.
+/// The `error` field of a JSON body, else the start of the raw text; without NUL,
+/// which Postgres cannot store (the message ends up in a job's `error`).
 fn error_message(body: String) -> String {
     let from_json = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned).or_else(|| Some(e.to_string()))));
-    let text = from_json.unwrap_or(body);
+    let text = storable(from_json.unwrap_or(body));
     let text = text.trim();
     if text.is_empty() {
         return "(empty body)".into();
@@ -205,5 +209,11 @@ mod tests {
         assert_eq!(error_message("<html>oops</html>".into()), "<html>oops</html>");
         assert!(error_message("x".repeat(500)).chars().count() <= BODY_EXCERPT + 1);
         assert_eq!(error_message("  ".into()), "(empty body)");
+    }
+
+    #[test]
+    fn error_message_drops_nul_which_postgres_cannot_store() {
+        assert_eq!(error_message(r#"{"error":"bad\u0000byte"}"#.into()), "badbyte");
+        assert_eq!(error_message("raw\0body".into()), "rawbody");
     }
 }

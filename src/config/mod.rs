@@ -142,6 +142,11 @@ pub struct JobsConfig {
     pub concurrency_by_kind: Vec<(&'static str, u32)>,
     /// How long finished jobs are kept.
     pub retention: Duration,
+    /// How often a worker proves it is alive (`JOB_HEARTBEAT_MS`, 3 s).
+    pub heartbeat: Duration,
+    /// Silence after which a worker is presumed dead and its running jobs are taken
+    /// back (`JOB_RESCUE_AFTER_MS`, 12 s). Tests shorten both to wait seconds.
+    pub rescue_after: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -218,7 +223,7 @@ impl Config {
 
 impl JobsConfig {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        Ok(Self {
+        Self {
             reconcile_schedule: env.cron("RECONCILE_SCHEDULE", "*/30 * * * * *")?,
             replenish_schedule: env.cron("REPLENISH_SCHEDULE", "*/30 * * * * *")?,
             claim_concurrency: env.positive("JOB_CLAIM_CONCURRENCY", 16)?,
@@ -231,7 +236,20 @@ impl JobsConfig {
             max_attempts_by_kind: by_kind(env, "JOB_MAX_ATTEMPTS_")?,
             concurrency_by_kind: by_kind(env, "JOB_CONCURRENCY_")?,
             retention: Duration::from_secs(env.parse::<u64>("JOB_RETENTION_HOURS", 72)? * 3600),
-        })
+            heartbeat: Duration::from_millis(env.positive("JOB_HEARTBEAT_MS", 3_000)?),
+            rescue_after: Duration::from_millis(env.positive("JOB_RESCUE_AFTER_MS", 12_000)?),
+        }
+        .checked()
+    }
+
+    /// A worker must get several heartbeats into the rescue window, or a live one
+    /// would be presumed dead between two beats.
+    fn checked(self) -> Result<Self, ConfigError> {
+        if self.rescue_after < self.heartbeat * 3 {
+            let reason = format!("must be at least 3 x JOB_HEARTBEAT_MS ({} ms)", self.heartbeat.as_millis());
+            return Err(ConfigError::Invalid { name: "JOB_RESCUE_AFTER_MS", reason });
+        }
+        Ok(self)
     }
 }
 

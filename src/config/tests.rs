@@ -24,6 +24,18 @@ fn defaults_apply_when_only_required_vars_are_set() {
     assert_eq!(c.keys.instance().expose_secret(), "k", "staging without POOL_INSTANCE_KEY");
     assert!(c.keys.instance_is_operator());
     assert_eq!((c.buffer, c.max_warm, c.idle_max_age), (crate::buffer::Mode::Adaptive, Some(10), None));
+    assert_eq!((c.jobs.heartbeat, c.jobs.rescue_after), (Duration::from_secs(3), Duration::from_secs(12)));
+}
+
+#[test]
+fn liveness_timings_parse_and_leave_room_for_heartbeats() {
+    let mut vars = BASE.to_vec();
+    vars.extend([("JOB_HEARTBEAT_MS", "250"), ("JOB_RESCUE_AFTER_MS", "1500")]);
+    let c = load(&vars).unwrap();
+    assert_eq!((c.jobs.heartbeat, c.jobs.rescue_after), (Duration::from_millis(250), Duration::from_millis(1500)));
+    vars.pop();
+    vars.push(("JOB_RESCUE_AFTER_MS", "500"));
+    assert!(load(&vars).unwrap_err().to_string().contains("at least 3 x JOB_HEARTBEAT_MS"));
 }
 
 #[test]
@@ -60,6 +72,8 @@ fn malformed_values_are_named() {
         ("POOL_MAX_WARM", "0"),
         ("POOL_IDLE_MAX_AGE", "2 weeks"),
         ("POOL_IDLE_MAX_AGE", "0"),
+        ("JOB_HEARTBEAT_MS", "0"),
+        ("JOB_RESCUE_AFTER_MS", "soon"),
     ];
     for (name, value) in cases {
         let mut vars = BASE.to_vec();

@@ -4,6 +4,7 @@
 mod deploy;
 mod id;
 mod status;
+pub mod text;
 
 pub use deploy::{DeployPhase, DeployStatus};
 pub use id::{InstanceId, InvalidInstanceId};

@@ -109,6 +109,13 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
+        // Text Postgres cannot store (NUL) that reached a query through a path or
+        // query parameter: the request is at fault, not the service.
+        if let sqlx::Error::Database(db) = &err
+            && matches!(db.code().as_deref(), Some("22021" | "22P05"))
+        {
+            return Self::Validation(super::extract::NUL_REFUSED.into());
+        }
         Self::Internal(err.into())
     }
 }

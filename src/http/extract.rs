@@ -40,8 +40,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         if bytes.trim_ascii().first() != Some(&b'{') {
             return Err(ApiError::Validation("the body must be a JSON object".into()));
         }
+        if has_escaped_nul(bytes) {
+            return Err(ApiError::Validation(NUL_REFUSED.into()));
+        }
         serde_json::from_slice(bytes).map(ApiJson).map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
     }
+}
+
+/// Why a request with NUL in its text is refused (Postgres cannot store it).
+pub const NUL_REFUSED: &str = "text must not contain NUL (\\u0000)";
+
+/// Whether a string of the JSON body, or a key, holds NUL (`\u0000`; a raw NUL
+/// byte is invalid JSON anyway). Parsed only when the escape appears at all.
+fn has_escaped_nul(bytes: &[u8]) -> bool {
+    bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| crate::domain::text::json_has_nul(&v))
 }
 
 /// The body of actions that take no input: none, or `{}`; any field is rejected, and

@@ -22,7 +22,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let page = crate::metrics::render(&state.db, state.config.buffer_settings()).await?;
+    let page =
+        crate::metrics::render(&state.db, state.config.buffer_settings(), state.config.jobs.rescue_after).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], page))
 }
 

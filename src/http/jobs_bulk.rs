@@ -74,6 +74,8 @@ pub enum Cancellable {
 pub struct Retried {
     retried: usize,
     ids: Vec<String>,
+    /// Jobs not retried because an active job of their kind holds their dedupe key.
+    skipped: Vec<String>,
 }
 
 /// What a bulk cancel did.
@@ -108,7 +110,8 @@ fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiEr
 }
 
 /// Every failed or cancelled job the filter selects back to `queued`, attempts reset
-/// (of jobs sharing a singleton key, only the newest; none while one is active).
+/// (of jobs sharing a singleton key, only the newest; none while one is active: those
+/// are `skipped`).
 #[utoipa::path(post, path = "/api/jobs/retry", tag = "jobs", request_body = RetryFilter, security(("bearer" = [])),
     responses((status = 200, description = "The jobs queued again", body = Retried),
         (status = 400, description = "Invalid filter", body = ErrorBody),
@@ -120,9 +123,10 @@ pub async fn retry_all(
     ApiJson(body): ApiJson<RetryFilter>,
 ) -> Result<Json<Retried>, ApiError> {
     let filter = filter(body.kind, body.status.map(JobState::from))?;
-    let ids = jobs::retry_all(&state.db, &filter).await?;
-    tracing::info!(retried = ids.len(), kind = ?filter.kind, "jobs re-queued by operator");
-    Ok(Json(Retried { retried: ids.len(), ids }))
+    let mut conn = state.db.acquire().await?;
+    let jobs::Retried { ids, skipped } = jobs::retry_all(&mut conn, &filter).await?;
+    tracing::info!(retried = ids.len(), skipped = skipped.len(), kind = ?filter.kind, "jobs re-queued by operator");
+    Ok(Json(Retried { retried: ids.len(), ids, skipped }))
 }
 
 /// Cancels every queued job the filter selects; asks the running ones to stop.

@@ -40,7 +40,7 @@ type KindTotal = (String, String, i64);
 
 /// The full `/metrics` page: scrape-time gauges from the database, the fleet's
 /// counters and histograms, then this process's recorder (HTTP requests).
-pub async fn render(db: &PgPool, settings: buffer::Settings) -> sqlx::Result<String> {
+pub async fn render(db: &PgPool, settings: buffer::Settings, rescue_after: Duration) -> sqlx::Result<String> {
     let min_idle = settings.min_idle;
     let view = buffer::view(db, settings).await?;
     let counts = view.counts;
@@ -64,8 +64,8 @@ pub async fn render(db: &PgPool, settings: buffer::Settings) -> sqlx::Result<Str
     for (status, n) in by_status {
         out.push_str(&format!("pool_instances{{status=\"{status}\"}} {n}\n"));
     }
-    // Rescue presumes a worker dead after 12 s of silence; the same horizon here.
-    let workers = jobs::lifecycle::live_workers(db, Duration::from_secs(12)).await?;
+    // Rescue presumes a worker dead after this much silence; the same horizon here.
+    let workers = jobs::lifecycle::live_workers(db, rescue_after).await?;
     out.push_str("# HELP pool_workers_alive Worker processes whose heartbeat is recent.\n");
     out.push_str(&format!("# TYPE pool_workers_alive gauge\npool_workers_alive {workers}\n"));
     out.push_str("# HELP pool_jobs Jobs in the table by kind and status.\n# TYPE pool_jobs gauge\n");

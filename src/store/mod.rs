@@ -30,3 +30,25 @@ where
     .await
     .map_err(|e| sqlx::Error::Protocol(format!("transaction task failed: {e}")))?
 }
+
+/// Whether `err` says the database was unreachable or busy rather than that it
+/// refused this statement: the same statement may succeed later. Anything else
+/// (bad data, a broken constraint) fails again every time.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Connection exceptions, a read-only transaction (a standby during a
+        // failover), serialization failures and deadlocks, insufficient resources,
+        // an object not available now (a database not accepting connections),
+        // operator intervention (shutdown, recovery), system errors.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| ["08", "25", "40", "53", "55", "57", "58"].iter().any(|class| code.starts_with(class))),
+        _ => false,
+    }
+}

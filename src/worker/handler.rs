@@ -1,6 +1,6 @@
 //! What a job handler returns and which outcome that records: success, a durable
-//! retry with exponential backoff and jitter (or the upstream's `Retry-After`), or a
-//! permanent failure that fails the job at once.
+//! retry with exponential backoff and jitter (later still when the upstream's
+//! `Retry-After` says so), or a permanent failure that fails the job at once.
 
 use std::{future::Future, time::Duration};
 
@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::{
+    domain::text::{storable, storable_json},
     store::jobs::lifecycle::{self, Outcome},
     upstream::{Next, UpstreamError},
 };
@@ -113,17 +114,26 @@ pub fn backoff(attempt: usize) -> Duration {
     capped.mul_f64(jitter).max(Duration::from_millis(500))
 }
 
+/// When a failed attempt runs again: our backoff, or later when the upstream asked
+/// for more time. Its `Retry-After` is a "not before", never a licence to go faster:
+/// a `Retry-After: 0` would spend every attempt within milliseconds.
+fn retry_delay(earlier_attempts: usize, upstream_hint: Option<Duration>) -> Duration {
+    let ours = backoff(earlier_attempts);
+    upstream_hint.map_or(ours, |hint| hint.max(ours)).min(BACKOFF_CAP)
+}
+
 /// The outcome to record for a run, logged; `None` when there is nothing to record.
+/// Its text is made storable here (no NUL), whatever the handler met upstream.
 pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> Option<Outcome> {
     let outcome = match result {
-        Ok(value) => Outcome::Succeeded(value),
-        Err(JobError::Permanent(error)) => Outcome::Permanent(error),
+        Ok(value) => Outcome::Succeeded(storable_json(value)),
+        Err(JobError::Permanent(error)) => Outcome::Permanent(storable(error)),
         Err(JobError::Cancelled) => Outcome::Cancelled,
         Err(JobError::Retry { message, after }) => {
-            let delay = after.unwrap_or_else(|| backoff(meta.earlier_attempts())).min(BACKOFF_CAP);
-            Outcome::Retryable { error: message, delay }
+            let delay = retry_delay(meta.earlier_attempts(), after);
+            Outcome::Retryable { error: storable(message), delay }
         }
-        Err(JobError::Again { note, after }) => Outcome::Again { note, delay: after },
+        Err(JobError::Again { note, after }) => Outcome::Again { note: storable(note), delay: after },
         Err(JobError::Recorded) => {
             tracing::info!(job_id = %meta.id, kind, "job succeeded");
             return None;
@@ -145,4 +155,29 @@ pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> O
         }
     }
     Some(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_hint_never_shortens_the_backoff() {
+        for attempt in 0..6 {
+            let floor = BACKOFF_BASE.saturating_mul(1 << attempt).mul_f64(0.5).max(Duration::from_millis(500));
+            assert!(retry_delay(attempt, Some(Duration::ZERO)) >= floor, "Retry-After: 0 at attempt {attempt}");
+            assert!(retry_delay(attempt, None) >= floor);
+        }
+        assert_eq!(retry_delay(0, Some(Duration::from_secs(30))), Duration::from_secs(30), "a longer hint holds");
+        assert_eq!(retry_delay(0, Some(Duration::from_secs(3600))), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn outcome_text_is_made_storable() {
+        let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into() };
+        let failed = outcome(&meta, "noop", Err(JobError::permanent("bad\0byte")));
+        assert!(matches!(failed, Some(Outcome::Permanent(e)) if e == "badbyte"));
+        let ok = outcome(&meta, "noop", Ok(serde_json::json!({"name": "a\0b"})));
+        assert!(matches!(ok, Some(Outcome::Succeeded(v)) if v == serde_json::json!({"name": "ab"})));
+    }
 }

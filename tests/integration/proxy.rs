@@ -1,7 +1,14 @@
-//! A TCP proxy that delays every chunk in both directions: a slow database (or a
-//! database far away) for the processes under test.
+//! TCP proxies in front of the database for the processes under test: one that
+//! delays every chunk in both directions (a slow database, or one far away), and one
+//! whose open connections can be frozen (a blackholed connection).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -54,4 +61,65 @@ pub fn via_proxy(url: &str, port: u16) -> String {
 pub fn server_of(url: &str) -> String {
     let (_, rest) = url.split_once('@').expect("URL with credentials");
     rest.split_once('/').expect("URL with a database").0.to_owned()
+}
+
+/// A proxy whose open connections can be frozen: they stay open but carry nothing
+/// more (a blackholed connection that neither answers nor fails), while new ones
+/// pass.
+pub struct FreezableProxy {
+    pub port: u16,
+    /// Connections numbered up to this one are frozen.
+    cutoff: Arc<AtomicU64>,
+    opened: Arc<AtomicU64>,
+}
+
+impl FreezableProxy {
+    /// Starts a proxy to `target` (`host:port`); it lives as long as the test's runtime.
+    pub async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let (cutoff, opened) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (cut, open) = (cutoff.clone(), opened.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (target, cutoff) = (target.clone(), cut.clone());
+                let n = open.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(&target).await else { return };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    let frozen = move || cutoff.load(Ordering::SeqCst) >= n;
+                    tokio::join!(pipe_unless(ri, wo, frozen.clone()), pipe_unless(ro, wi, frozen));
+                });
+            }
+        });
+        Self { port, cutoff, opened }
+    }
+
+    /// Freezes every connection open now, for good.
+    pub fn freeze_open_connections(&self) {
+        self.cutoff.store(self.opened.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+async fn pipe_unless(
+    mut from: impl AsyncReadExt + Unpin,
+    mut to: impl AsyncWriteExt + Unpin,
+    frozen: impl Fn() -> bool,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if frozen() {
+            // Holds the bytes and the connection: the peer waits for ever.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }

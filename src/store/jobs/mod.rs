@@ -12,7 +12,7 @@ pub mod pauses;
 
 pub use admin::{Attempt, ListQuery, history, list, prune, totals, totals_by_kind};
 pub use idempotency::{idempotent_job, prune_idempotency_keys, remember_idempotency_key};
-pub use lifecycle::{ActionError, Filter, cancel, cancel_all, retry, retry_all};
+pub use lifecycle::{ActionError, Filter, Retried, cancel, cancel_all, retry, retry_all};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

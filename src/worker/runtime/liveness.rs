@@ -1,7 +1,8 @@
-//! Liveness of worker processes. Each process proves it is alive every
-//! [`HEARTBEAT`] on a connection of its own (a busy or exhausted pool cannot delay
-//! it), and every process takes back the running jobs of processes silent for
-//! [`RESCUE_AFTER`]: a job whose worker died or stalled runs again within ~15 s.
+//! Liveness of worker processes. Each process proves it is alive every heartbeat
+//! (`JOB_HEARTBEAT_MS`, 3 s) on a connection of its own (a busy or exhausted pool
+//! cannot delay it), and every process takes back the running jobs of processes
+//! silent for the rescue window (`JOB_RESCUE_AFTER_MS`, 12 s): a job whose worker
+//! died or stalled runs again within ~15 s.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,11 +14,6 @@ use crate::{
     store::jobs::{legacy, lifecycle},
     worker::Ctx,
 };
-
-/// How often a process proves it is alive.
-const HEARTBEAT: Duration = Duration::from_secs(3);
-/// Silence after which a process's running jobs are taken back.
-pub const RESCUE_AFTER: Duration = Duration::from_secs(12);
 
 /// Registers the worker, waiting out a database that is briefly away.
 pub async fn register(db: &PgPool, worker: &str) -> sqlx::Result<()> {
@@ -41,25 +37,44 @@ pub async fn deregister(db: &PgPool, worker: &str) {
     }
 }
 
-/// Heartbeats, rescues and moves legacy jobs until `stop`.
+/// Heartbeats, rescues and moves legacy jobs until `stop`. The caller stops it only
+/// once every outcome of this process is written: until then its runs hold their
+/// jobs, and a silent worker's jobs are taken back and run again. A tick that hangs
+/// (a connection that neither answers nor fails) is given up after a quarter of the
+/// rescue window, and the next tick reconnects, so one bad connection cannot keep
+/// this live worker silent.
 pub async fn run(ctx: Arc<Ctx>, worker: String, fetcher: Arc<Fetcher>, mut stop: watch::Receiver<bool>) {
+    let (heartbeat, rescue_after) = (ctx.config.jobs.heartbeat, ctx.config.jobs.rescue_after);
+    let limit = rescue_after / 4;
     let options = ctx.db.connect_options();
     let mut conn: Option<PgConnection> = None;
     loop {
         if conn.is_none() {
-            conn = PgConnection::connect_with(&options)
-                .await
-                .inspect_err(|err| tracing::warn!(error = %err, "heartbeat connection failed"))
-                .ok();
+            conn = match tokio::time::timeout(limit, PgConnection::connect_with(&options)).await {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(err)) => {
+                    tracing::warn!(worker = %worker, error = %err, "heartbeat connection failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(worker = %worker, "heartbeat connection timed out");
+                    None
+                }
+            };
         }
-        if let Some(c) = conn.as_mut()
-            && let Err(err) = tick(c, &worker, &fetcher).await
-        {
-            tracing::warn!(error = %err, "heartbeat failed; reconnecting");
-            conn = None;
+        if let Some(c) = conn.as_mut() {
+            let failed = match tokio::time::timeout(limit, tick(c, &worker, &fetcher, rescue_after)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some(format!("no answer within {} ms", limit.as_millis())),
+            };
+            if let Some(error) = failed {
+                tracing::warn!(worker = %worker, error, "heartbeat failed; reconnecting");
+                conn = None;
+            }
         }
         tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = tokio::time::sleep(heartbeat) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }
@@ -68,9 +83,9 @@ pub async fn run(ctx: Arc<Ctx>, worker: String, fetcher: Arc<Fetcher>, mut stop:
     }
 }
 
-async fn tick(conn: &mut PgConnection, worker: &str, fetcher: &Fetcher) -> sqlx::Result<()> {
+async fn tick(conn: &mut PgConnection, worker: &str, fetcher: &Fetcher, rescue_after: Duration) -> sqlx::Result<()> {
     lifecycle::heartbeat(&mut *conn, worker).await?;
-    let rescued = lifecycle::rescue(&mut *conn, RESCUE_AFTER).await?;
+    let rescued = lifecycle::rescue(&mut *conn, rescue_after).await?;
     if rescued > 0 {
         tracing::warn!(rescued, "took back running jobs of workers that stopped responding");
         fetcher.wake();

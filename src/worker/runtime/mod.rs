@@ -122,7 +122,10 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
         outcomes,
     });
     tracing::info!(worker = %worker, kinds = kinds.len(), "runtime starting");
-    let liveness = tokio::spawn(liveness::run(ctx.clone(), worker.clone(), fetcher.clone(), halt.clone()));
+    // The heartbeat outlives the fetch loop: runs in flight at a stop hold their jobs
+    // until their outcomes are written; a silent worker's jobs would run twice.
+    let (beating, beat) = watch::channel(false);
+    let liveness = tokio::spawn(liveness::run(ctx.clone(), worker.clone(), fetcher.clone(), beat));
     let fetching = tokio::spawn(fetcher.clone().run(ctx.clone(), deliveries, halt.clone()));
     let concurrency = kinds.iter().map(|k| k.slots).sum::<usize>();
     let ran = run_apalis(&worker, inbox, concurrency, shared, halt.clone(), fetching).await;
@@ -133,6 +136,7 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
     }
     writer.close().await;
     fetcher.release_unstarted(&ctx.db).await;
+    let _ = beating.send(true);
     let _ = liveness.await;
     liveness::deregister(&ctx.db, &worker).await;
     tracing::info!(worker = %worker, "runtime stopped");

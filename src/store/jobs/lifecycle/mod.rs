@@ -19,7 +19,7 @@ use std::time::Duration;
 
 mod operator;
 
-pub use operator::{ActionError, Filter, cancel, cancel_all, retry, retry_all};
+pub use operator::{ActionError, Filter, Retried, cancel, cancel_all, retry, retry_all};
 use serde_json::Value;
 use sqlx::PgExecutor;
 
@@ -132,8 +132,7 @@ pub struct Applied {
 /// when an operator asked the run to stop.
 pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) -> sqlx::Result<Vec<Applied>> {
     let ids: Vec<&str> = runs.iter().map(|run| run.id.as_str()).collect();
-    let outcomes: serde_json::Map<String, Value> = runs
-        .iter()
+    let outcomes: serde_json::Map<String, Value> = newest_runs(runs)
         .map(|run| {
             let (outcome, result, error, delay_ms, keep) = run.outcome.parts();
             let entry = serde_json::json!({
@@ -182,6 +181,18 @@ pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) ->
     .bind(worker)
     .fetch_all(db)
     .await
+}
+
+/// Of several runs of one job (a run rescued from this worker and its successor,
+/// finishing together), the newest: only it can hold the job, and one outcome per
+/// job fits the statement. Order is otherwise kept.
+fn newest_runs(runs: &[Finished]) -> impl Iterator<Item = &Finished> {
+    let mut newest: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+    for run in runs {
+        let attempt = newest.entry(run.id.as_str()).or_insert(run.attempt);
+        *attempt = (*attempt).max(run.attempt);
+    }
+    runs.iter().filter(move |run| newest.get(run.id.as_str()) == Some(&run.attempt))
 }
 
 /// Whether the run `attempt` of job `id` still holds the job, and whether an operator

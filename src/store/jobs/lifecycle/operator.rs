@@ -18,6 +18,9 @@ const CANCEL: &str = "state = CASE WHEN state = 'running' THEN state ELSE 'cance
      finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END, \
      error = CASE WHEN state = 'running' THEN error ELSE 'cancelled by operator' END";
 
+/// The conflict of a retry whose dedupe key an active job holds.
+const BLOCKED: &str = "blocked by an active job of the same kind";
+
 /// Why an operator action on a job did not apply.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -54,7 +57,7 @@ pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionEr
         },
         // Another job with the same dedupe key is active: retrying would make two.
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("jobs_active_dedupe_key") => {
-            Err(ActionError::Conflict("blocked by an active job of the same kind"))
+            Err(ActionError::Conflict(BLOCKED))
         }
         Err(e) => Err(e.into()),
     }
@@ -87,26 +90,60 @@ pub struct Filter {
     pub state: Option<JobState>,
 }
 
+/// What a bulk retry did.
+#[derive(Debug, Default)]
+pub struct Retried {
+    /// The jobs queued again.
+    pub ids: Vec<String>,
+    /// Jobs left as they were because an active job holds their dedupe key.
+    pub skipped: Vec<String>,
+}
+
 /// Every failed or cancelled job that `filter` selects back to queued, as [`retry`]
 /// does. Of jobs sharing a dedupe key only the newest is retried, and none whose key
-/// an active job holds (that would make two). Returns the ids retried.
-pub async fn retry_all(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<String>> {
+/// an active job holds (that would make two): those are `skipped`, also when an
+/// enqueue takes the key while this runs.
+pub async fn retry_all(conn: &mut PgConnection, filter: &Filter) -> sqlx::Result<Retried> {
+    let mut done = Retried { ids: retry_unkeyed(&mut *conn, filter).await?, skipped: Vec::new() };
+    // One statement each: a key taken meanwhile fails that one job, not the lot.
+    // There is one such job per key, so a handful.
+    for id in newest_keyed(&mut *conn, filter).await? {
+        match retry(conn, &id).await {
+            Ok(_) => done.ids.push(id),
+            Err(ActionError::Conflict(BLOCKED)) => done.skipped.push(id),
+            // Retried, or gone, by someone else meanwhile.
+            Err(ActionError::Conflict(_) | ActionError::NotFound) => {}
+            Err(ActionError::Db(err)) => return Err(err),
+        }
+    }
+    Ok(done)
+}
+
+/// Retries the selected jobs without a dedupe key: they can conflict with nothing.
+async fn retry_unkeyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "WITH chosen AS (
-             SELECT DISTINCT ON (kind, COALESCE(dedupe_key, id)) id FROM jobs c
-             WHERE state IN ('failed', 'cancelled')
-               AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR state = $2)
-               AND (dedupe_key IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM jobs a WHERE a.kind = c.kind AND a.dedupe_key = c.dedupe_key
-                     AND a.state IN ('queued', 'running')))
-             ORDER BY kind, COALESCE(dedupe_key, id), id DESC
-         ), retried AS (
+        "WITH retried AS (
              UPDATE jobs SET {RETRY}
-             WHERE id IN (SELECT id FROM chosen) AND state IN ('failed', 'cancelled')
+             WHERE state IN ('failed', 'cancelled') AND dedupe_key IS NULL
+               AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR state = $2)
              RETURNING id
          )
          SELECT id FROM retried, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n"
     )))
+    .bind(&filter.kind)
+    .bind(filter.state.map(JobState::as_str))
+    .fetch_all(db)
+    .await
+}
+
+/// Of the selected jobs with a dedupe key, the newest of each key.
+async fn newest_keyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT ON (kind, dedupe_key) id FROM jobs
+         WHERE state IN ('failed', 'cancelled') AND dedupe_key IS NOT NULL
+           AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR state = $2)
+         ORDER BY kind, dedupe_key, id DESC",
+    )
     .bind(&filter.kind)
     .bind(filter.state.map(JobState::as_str))
     .fetch_all(db)

@@ -1,0 +1,79 @@
+//! Bulk retry racing an enqueue of the same singleton.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::{
+    helpers::{API_KEY, TestApp, TestDb, test_config},
+    stack::eventually,
+};
+
+async fn insert_replenish(db: impl sqlx::PgExecutor<'_>, state: &str) -> String {
+    let id = pool::store::jobs::next_job_id();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, dedupe_key, finished_at, error)
+         VALUES ($1, 'replenish', '{}', $2, 1, 1, 1, 'singleton',
+                 CASE WHEN $2 = 'failed' THEN now() END, CASE WHEN $2 = 'failed' THEN 'boom' END)",
+    )
+    .bind(&id)
+    .bind(state)
+    .execute(db)
+    .await
+    .unwrap();
+    id
+}
+
+/// A singleton enqueued while a bulk retry of failed ones runs (the retry's snapshot
+/// does not see it yet): the retry reports that job skipped instead of answering 500,
+/// and still retries the others.
+#[tokio::test]
+async fn bulk_retry_skips_a_job_whose_key_an_enqueue_took_meanwhile() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(test_config(&db.url, "http://127.0.0.1:1", &[]), db.pool.clone()).await;
+    let failed = insert_replenish(&db.pool, "failed").await;
+    let plain = pool::store::jobs::next_job_id();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, finished_at, error)
+         VALUES ($1, 'noop', '{}', 'failed', 1, 1, 1, now(), 'boom')",
+    )
+    .bind(&plain)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    // An enqueue of the same singleton, not yet committed when the retry starts.
+    let mut enqueue = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut tx = enqueue.begin().await.unwrap();
+    let active = insert_replenish(&mut *tx, "queued").await;
+    let retry = {
+        let request = app.http.post(app.url("/api/jobs/retry")).bearer_auth(API_KEY).json(&json!({"status": "failed"}));
+        tokio::spawn(request.send())
+    };
+    let blocked = eventually(Duration::from_secs(10), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+    tx.commit().await.unwrap();
+
+    let response = retry.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["ids"], json!([plain]), "{body}");
+    assert_eq!(body["skipped"], json!([failed]), "{body}");
+    let states: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, state FROM jobs WHERE kind = 'replenish' ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert!(states.contains(&(failed, "failed".into())) && states.contains(&(active, "queued".into())), "{states:?}");
+    // Only meaningful when the retry really waited on the enqueue (it nearly always does).
+    assert!(blocked.is_some(), "the retry never waited on the uncommitted enqueue");
+}
