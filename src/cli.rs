@@ -19,8 +19,9 @@ const WEB_ENV: &str = "Environment (also read from .env):
   POOL_API_KEY            required; operator keys (comma-separated); POOL_CLAIM_KEYS
   DATABASE_URL            required; Postgres URL (sslmode=require works)
   SERVICES_URL            required; the services API
-  PORT, HOST              listen address (3001, 0.0.0.0)
+  PORT, HOST              listen address (3001, 0.0.0.0); HTTP_HEADER_TIMEOUT_MS (10000)
   POOL_ENVIRONMENT        staging | production (join-link rules, dashboard confirmations)
+  POOL_JOIN_HOSTS         hosts a joinUrl may point at (default: the environment's Convos hosts)
   POOL_CLAIM_CONTRACT     jobs | original (the original service's claim answer)
   POOL_MIN_IDLE, POOL_BUFFER, POOL_MAX_WARM   the warm target counts and /metrics show
   DATABASE_MAX_CONNECTIONS, JOB_MAX_ATTEMPTS[_<KIND>], RAILWAY_PROJECT_ID,

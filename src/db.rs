@@ -64,13 +64,18 @@ pub async fn connect_patiently(url: &SecretString, max_connections: u32, kind: P
 }
 
 /// A pool that connects on first use: the web process starts (and `/healthz`
-/// answers) while the database is down; `/readyz` tells the difference.
+/// answers) while the database is down; `/readyz` tells the difference. A request
+/// never waits long on the database: no statement runs longer than 10 s and no
+/// lock is waited for longer than 2 s (the web's statements are short; a slow one
+/// is a flood or a stuck lock, and its client gets an error instead of a hang).
 pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
+    let options =
+        base_options(options, PoolKind::WEB).options([("statement_timeout", "10000"), ("lock_timeout", "2000")]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy_with(base_options(options, PoolKind::WEB)))
+        .connect_lazy_with(options))
 }
 
 fn base_options(options: PgConnectOptions, kind: PoolKind) -> PgConnectOptions {

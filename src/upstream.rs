@@ -10,6 +10,12 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::text::storable;
 
+/// Largest answer read from an upstream (a status batch of a few thousand services
+/// is well under it); a larger one is a decode error, not a memory spike.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest error body read; only its start is kept anyway.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
 /// Longest upstream body excerpt kept in an error message. Bodies are not secrets, but
 /// an HTML error page is noise in a job's `error` field.
 const BODY_EXCERPT: usize = 200;
@@ -47,6 +53,9 @@ pub enum UpstreamError {
     /// The process is stopping: the call was not made.
     #[error("{target}: not called, the process is stopping")]
     Stopping { target: &'static str },
+    /// Not called: the URL would carry the key in clear (plain http off this machine).
+    #[error("{target}: not called, {url} is not https")]
+    Insecure { target: &'static str, url: String },
 }
 
 /// What the caller should do about an [`UpstreamError`].
@@ -73,13 +82,13 @@ impl UpstreamError {
             | Self::Decode { .. }
             | Self::Conflict { .. } => Next::Retry { after: None },
             Self::NotFound { .. } => Next::Gone,
-            Self::Rejected { .. } => Next::GiveUp,
+            Self::Rejected { .. } | Self::Insecure { .. } => Next::GiveUp,
         }
     }
 
     /// True when the request provably never reached the upstream, so it did nothing.
     pub fn never_sent(&self) -> bool {
-        matches!(self, Self::Connect { .. } | Self::Stopping { .. })
+        matches!(self, Self::Connect { .. } | Self::Stopping { .. } | Self::Insecure { .. })
     }
 
     /// The same error with an upstream's `Retry-After` shortened to `max`: no
@@ -122,7 +131,8 @@ impl UpstreamError {
 /// carries one TLS stack. Installing is idempotent.
 pub fn client_builder() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    // An upstream redirect is never followed: the key would go where it points.
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
 }
 
 /// Turns a response into `T` or a classified error. Non-JSON error bodies are fine:
@@ -130,13 +140,35 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 pub async fn read_json<T: DeserializeOwned>(target: &'static str, response: Response) -> Result<T, UpstreamError> {
     let status = response.status();
     if status.is_success() {
-        let bytes = response.bytes().await.map_err(|e| UpstreamError::from_transport(target, &e))?;
-        return serde_json::from_slice(&bytes)
-            .map_err(|e| UpstreamError::Decode { target, message: storable(e.to_string()) });
+        let (bytes, whole) = read_at_most(target, response, MAX_BODY).await?;
+        if !whole {
+            return Err(UpstreamError::Decode { target, message: format!("answer larger than {MAX_BODY} bytes") });
+        }
+        return serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode { target, message: e.to_string() });
     }
     let retry_after = retry_after(&response);
-    let message = error_message(response.text().await.unwrap_or_default());
+    let (body, _) = read_at_most(target, response, MAX_ERROR_BODY).await.unwrap_or_default();
+    let message = error_message(String::from_utf8_lossy(&body).into_owned());
     Err(classify(target, status, retry_after, message))
+}
+
+/// The first `limit` bytes of the body, and whether that is all of it (the rest is
+/// never read).
+async fn read_at_most(
+    target: &'static str,
+    mut response: Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), UpstreamError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| UpstreamError::from_transport(target, &e))? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
 }
 
 fn classify(target: &'static str, status: StatusCode, retry_after: Option<Duration>, message: String) -> UpstreamError {

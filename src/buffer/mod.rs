@@ -93,6 +93,7 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
 }
 
 /// The pool as `/api/pool/counts` and `/metrics` show it.
+#[derive(Clone)]
 pub struct View {
     pub counts: Counts,
     /// Claims waiting for an instance.

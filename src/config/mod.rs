@@ -72,9 +72,13 @@ pub struct Config {
     /// Address `pool web` listens on (`HOST`): all interfaces by default, as a
     /// platform's router needs; `pool dev` uses 127.0.0.1 unless told otherwise.
     pub host: std::net::IpAddr,
+    /// `HTTP_HEADER_TIMEOUT_MS`: how long a client has to send a request's headers.
+    pub header_read_timeout: Duration,
     /// The API's keys by scope, and the key sent to instances.
     pub keys: ApiKeys,
     pub environment: Environment,
+    /// `POOL_JOIN_HOSTS`: where a claim's `joinUrl` may point.
+    pub join_hosts: JoinHosts,
     /// `POOL_CLAIM_CONTRACT`: what a claim answers by default.
     pub claim_contract: ClaimContract,
     /// Replenish keeps `idle + provisioning` at least this high.
@@ -182,7 +186,9 @@ impl Config {
         Self {
             port: env.parse("PORT", 3001)?,
             host: env.parse("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
+            header_read_timeout: env.millis("HTTP_HEADER_TIMEOUT_MS", 10_000)?,
             keys: ApiKeys::from_env(&env, environment)?,
+            join_hosts: JoinHosts::from_env(&env, environment)?,
             environment,
             claim_contract: env.parse("POOL_CLAIM_CONTRACT", ClaimContract::Jobs)?,
             min_idle: env.parse("POOL_MIN_IDLE", 1)?,
@@ -371,8 +377,10 @@ impl Env<'_> {
     }
 }
 
+mod join_hosts;
 mod keys;
 #[cfg(test)]
 mod tests;
 
+pub use join_hosts::JoinHosts;
 pub use keys::{ApiKeys, DEV_KEY, MIN_PRODUCTION_LEN, Scope};

@@ -5,6 +5,7 @@ mod deploy;
 mod id;
 mod status;
 pub mod text;
+pub mod url;
 
 pub use deploy::{DeployPhase, DeployStatus};
 pub use id::{InstanceId, InvalidInstanceId};

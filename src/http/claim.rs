@@ -4,18 +4,17 @@
 
 use axum::{extract::State, http::HeaderMap, response::Response};
 use pool_jobs::ClaimAndProvision;
-use serde::Deserialize;
 
 use super::{
     AppState,
     auth::Claimant,
+    claim_input::{ClaimBody, idempotency_key, validate},
     claim_original, claim_wait,
     error::{ApiError, ErrorBody, Invalid, Unauthorized},
     extract::ApiJson,
     respond::{PreferWait, new_job_response, requested_wait},
 };
 use crate::{
-    config::Environment,
     queue,
     queue::JobDoc,
     store::{
@@ -27,11 +26,6 @@ use crate::{
     },
 };
 
-const DEFAULT_AGENT_NAME: &str = "Assistant";
-const DEFAULT_INSTRUCTIONS: &str = "You are a helpful AI assistant.";
-const MAX_AGENT_NAME: usize = 100;
-const MAX_INSTRUCTIONS: usize = 64 * 1024;
-
 /// The values of the `Pool-Claim-Contract` header, for the OpenAPI document.
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -41,60 +35,9 @@ pub enum ClaimContractName {
     Original,
 }
 
-/// The request body; unknown fields are rejected.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClaimBody {
-    /// 1–100 characters, not all spaces; default "Assistant".
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
-    pub agent_name: Option<String>,
-    /// At most 64 KiB; default "You are a helpful AI assistant."
-    #[schema(max_length = 65536)]
-    pub instructions: Option<String>,
-    /// An https conversation link of this environment.
-    #[schema(pattern = r"^https://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(/[!-~]*)?$")]
-    pub join_url: Option<String>,
-}
-
-/// Parses the body into the job payload (SPEC §3.1).
-pub fn validate(body: ClaimBody, environment: Environment) -> Result<ClaimAndProvision, ApiError> {
-    let agent_name = body.agent_name.unwrap_or_else(|| DEFAULT_AGENT_NAME.into());
-    let name_len = agent_name.trim().chars().count();
-    if name_len == 0 || agent_name.chars().count() > MAX_AGENT_NAME {
-        return Err(ApiError::Validation(format!("agentName must be 1–{MAX_AGENT_NAME} characters")));
-    }
-    let instructions = body.instructions.unwrap_or_else(|| DEFAULT_INSTRUCTIONS.into());
-    if instructions.len() > MAX_INSTRUCTIONS {
-        return Err(ApiError::Validation("instructions must be at most 64 KiB".into()));
-    }
-    let join_url = body.join_url.map(|url| validate_join_url(&url, environment)).transpose()?;
-    Ok(ClaimAndProvision { agent_name, instructions, join_url })
-}
-
-fn validate_join_url(raw: &str, environment: Environment) -> Result<String, ApiError> {
-    let url = reqwest::Url::parse(raw).map_err(|_| ApiError::Validation("joinUrl must be a valid URL".into()))?;
-    if url.scheme() != "https" {
-        return Err(ApiError::Validation("joinUrl must be an https URL".into()));
-    }
-    // The URL parser lowercases and punycode-encodes the host; a trailing dot names
-    // the same host.
-    let host = url.host_str().unwrap_or_default().trim_end_matches('.');
-    let wrong_env = match environment {
-        Environment::Production => host == "dev.convos.org",
-        Environment::Staging => host == "popup.convos.org",
-    };
-    if wrong_env {
-        return Err(ApiError::Validation(format!(
-            "joinUrl points at {host}, which belongs to another environment than {}",
-            environment.as_str()
-        )));
-    }
-    Ok(raw.to_owned())
-}
-
 /// Reserve the oldest idle instance and enqueue `claim_and_provision`.
 #[utoipa::path(post, path = "/api/pool/claim", tag = "pool", request_body = ClaimBody, security(("bearer" = [])),
-    params(PreferWait, ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h → same job"),
+    params(PreferWait, ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "1–255 visible ASCII characters; same key + same body within 24 h → same job"),
         ("Pool-Claim-Contract" = Option<ClaimContractName>, Header, nullable = false, description = "`original`: the original service's synchronous answer (docs/MIGRATING.md)")),
     responses(
         (status = 202, description = "Job accepted (still queued or running)", body = JobDoc,
@@ -114,9 +57,9 @@ pub async fn claim(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ClaimBody>,
 ) -> Result<Response, ApiError> {
-    let payload = validate(body, state.config.environment)?;
+    let payload = validate(body, &state.config.join_hosts)?;
     let original = claim_original::wanted(&headers, state.config.claim_contract)?;
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let key = idempotency_key(&headers)?;
     let hash = request_hash(&payload);
     // The original contract answered 503 at once; only this contract's claims wait.
     let wait = requested_wait(&headers).filter(|_| !original);
@@ -207,45 +150,4 @@ fn request_hash(payload: &ClaimAndProvision) -> String {
     let json = serde_json::to_vec(payload).unwrap_or_default();
     let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
     format!("{hash:016x}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn body(join_url: &str) -> ClaimBody {
-        ClaimBody { join_url: Some(join_url.into()), ..ClaimBody::default() }
-    }
-
-    #[test]
-    fn defaults_fill_missing_fields() {
-        let p = validate(ClaimBody::default(), Environment::Staging).unwrap();
-        assert_eq!(p.agent_name, DEFAULT_AGENT_NAME);
-        assert_eq!(p.instructions, DEFAULT_INSTRUCTIONS);
-    }
-
-    #[test]
-    fn join_url_rules_follow_the_environment() {
-        assert!(validate(body("https://dev.convos.org/x"), Environment::Production).is_err());
-        assert!(validate(body("https://dev.convos.org/x"), Environment::Staging).is_ok());
-        assert!(validate(body("https://popup.convos.org/x"), Environment::Staging).is_err());
-        assert!(validate(body("https://popup.convos.org/x"), Environment::Production).is_ok());
-        assert!(validate(body("http://popup.convos.org/x"), Environment::Production).is_err());
-        assert!(validate(body("not a url"), Environment::Production).is_err());
-        for disguised in ["https://dev.convos.org./x", "https://DEV.Convos.ORG/x", "https://dev.convos.org.:443/x"] {
-            assert!(validate(body(disguised), Environment::Production).is_err(), "{disguised}");
-        }
-        assert!(validate(body("https://popup.convos.org./x"), Environment::Staging).is_err());
-        assert!(validate(body("https://xn--dv-bja.convos.org/x"), Environment::Production).is_ok(), "another host");
-    }
-
-    #[test]
-    fn agent_name_and_instructions_are_bounded() {
-        let long = ClaimBody { agent_name: Some("x".repeat(101)), ..ClaimBody::default() };
-        assert!(validate(long, Environment::Staging).is_err());
-        let blank = ClaimBody { agent_name: Some("  ".into()), ..ClaimBody::default() };
-        assert!(validate(blank, Environment::Staging).is_err());
-        let huge = ClaimBody { instructions: Some("x".repeat(64 * 1024 + 1)), ..ClaimBody::default() };
-        assert!(validate(huge, Environment::Staging).is_err());
-    }
 }

@@ -21,6 +21,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("too many failed key checks; try again in a second")]
     TooManyAuthFailures,
+    /// Too many expensive reads at once; the read is shed, claims go on.
+    #[error("too many reads at once; try again in a second")]
+    Busy,
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -69,6 +72,8 @@ shared_responses! {
     Forbidden = "403";
     /// Too many failed key checks (with `Retry-After`)
     TooManyAuthFailures = "429";
+    /// Too many expensive reads at once (with `Retry-After`)
+    Busy = "503";
     /// Invalid input
     Invalid = "400";
     /// A body other than none or {}
@@ -84,6 +89,7 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::TooManyAuthFailures => (StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -100,7 +106,7 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?err, "request failed");
         }
         let mut response = (status, Json(ErrorBody { error: self.to_string(), code: code.to_owned() })).into_response();
-        if let Self::TooManyAuthFailures = self {
+        if let Self::TooManyAuthFailures | Self::Busy = self {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
         response

@@ -10,13 +10,15 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     AppState,
     auth::Operator,
-    error::{ApiError, Invalid, Unauthorized},
+    error::{ApiError, Busy, Invalid, Unauthorized},
     extract::{ApiQuery, page},
+    reads::ReadPermit,
 };
 use crate::{
     buffer,
     config::Config,
     domain::InstanceStatus,
+    memo::Coalesced,
     metrics::stats::{self, Range, Stats},
     store::{
         Counts, InstanceRow, instances,
@@ -92,10 +94,11 @@ pub struct FleetOrphan {
 /// Every instance (idle, provisioning and draining too), with age, deploy status,
 /// last error and a link to the service in Railway.
 #[utoipa::path(get, path = "/api/pool/instances", tag = "pool", security(("bearer" = [])), params(FleetParams),
-    responses((status = 200, body = Fleet), Invalid, Unauthorized))]
+    responses((status = 200, body = Fleet), Invalid, Unauthorized, Busy))]
 async fn fleet(
     State(state): State<AppState>,
     _: Operator,
+    _: ReadPermit,
     ApiQuery(params): ApiQuery<FleetParams>,
 ) -> Result<Json<Fleet>, ApiError> {
     let (limit, offset) = page(params.limit, params.offset, PAGE, MAX_PAGE)?;
@@ -152,7 +155,9 @@ pub struct PoolCounts {
 }
 
 pub async fn pool_counts(state: &AppState) -> Result<PoolCounts, ApiError> {
-    let view = buffer::view(&state.db, state.config.buffer_settings()).await?;
+    // Polled by every dashboard and monitor: a flood of them costs one read at a time.
+    static VIEW: Coalesced<buffer::View> = Coalesced::new();
+    let view = VIEW.get_or_try(|| buffer::view(&state.db, state.config.buffer_settings())).await?;
     let images = view.images.into_iter().collect();
     Ok(PoolCounts { counts: view.counts, waiting: view.waiting, buffer: view.target, images, orphans: view.orphans })
 }
@@ -168,10 +173,11 @@ struct StatsParams {
 
 /// Per-minute series for the dashboard's charts, the same from every web replica.
 #[utoipa::path(get, path = "/api/stats", tag = "pool", security(("bearer" = [])), params(StatsParams),
-    responses((status = 200, body = Stats), Invalid, Unauthorized))]
+    responses((status = 200, body = Stats), Invalid, Unauthorized, Busy))]
 async fn charts(
     State(state): State<AppState>,
     _: Operator,
+    _: ReadPermit,
     ApiQuery(params): ApiQuery<StatsParams>,
 ) -> Result<Json<Stats>, ApiError> {
     let range = params.range.unwrap_or_default();

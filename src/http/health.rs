@@ -6,7 +6,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, Busy, ErrorBody},
+    reads::ReadPermit,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -18,9 +19,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Prometheus metrics of the whole fleet.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), Busy))]
 async fn metrics(
     State(state): State<AppState>,
+    _: ReadPermit,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     let page =
         crate::metrics::render(&state.db, state.config.buffer_settings(), state.config.jobs.rescue_after).await?;

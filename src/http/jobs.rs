@@ -14,8 +14,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     AppState,
     auth::{Claimant, Operator, Scope},
-    error::{ApiError, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
+    error::{ApiError, Busy, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
     extract::{ApiJson, ApiQuery, EmptyBody},
+    reads::ReadPermit,
     respond::{PreferWait, job_document},
 };
 use crate::{
@@ -91,10 +92,12 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
     responses((status = 200, body = JobPage),
         Invalid,
         Unauthorized,
+        Busy,
     ))]
 async fn list(
     State(state): State<AppState>,
     _: Operator,
+    _: ReadPermit,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<JobPage>, ApiError> {
     let query = parse_list(params)?;

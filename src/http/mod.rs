@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod claim;
+mod claim_input;
 mod claim_original;
 mod claim_wait;
 mod dashboard;
@@ -15,7 +16,9 @@ mod jobs;
 mod jobs_bulk;
 pub mod openapi;
 mod pool;
+mod reads;
 mod respond;
+mod serve;
 mod wait;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -44,6 +47,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Wakes `Prefer: wait` requests when their job finishes.
     pub waiter: wait::JobWaiter,
+    /// Expensive reads running at once ([`reads::ReadPermit`]).
+    pub reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The API's routes and the OpenAPI document generated from them: a handler is
@@ -62,7 +67,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The full router with its middleware.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api();
+    let (api, mut doc) = api();
+    openapi::with_join_hosts(&mut doc, &state.config.join_hosts);
     // Not API operations, so not in the document.
     Router::new()
         .merge(api)
@@ -132,6 +138,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     db: PgPool,
+    header_timeout: Duration,
 }
 
 impl Application {
@@ -142,8 +149,10 @@ impl Application {
         // Install the recorder before the first notification is recorded.
         let _ = crate::metrics::handle();
         let waiter = wait::JobWaiter::start(db.clone());
-        let state = AppState { db: db.clone(), config: Arc::new(config), waiter };
-        Ok(Self { listener, router: router(state), db })
+        let header_timeout = config.header_read_timeout;
+        let reads = reads::permits(config.database_max_connections);
+        let state = AppState { db: db.clone(), config: Arc::new(config), waiter, reads };
+        Ok(Self { listener, router: router(state), db, header_timeout })
     }
 
     /// The port actually bound.
@@ -157,10 +166,9 @@ impl Application {
         // Claims answered are written to the charts' rows like the workers' metrics.
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let flush = tokio::spawn(crate::metrics::flush_loop(self.db, None, stop));
-        let served =
-            axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("web server failed");
+        serve::serve(self.listener, self.router, self.header_timeout, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = flush.await;
-        served
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::{
     AppState,
-    error::{ErrorBody, Forbidden, Invalid, TooManyAuthFailures, Unauthorized, UnexpectedBody, UnknownId},
+    error::{Busy, ErrorBody, Forbidden, Invalid, TooManyAuthFailures, Unauthorized, UnexpectedBody, UnknownId},
 };
 
 #[derive(OpenApi)]
@@ -23,7 +23,7 @@ use super::{
         // Named by a header parameter, which does not register its schema.
         schemas(super::claim::ClaimContractName, ErrorBody),
         // The shared answers; handlers reference them.
-        responses(Unauthorized, Forbidden, TooManyAuthFailures, Invalid, UnexpectedBody, UnknownId),
+        responses(Unauthorized, Forbidden, TooManyAuthFailures, Busy, Invalid, UnexpectedBody, UnknownId),
     )
 )]
 struct ApiDoc;
@@ -41,6 +41,19 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     AtLeastOneFilter.modify(&mut doc);
     TypedJobs.modify(&mut doc);
     doc
+}
+
+/// The `joinUrl` pattern of this process's `POOL_JOIN_HOSTS`, so the document says
+/// which links a claim accepts.
+pub fn with_join_hosts(doc: &mut utoipa::openapi::OpenApi, hosts: &crate::config::JoinHosts) {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let Some(RefOr::T(Schema::Object(body))) = doc.components.as_mut().and_then(|c| c.schemas.get_mut("ClaimBody"))
+    else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(join_url))) = body.properties.get_mut("joinUrl") {
+        join_url.pattern = Some(hosts.url_pattern());
+    }
 }
 
 struct BearerAuth;

@@ -14,9 +14,10 @@ use super::{
     AppState,
     auth::{Caller, Operator, Scope},
     claim,
-    error::{ApiError, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
+    error::{ApiError, Busy, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
     extract::{ApiJson, ApiQuery, EmptyBody, page, whole_number},
     fleet,
+    reads::ReadPermit,
     respond::{JobResponses, PreferWait, job_response},
 };
 use crate::{
@@ -66,9 +67,10 @@ const AGENTS_MAX_PAGE: i64 = 500;
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "rows per page, default 100"),
            ("offset" = Option<i64>, Query, minimum = 0, maximum = 10_000_000, description = "`nextOffset` of the previous page"),
            ("instructions" = Option<bool>, Query, description = "include instructions (with an operator key); default true")),
-    responses((status = 200, body = Agents), Invalid, Unauthorized))]
+    responses((status = 200, body = Agents), Invalid, Unauthorized, Busy))]
 async fn agents(
     State(state): State<AppState>,
+    _: ReadPermit,
     ApiQuery(params): ApiQuery<AgentsParams>,
     Caller(scope): Caller,
 ) -> Result<Json<Agents>, ApiError> {

@@ -102,6 +102,9 @@ impl InstanceClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, base_url: &str, request: RequestBuilder) -> Result<T, UpstreamError> {
+        if !crate::domain::url::may_carry_key(base_url) {
+            return Err(UpstreamError::Insecure { target: TARGET, url: base_url.to_owned() });
+        }
         self.throttle.wait_for(base_url).await.map_err(|_| UpstreamError::Stopping { target: TARGET })?;
         let request = request.bearer_auth(self.api_key.expose_secret());
         let response = request.send().await.map_err(|e| {

@@ -96,7 +96,10 @@ impl ServicesClient {
             UpstreamError::from_transport(TARGET, &e)
         })?;
         crate::metrics::upstream_call("services", Some(response.status().as_u16()));
-        let answer = read_json(TARGET, response).await.map_err(|e| self.rate_limit_in_text(e).capped(self.max_pause));
+        let batch_failed =
+            response.status() == reqwest::StatusCode::BAD_GATEWAY && response.url().path().ends_with("/status/batch");
+        let answer =
+            read_json(TARGET, response).await.map_err(|e| self.rate_limited(e, batch_failed).capped(self.max_pause));
         // The provider's budget is shared: when it says "wait", every caller waits.
         if let Err(UpstreamError::RateLimited { retry_after: Some(after), .. }) = &answer {
             self.throttle.pause(*after).await;
@@ -104,12 +107,14 @@ impl ServicesClient {
         answer
     }
 
-    /// Upstream passes the provider's 429 on as a 500 or 502 whose text says so
-    /// (SPEC §5.1); that is a rate limit, with the default pause.
-    fn rate_limit_in_text(&self, err: UpstreamError) -> UpstreamError {
+    /// Upstream passes the provider's 429 on as a 500 whose text says so, and a
+    /// status batch answers 502 "Failed to fetch services from Railway" whatever
+    /// Railway said (SPEC §5.1): both are taken as a rate limit, with the default
+    /// pause, since calling again at once is what the provider punishes.
+    fn rate_limited(&self, err: UpstreamError, batch_failed: bool) -> UpstreamError {
         match err {
             UpstreamError::Server { target, status: status @ (500 | 502), message }
-                if message.to_ascii_lowercase().contains("rate limit") =>
+                if batch_failed || message.to_ascii_lowercase().contains("rate limit") =>
             {
                 UpstreamError::RateLimited { target, status, retry_after: Some(self.rate_limit_pause) }
             }

@@ -56,11 +56,14 @@ async fn gate(State(state): State<Arc<SimState>>, request: Request, next: Next) 
     next.run(request).await
 }
 
-/// How upstream passes on Railway's 429: its GraphQL helper's error text, as a 500,
-/// or a 502 from the status batch, and never a `Retry-After`.
+/// How upstream passes on Railway's 429: its GraphQL helper's error text as a 500,
+/// or, from the status batch, a 502 that no longer says why; never a `Retry-After`.
 fn railway_rate_limited(path: &str) -> Response {
-    let status = if path == "/status/batch" { StatusCode::BAD_GATEWAY } else { StatusCode::INTERNAL_SERVER_ERROR };
-    (status, Json(json!({ "error": RAILWAY_RATE_LIMITED }))).into_response()
+    if path == "/status/batch" {
+        return (StatusCode::BAD_GATEWAY, Json(json!({ "error": "Failed to fetch services from Railway" })))
+            .into_response();
+    }
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": RAILWAY_RATE_LIMITED }))).into_response()
 }
 
 /// Upstream's message for a Railway 429.

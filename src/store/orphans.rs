@@ -47,6 +47,15 @@ pub async fn record(db: impl PgExecutor<'_>, found: &Found<'_>) -> sqlx::Result<
     Ok(inserted)
 }
 
+/// Marks the orphans among `listed` as seen now.
+pub async fn seen(db: impl PgExecutor<'_>, listed: &[&str]) -> sqlx::Result<()> {
+    sqlx::query("UPDATE orphan_services SET last_seen_at = now() WHERE service_id = ANY($1)")
+        .bind(listed)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Forgets orphans whose service is no longer listed (someone deleted it); returns
 /// their service ids.
 pub async fn forget_unlisted(db: impl PgExecutor<'_>, listed: &[&str]) -> sqlx::Result<Vec<String>> {

@@ -22,26 +22,29 @@ use crate::{
 
 use InstanceStatus::*;
 
-/// Destroys a `draining` instance and deletes its row.
-pub async fn destroy_and_delete(ctx: &Ctx, id: &InstanceId) -> Result<(), JobError> {
-    destroy_confirmed(ctx, id).await?;
+/// Destroys a `draining` instance and deletes its row; false when its service is
+/// still running (an orphan now).
+pub async fn destroy_and_delete(ctx: &Ctx, id: &InstanceId) -> Result<bool, JobError> {
+    let gone = destroy_confirmed(ctx, id).await?;
     instances::delete_draining(&ctx.db, id).await?;
-    tracing::info!(instance_id = %id, "instance destroyed");
-    Ok(())
+    tracing::info!(instance_id = %id, gone, "instance removed");
+    Ok(gone)
 }
 
 /// Destroys `id` at the services API (404: it has no row, fine) and confirms by id
-/// that no service of it is still listed; one that is becomes an orphan. Errs, so
-/// the caller keeps its row and tries again, when absence cannot be confirmed.
-pub async fn destroy_confirmed(ctx: &Ctx, id: &InstanceId) -> Result<(), JobError> {
+/// that no service of it is still listed; one that is becomes an orphan. Returns
+/// whether none is. Errs, so the caller keeps its row and tries again, when
+/// absence cannot be confirmed.
+pub async fn destroy_confirmed(ctx: &Ctx, id: &InstanceId) -> Result<bool, JobError> {
     match ctx.services.destroy(id).await {
         Ok(_) | Err(UpstreamError::NotFound { .. }) => {}
         Err(err) => return Err(err.into()),
     }
-    for service in listing::services_of(ctx, id).await? {
-        listing::record_orphan(ctx, &service, "still listed after services answered its destroy").await?;
+    let left = listing::services_of(ctx, id).await?;
+    for service in &left {
+        listing::record_orphan(ctx, service, "still listed after Pool destroyed its instance").await?;
     }
-    Ok(())
+    Ok(left.is_empty())
 }
 
 impl Handler for DrainIdle {
@@ -77,13 +80,17 @@ impl Handler for DismissCrashed {
 /// After the transition: destroy if the row is draining (this run's or an earlier
 /// attempt's doing); a vanished row means an earlier attempt finished.
 async fn finish_removal(ctx: &Ctx, id: &str) -> Result<RemoveResult, JobError> {
-    let removed =
-        |note: Option<&str>| RemoveResult { instance_id: id.to_owned(), destroyed: true, note: note.map(Into::into) };
+    let removed = |destroyed: bool, note: Option<&str>| RemoveResult {
+        instance_id: id.to_owned(),
+        destroyed,
+        note: note.map(Into::into),
+    };
     match instances::get(&ctx.db, id).await? {
-        None => Ok(removed(Some("already removed"))),
+        None => Ok(removed(true, Some("already removed"))),
         Some(row) if row.status() == Draining => {
-            destroy_and_delete(ctx, &row.id).await?;
-            Ok(removed(None))
+            let gone = destroy_and_delete(ctx, &row.id).await?;
+            let orphaned = "its service is still running: an orphan, shown with the fleet; delete it at the provider";
+            Ok(removed(gone, (!gone).then_some(orphaned)))
         }
         Some(row) => Err(JobError::permanent(format!("instance {id} is {}; not removed", row.status))),
     }

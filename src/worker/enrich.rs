@@ -7,7 +7,6 @@ use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta},
     listing::Owners,
-    reconcile::url_from_domain,
 };
 use crate::store::instances;
 
@@ -31,7 +30,7 @@ impl Handler for EnrichMetadata {
                 continue;
             };
             if !self.dry_run {
-                let url = service.domain.as_deref().map(url_from_domain);
+                let url = service.domain.as_deref().map(crate::domain::url::from_domain);
                 let fill = instances::Enrichment {
                     service_id: service.service_id.as_deref(),
                     url: url.as_deref(),

@@ -68,7 +68,7 @@ async fn earlier_service(ctx: &Ctx, id: &InstanceId) -> Result<Option<ServiceSta
 /// Records `service`, which an earlier call created, as the row's own.
 async fn take_over(ctx: &Ctx, id: &InstanceId, service: &ServiceStatus) -> Result<(String, Option<String>), JobError> {
     let service_id = service.service_id.clone().ok_or_else(|| JobError::retry("listed service has no id"))?;
-    let url = service.domain.as_deref().map(super::reconcile::url_from_domain);
+    let url = service.domain.as_deref().map(crate::domain::url::from_domain);
     instances::set_service(&ctx.db, id.as_str(), &service_id, url.as_deref()).await?;
     tracing::warn!(instance_id = %id, service_id = %service_id, "took over the service an earlier create-instance made");
     Ok((service_id, url))
@@ -83,9 +83,18 @@ async fn create(ctx: &Ctx, id: &InstanceId) -> Result<(String, Option<String>), 
         instances::note_create_answered(&ctx.db, id.as_str()).await?;
     }
     let created = created?;
-    instances::set_service(&ctx.db, id.as_str(), &created.service_id, created.url.as_deref()).await?;
+    // A plain-http URL would carry the instance key in clear: reconcile records the
+    // https one from the service's domain instead.
+    let url = created.url.filter(|url| {
+        let safe = crate::domain::url::may_carry_key(url);
+        if !safe {
+            tracing::warn!(instance_id = %id, url, "create-instance answered a URL that is not https; ignored");
+        }
+        safe
+    });
+    instances::set_service(&ctx.db, id.as_str(), &created.service_id, url.as_deref()).await?;
     tracing::info!(instance_id = %id, service_id = %created.service_id, "instance created at the provider");
-    Ok((created.service_id, created.url))
+    Ok((created.service_id, url))
 }
 
 /// Whether upstream is done with the call: it answered, or never got it.

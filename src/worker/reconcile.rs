@@ -16,6 +16,7 @@ use super::{
     reconcile_rules::decide,
 };
 use crate::{
+    domain::url::from_domain as url_from_domain,
     domain::{InstanceStatus, SERVICE_PREFIX},
     queue,
     services::ServiceStatus,
@@ -88,6 +89,7 @@ async fn find_orphans(
         listing::record_orphan(ctx, service, "a second service of an instance id a row owns").await?;
     }
     let listed: Vec<&str> = services.iter().filter_map(|s| s.service_id.as_deref()).collect();
+    orphans::seen(&ctx.db, &listed).await?;
     for service_id in orphans::forget_unlisted(&ctx.db, &listed).await? {
         tracing::info!(service_id, "orphaned service is gone from the provider");
     }
@@ -153,19 +155,6 @@ async fn adopt(ctx: &Ctx, service: &ServiceStatus) -> Result<bool, JobError> {
     Ok(adopted)
 }
 
-/// Public domains are https; loopback ones (the simulator) are plain http.
-pub fn url_from_domain(domain: &str) -> String {
-    if domain.starts_with("http://") || domain.starts_with("https://") {
-        return domain.to_owned();
-    }
-    // Plain HTTP (which carries POOL_API_KEY in clear) only for this very machine:
-    // the host itself, not a name that merely starts like it.
-    let host = domain.split(['/', '?']).next().unwrap_or_default();
-    let host = host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(h, _)| h);
-    let local = matches!(host.to_ascii_lowercase().trim_end_matches('.'), "localhost" | "127.0.0.1" | "[::1]");
-    format!("{}://{domain}", if local { "http" } else { "https" })
-}
-
 fn count(report: &mut Report, applied: Applied) {
     match applied {
         Applied::BecameIdle => report.became_idle += 1,
@@ -178,21 +167,5 @@ fn count(report: &mut Report, applied: Applied) {
         Applied::Vanished => report.vanished += 1,
         Applied::ConversationFilled => report.conversations_filled += 1,
         Applied::Nothing | Applied::MissingCounted => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url_from_domain;
-
-    #[test]
-    fn plain_http_only_for_this_machine() {
-        assert_eq!(url_from_domain("127.0.0.1:3002/i/abc"), "http://127.0.0.1:3002/i/abc");
-        assert_eq!(url_from_domain("localhost:8080"), "http://localhost:8080");
-        assert_eq!(url_from_domain("LOCALHOST"), "http://LOCALHOST");
-        for remote in ["localhost.evil.tld", "127.0.0.1.evil.tld/x", "localhost-x.up.railway.app", "a.up.railway.app"] {
-            assert!(url_from_domain(remote).starts_with("https://"), "{remote}");
-        }
-        assert_eq!(url_from_domain("http://127.0.0.1:1/x"), "http://127.0.0.1:1/x");
     }
 }

@@ -127,9 +127,9 @@ async fn a_failed_destroy_answers_200_and_leaves_the_service() {
     assert!(matches!(client.destroy(&id).await.unwrap_err(), UpstreamError::NotFound { .. }));
 }
 
-/// Railway's 429 arrives as a 500 (a 502 for status batches) with "rate limited" in
-/// the text and no `Retry-After`: the client makes it a rate limit with the
-/// default pause. The 429 form is a switch.
+/// Railway's 429 arrives as a 500 with "rate limited" in the text, or from a status
+/// batch as a 502 that no longer says why, never with `Retry-After`: the client
+/// makes both a rate limit with the default pause. The 429 form is a switch.
 #[tokio::test]
 async fn provider_rate_limits_arrive_as_500_and_502() {
     let sim = spawn_sim(SimConfig { rate_limit_rate: 1.0, ..fast_sim() }).await;

@@ -17,6 +17,7 @@ async fn schemathesis(stack: &Stack, key: Option<&str>) -> (bool, String) {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut command = tokio::process::Command::new(format!("{root}/tests/fuzz/.venv/bin/st"));
     command
+        .args(["--config-file", &format!("{root}/tests/fuzz/schemathesis.toml")])
         .args(["run", &stack.url("/openapi.json"), "--checks", "all", "--exclude-checks", "not_a_server_error"])
         .args(["--max-examples", "25", "--generation-deterministic", "--no-color"])
         .env("PYTHONPATH", format!("{root}/tests/fuzz"))

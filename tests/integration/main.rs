@@ -18,6 +18,7 @@ mod crash;
 mod deploy;
 mod faults;
 mod fifo;
+mod floods;
 mod fuzz;
 mod hostile;
 mod http;

@@ -157,6 +157,7 @@ async fn a_destroy_that_leaves_the_service_is_an_orphan() {
         .unwrap();
     let killed: JobDoc = response.json().await.unwrap();
     assert_eq!(killed.status, JobState::Succeeded, "{killed:?}");
+    assert_eq!(killed.result.as_ref().unwrap()["destroyed"], false, "the result says so: {killed:?}");
     assert_eq!(stack.sim.sim.services_of(&id).len(), 1, "the service still runs");
     let orphans = fleet_orphans(&stack).await;
     assert_eq!(orphans.len(), 1, "{orphans:?}");
@@ -189,7 +190,7 @@ async fn a_join_awaiting_acceptance_succeeds() {
     let sim = SimConfig { join_pending: true, ..fast_sim() };
     let stack = Stack::start(sim, 1, &NO_SCHEDULES).await;
     let [id] = <[String; 1]>::try_from(fill(&stack, 1).await).unwrap();
-    let body = json!({ "agentName": "Ada", "joinUrl": "https://convos.invalid/join/abc" });
+    let body = json!({ "agentName": "Ada", "joinUrl": "https://dev.convos.org/v2?i=abc" });
     let claim = finished(&stack, "/api/pool/claim", body).await;
     assert_eq!(claim.status, JobState::Succeeded, "{claim:?}");
     let result = claim.result.unwrap();
@@ -222,8 +223,8 @@ async fn a_provision_answered_500_on_a_bound_instance_completes_the_claim() {
     assert_eq!(stack.rows().await, vec![(id, "claimed".to_owned())]);
 }
 
-/// Provider rate limits arrive as 500 (create) or 502 (status batch) with the words
-/// in the text and no `Retry-After`: every replica pauses for the default pause.
+/// Provider rate limits arrive as 500 (create, with the words in the text) or 502
+/// (status batch) and no `Retry-After`: every replica pauses for the default pause.
 #[tokio::test]
 async fn provider_rate_limits_in_500s_pause_every_replica() {
     let stack =

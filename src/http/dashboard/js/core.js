@@ -123,7 +123,22 @@ class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
 }
 
-async function api(method, path, { body, wait } = {}) {
+// A read the server shed (503 `busy`: too many expensive reads at once) is tried
+// again after its Retry-After, a few times, before it counts as an error.
+const BUSY_RETRIES = 3;
+
+async function api(method, path, options = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await apiOnce(method, path, options);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'busy' || attempt >= BUSY_RETRIES) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
+async function apiOnce(method, path, { body, wait } = {}) {
   const headers = { Accept: 'application/json' };
   const key = getKey();
   if (key) headers.Authorization = `Bearer ${key}`;
