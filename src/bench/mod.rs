@@ -15,6 +15,7 @@ mod claim;
 mod cpu;
 mod footprint;
 mod harness;
+mod hostile;
 mod queue_drain;
 mod queue_latency;
 mod reconcile;
@@ -54,7 +55,10 @@ pub enum Scenario {
     /// Issue 12: a demand trace with bursts against a static and an adaptive warm
     /// buffer (simulated build time; minutes). Only when named: not part of `all`.
     Availability,
-    /// Every scenario in turn (except `availability`).
+    /// Hostile clients: made-up methods, a read flood beside claims, slow clients.
+    /// Only when named: not part of `all`.
+    Hostile,
+    /// Every scenario in turn (except `availability` and `hostile`).
     All,
 }
 
@@ -84,6 +88,7 @@ async fn run_one(scenario: Scenario, args: &BenchArgs) -> anyhow::Result<Value> 
         Scenario::Reconcile => reconcile::run(quick).await,
         Scenario::Footprint => footprint::run(quick).await,
         Scenario::Availability => availability::run(quick, &args.availability).await,
+        Scenario::Hostile => hostile::run(quick).await,
         Scenario::All => unreachable!("expanded by run"),
     }
 }

@@ -29,6 +29,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower_http::{
     LatencyUnit,
+    classify::ServerErrorsFailureClass,
     limit::RequestBodyLimitLayer,
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
@@ -89,7 +90,8 @@ pub fn router(state: AppState) -> Router {
                     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
                     tracing::info_span!("http", method = %req.method(), route, path = %req.uri().path())
                 })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis)),
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis))
+                .on_failure(log_failure),
         )
 }
 
@@ -108,6 +110,18 @@ async fn record_request(req: Request<axum::body::Body>, next: axum::middleware::
         crate::metrics::claim_answered(response.status().as_u16());
     }
     response
+}
+
+/// Server errors are logged as errors, but a 503 is Pool shedding load or saying the
+/// pool is empty, as designed: logged at debug, so a flood does not flood the logs.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _: &tracing::Span) {
+    let latency_ms = latency.as_millis() as u64;
+    match class {
+        ServerErrorsFailureClass::StatusCode(code) if code == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::debug!(latency_ms, "answered 503");
+        }
+        class => tracing::error!(%class, latency_ms, "response failed"),
+    }
 }
 
 /// Headers every answer carries: the dashboard runs only its own scripts and styles,

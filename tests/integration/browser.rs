@@ -52,7 +52,15 @@ async fn attempt(db: &PgPool, job: &str, run: i32, outcome: &str, error: &str, w
 
 #[tokio::test]
 async fn dashboard_claims_and_retries_in_a_real_browser() {
-    let settings = [("POOL_MIN_IDLE", "2"), ("RECONCILE_SCHEDULE", "*/2 * * * * *"), ("RAILWAY_PROJECT_ID", "proj-1")];
+    // No schedules: the worker's start-up replenish fills the pool, and no scheduled
+    // job pushes the fixtures below off the job list's first page while it runs.
+    let never = "0 0 0 1 1 *";
+    let settings = [
+        ("POOL_MIN_IDLE", "2"),
+        ("RECONCILE_SCHEDULE", never),
+        ("REPLENISH_SCHEDULE", never),
+        ("RAILWAY_PROJECT_ID", "proj-1"),
+    ];
     let stack = Stack::start(fast_sim(), 1, &settings).await;
     stack.wait_for_counts("2 idle", Duration::from_secs(30), |c| c["idle"] == 2).await;
     // A second service of an instance's id, as a blind retry of create-instance
@@ -60,6 +68,8 @@ async fn dashboard_claims_and_retries_in_a_real_browser() {
     let (id, _) = stack.rows().await.remove(0);
     let body = json!({ "instanceId": id, "name": format!("convos-agent-{id}"), "tools": [] });
     stack.http.post(format!("{}/create-instance", stack.sim.url)).json(&body).send().await.expect("create");
+    let reconcile = stack.post("/api/pool/reconcile", json!({}), 30).await;
+    assert_eq!(reconcile.status(), 200);
     stack.wait_for_counts("an orphan", Duration::from_secs(30), |c| c["orphans"] == 1).await;
     let db = &stack.db.pool;
     // Jobs that failed for good, as an operator would find them: one to retry from the
