@@ -236,3 +236,32 @@ async fn instance_not_ready_answers_503_without_binding() {
     assert_eq!(sim.sim.conversation_of(id.as_str()), None);
     sim.sim.set_faults(Faults::default());
 }
+
+/// An upstream that redirects (where the key would follow) or answers a body larger
+/// than any real answer: neither is followed nor read to its end.
+#[tokio::test]
+async fn redirects_are_not_followed_and_huge_answers_not_read() {
+    use axum::{Router, http::StatusCode as Code, response::IntoResponse, routing::post};
+    let big = "x".repeat(9 * 1024 * 1024);
+    let app = Router::new().route("/status/batch", post(move || async move { big.clone() })).route(
+        "/create-instance",
+        post(|| async { (Code::FOUND, [(axum::http::header::LOCATION, "http://127.0.0.1:1/steal")]).into_response() }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = services(&url, Some("k"), Duration::from_secs(10));
+    let err = client.create_instance(&InstanceId::generate()).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Rejected { status: 302, .. }), "not followed: {err:?}");
+    let err = client.status_batch(None).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Decode { .. }) && err.to_string().contains("larger than"), "{err:?}");
+}
+
+/// The instance key never travels in clear: a plain-http instance URL off this
+/// machine is not called at all.
+#[tokio::test]
+async fn the_instance_key_is_never_sent_over_plain_http() {
+    let err = instances().health("http://instance.example.invalid").await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Insecure { .. }), "{err:?}");
+    assert!(err.never_sent());
+}

@@ -26,9 +26,9 @@ async fn scoped_stack() -> Stack {
     let settings =
         [("POOL_API_KEY", operators.as_str()), ("POOL_CLAIM_KEYS", CLAIM_KEY), ("POOL_INSTANCE_KEY", INSTANCE_KEY)];
     let stack = Stack::start(sim, 1, &settings).await;
-    let replenish = stack.post("/api/pool/replenish", json!({ "count": 2 }), 30).await;
+    let replenish = stack.post("/api/pool/replenish", json!({ "count": 3 }), 30).await;
     assert_eq!(replenish.status(), StatusCode::OK);
-    stack.wait_for_counts("2 idle", Duration::from_secs(30), |c| c["idle"] == 2).await;
+    stack.wait_for_counts("3 idle", Duration::from_secs(30), |c| c["idle"] == 3).await;
     stack
 }
 
@@ -97,6 +97,17 @@ async fn every_route_answers_every_scope_as_documented() {
     let claim: Value = claim.json().await.unwrap();
     assert_eq!(claim["status"], "succeeded", "{claim}");
     let job_id = claim["id"].as_str().unwrap().to_owned();
+    // The original contract's claim works with a claim key too.
+    let original = stack
+        .http
+        .post(stack.url("/api/pool/claim"))
+        .bearer_auth(CLAIM_KEY)
+        .header("pool-claim-contract", "original")
+        .json(&json!({ "agentName": "Original" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.status(), StatusCode::OK, "{:?}", original.text().await);
     assert!(job_id.starts_with('0'), "ULIDs of this era start with 0: {job_id}");
 
     let keys =
