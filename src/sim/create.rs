@@ -20,6 +20,9 @@ use super::{
 /// Provider calls of one create: a tool before the service, the service, then its
 /// variables, image, volume and domain.
 const CREATE_CALLS: u32 = 6;
+/// The last call whose failure fails the create: upstream carries on without a
+/// volume or a domain (url null) rather than fail.
+const LAST_FATAL_CALL: u32 = 4;
 /// Provider calls of one destroy before Railway's delete: the tools and volumes.
 const DESTROY_CALLS: u32 = 2;
 
@@ -34,7 +37,7 @@ pub(super) async fn run(state: Arc<SimState>, id: String, name: Option<String>, 
     if idempotent && state.row(&id).is_some() {
         return answer(&state, &id, &tools);
     }
-    let fails_at = (rand::random::<f64>() < fault_rate).then(|| 2 + rand::random_range(0..CREATE_CALLS - 1));
+    let fails_at = (rand::random::<f64>() < fault_rate).then(|| rand::random_range(2..=LAST_FATAL_CALL));
     pause(call).await;
     let service_id = state.create_service(&id, name.as_deref());
     for step in 2..=CREATE_CALLS {
@@ -43,6 +46,7 @@ pub(super) async fn run(state: Arc<SimState>, id: String, name: Option<String>, 
             return upstream_error("Railway API error: 500");
         }
     }
+    state.assign_domain(&service_id);
     if !state.insert_row(&id, &service_id) {
         return upstream_error("duplicate key value violates unique constraint \"instance_infra_pkey\"");
     }

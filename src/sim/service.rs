@@ -32,6 +32,9 @@ pub(super) struct Service {
     /// `GET /convos/status` answers 500 (a broken instance whose health is fine).
     pub status_broken: bool,
     pub conversation: Option<String>,
+    /// Whether create-instance got as far as the service's domain (its last
+    /// provider call); a create that failed earlier leaves a service without one.
+    pub has_domain: bool,
 }
 
 /// The part of the config the lifecycle depends on, copied out so the config lock
@@ -79,6 +82,7 @@ impl Service {
             environment_id: self.environment_id.clone(),
             image: self.image.clone(),
             tracked,
+            has_domain: self.has_domain,
         }
     }
 }
@@ -112,4 +116,6 @@ pub struct ServiceView {
     /// does not track (a duplicate, a half-made create, one a failed destroy left
     /// running) can never be destroyed through it.
     pub tracked: bool,
+    /// Whether the service has a public domain (status batches show none otherwise).
+    pub has_domain: bool,
 }

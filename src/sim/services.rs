@@ -123,7 +123,7 @@ async fn status_batch(State(state): State<Arc<SimState>>, body: Bytes) -> Respon
 }
 
 fn batch_entry(base: Option<&str>, view: ServiceView) -> serde_json::Value {
-    let domain = base.map(|base| {
+    let domain = base.filter(|_| view.has_domain).map(|base| {
         let url = instance_url(base, &view.instance_id);
         url.split_once("://").map_or(url.clone(), |(_, rest)| rest.to_owned())
     });

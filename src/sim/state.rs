@@ -96,7 +96,7 @@ impl SimState {
     }
 
     /// Creates a Railway service for `id`, always a new one (Railway does not care
-    /// that the name is taken). Returns its service id.
+    /// that the name is taken), without a domain yet. Returns its service id.
     pub fn create_service(&self, id: &str, name: Option<&str>) -> String {
         let (crash_rate, build_time, image) = self.with_config(|c| (c.crash_rate, c.build_time, c.image.clone()));
         let service_id = format!("svc-{}", ulid::Ulid::generate().to_string().to_lowercase());
@@ -117,9 +117,17 @@ impl SimState {
             unlisted: false,
             status_broken: false,
             conversation: None,
+            has_domain: false,
         };
         services.railway.insert(service_id.clone(), service);
         service_id
+    }
+
+    /// Gives service `service_id` its public domain.
+    pub fn assign_domain(&self, service_id: &str) {
+        if let Some(service) = lock(&self.services).railway.get_mut(service_id) {
+            service.has_domain = true;
+        }
     }
 
     /// Records services' row for `id`; false when one exists (its primary key).
@@ -139,6 +147,7 @@ impl SimState {
             return view;
         }
         let service_id = self.create_service(id, name);
+        self.assign_domain(&service_id);
         self.insert_row(id, &service_id);
         self.view(id).expect("just created")
     }

@@ -31,7 +31,10 @@ impl Handler for ProvisionInstance {
             return Ok(skipped(format!("instance is {}", row.status)));
         }
         let (service_id, url) = match earlier_service(ctx, &id).await? {
-            Some(service) => take_over(ctx, &id, &service).await?,
+            Some(Earlier { service, finished }) if finished && service.domain.is_none() => {
+                return give_up_half_made(ctx, &id).await.map(skipped);
+            }
+            Some(Earlier { service, .. }) => take_over(ctx, &id, &service).await?,
             None => create(ctx, &id).await?,
         };
         // Follow it until ready, rather than waiting for the next reconcile.
@@ -40,13 +43,20 @@ impl Handler for ProvisionInstance {
     }
 }
 
+/// A service an earlier create-instance made.
+struct Earlier {
+    service: ServiceStatus,
+    /// Upstream answered that call: it does no more to the service.
+    finished: bool,
+}
+
 /// The service an earlier create-instance for `id` left, if one was called. Errs
 /// (retry later) while an unanswered earlier call may still be creating one.
-async fn earlier_service(ctx: &Ctx, id: &InstanceId) -> Result<Option<ServiceStatus>, JobError> {
+async fn earlier_service(ctx: &Ctx, id: &InstanceId) -> Result<Option<Earlier>, JobError> {
     let Some(calls) = instances::create_calls(&ctx.db, id.as_str()).await? else { return Ok(None) };
     let Some(requested_at) = calls.requested_at else { return Ok(None) };
     if let Some(service) = listing::services_of(ctx, id).await?.into_iter().next() {
-        return Ok(Some(service));
+        return Ok(Some(Earlier { service, finished: calls.answered }));
     }
     let since = (calls.now - requested_at).to_std().unwrap_or_default();
     let timeout = ctx.config.services.create_timeout;
@@ -63,6 +73,22 @@ async fn earlier_service(ctx: &Ctx, id: &InstanceId) -> Result<Option<ServiceSta
         ),
         after: Some(after),
     })
+}
+
+/// A create that failed part-way leaves a service without a domain that upstream
+/// will never finish (it gives no URL, it never deploys): rather than hold a warm
+/// slot until the stuck timeout, the row goes now (replenish makes another) and the
+/// service, which services cannot destroy, is shown as an orphan.
+async fn give_up_half_made(ctx: &Ctx, id: &InstanceId) -> Result<String, JobError> {
+    use InstanceStatus::{Draining, Provisioning};
+    let reason = "create-instance failed part-way; its service has no domain";
+    if instances::transition(&ctx.db, id.as_str(), &[Provisioning], Draining, Some(reason)).await? {
+        super::destroy::destroy_and_delete(ctx, id).await?;
+        let mut conn = ctx.db.acquire().await?;
+        crate::queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
+    }
+    tracing::warn!(instance_id = %id, "gave up a half-made instance; its service is an orphan");
+    Ok(format!("{reason}: removed, its service left as an orphan"))
 }
 
 /// Records `service`, which an earlier call created, as the row's own.

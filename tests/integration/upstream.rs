@@ -85,22 +85,32 @@ async fn a_create_that_times_out_is_taken_over_not_repeated() {
     assert_eq!(report["orphans"], 0, "{report}");
 }
 
-/// A provider fault after the service exists answers 500: the retry takes the
-/// service over instead of making a second. Services never recorded it, so its
-/// destroy is a 404 and it stays listed: an orphan, shown, never re-adopted.
+/// A provider fault after the service exists answers 500, leaving a service with no
+/// domain that upstream will never finish: the retry neither creates a second one
+/// nor waits for the stuck timeout. It removes the row (replenish makes another)
+/// and shows the service as an orphan, never re-adopted.
 #[tokio::test]
-async fn a_create_failing_part_way_is_taken_over_and_its_leftover_shown() {
+async fn a_create_failing_part_way_leaves_an_orphan_not_a_second_service() {
     let sim = SimConfig { create_fault_rate: 1.0, ..fast_sim() };
     let stack = Stack::start(sim, 1, &NO_SCHEDULES).await;
-    let [id] = <[String; 1]>::try_from(fill(&stack, 1).await).unwrap();
+    let job = finished(&stack, "/api/pool/replenish", json!({ "count": 1 })).await;
+    let [id] = <[String; 1]>::try_from(
+        serde_json::from_value::<Vec<String>>(job.result.unwrap()["instanceIds"].clone()).unwrap(),
+    )
+    .unwrap();
+    let failed = eventually(Duration::from_secs(30), || async {
+        let requests = stack.sim.sim.requests();
+        requests.iter().any(|r| r.path == "/create-instance" && r.status == 500).then_some(())
+    });
+    assert!(failed.await.is_some(), "the create failed part-way");
+    stack.sim.sim.set_faults(Faults { create_fault_rate: Some(0.0), ..Faults::default() });
+    let gone = eventually(Duration::from_secs(30), || async {
+        stack.rows().await.iter().all(|(row, _)| *row != id).then_some(())
+    });
+    assert!(gone.await.is_some(), "the half-made instance's row is removed");
     assert_eq!(creates_of(&stack, &id), 1, "no second create");
     assert_eq!(stack.sim.sim.services_of(&id).len(), 1);
-
-    let drained = finished(&stack, "/api/pool/drain", json!({ "count": 1 })).await;
-    assert_eq!(drained.status, JobState::Succeeded, "{drained:?}");
-    assert!(stack.rows().await.is_empty(), "the row is gone");
-    let counts = stack.counts().await;
-    assert_eq!(counts["orphans"], 1, "{counts}");
+    assert_eq!(stack.counts().await["orphans"], 1);
     let report = reconcile(&stack).await;
     assert_eq!((report["adopted"].as_i64(), report["orphans"].as_i64()), (Some(0), Some(1)), "{report}");
     assert!(stack.rows().await.is_empty(), "an orphan is never adopted as capacity");
