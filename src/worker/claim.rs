@@ -6,14 +6,17 @@
 //! SPEC §2.2: 2xx → `claimed`; provably untouched (refused connection, 503) → back to
 //! `idle` and another instance is tried; anything that may have acted is settled by
 //! the instance's own `/convos/status`: bound → `claimed`, else `crashed`. A re-run
-//! asks that first, since upstream answers a second provision with a slow 500.
+//! asks that first, since upstream answers a second provision with a slow 500; it
+//! knows it is one from its row (`provision_sent_by`, flushed before the call), not
+//! only from the job's run counter, which a lost commit can reset. Every write to
+//! the row is fenced on the run's lease: a stale run changes nothing.
 
 use pool_jobs::{ClaimAndProvision, results::ClaimResult};
 use serde_json::Value;
 
 use super::{
     Ctx,
-    handler::{Handler, JobError, JobMeta},
+    handler::{Handler, JobError, JobMeta, checkpoint},
 };
 use crate::{
     domain::InstanceStatus,
@@ -86,10 +89,14 @@ async fn provision(
     };
     // An earlier run may have bound it already; upstream answers a second provision
     // with a 500 after minutes, not a 409 (SPEC §5.2), so ask before provisioning.
-    if job.rerun
-        && let Some(bound) = bound_conversation(args, ctx, url).await?
-    {
+    // The row says whether one was sent: the run counter may have lost a commit.
+    let sent = job.rerun || instances::provision_sent(&ctx.db, &row.id, &job.id).await?;
+    if sent && let Some(bound) = bound_conversation(args, ctx, url).await? {
         return complete(args, ctx, job, row, &bound).await.map(Some);
+    }
+    if !instances::note_provision_sent(&ctx.db, &row.id, job.lease()).await? {
+        checkpoint(ctx, job).await?;
+        return Err(JobError::permanent(format!("instance {} was taken away before its provision", row.id)));
     }
     let body = ProvisionRequest {
         agent_name: args.agent_name.clone(),
@@ -197,7 +204,7 @@ async fn record(
     let replenish = queue::replenish_job(&ctx.config.jobs);
     store::transaction(&ctx.db, move |tx| {
         Box::pin(async move {
-            if lifecycle::hold(&mut *tx, &job_id, fence).await?.is_none() {
+            if lifecycle::hold(&mut *tx, &job_id, fence, &worker).await?.is_none() {
                 return Ok(Completion::Lost);
             }
             let binding = Binding {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::Ctx;
 use crate::{
     domain::text::{storable, storable_json},
-    store::jobs::lifecycle::{self, Outcome},
+    store::jobs::lifecycle::{self, Lease, Outcome},
     upstream::{Next, UpstreamError},
 };
 
@@ -26,13 +26,20 @@ pub struct JobMeta {
     /// This run's attempt number, which fences its writes ([`checkpoint`]).
     pub fence: i32,
     /// Whether an earlier run of this job ever started (also before an operator
-    /// retry): such a run may meet its own earlier side effects.
+    /// retry): such a run may meet its own earlier side effects. From a counter that
+    /// a lost commit can reset: a handler whose re-run must not repeat an effect
+    /// also records that effect durably (a claim's provision, on its row).
     pub rerun: bool,
     /// The worker process running it.
     pub worker: std::sync::Arc<str>,
 }
 
 impl JobMeta {
+    /// This run's lease on its job, which fences its writes.
+    pub fn lease(&self) -> Lease<'_> {
+        Lease { job_id: &self.id, attempt: self.fence, worker: &self.worker }
+    }
+
     /// Attempts already made before this one in the job's current lifetime.
     pub fn earlier_attempts(&self) -> usize {
         usize::try_from(self.fence - 1).unwrap_or_default()
@@ -99,7 +106,7 @@ pub trait Handler: Job + Sized + Clone + Unpin {
 /// A safe point: stops the run if an operator cancelled the job, or if this run lost
 /// the job to a newer one (it must change nothing more).
 pub async fn checkpoint(ctx: &Ctx, job: &JobMeta) -> Result<(), JobError> {
-    match lifecycle::hold(&ctx.db, &job.id, job.fence).await? {
+    match lifecycle::hold(&ctx.db, &job.id, job.fence, &job.worker).await? {
         None => Err(JobError::Lost),
         Some(true) => Err(JobError::Cancelled),
         Some(false) => Ok(()),

@@ -24,6 +24,7 @@ mod http;
 mod jobs_admin;
 mod lease;
 mod lifecycle;
+mod lost_commit;
 mod migrations;
 mod odd_bytes;
 mod operator;

@@ -59,6 +59,10 @@ pub struct Fetcher {
     wake: Notify,
     /// Fetched but not yet started by apalis (given back at shutdown).
     unstarted: Mutex<HashSet<String>>,
+    /// Every run this process holds, `(job id, attempt)`: fetched, and not yet let go
+    /// (its outcome written, or nothing to write). A running row of this worker not
+    /// in here is one a lost commit left behind.
+    held: Mutex<HashSet<(String, i32)>>,
 }
 
 impl Fetcher {
@@ -72,7 +76,23 @@ impl Fetcher {
                 backlog: false.into(),
             })
             .collect();
-        Self { worker, kinds, wake: Notify::new(), unstarted: Mutex::new(HashSet::new()) }
+        Self {
+            worker,
+            kinds,
+            wake: Notify::new(),
+            unstarted: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The runs this process holds, `(job id, attempt)`.
+    pub fn held(&self) -> Vec<(String, i32)> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    /// The run `attempt` of job `id` ended and its outcome (if any) is written.
+    pub fn let_go(&self, id: &str, attempt: i32) {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(id.to_owned(), attempt));
     }
 
     /// Wakes the loop: new jobs may be due (a notification, or a retry of ours).
@@ -147,6 +167,7 @@ impl Fetcher {
                 continue;
             };
             self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.id.clone());
+            self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((job.id.clone(), job.attempt));
             let slot = Slot { _permit: permit, fetcher: self.clone(), kind: index };
             let _ = deliveries.send(TaskBuilder::new(Delivery { job, slot }).build());
         }

@@ -15,6 +15,10 @@ use crate::{
     worker::Ctx,
 };
 
+/// The last resort: a run older than this many rescue windows (30 min at 12 s) is
+/// taken back whatever its worker says, should a holder never let go.
+const LAST_RESORT_WINDOWS: u32 = 150;
+
 /// Registers the worker, waiting out a database that is briefly away.
 pub async fn register(db: &PgPool, worker: &str) -> sqlx::Result<()> {
     let mut delay = Duration::from_millis(200);
@@ -85,7 +89,14 @@ pub async fn run(ctx: Arc<Ctx>, worker: String, fetcher: Arc<Fetcher>, mut stop:
 
 async fn tick(conn: &mut PgConnection, worker: &str, fetcher: &Fetcher, rescue_after: Duration) -> sqlx::Result<()> {
     lifecycle::heartbeat(&mut *conn, worker).await?;
-    let rescued = lifecycle::rescue(&mut *conn, rescue_after).await?;
+    // Taken before the statement: a run let go after this was written first.
+    let held = fetcher.held();
+    let orphans = lifecycle::release_orphans(&mut *conn, worker, &held, rescue_after / 2).await?;
+    if orphans > 0 {
+        tracing::warn!(worker, released = orphans, "took back running jobs this worker holds no run of");
+        fetcher.wake();
+    }
+    let rescued = lifecycle::rescue(&mut *conn, rescue_after, rescue_after * LAST_RESORT_WINDOWS).await?;
     if rescued > 0 {
         tracing::warn!(rescued, "took back running jobs of workers that stopped responding");
         fetcher.wake();

@@ -94,6 +94,7 @@ struct Shared {
     worker: Arc<str>,
     runs: HashMap<&'static str, RunFn>,
     outcomes: outcomes::Writer,
+    fetcher: Arc<fetch::Fetcher>,
 }
 
 /// Runs jobs until `stop`; then stops fetching, lets running jobs finish, writes
@@ -120,6 +121,7 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
         worker: worker.as_str().into(),
         runs: kinds.iter().map(|k| (k.name, k.run)).collect(),
         outcomes,
+        fetcher: fetcher.clone(),
     });
     tracing::info!(worker = %worker, kinds = kinds.len(), "runtime starting");
     // The heartbeat outlives the fetch loop: runs in flight at a stop hold their jobs
@@ -194,8 +196,10 @@ async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), Box
         }
         (None, false) => Err(JobError::permanent(format!("unknown job kind {}", job.kind))),
     };
-    if let Some(outcome) = outcome(&meta, &job.kind, result) {
-        shared.outcomes.send(Finished { id: job.id, attempt: job.attempt, outcome }, slot).await;
+    match outcome(&meta, &job.kind, result) {
+        Some(outcome) => shared.outcomes.send(Finished { id: job.id, attempt: job.attempt, outcome }, slot).await,
+        // Recorded by the handler, or the job was no longer this run's.
+        None => shared.fetcher.let_go(&job.id, job.attempt),
     }
     Ok(())
 }
