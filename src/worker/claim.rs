@@ -94,6 +94,7 @@ async fn provision(
     if sent && let Some(bound) = bound_conversation(args, ctx, url).await? {
         return complete(args, ctx, job, row, &bound).await.map(Some);
     }
+    job.lease_holds()?;
     if !instances::note_provision_sent(&ctx.db, &row.id, job.lease()).await? {
         checkpoint(ctx, job).await?;
         return Err(JobError::permanent(format!("instance {} was taken away before its provision", row.id)));

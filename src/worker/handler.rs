@@ -7,7 +7,7 @@ use std::{future::Future, time::Duration};
 use pool_jobs::Job;
 use serde_json::Value;
 
-use super::Ctx;
+use super::{Ctx, lease::LeaseClock};
 use crate::{
     domain::text::{storable, storable_json},
     store::jobs::lifecycle::{self, Lease, Outcome},
@@ -32,12 +32,28 @@ pub struct JobMeta {
     pub rerun: bool,
     /// The worker process running it.
     pub worker: std::sync::Arc<str>,
+    /// That process's view of its lease: past half the rescue window without a
+    /// heartbeat, the run stops at its next safe point.
+    pub liveness: std::sync::Arc<LeaseClock>,
 }
 
 impl JobMeta {
     /// This run's lease on its job, which fences its writes.
     pub fn lease(&self) -> Lease<'_> {
         Lease { job_id: &self.id, attempt: self.fence, worker: &self.worker }
+    }
+
+    /// Errs (a retry, written once the database answers) when this worker's lease
+    /// lapsed: no heartbeat for half the rescue window, so others may take the job
+    /// any moment. Asks nothing of the database (it may be what is away).
+    pub fn lease_holds(&self) -> Result<(), JobError> {
+        match self.liveness.lapsed() {
+            None => Ok(()),
+            Some(silent) => Err(JobError::retry(format!(
+                "this worker's lease lapsed (no heartbeat for {} ms); the run stopped at a safe point",
+                silent.as_millis()
+            ))),
+        }
     }
 
     /// Attempts already made before this one in the job's current lifetime.
@@ -103,9 +119,12 @@ pub trait Handler: Job + Sized + Clone + Unpin {
     fn run(self, ctx: &Ctx, job: &JobMeta) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 
-/// A safe point: stops the run if an operator cancelled the job, or if this run lost
-/// the job to a newer one (it must change nothing more).
+/// A safe point: stops the run if an operator cancelled the job, if this run lost
+/// the job to a newer one (it must change nothing more), or if its worker's lease
+/// lapsed (no heartbeat for half the rescue window: others may take the job any
+/// moment). The last is a retry, written once the database answers again.
 pub async fn checkpoint(ctx: &Ctx, job: &JobMeta) -> Result<(), JobError> {
+    job.lease_holds()?;
     match lifecycle::hold(&ctx.db, &job.id, job.fence, &job.worker).await? {
         None => Err(JobError::Lost),
         Some(true) => Err(JobError::Cancelled),
@@ -181,7 +200,8 @@ mod tests {
 
     #[test]
     fn outcome_text_is_made_storable() {
-        let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into() };
+        let liveness = std::sync::Arc::new(LeaseClock::new(Duration::from_secs(12)));
+        let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into(), liveness };
         let failed = outcome(&meta, "noop", Err(JobError::permanent("bad\0byte")));
         assert!(matches!(failed, Some(Outcome::Permanent(e)) if e == "badbyte"));
         let ok = outcome(&meta, "noop", Ok(serde_json::json!({"name": "a\0b"})));

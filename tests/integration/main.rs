@@ -23,6 +23,7 @@ mod hostile;
 mod http;
 mod jobs_admin;
 mod lease;
+mod lease_lapse;
 mod lifecycle;
 mod lost_commit;
 mod migrations;

@@ -11,7 +11,7 @@ use crate::{
     stack::Stack,
 };
 
-async fn set_connections_allowed(db: &str, allowed: bool) {
+pub async fn set_connections_allowed(db: &str, allowed: bool) {
     let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
     let sql = format!(r#"ALTER DATABASE "{db}" ALLOW_CONNECTIONS {allowed}"#);
     admin.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();

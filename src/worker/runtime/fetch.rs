@@ -14,7 +14,10 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::{Delivery, Kind};
-use crate::{store::jobs::lifecycle, worker::Ctx};
+use crate::{
+    store::jobs::lifecycle,
+    worker::{Ctx, lease::LeaseClock},
+};
 
 /// Channel the job table's insert trigger notifies on.
 const CHANNEL: &str = "pool_jobs_queued";
@@ -63,10 +66,12 @@ pub struct Fetcher {
     /// (its outcome written, or nothing to write). A running row of this worker not
     /// in here is one a lost commit left behind.
     held: Mutex<HashSet<(String, i32)>>,
+    /// While it has lapsed, nothing is fetched: others may take the jobs any moment.
+    lease: Arc<LeaseClock>,
 }
 
 impl Fetcher {
-    pub fn new(worker: String, kinds: &[Kind]) -> Self {
+    pub fn new(worker: String, kinds: &[Kind], lease: Arc<LeaseClock>) -> Self {
         let kinds = kinds
             .iter()
             .map(|k| KindSlots {
@@ -82,6 +87,7 @@ impl Fetcher {
             wake: Notify::new(),
             unstarted: Mutex::new(HashSet::new()),
             held: Mutex::new(HashSet::new()),
+            lease,
         }
     }
 
@@ -108,11 +114,20 @@ impl Fetcher {
         mut stop: watch::Receiver<bool>,
     ) {
         let listener = tokio::spawn(listen(ctx.db.clone(), self.clone(), stop.clone()));
+        let mut lapsed = false;
         loop {
             if *stop.borrow() {
                 break;
             }
-            match self.fetch_once(&ctx.db, &deliveries).await {
+            if lapsed != self.lease.lapsed().is_some() {
+                lapsed = !lapsed;
+                match lapsed {
+                    true => tracing::warn!(worker = %self.worker, "this worker's lease lapsed; fetching nothing"),
+                    false => tracing::info!(worker = %self.worker, "this worker's lease holds again; fetching"),
+                }
+            }
+            let fetched = if lapsed { Ok(false) } else { self.fetch_once(&ctx.db, &deliveries).await };
+            match fetched {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(err) => {
