@@ -84,7 +84,7 @@ async fn provision(
     row: &InstanceRow,
 ) -> Result<Option<ClaimResult>, JobError> {
     let Some(url) = row.url.as_deref() else {
-        instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
+        release(ctx, job, row).await?;
         return Ok(None);
     };
     // An earlier run may have bound it already; upstream answers a second provision
@@ -108,7 +108,7 @@ async fn provision(
         Ok(bound) => complete(args, ctx, job, row, &bound).await.map(Some),
         Err(err) if err.never_sent() || err.status() == Some(503) => {
             tracing::info!(instance_id = %row.id, error = %err, "instance did not act; releasing it");
-            instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
+            release(ctx, job, row).await?;
             Ok(None)
         }
         Err(err) => settle_after_error(args, ctx, job, row, url, &err).await.map(Some),
@@ -130,9 +130,21 @@ async fn settle_after_error(
         return complete(args, ctx, job, row, &bound).await;
     }
     let message = format!("provision of instance {} failed: {err}", row.id);
-    instances::transition(&ctx.db, &row.id, &[InstanceStatus::Claiming], InstanceStatus::Crashed, Some(&message))
-        .await?;
+    if !instances::crash_held_claim(&ctx.db, &row.id, job.lease(), &message).await? {
+        // A stale run (its job taken back) stops here; else someone moved the row.
+        checkpoint(ctx, job).await?;
+    }
     Err(JobError::permanent(message))
+}
+
+/// Gives `row` back to the pool (its instance provably did nothing), under the
+/// run's lease. A stale run stops here, changing nothing; a row someone else moved
+/// meanwhile is simply not ours to give back.
+async fn release(ctx: &Ctx, job: &JobMeta, row: &InstanceRow) -> Result<(), JobError> {
+    if !instances::release_held_claim(&ctx.db, &row.id, job.lease()).await? {
+        checkpoint(ctx, job).await?;
+    }
+    Ok(())
 }
 
 /// What `GET /convos/status` says the instance is bound to, as a provision answer.

@@ -37,6 +37,7 @@ mod reconcile;
 mod recycle;
 mod resilience;
 mod schedules;
+mod stale_runs;
 mod upgrade;
 mod upstream;
 mod waiting;

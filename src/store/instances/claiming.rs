@@ -34,3 +34,37 @@ pub async fn provision_sent(db: impl PgExecutor<'_>, id: &str, job_id: &str) -> 
         .fetch_one(db)
         .await
 }
+
+/// `claiming` → `idle`: the instance provably did nothing, while the lease holds
+/// and the claim holds the row. False otherwise (nothing changed).
+pub async fn release_held_claim(db: impl PgExecutor<'_>, id: &str, lease: Lease<'_>) -> sqlx::Result<bool> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE instances SET status = 'idle', claim_job_id = NULL, status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'claiming' AND claim_job_id = $2 AND {LEASE_HOLDS}"
+    )))
+    .bind(id)
+    .bind(lease.job_id)
+    .bind(lease.attempt)
+    .bind(lease.worker)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `claiming` → `crashed` with `error`: a provision that may have acted left no
+/// binding the instance reports, while the lease holds and the claim holds the row.
+/// False otherwise (nothing changed).
+pub async fn crash_held_claim(db: impl PgExecutor<'_>, id: &str, lease: Lease<'_>, error: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE instances SET status = 'crashed', last_error = $5, status_changed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'claiming' AND claim_job_id = $2 AND {LEASE_HOLDS}"
+    )))
+    .bind(id)
+    .bind(lease.job_id)
+    .bind(lease.attempt)
+    .bind(lease.worker)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
