@@ -87,17 +87,18 @@ async fn provision(
         release(ctx, job, row).await?;
         return Ok(None);
     };
+    job.lease_holds()?;
+    let Some(sent_before) = instances::note_provision_sent(&ctx.db, &row.id, job.lease()).await? else {
+        checkpoint(ctx, job).await?;
+        return Err(JobError::permanent(format!("instance {} was taken away before its provision", row.id)));
+    };
     // An earlier run may have bound it already; upstream answers a second provision
     // with a 500 after minutes, not a 409 (SPEC §5.2), so ask before provisioning.
     // The row says whether one was sent: the run counter may have lost a commit.
-    let sent = job.rerun || instances::provision_sent(&ctx.db, &row.id, &job.id).await?;
-    if sent && let Some(bound) = bound_conversation(args, ctx, url).await? {
+    if (job.rerun || sent_before)
+        && let Some(bound) = bound_conversation(args, ctx, url).await?
+    {
         return complete(args, ctx, job, row, &bound).await.map(Some);
-    }
-    job.lease_holds()?;
-    if !instances::note_provision_sent(&ctx.db, &row.id, job.lease()).await? {
-        checkpoint(ctx, job).await?;
-        return Err(JobError::permanent(format!("instance {} was taken away before its provision", row.id)));
     }
     let body = ProvisionRequest {
         agent_name: args.agent_name.clone(),

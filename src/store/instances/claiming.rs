@@ -9,30 +9,23 @@ use crate::store::jobs::lifecycle::{LEASE_HOLDS, Lease};
 /// Notes on the `claiming` row `id` that the claim is about to send it
 /// `/pool/provision`, with a synchronous commit (worker connections commit
 /// asynchronously): the note is on disk before the call, so a crash cannot leave a
-/// provision sent and forgotten. False when the lease or the row is gone.
-pub async fn note_provision_sent(db: impl PgExecutor<'_>, id: &str, lease: Lease<'_>) -> sqlx::Result<bool> {
-    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+/// provision sent and forgotten. `Some(sent before)`: whether this claim job had
+/// noted one already (an earlier run may have bound the instance); `None` when the
+/// lease or the row is gone (nothing written).
+pub async fn note_provision_sent(db: impl PgExecutor<'_>, id: &str, lease: Lease<'_>) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE instances SET provision_sent_by = $2, provision_sent_at = clock_timestamp(), updated_at = now()
-         FROM (SELECT set_config('synchronous_commit', 'on', true)) AS durable
-         WHERE id = $1 AND claim_job_id = $2 AND status = 'claiming' AND {LEASE_HOLDS}"
+         FROM (SELECT set_config('synchronous_commit', 'on', true)) AS durable,
+              (SELECT provision_sent_by AS sent_by FROM instances WHERE id = $1) AS before
+         WHERE id = $1 AND claim_job_id = $2 AND status = 'claiming' AND {LEASE_HOLDS}
+         RETURNING before.sent_by IS NOT DISTINCT FROM $2"
     )))
     .bind(id)
     .bind(lease.job_id)
     .bind(lease.attempt)
     .bind(lease.worker)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Whether claim job `job_id` ever sent `/pool/provision` to row `id` (a run of it
-/// that may have bound the instance).
-pub async fn provision_sent(db: impl PgExecutor<'_>, id: &str, job_id: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1 AND provision_sent_by = $2)")
-        .bind(id)
-        .bind(job_id)
-        .fetch_one(db)
-        .await
+    .fetch_optional(db)
+    .await
 }
 
 /// `claiming` → `idle`: the instance provably did nothing, while the lease holds
