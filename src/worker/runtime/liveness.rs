@@ -66,7 +66,11 @@ pub async fn run(
         options: ctx.db.connect_options().as_ref().clone().application_name(HEARTBEAT_APPLICATION),
         conn: None,
         away: false,
-        rescue_from: None,
+        // A worker just started may have waited for the database with the others
+        // (an outage, every process restarted): they get one window to prove
+        // themselves alive. A dead predecessor's jobs wait only as long as its
+        // restart took.
+        rescue_from: Some(Instant::now() + ctx.config.jobs.rescue_after),
     };
     loop {
         heart.beat().await;
@@ -93,8 +97,8 @@ struct Heart {
     conn: Option<PgConnection>,
     /// The last tick failed: this worker was away from the database.
     away: bool,
-    /// No rescue before this: after its own reconnect a worker waits one window,
-    /// so the others (away as long) can prove themselves alive first.
+    /// No rescue before this: after its start or its own reconnect a worker waits
+    /// one window, so the others (away as long) can prove themselves alive first.
     rescue_from: Option<Instant>,
 }
 
