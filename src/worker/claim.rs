@@ -6,14 +6,17 @@
 //! SPEC §2.2: 2xx → `claimed`; provably untouched (refused connection, 503) → back to
 //! `idle` and another instance is tried; anything that may have acted is settled by
 //! the instance's own `/convos/status`: bound → `claimed`, else `crashed`. A re-run
-//! asks that first, since upstream answers a second provision with a slow 500.
+//! asks that first, since upstream answers a second provision with a slow 500; it
+//! knows it is one from its row (`provision_sent_by`, flushed before the call), not
+//! only from the job's run counter, which a lost commit can reset. Every write to
+//! the row is fenced on the run's lease: a stale run changes nothing.
 
 use pool_jobs::{ClaimAndProvision, results::ClaimResult};
 use serde_json::Value;
 
 use super::{
     Ctx,
-    handler::{Handler, JobError, JobMeta},
+    handler::{Handler, JobError, JobMeta, checkpoint},
 };
 use crate::{
     domain::InstanceStatus,
@@ -81,12 +84,18 @@ async fn provision(
     row: &InstanceRow,
 ) -> Result<Option<ClaimResult>, JobError> {
     let Some(url) = row.url.as_deref() else {
-        instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
+        release(ctx, job, row).await?;
         return Ok(None);
+    };
+    job.lease_holds()?;
+    let Some(sent_before) = instances::note_provision_sent(&ctx.db, &row.id, job.lease()).await? else {
+        checkpoint(ctx, job).await?;
+        return Err(JobError::permanent(format!("instance {} was taken away before its provision", row.id)));
     };
     // An earlier run may have bound it already; upstream answers a second provision
     // with a 500 after minutes, not a 409 (SPEC §5.2), so ask before provisioning.
-    if job.rerun
+    // The row says whether one was sent: the run counter may have lost a commit.
+    if (job.rerun || sent_before)
         && let Some(bound) = bound_conversation(args, ctx, url).await?
     {
         return complete(args, ctx, job, row, &bound).await.map(Some);
@@ -100,7 +109,7 @@ async fn provision(
         Ok(bound) => complete(args, ctx, job, row, &bound).await.map(Some),
         Err(err) if err.never_sent() || err.status() == Some(503) => {
             tracing::info!(instance_id = %row.id, error = %err, "instance did not act; releasing it");
-            instances::release_claim(&ctx.db, &row.id, Some(&job.id)).await?;
+            release(ctx, job, row).await?;
             Ok(None)
         }
         Err(err) => settle_after_error(args, ctx, job, row, url, &err).await.map(Some),
@@ -122,9 +131,21 @@ async fn settle_after_error(
         return complete(args, ctx, job, row, &bound).await;
     }
     let message = format!("provision of instance {} failed: {err}", row.id);
-    instances::transition(&ctx.db, &row.id, &[InstanceStatus::Claiming], InstanceStatus::Crashed, Some(&message))
-        .await?;
+    if !instances::crash_held_claim(&ctx.db, &row.id, job.lease(), &message).await? {
+        // A stale run (its job taken back) stops here; else someone moved the row.
+        checkpoint(ctx, job).await?;
+    }
     Err(JobError::permanent(message))
+}
+
+/// Gives `row` back to the pool (its instance provably did nothing), under the
+/// run's lease. A stale run stops here, changing nothing; a row someone else moved
+/// meanwhile is simply not ours to give back.
+async fn release(ctx: &Ctx, job: &JobMeta, row: &InstanceRow) -> Result<(), JobError> {
+    if !instances::release_held_claim(&ctx.db, &row.id, job.lease()).await? {
+        checkpoint(ctx, job).await?;
+    }
+    Ok(())
 }
 
 /// What `GET /convos/status` says the instance is bound to, as a provision answer.
@@ -197,7 +218,7 @@ async fn record(
     let replenish = queue::replenish_job(&ctx.config.jobs);
     store::transaction(&ctx.db, move |tx| {
         Box::pin(async move {
-            if lifecycle::hold(&mut *tx, &job_id, fence).await?.is_none() {
+            if lifecycle::hold(&mut *tx, &job_id, fence, &worker).await?.is_none() {
                 return Ok(Completion::Lost);
             }
             let binding = Binding {

@@ -51,7 +51,9 @@ impl Handler for DrainIdle {
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<DrainResult, JobError> {
         checkpoint(ctx, job).await?;
         // Taken now, or by an earlier run of this job (recorded with the take).
-        let taken = drain::take(&ctx.db, &job.id, job.fence, i64::from(self.count)).await?.ok_or(JobError::Lost)?;
+        let taken = drain::take(&ctx.db, &job.id, job.fence, &job.worker, i64::from(self.count))
+            .await?
+            .ok_or(JobError::Lost)?;
         // Rows still draining, read back typed (the others are already destroyed).
         for row in instances::drained_by_job(&ctx.db, &job.id).await? {
             if taken.iter().any(|id| *id == *row.id) {

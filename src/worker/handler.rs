@@ -7,10 +7,10 @@ use std::{future::Future, time::Duration};
 use pool_jobs::Job;
 use serde_json::Value;
 
-use super::Ctx;
+use super::{Ctx, lease::LeaseClock};
 use crate::{
     domain::text::{storable, storable_json},
-    store::jobs::lifecycle::{self, Outcome},
+    store::jobs::lifecycle::{self, Lease, Outcome},
     upstream::{Next, UpstreamError},
 };
 
@@ -26,13 +26,36 @@ pub struct JobMeta {
     /// This run's attempt number, which fences its writes ([`checkpoint`]).
     pub fence: i32,
     /// Whether an earlier run of this job ever started (also before an operator
-    /// retry): such a run may meet its own earlier side effects.
+    /// retry): such a run may meet its own earlier side effects. From a counter that
+    /// a lost commit can reset: a handler whose re-run must not repeat an effect
+    /// also records that effect durably (a claim's provision, on its row).
     pub rerun: bool,
     /// The worker process running it.
     pub worker: std::sync::Arc<str>,
+    /// That process's view of its lease: past half the rescue window without a
+    /// heartbeat, the run stops at its next safe point.
+    pub liveness: std::sync::Arc<LeaseClock>,
 }
 
 impl JobMeta {
+    /// This run's lease on its job, which fences its writes.
+    pub fn lease(&self) -> Lease<'_> {
+        Lease { job_id: &self.id, attempt: self.fence, worker: &self.worker }
+    }
+
+    /// Errs (a retry, written once the database answers) when this worker's lease
+    /// lapsed: no heartbeat for half the rescue window, so others may take the job
+    /// any moment. Asks nothing of the database (it may be what is away).
+    pub fn lease_holds(&self) -> Result<(), JobError> {
+        match self.liveness.lapsed() {
+            None => Ok(()),
+            Some(silent) => Err(JobError::retry(format!(
+                "this worker's lease lapsed (no heartbeat for {} ms); the run stopped at a safe point",
+                silent.as_millis()
+            ))),
+        }
+    }
+
     /// Attempts already made before this one in the job's current lifetime.
     pub fn earlier_attempts(&self) -> usize {
         usize::try_from(self.fence - 1).unwrap_or_default()
@@ -96,10 +119,13 @@ pub trait Handler: Job + Sized + Clone + Unpin {
     fn run(self, ctx: &Ctx, job: &JobMeta) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 
-/// A safe point: stops the run if an operator cancelled the job, or if this run lost
-/// the job to a newer one (it must change nothing more).
+/// A safe point: stops the run if an operator cancelled the job, if this run lost
+/// the job to a newer one (it must change nothing more), or if its worker's lease
+/// lapsed (no heartbeat for half the rescue window: others may take the job any
+/// moment). The last is a retry, written once the database answers again.
 pub async fn checkpoint(ctx: &Ctx, job: &JobMeta) -> Result<(), JobError> {
-    match lifecycle::hold(&ctx.db, &job.id, job.fence).await? {
+    job.lease_holds()?;
+    match lifecycle::hold(&ctx.db, &job.id, job.fence, &job.worker).await? {
         None => Err(JobError::Lost),
         Some(true) => Err(JobError::Cancelled),
         Some(false) => Ok(()),
@@ -174,7 +200,8 @@ mod tests {
 
     #[test]
     fn outcome_text_is_made_storable() {
-        let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into() };
+        let liveness = std::sync::Arc::new(LeaseClock::new(Duration::from_secs(12)));
+        let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into(), liveness };
         let failed = outcome(&meta, "noop", Err(JobError::permanent("bad\0byte")));
         assert!(matches!(failed, Some(Outcome::Permanent(e)) if e == "badbyte"));
         let ok = outcome(&meta, "noop", Ok(serde_json::json!({"name": "a\0b"})));

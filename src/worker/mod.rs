@@ -5,6 +5,7 @@ mod claim;
 mod destroy;
 mod enrich;
 pub mod handler;
+pub mod lease;
 mod listing;
 mod matcher;
 mod noop;

@@ -16,7 +16,10 @@ use crate::{
     buffer,
     domain::InstanceId,
     queue, store,
-    store::{instances, jobs},
+    store::{
+        instances,
+        jobs::{self, lifecycle},
+    },
 };
 
 /// Most instances one replenish creates (a bound against a runaway, far above any
@@ -40,15 +43,22 @@ impl Handler for Replenish {
         checkpoint(ctx, job).await?;
         let ids: Vec<InstanceId> = (0..wanted).map(|_| InstanceId::generate()).collect();
         let provisions: Vec<_> = ids.iter().map(|id| queue::provision_job(id.as_str(), &ctx.config.jobs)).collect();
-        let (job_id, rows) = (job.id.clone(), ids.clone());
-        store::transaction(&ctx.db, move |tx| {
+        let (job_id, fence, worker, rows) = (job.id.clone(), job.fence, job.worker.clone(), ids.clone());
+        // Under the run's lease, in the same transaction: a stale run adds nothing.
+        let held = store::transaction(&ctx.db, move |tx| {
             Box::pin(async move {
+                if lifecycle::hold(&mut *tx, &job_id, fence, &worker).await?.is_none() {
+                    return Ok(false);
+                }
                 instances::insert_provisioning_many(&mut *tx, &rows, &job_id).await?;
                 jobs::enqueue_many(&mut *tx, &provisions).await?;
-                Ok(())
+                Ok(true)
             })
         })
         .await?;
+        if !held {
+            return Err(JobError::Lost);
+        }
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         if !ids.is_empty() {
             tracing::info!(created = ids.len(), "replenish created instances");

@@ -18,7 +18,7 @@ async fn of_two_runs_of_one_job_in_one_batch_the_one_holding_the_job_is_written(
     pool::store::jobs::enqueue_many(&db.pool, &[job]).await.unwrap();
     let first = lifecycle::fetch(&db.pool, "w", &[("noop", 1)]).await.unwrap().remove(0);
     // The worker went silent; the job was taken back, and the same worker took it again.
-    let rescued = lifecycle::rescue(&db.pool, Duration::ZERO).await.unwrap();
+    let rescued = lifecycle::rescue(&db.pool, Duration::ZERO, Duration::from_secs(3600)).await.unwrap();
     assert_eq!(rescued, 1);
     lifecycle::heartbeat(&db.pool, "w").await.unwrap();
     let second = lifecycle::fetch(&db.pool, "w", &[("noop", 1)]).await.unwrap().remove(0);

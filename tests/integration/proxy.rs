@@ -3,9 +3,10 @@
 //! whose open connections can be frozen (a blackholed connection).
 
 use std::{
+    collections::HashSet,
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -63,14 +64,19 @@ pub fn server_of(url: &str) -> String {
     rest.split_once('/').expect("URL with a database").0.to_owned()
 }
 
-/// A proxy whose open connections can be frozen: they stay open but carry nothing
-/// more (a blackholed connection that neither answers nor fails), while new ones
-/// pass.
+/// A proxy whose connections can be frozen: they stay open but carry nothing more
+/// (a blackholed connection that neither answers nor fails): every open one, the
+/// ones on given ports (as Postgres sees them: `pg_stat_activity.client_port`), or
+/// every new one.
 pub struct FreezableProxy {
     pub port: u16,
     /// Connections numbered up to this one are frozen.
     cutoff: Arc<AtomicU64>,
     opened: Arc<AtomicU64>,
+    /// Connections whose port towards Postgres is one of these are frozen.
+    ports: Arc<Mutex<HashSet<u16>>>,
+    /// Connections opened while this is set are frozen.
+    new_frozen: Arc<AtomicBool>,
 }
 
 impl FreezableProxy {
@@ -79,21 +85,38 @@ impl FreezableProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let (cutoff, opened) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (cut, open) = (cutoff.clone(), opened.clone());
+        let (ports, new_frozen) = (Arc::new(Mutex::new(HashSet::new())), Arc::new(AtomicBool::new(false)));
+        let (cut, open, frozen_ports, frozen_new) = (cutoff.clone(), opened.clone(), ports.clone(), new_frozen.clone());
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                let (target, cutoff) = (target.clone(), cut.clone());
+                let (target, cutoff, ports) = (target.clone(), cut.clone(), frozen_ports.clone());
                 let n = open.fetch_add(1, Ordering::SeqCst) + 1;
+                let born_frozen = frozen_new.load(Ordering::SeqCst);
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(&target).await else { return };
+                    let port = outbound.local_addr().map(|a| a.port()).unwrap_or_default();
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
-                    let frozen = move || cutoff.load(Ordering::SeqCst) >= n;
+                    let frozen = move || {
+                        born_frozen
+                            || cutoff.load(Ordering::SeqCst) >= n
+                            || ports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&port)
+                    };
                     tokio::join!(pipe_unless(ri, wo, frozen.clone()), pipe_unless(ro, wi, frozen));
                 });
             }
         });
-        Self { port, cutoff, opened }
+        Self { port, cutoff, opened, ports, new_frozen }
+    }
+
+    /// Freezes, for good, the connections whose port towards Postgres is in `ports`.
+    pub fn freeze_ports(&self, ports: &[u16]) {
+        self.ports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(ports);
+    }
+
+    /// Freezes (or no longer freezes) every connection opened from now on.
+    pub fn freeze_new_connections(&self, frozen: bool) {
+        self.new_frozen.store(frozen, Ordering::SeqCst);
     }
 
     /// Freezes every connection open now, for good.

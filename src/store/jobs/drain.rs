@@ -8,16 +8,18 @@ use sqlx::PgExecutor;
 
 /// The rows drain job `job_id` took: taken now (up to `count`, idle oldest first,
 /// then provisioning, `SKIP LOCKED`) or by an earlier run. `None`: this run (attempt
-/// `attempt`) no longer holds the job.
+/// `attempt` on `worker`, its lease) no longer holds the job.
 pub async fn take(
     db: impl PgExecutor<'_>,
     job_id: &str,
     attempt: i32,
+    worker: &str,
     count: i64,
 ) -> sqlx::Result<Option<Vec<String>>> {
     let (held, earlier, now): (bool, Option<Value>, Option<Value>) = sqlx::query_as(
         "WITH job AS (
-             SELECT id, progress FROM jobs WHERE id = $1 AND state = 'running' AND attempts = $2 FOR UPDATE
+             SELECT id, progress FROM jobs
+             WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker_id = $4 FOR UPDATE
          ), taken AS (
              UPDATE instances SET status = 'draining', drain_job_id = $1, status_changed_at = now(), updated_at = now()
              WHERE id IN (SELECT id FROM instances WHERE status IN ('idle', 'provisioning')
@@ -36,6 +38,7 @@ pub async fn take(
     .bind(job_id)
     .bind(attempt)
     .bind(count)
+    .bind(worker)
     .fetch_one(db)
     .await?;
     if !held {

@@ -14,7 +14,10 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::{Delivery, Kind};
-use crate::{store::jobs::lifecycle, worker::Ctx};
+use crate::{
+    store::jobs::lifecycle,
+    worker::{Ctx, lease::LeaseClock},
+};
 
 /// Channel the job table's insert trigger notifies on.
 const CHANNEL: &str = "pool_jobs_queued";
@@ -59,10 +62,16 @@ pub struct Fetcher {
     wake: Notify,
     /// Fetched but not yet started by apalis (given back at shutdown).
     unstarted: Mutex<HashSet<String>>,
+    /// Every run this process holds, `(job id, attempt)`: fetched, and not yet let go
+    /// (its outcome written, or nothing to write). A running row of this worker not
+    /// in here is one a lost commit left behind.
+    held: Mutex<HashSet<(String, i32)>>,
+    /// While it has lapsed, nothing is fetched: others may take the jobs any moment.
+    lease: Arc<LeaseClock>,
 }
 
 impl Fetcher {
-    pub fn new(worker: String, kinds: &[Kind]) -> Self {
+    pub fn new(worker: String, kinds: &[Kind], lease: Arc<LeaseClock>) -> Self {
         let kinds = kinds
             .iter()
             .map(|k| KindSlots {
@@ -72,7 +81,24 @@ impl Fetcher {
                 backlog: false.into(),
             })
             .collect();
-        Self { worker, kinds, wake: Notify::new(), unstarted: Mutex::new(HashSet::new()) }
+        Self {
+            worker,
+            kinds,
+            wake: Notify::new(),
+            unstarted: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashSet::new()),
+            lease,
+        }
+    }
+
+    /// The runs this process holds, `(job id, attempt)`.
+    pub fn held(&self) -> Vec<(String, i32)> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    /// The run `attempt` of job `id` ended and its outcome (if any) is written.
+    pub fn let_go(&self, id: &str, attempt: i32) {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(id.to_owned(), attempt));
     }
 
     /// Wakes the loop: new jobs may be due (a notification, or a retry of ours).
@@ -88,11 +114,20 @@ impl Fetcher {
         mut stop: watch::Receiver<bool>,
     ) {
         let listener = tokio::spawn(listen(ctx.db.clone(), self.clone(), stop.clone()));
+        let mut lapsed = false;
         loop {
             if *stop.borrow() {
                 break;
             }
-            match self.fetch_once(&ctx.db, &deliveries).await {
+            if lapsed != self.lease.lapsed().is_some() {
+                lapsed = !lapsed;
+                match lapsed {
+                    true => tracing::warn!(worker = %self.worker, "this worker's lease lapsed; fetching nothing"),
+                    false => tracing::info!(worker = %self.worker, "this worker's lease holds again; fetching"),
+                }
+            }
+            let fetched = if lapsed { Ok(false) } else { self.fetch_once(&ctx.db, &deliveries).await };
+            match fetched {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(err) => {
@@ -147,6 +182,7 @@ impl Fetcher {
                 continue;
             };
             self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.id.clone());
+            self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((job.id.clone(), job.attempt));
             let slot = Slot { _permit: permit, fetcher: self.clone(), kind: index };
             let _ = deliveries.send(TaskBuilder::new(Delivery { job, slot }).build());
         }

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta, outcome},
+    lease::LeaseClock,
 };
 use crate::store::jobs::lifecycle::{Fetched, Finished};
 
@@ -94,6 +95,8 @@ struct Shared {
     worker: Arc<str>,
     runs: HashMap<&'static str, RunFn>,
     outcomes: outcomes::Writer,
+    fetcher: Arc<fetch::Fetcher>,
+    lease: Arc<LeaseClock>,
 }
 
 /// Runs jobs until `stop`; then stops fetching, lets running jobs finish, writes
@@ -103,6 +106,7 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
     let worker = worker_name();
     let kinds = kinds(&ctx);
     liveness::register(&ctx.db, &worker).await?;
+    let lease = Arc::new(LeaseClock::new(ctx.config.jobs.rescue_after));
     // Halts the parts when the process stops, or when apalis ends on its own.
     let (halt_tx, halt) = watch::channel(false);
     let forward = tokio::spawn({
@@ -113,19 +117,21 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
         }
     });
     let (deliveries, inbox) = mpsc::unbounded_channel::<Task<Delivery>>();
-    let fetcher = Arc::new(fetch::Fetcher::new(worker.clone(), &kinds));
+    let fetcher = Arc::new(fetch::Fetcher::new(worker.clone(), &kinds, lease.clone()));
     let (outcomes, writer) = outcomes::start(ctx.db.clone(), worker.clone(), fetcher.clone());
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         worker: worker.as_str().into(),
         runs: kinds.iter().map(|k| (k.name, k.run)).collect(),
         outcomes,
+        fetcher: fetcher.clone(),
+        lease: lease.clone(),
     });
     tracing::info!(worker = %worker, kinds = kinds.len(), "runtime starting");
     // The heartbeat outlives the fetch loop: runs in flight at a stop hold their jobs
     // until their outcomes are written; a silent worker's jobs would run twice.
     let (beating, beat) = watch::channel(false);
-    let liveness = tokio::spawn(liveness::run(ctx.clone(), worker.clone(), fetcher.clone(), beat));
+    let liveness = tokio::spawn(liveness::run(ctx.clone(), worker.clone(), fetcher.clone(), lease, beat));
     let fetching = tokio::spawn(fetcher.clone().run(ctx.clone(), deliveries, halt.clone()));
     let concurrency = kinds.iter().map(|k| k.slots).sum::<usize>();
     let ran = run_apalis(&worker, inbox, concurrency, shared, halt.clone(), fetching).await;
@@ -179,7 +185,13 @@ fn in_memory(inbox: mpsc::UnboundedReceiver<Task<Delivery>>) -> apalis::prelude:
 async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
     let Delivery { job, slot } = delivery;
     slot.started(&job.id);
-    let meta = JobMeta { id: job.id.clone(), fence: job.attempt, rerun: job.runs > 1, worker: shared.worker.clone() };
+    let meta = JobMeta {
+        id: job.id.clone(),
+        fence: job.attempt,
+        rerun: job.runs > 1,
+        worker: shared.worker.clone(),
+        liveness: shared.lease.clone(),
+    };
     let kind = shared.runs.get_key_value(job.kind.as_str()).map(|(k, run)| (*k, *run));
     let result = match (kind, job.cancel_requested) {
         (_, true) => Err(JobError::Cancelled),
@@ -194,8 +206,10 @@ async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), Box
         }
         (None, false) => Err(JobError::permanent(format!("unknown job kind {}", job.kind))),
     };
-    if let Some(outcome) = outcome(&meta, &job.kind, result) {
-        shared.outcomes.send(Finished { id: job.id, attempt: job.attempt, outcome }, slot).await;
+    match outcome(&meta, &job.kind, result) {
+        Some(outcome) => shared.outcomes.send(Finished { id: job.id, attempt: job.attempt, outcome }, slot).await,
+        // Recorded by the handler, or the job was no longer this run's.
+        None => shared.fetcher.let_go(&job.id, job.attempt),
     }
     Ok(())
 }

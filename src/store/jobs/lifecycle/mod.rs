@@ -17,8 +17,10 @@
 
 use std::time::Duration;
 
+mod liveness;
 mod operator;
 
+pub use liveness::{deregister, heartbeat, live_workers, release_orphans, release_unstarted, rescue};
 pub use operator::{ActionError, Filter, Retried, cancel, cancel_all, retry, retry_all};
 use serde_json::Value;
 use sqlx::PgExecutor;
@@ -195,95 +197,35 @@ fn newest_runs(runs: &[Finished]) -> impl Iterator<Item = &Finished> {
     runs.iter().filter(move |run| newest.get(run.id.as_str()) == Some(&run.attempt))
 }
 
-/// Whether the run `attempt` of job `id` still holds the job, and whether an operator
-/// asked it to stop. `None`: the run lost the job (rescued, or finished elsewhere) and
-/// must not change anything more. Taken `FOR SHARE` inside a transaction, it also
-/// keeps a rescue from taking the job until that transaction ends (a fence).
-pub async fn hold(db: impl PgExecutor<'_>, id: &str, attempt: i32) -> sqlx::Result<Option<bool>> {
+/// Whether the run `attempt` of job `id` by `worker` still holds the job (its lease),
+/// and whether an operator asked it to stop. `None`: the run lost the job (rescued,
+/// taken back, or finished elsewhere) and must not change anything more. The worker
+/// is part of the lease: a crash that lost a fetch can hand the same attempt number
+/// to another worker. Taken `FOR SHARE` inside a transaction, it also keeps a rescue
+/// from taking the job until that transaction ends (a fence).
+pub async fn hold(db: impl PgExecutor<'_>, id: &str, attempt: i32, worker: &str) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar(
-        "SELECT cancel_requested FROM jobs WHERE id = $1 AND state = 'running' AND attempts = $2 FOR SHARE",
+        "SELECT cancel_requested FROM jobs
+         WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker_id = $3 FOR SHARE",
     )
     .bind(id)
     .bind(attempt)
+    .bind(worker)
     .fetch_optional(db)
     .await
 }
 
-/// Registers (or re-registers, after it was declared dead) a worker process, or
-/// proves it alive.
-pub async fn heartbeat(db: impl PgExecutor<'_>, worker: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO job_workers (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET last_seen = now()")
-        .bind(worker)
-        .execute(db)
-        .await?;
-    Ok(())
+/// A run's lease on its job: the job, the run's attempt and its worker. A run may
+/// change anything only while its job is `running` with exactly these.
+#[derive(Clone, Copy, Debug)]
+pub struct Lease<'a> {
+    pub job_id: &'a str,
+    pub attempt: i32,
+    pub worker: &'a str,
 }
 
-/// Worker processes that proved alive within `within`.
-pub async fn live_workers(db: impl PgExecutor<'_>, within: Duration) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM job_workers WHERE last_seen >= now() - make_interval(secs => $1)")
-        .bind(within.as_secs_f64())
-        .fetch_one(db)
-        .await
-}
-
-/// Removes a worker that stopped cleanly (its jobs are finished or released).
-pub async fn deregister(db: impl PgExecutor<'_>, worker: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM job_workers WHERE id = $1").bind(worker).execute(db).await?;
-    Ok(())
-}
-
-/// Takes back the running jobs of workers silent for longer than `timeout`: queued
-/// again (the run counted as an attempt), `failed` when that was the last attempt,
-/// `cancelled` when an operator had asked them to stop. Returns how many.
-pub async fn rescue(db: impl PgExecutor<'_>, timeout: Duration) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        // `gone` only prunes registrations: the rows it deletes are older than the
-        // horizon, so `lost` already treats their workers as dead.
-        "WITH gone AS (
-             DELETE FROM job_workers WHERE last_seen < now() - make_interval(secs => $1) RETURNING id
-         ), lost AS (
-             SELECT id, worker_id FROM jobs
-             WHERE state = 'running' AND NOT EXISTS (
-                 SELECT 1 FROM job_workers w
-                 WHERE w.id = jobs.worker_id AND w.last_seen >= now() - make_interval(secs => $1))
-             FOR UPDATE SKIP LOCKED
-         ), rescued AS (
-             UPDATE jobs SET
-                 state = CASE WHEN cancel_requested THEN 'cancelled'
-                              WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-                 error = CASE WHEN cancel_requested THEN 'cancelled by operator'
-                              ELSE format('worker %s stopped responding during attempt %s', lost.worker_id, jobs.attempts) END,
-                 finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN now() END,
-                 run_at = now(), worker_id = NULL
-             FROM lost WHERE jobs.id = lost.id
-             RETURNING jobs.id, jobs.runs, jobs.started_at, lost.worker_id,
-                       format('worker %s stopped responding during attempt %s', lost.worker_id, jobs.attempts) AS why
-         ), kept AS (
-             INSERT INTO job_attempts (job_id, run, outcome, error, worker_id, started_at)
-             SELECT id, runs, 'lost', why, worker_id, started_at FROM rescued
-             ON CONFLICT ON CONSTRAINT job_attempts_pkey DO NOTHING
-         )
-         SELECT count(*) FROM (
-             SELECT id, pg_notify('pool_jobs_queued', '') FROM rescued
-         ) r",
-    )
-    .bind(timeout.as_secs_f64())
-    .fetch_one(db)
-    .await
-}
-
-/// Gives the jobs `worker` took but never started back to the queue, as if never
-/// fetched (at shutdown).
-pub async fn release_unstarted(db: impl PgExecutor<'_>, worker: &str, ids: &[String]) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE jobs SET state = 'queued', attempts = attempts - 1, runs = runs - 1, started_at = NULL,
-                         worker_id = NULL, run_at = now()
-         WHERE id = ANY($1) AND state = 'running' AND worker_id = $2",
-    )
-    .bind(ids)
-    .bind(worker)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
+/// SQL true while the lease bound as `$2` (job id), `$3` (attempt), `$4` (worker)
+/// holds; it takes the job row `FOR SHARE`, so a rescue cannot take the job until
+/// the statement's transaction ends. For a write fenced in the same statement.
+pub(crate) const LEASE_HOLDS: &str = "EXISTS (SELECT 1 FROM jobs
+         WHERE jobs.id = $2 AND jobs.state = 'running' AND jobs.attempts = $3 AND jobs.worker_id = $4 FOR SHARE)";

@@ -92,6 +92,9 @@ async fn write_loop(
             }
         }
         write(&db, &worker, &batch, stopping).await;
+        for run in &batch {
+            fetcher.let_go(&run.id, run.attempt);
+        }
         wake_for_retries(&fetcher, &batch);
         batch.clear();
     }
