@@ -3,17 +3,20 @@
 //! # Layout
 //!
 //! - [`cli`]: the `pool` subcommands (`migrate`, `web`, `worker`, `sim`, `dev`).
-//! - [`config`]: typed configuration read from the environment; secrets wrapped.
+//! - [`config`]: typed configuration read from the environment; secrets wrapped; API
+//!   keys by scope (operator, claim) and the key sent to instances.
 //! - [`telemetry`]: tracing setup.
 //! - [`db`]: connection pools and migrations (Pool's and the job queue's).
-//! - [`domain`]: instance ids, statuses and deploy statuses — no IO.
+//! - [`domain`]: instance ids, statuses, deploy statuses, instance URLs — no IO.
 //! - [`upstream`]: the error type shared by both upstream clients, classified by
 //!   what the caller does next (retry, give up, treat as gone).
 //! - [`services`]: client for the services API (creates and destroys instances).
 //! - [`instance`]: client for an instance's own endpoints (health, provision).
 //! - [`store`]: all SQL: instances, jobs, idempotency keys, shared rate limits,
-//!   per-minute metrics, claim arrivals (the warm target's demand).
-//! - [`http`]: the web process: router, `ApiError`, handlers.
+//!   per-minute metrics, claim arrivals (the warm target's demand), orphaned
+//!   provider services.
+//! - [`http`]: the web process: its accept loop, router, key scopes, `ApiError`,
+//!   handlers, the permits of expensive reads.
 //! - [`buffer`]: the warm target (`POOL_MIN_IDLE`, adaptive to demand, `POOL_MAX_WARM`).
 //! - [`queue`]: enqueueing jobs (inside the caller's transaction) and the job document.
 //! - [`worker`]: the worker process: job handlers, schedules, pruning.
@@ -22,7 +25,8 @@
 //! - [`metrics`]: what every process records, kept in Postgres (fleet-wide counters,
 //!   per-minute rows for the charts), and the `/metrics` page.
 //! - [`jobs_cli`]: `pool jobs list|retry|cancel`.
-//! - [`memo`]: values recomputed at most once per period (job totals).
+//! - [`memo`]: values recomputed at most once per period (job totals), or once at a
+//!   time for concurrent callers (the counts).
 //! - [`bench`]: `pool bench`, the end-to-end benchmarks (docs/BENCHMARKS.md).
 //!
 //! `http` and `worker` are the two entry layers and never import each other.
