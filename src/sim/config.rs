@@ -50,6 +50,10 @@ pub struct SimConfig {
     pub rebind_time: Duration,
     /// A join answers `conversationId: null, joined: true`: it awaits acceptance.
     pub join_pending: bool,
+    /// The instance knows its binding only once a provision ends, as upstream's does
+    /// (it creates the conversation last); by default it is bound when the
+    /// provision starts, so concurrent provisions of one instance conflict at once.
+    pub bind_late: bool,
     /// Provider rate limits answer 429 with `Retry-After` instead of upstream's 500
     /// (502 for status batches) with "rate limited" in the text.
     pub rate_limits_as_429: bool,
@@ -76,6 +80,7 @@ impl Default for SimConfig {
             rebind_conflict: false,
             rebind_time: Duration::ZERO,
             join_pending: false,
+            bind_late: false,
             rate_limits_as_429: false,
         }
     }
@@ -134,6 +139,9 @@ pub struct Faults {
     /// See [`SimConfig::rate_limits_as_429`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits_as_429: Option<bool>,
+    /// See [`SimConfig::bind_late`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_late: Option<bool>,
 }
 
 impl SimConfig {
@@ -163,6 +171,7 @@ impl SimConfig {
         set(&mut self.rebind_time, ms(f.rebind_ms));
         set(&mut self.join_pending, f.join_pending);
         set(&mut self.rate_limits_as_429, f.rate_limits_as_429);
+        set(&mut self.bind_late, f.bind_late);
     }
 
     /// The current faults, every field filled in.
@@ -185,6 +194,7 @@ impl SimConfig {
             rebind_ms: Some(ms(self.rebind_time)),
             join_pending: Some(self.join_pending),
             rate_limits_as_429: Some(self.rate_limits_as_429),
+            bind_late: Some(self.bind_late),
         }
     }
 }

@@ -62,6 +62,9 @@ async fn provision(State(state): State<Arc<SimState>>, Path(id): Path<String>, b
         Ok(body) if !body.agent_name.trim().is_empty() => body,
         _ => return error(StatusCode::BAD_REQUEST, "invalid_body", "agentName is required"),
     };
+    if state.with_config(|c| c.bind_late) {
+        return provision_binding_late(state, id, body.join_url.is_some()).await;
+    }
     // Bound under the lock before the (slow) provisioning, so a concurrent second
     // provision of the same instance sees it bound.
     let conversation_id = match state.try_bind(&id) {
@@ -83,6 +86,32 @@ async fn provision(State(state): State<Arc<SimState>>, Path(id): Path<String>, b
         "ok": true,
         "inviteUrl": format!("https://sim.convos.invalid/invite/{conversation_id}"),
         "conversationId": answered_id,
+        "joined": joining,
+    }))
+    .into_response()
+}
+
+/// A provision as upstream's runs: it checks the binding on entry only, creates the
+/// conversation at its end, and goes on when its caller hangs up.
+async fn provision_binding_late(state: Arc<SimState>, id: String, joining: bool) -> Response {
+    match state.view(&id) {
+        None => return not_found(&id),
+        Some(view) if view.conversation_id.is_some() => return already_bound(&state).await,
+        Some(view) if !view.ready => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "instance is not ready");
+        }
+        Some(_) => {}
+    }
+    let task = tokio::spawn(async move {
+        let provision_time = state.with_config(|c| c.provision_time);
+        tokio::time::sleep(provision_time).await;
+        state.bind_if_unbound(&id)
+    });
+    let Ok(Some(conversation_id)) = task.await else { return not_found("(gone during its provision)") };
+    Json(json!({
+        "ok": true,
+        "inviteUrl": format!("https://sim.convos.invalid/invite/{conversation_id}"),
+        "conversationId": conversation_id,
         "joined": joining,
     }))
     .into_response()

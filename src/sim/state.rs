@@ -259,6 +259,15 @@ impl SimState {
         })
     }
 
+    /// The conversation `id` is bound to, binding it to a fresh one first if it is
+    /// not; `None` when the instance is gone.
+    pub fn bind_if_unbound(&self, id: &str) -> Option<String> {
+        let mut services = lock(&self.services);
+        let service_id = services.primary_id(id)?;
+        let service = services.railway.get_mut(&service_id)?;
+        Some(service.conversation.get_or_insert_with(|| format!("conv_{}", ulid::Ulid::generate())).clone())
+    }
+
     /// Binds `id` to a fresh conversation, deciding under the lock so that of two
     /// concurrent provisions exactly one wins. Returns the conversation id.
     pub fn try_bind(&self, id: &str) -> Result<String, BindError> {

@@ -88,17 +88,20 @@ async fn provision(
         return Ok(None);
     };
     job.lease_holds()?;
-    let Some(sent_before) = instances::note_provision_sent(&ctx.db, &row.id, job.lease()).await? else {
+    let Some(note) = instances::note_provision_sent(&ctx.db, &row.id, job.lease(), false).await? else {
         checkpoint(ctx, job).await?;
         return Err(JobError::permanent(format!("instance {} was taken away before its provision", row.id)));
     };
     // An earlier run may have bound it already; upstream answers a second provision
     // with a 500 after minutes, not a 409 (SPEC §5.2), so ask before provisioning.
     // The row says whether one was sent: the run counter may have lost a commit.
-    if (job.rerun || sent_before)
-        && let Some(bound) = bound_conversation(args, ctx, url).await?
-    {
-        return complete(args, ctx, job, row, &bound).await.map(Some);
+    if job.rerun || note.sent_before {
+        if let Some(bound) = bound_conversation(args, ctx, url).await? {
+            return complete(args, ctx, job, row, &bound).await.map(Some);
+        }
+        if note.sent_before {
+            resend_after_the_first(ctx, job, row, note).await?;
+        }
     }
     let body = ProvisionRequest {
         agent_name: args.agent_name.clone(),
@@ -113,6 +116,34 @@ async fn provision(
             Ok(None)
         }
         Err(err) => settle_after_error(args, ctx, job, row, url, &err).await.map(Some),
+    }
+}
+
+/// An earlier provision of this claim was sent and the instance reports no binding
+/// yet. Upstream binds only at the end of a provision, which may take minutes: while
+/// the first one may still be running, asking again would bind a second
+/// conversation, so the claim looks again once it cannot be (the provision budget
+/// after the first send). After that a new provision is sent, noted as the first.
+async fn resend_after_the_first(
+    ctx: &Ctx,
+    job: &JobMeta,
+    row: &InstanceRow,
+    note: instances::ProvisionNote,
+) -> Result<(), JobError> {
+    let budget = ctx.config.jobs.provision_timeout;
+    let since = std::time::Duration::from_secs_f64(note.since_first_secs.unwrap_or(f64::MAX).clamp(0.0, 1e9));
+    if since < budget {
+        let after = budget - since + std::time::Duration::from_secs(1);
+        let message = format!(
+            "an earlier provision of instance {} may still be running; asking the instance again in {} s",
+            row.id,
+            after.as_secs()
+        );
+        return Err(JobError::Retry { message, after: Some(after) });
+    }
+    match instances::note_provision_sent(&ctx.db, &row.id, job.lease(), true).await? {
+        Some(_) => Ok(()),
+        None => Err(JobError::permanent(format!("instance {} was taken away before its provision", row.id))),
     }
 }
 

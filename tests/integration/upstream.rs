@@ -267,3 +267,39 @@ async fn provider_rate_limits_in_500s_pause_every_replica() {
     let early: Vec<_> = calls.iter().filter(|at| **at >= first + 1000 && **at < first + 2800).collect();
     assert!(early.is_empty(), "services calls during the shared pause: {calls:?}");
 }
+
+/// Upstream binds an instance only at the end of a provision, which goes on when
+/// its caller dies. A claim re-run (its worker SIGKILLed mid-provision, rescued by
+/// another) that finds no binding yet does not provision again — that would bind a
+/// second conversation — but looks again once the first provision must be over, and
+/// completes from the binding it made. One provision, one conversation.
+#[tokio::test]
+async fn a_rerun_waits_for_a_provision_still_running() {
+    let sim = SimConfig { bind_late: true, provision_time: Duration::from_secs(6), ..fast_sim() };
+    let settings = [
+        NO_SCHEDULES[0],
+        NO_SCHEDULES[1],
+        ("JOB_HEARTBEAT_MS", "500"),
+        ("JOB_RESCUE_AFTER_MS", "2000"),
+        ("PROVISION_TIMEOUT_MS", "8000"),
+    ];
+    let mut stack = Stack::start(sim, 1, &settings).await;
+    let [id] = <[String; 1]>::try_from(fill(&stack, 1).await).unwrap();
+    let claim: JobDoc = stack.post("/api/pool/claim", json!({ "agentName": "Slow" }), 0).await.json().await.unwrap();
+    let sent = eventually(Duration::from_secs(10), || async {
+        let query = "SELECT provision_sent_at IS NOT NULL FROM instances WHERE id = $1";
+        let sent: bool = sqlx::query_scalar(query).bind(&id).fetch_one(&stack.db.pool).await.unwrap();
+        sent.then_some(())
+    });
+    assert!(sent.await.is_some(), "the provision was sent");
+    stack.kill_worker(0).await;
+    stack.add_worker();
+    let done = stack.wait_job(&claim.id, Duration::from_secs(40)).await;
+    assert_eq!(done.status, JobState::Succeeded, "{done:?}");
+    let conversation = stack.sim.sim.conversation_of(&id).expect("bound by the first provision");
+    assert_eq!(done.result.as_ref().unwrap()["conversationId"], conversation.as_str());
+    let requests = stack.sim.sim.requests();
+    let provisions = requests.iter().filter(|r| r.path == format!("/i/{id}/pool/provision")).count();
+    assert_eq!(provisions, 1, "one provision: the re-run did not send a second");
+    assert_eq!(stack.rows().await, vec![(id, "claimed".to_owned())]);
+}

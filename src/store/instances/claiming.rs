@@ -6,24 +6,44 @@ use sqlx::PgExecutor;
 
 use crate::store::jobs::lifecycle::{LEASE_HOLDS, Lease};
 
+/// What a claim's provision note found: whether this claim job had noted a
+/// provision before (an earlier run may have bound the instance, or may still be
+/// binding it) and how long ago that first note was written.
+#[derive(Clone, Copy, Debug, sqlx::FromRow)]
+pub struct ProvisionNote {
+    pub sent_before: bool,
+    /// Seconds since this job's first note; `None` without one.
+    pub since_first_secs: Option<f64>,
+}
+
 /// Notes on the `claiming` row `id` that the claim is about to send it
 /// `/pool/provision`, with a synchronous commit (worker connections commit
 /// asynchronously): the note is on disk before the call, so a crash cannot leave a
-/// provision sent and forgotten. `Some(sent before)`: whether this claim job had
-/// noted one already (an earlier run may have bound the instance); `None` when the
-/// lease or the row is gone (nothing written).
-pub async fn note_provision_sent(db: impl PgExecutor<'_>, id: &str, lease: Lease<'_>) -> sqlx::Result<Option<bool>> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "UPDATE instances SET provision_sent_by = $2, provision_sent_at = clock_timestamp(), updated_at = now()
+/// provision sent and forgotten. A note of this job already there keeps its time
+/// (the first send is what may still be running), unless `resend`: the earlier one
+/// is known to be over. `None` when the lease or the row is gone (nothing written).
+pub async fn note_provision_sent(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    lease: Lease<'_>,
+    resend: bool,
+) -> sqlx::Result<Option<ProvisionNote>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE instances SET provision_sent_by = $2, updated_at = now(),
+                provision_sent_at = CASE WHEN provision_sent_by IS NOT DISTINCT FROM $2 AND NOT $5
+                                         THEN provision_sent_at ELSE clock_timestamp() END
          FROM (SELECT set_config('synchronous_commit', 'on', true)) AS durable,
-              (SELECT provision_sent_by AS sent_by FROM instances WHERE id = $1) AS before
+              (SELECT provision_sent_by AS sent_by, provision_sent_at AS sent_at FROM instances WHERE id = $1) AS before
          WHERE id = $1 AND claim_job_id = $2 AND status = 'claiming' AND {LEASE_HOLDS}
-         RETURNING before.sent_by IS NOT DISTINCT FROM $2"
+         RETURNING before.sent_by IS NOT DISTINCT FROM $2 AS sent_before,
+                   CASE WHEN before.sent_by IS NOT DISTINCT FROM $2
+                        THEN EXTRACT(EPOCH FROM clock_timestamp() - before.sent_at)::float8 END AS since_first_secs"
     )))
     .bind(id)
     .bind(lease.job_id)
     .bind(lease.attempt)
     .bind(lease.worker)
+    .bind(resend)
     .fetch_optional(db)
     .await
 }

@@ -6,7 +6,7 @@ pub mod lead;
 mod reconcile;
 pub mod recycle;
 
-pub use claiming::{crash_held_claim, note_provision_sent, release_held_claim};
+pub use claiming::{ProvisionNote, crash_held_claim, note_provision_sent, release_held_claim};
 pub use creating::{
     CreateCalls, any_being_created, being_created, create_calls, fleet, note_create_answered, note_create_requested,
 };
