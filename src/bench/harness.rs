@@ -196,9 +196,19 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
     Ok(crate::upstream::client_builder().timeout(Duration::from_secs(90)).build()?)
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
+/// A free TCP port (bound, then released for the child to take).
+///
+/// Chosen below Linux's ephemeral range (32768+) and below the test clusters'
+/// ports (15000+): a port the kernel handed out with `bind(0)` is an ephemeral one,
+/// which an outgoing connection may take before the child binds it.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    for _ in 0..100 {
+        let port = 10_000 + rand::random_range(0..5_000);
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in 10000..15000")
 }
 
 /// Polls `{base}/readyz` until it answers 200.

@@ -30,7 +30,7 @@ impl Handler for ProvisionInstance {
         if row.status() != InstanceStatus::Provisioning {
             return Ok(skipped(format!("instance is {}", row.status)));
         }
-        let (service_id, url) = match earlier_service(ctx, &id).await? {
+        let (service_id, url) = match earlier_service(ctx, &id, row.created_by_job.is_none()).await? {
             Some(Earlier { service, finished }) if finished && service.domain.is_none() => {
                 return give_up_half_made(ctx, &id).await.map(skipped);
             }
@@ -50,11 +50,19 @@ struct Earlier {
     finished: bool,
 }
 
-/// The service an earlier create-instance for `id` left, if one was called. Errs
-/// (retry later) while an unanswered earlier call may still be creating one.
-async fn earlier_service(ctx: &Ctx, id: &InstanceId) -> Result<Option<Earlier>, JobError> {
+/// The service an earlier create-instance for `id` left, if one was called (by
+/// Pool, or, for a row Pool did not create, by whoever did). Errs (retry later)
+/// while an unanswered earlier call may still be creating one.
+async fn earlier_service(ctx: &Ctx, id: &InstanceId, not_ours: bool) -> Result<Option<Earlier>, JobError> {
     let Some(calls) = instances::create_calls(&ctx.db, id.as_str()).await? else { return Ok(None) };
-    let Some(requested_at) = calls.requested_at else { return Ok(None) };
+    let Some(requested_at) = calls.requested_at else {
+        if !not_ours {
+            return Ok(None);
+        }
+        // The original service (or someone) made this row: its service may exist.
+        let service = listing::services_of(ctx, id).await?.into_iter().next();
+        return Ok(service.map(|service| Earlier { service, finished: false }));
+    };
     if let Some(service) = listing::services_of(ctx, id).await?.into_iter().next() {
         return Ok(Some(Earlier { service, finished: calls.answered }));
     }

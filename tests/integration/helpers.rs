@@ -200,8 +200,15 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+///
+/// Chosen below Linux's ephemeral range (32768+) and below the test clusters'
+/// ports (15000+): a port the kernel handed out with `bind(0)` is an ephemeral one,
+/// which an outgoing connection may take before the child process binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    (0..100)
+        .map(|_| 10_000 + rand::random_range(0..5_000))
+        .find(|port| std::net::TcpListener::bind(("0.0.0.0", *port)).is_ok())
+        .expect("a free port in 10000..15000")
 }
 
 /// Polls `url` until it answers 200 or `limit` passes.

@@ -303,3 +303,35 @@ async fn a_rerun_waits_for_a_provision_still_running() {
     assert_eq!(provisions, 1, "one provision: the re-run did not send a second");
     assert_eq!(stack.rows().await, vec![(id, "claimed".to_owned())]);
 }
+
+/// A `provisioning` row Pool did not create (the original service's `starting`
+/// row, migrated) already has its service. Replenish does not re-drive its
+/// provision, and a provision of it takes the listed service over: create-instance,
+/// not idempotent upstream, is never called for it.
+#[tokio::test]
+async fn a_row_pool_did_not_create_is_never_created_again() {
+    let stack = Stack::start(fast_sim(), 1, &NO_SCHEDULES).await;
+    let id = pool::domain::InstanceId::generate().to_string();
+    stack.sim.sim.add_service(&id);
+    sqlx::query("INSERT INTO instances (id, name, url, status) VALUES ($1, $2, $3, 'provisioning')")
+        .bind(&id)
+        .bind(format!("convos-agent-{id}"))
+        .bind(format!("{}/i/{id}", stack.sim.url))
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    let replenish = finished(&stack, "/api/pool/replenish", json!({})).await;
+    assert_eq!(replenish.status, JobState::Succeeded, "{replenish:?}");
+    // A provision of it anyway (an operator's `pool enqueue`): it finds the service.
+    let payload = json!({ "instanceId": id }).to_string();
+    let out =
+        crate::helpers::pool_command(&["enqueue", "provision_instance", &payload], &stack.env).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let provision = stack.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(provision.status, JobState::Succeeded, "{provision:?}");
+    reconcile(&stack).await;
+    assert_eq!(creates_of(&stack, &id), 0, "create-instance was never called for it");
+    assert_eq!(stack.sim.sim.services_of(&id).len(), 1);
+    stack.wait_for_counts("the row became idle", Duration::from_secs(30), |c| c["idle"] == 1).await;
+}

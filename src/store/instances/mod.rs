@@ -273,12 +273,14 @@ pub async fn delete_draining(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<
 }
 
 /// `idle + provisioning`, the number replenish keeps at `POOL_MIN_IDLE`.
-/// `provisioning` rows younger than `max_age` that no provider service confirms and
-/// no provision job is queued or running for: their provision gave up.
+/// `provisioning` rows Pool created, younger than `max_age`, that no provider
+/// service confirms and no provision job is queued or running for: their provision
+/// gave up. Rows Pool did not create (adopted, or the original service's `starting`
+/// ones) already have their service: reconcile follows them, nothing re-creates them.
 pub async fn stranded_provisions(db: &PgPool, max_age: std::time::Duration) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT i.id FROM instances i
-         WHERE i.status = 'provisioning' AND i.service_id IS NULL
+         WHERE i.status = 'provisioning' AND i.service_id IS NULL AND i.created_by_job IS NOT NULL
            AND i.status_changed_at > now() - make_interval(secs => $1)
            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'provision_instance' AND j.dedupe_key = i.id
                                                   AND j.state IN ('queued', 'running'))
