@@ -31,13 +31,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }
         })?;
         // No body, or JSON `null`, is an empty object: optional bodies stay optional.
-        let blank = bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null";
+        let blank = json_trim(&bytes).is_empty() || json_trim(&bytes) == b"null";
         let bytes: &[u8] = if blank { b"{}" } else { &bytes };
         if !json_type && bytes != b"{}" {
             return Err(ApiError::Validation("expected Content-Type: application/json".into()));
         }
         // Every body is an object; serde would also read an array into a struct.
-        if bytes.trim_ascii().first() != Some(&b'{') {
+        if json_trim(bytes).first() != Some(&b'{') {
             return Err(ApiError::Validation("the body must be a JSON object".into()));
         }
         if has_escaped_nul(bytes) {
@@ -55,6 +55,15 @@ pub const NUL_REFUSED: &str = "text must not contain NUL (\\u0000)";
 fn has_escaped_nul(bytes: &[u8]) -> bool {
     bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
         && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| crate::domain::text::json_has_nul(&v))
+}
+
+/// `bytes` without JSON's whitespace around it (space, tab, line feed, carriage
+/// return; not the form feed and vertical tab that ASCII also counts).
+fn json_trim(bytes: &[u8]) -> &[u8] {
+    let json_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = bytes.iter().position(|b| !json_space(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !json_space(b)).map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 /// The body of actions that take no input: none, or `{}`; any field is rejected, and
@@ -114,5 +123,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .await
             .map(|q| Self(q.0))
             .map_err(|e| ApiError::Validation(format!("invalid query: {}", e.body_text())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_trim;
+
+    #[test]
+    fn only_json_whitespace_is_blank() {
+        assert_eq!(json_trim(b" \t\r\n{} \n"), b"{}");
+        assert!(json_trim(b"  ").is_empty());
+        assert_eq!(json_trim(b"\x0c"), b"\x0c", "a form feed is not JSON whitespace");
+        assert_eq!(json_trim(b"\x0bnull"), b"\x0bnull");
     }
 }

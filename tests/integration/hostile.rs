@@ -245,3 +245,25 @@ async fn an_upstream_cannot_freeze_provider_work() {
     let status = stopped.expect("a worker asleep in a 30 s pause stops on SIGTERM, well before it ends");
     assert!(status.success(), "{status:?}");
 }
+
+/// A body of anything but JSON whitespace is not an empty body: a form feed is
+/// refused with 400 and enqueues nothing (found by the fuzzer's stateful phase).
+#[tokio::test]
+async fn a_body_of_odd_whitespace_is_refused() {
+    let stack = Stack::start(fast_sim(), 0, &[]).await;
+    for body in ["\x0c", "\x0bnull", "\x0c{}"] {
+        let response = stack
+            .request(Method::POST, "/api/pool/reconcile")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body:?}");
+    }
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'reconcile'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0, "nothing was enqueued");
+}
