@@ -50,18 +50,22 @@ impl Handler for ClaimAndProvision {
 
 async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<ClaimResult, JobError> {
     let mut tried = Vec::new();
-    let mut held = instances::held_by_job(&ctx.db, &job.id).await?;
+    job.lease_holds()?;
+    let mut held = instances::held_noting_provision(&ctx.db, job.lease()).await?;
     while tried.len() < MAX_INSTANCES {
-        let row = match held.take() {
-            Some(row) => row,
-            None => reserve(ctx, job, &tried).await?,
+        let (row, note) = match held.take() {
+            Some(held) => {
+                let note = held.note();
+                (held.row, note)
+            }
+            None => (reserve(ctx, job, &tried).await?, None),
         };
         match row.status() {
             InstanceStatus::Claiming => {}
             InstanceStatus::Claimed => return Ok(claim_result(&row, row.conversation_id.as_deref(), None)),
             other => return Err(JobError::permanent(format!("instance {} became {other} during the claim", row.id))),
         }
-        if let Some(done) = provision(args, ctx, job, &row).await? {
+        if let Some(done) = provision(args, ctx, job, &row, note).await? {
             return Ok(done);
         }
         tried.push(row.id.to_string());
@@ -76,19 +80,27 @@ async fn reserve(ctx: &Ctx, job: &JobMeta, tried: &[String]) -> Result<InstanceR
         .ok_or_else(|| JobError::permanent("no_idle_instance: no idle instance to claim"))
 }
 
-/// Provisions `row`. `Ok(None)` = the instance provably did nothing and was released.
+/// Provisions `row`, noted as about to be sent unless `note` says it is already.
+/// `Ok(None)` = the instance provably did nothing and was released.
 async fn provision(
     args: &ClaimAndProvision,
     ctx: &Ctx,
     job: &JobMeta,
     row: &InstanceRow,
+    note: Option<instances::ProvisionNote>,
 ) -> Result<Option<ClaimResult>, JobError> {
     let Some(url) = row.url.as_deref() else {
         release(ctx, job, row).await?;
         return Ok(None);
     };
-    job.lease_holds()?;
-    let Some(note) = instances::note_provision_sent(&ctx.db, &row.id, job.lease(), false).await? else {
+    let note = match note {
+        Some(note) => Some(note),
+        None => {
+            job.lease_holds()?;
+            instances::note_provision_sent(&ctx.db, &row.id, job.lease(), false).await?
+        }
+    };
+    let Some(note) = note else {
         checkpoint(ctx, job).await?;
         return Err(JobError::permanent(format!("instance {} was taken away before its provision", row.id)));
     };

@@ -4,6 +4,7 @@
 
 use sqlx::PgExecutor;
 
+use super::{COLUMNS, InstanceRow};
 use crate::store::jobs::lifecycle::{LEASE_HOLDS, Lease};
 
 /// What a claim's provision note found: whether this claim job had noted a
@@ -14,6 +15,53 @@ pub struct ProvisionNote {
     pub sent_before: bool,
     /// Seconds since this job's first note; `None` without one.
     pub since_first_secs: Option<f64>,
+}
+
+/// The row a claim job holds (or held), read by its run's first step.
+#[derive(Debug, sqlx::FromRow)]
+pub struct HeldClaim {
+    #[sqlx(flatten)]
+    pub row: InstanceRow,
+    noted: bool,
+    sent_before: bool,
+    since_first_secs: Option<f64>,
+}
+
+impl HeldClaim {
+    /// The provision note written with the read; `None` when none was (the row is
+    /// not `claiming`, has no url yet, or the lease is gone).
+    pub fn note(&self) -> Option<ProvisionNote> {
+        self.noted.then_some(ProvisionNote { sent_before: self.sent_before, since_first_secs: self.since_first_secs })
+    }
+}
+
+/// The row the claim job of `lease` holds, with the provision note of
+/// [`note_provision_sent`] written in the same statement when the row is `claiming`
+/// with a url and the lease holds: a claim's first step is one round trip, not two.
+pub async fn held_noting_provision(db: impl PgExecutor<'_>, lease: Lease<'_>) -> sqlx::Result<Option<HeldClaim>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH held AS (SELECT {COLUMNS}, provision_sent_by, provision_sent_at
+                       FROM instances WHERE claim_job_id = $1 FOR UPDATE),
+              noted AS (
+                UPDATE instances SET provision_sent_by = $2, updated_at = now(),
+                       provision_sent_at = CASE WHEN held.provision_sent_by IS NOT DISTINCT FROM $2
+                                                THEN held.provision_sent_at ELSE clock_timestamp() END
+                FROM held, (SELECT set_config('synchronous_commit', 'on', true)) AS durable
+                WHERE instances.id = held.id AND held.status = 'claiming' AND held.url IS NOT NULL
+                  AND {LEASE_HOLDS}
+                RETURNING instances.id)
+         SELECT held.*, EXISTS (SELECT 1 FROM noted) AS noted,
+                held.provision_sent_by IS NOT DISTINCT FROM $2 AS sent_before,
+                CASE WHEN held.provision_sent_by IS NOT DISTINCT FROM $2
+                     THEN EXTRACT(EPOCH FROM clock_timestamp() - held.provision_sent_at)::float8 END AS since_first_secs
+         FROM held"
+    )))
+    .bind(lease.job_id)
+    .bind(lease.job_id)
+    .bind(lease.attempt)
+    .bind(lease.worker)
+    .fetch_optional(db)
+    .await
 }
 
 /// Notes on the `claiming` row `id` that the claim is about to send it

@@ -6,7 +6,9 @@ pub mod lead;
 mod reconcile;
 pub mod recycle;
 
-pub use claiming::{ProvisionNote, crash_held_claim, note_provision_sent, release_held_claim};
+pub use claiming::{
+    HeldClaim, ProvisionNote, crash_held_claim, held_noting_provision, note_provision_sent, release_held_claim,
+};
 pub use creating::{
     CreateCalls, any_being_created, being_created, create_calls, fleet, note_create_answered, note_create_requested,
 };
@@ -167,14 +169,6 @@ pub async fn reserve_idle(
     .bind(exclude)
     .fetch_optional(db)
     .await
-}
-
-/// The row a claim job holds (or held), if any.
-pub async fn held_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Option<InstanceRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM instances WHERE claim_job_id = $1")))
-        .bind(job_id)
-        .fetch_optional(db)
-        .await
 }
 
 /// What a successful provision writes onto the row.
