@@ -112,7 +112,11 @@ pub async fn run(command: JobsCommand, database_url: &SecretString) -> anyhow::R
         JobsCommand::Cancel { id: Some(id), .. } => report(jobs::cancel(&mut conn, &id).await, &id),
         JobsCommand::Retry { id: None, filter } => {
             let done = jobs::retry_all(&mut conn, &filter.parse()?).await?;
-            println!("{}", serde_json::json!({ "retried": done.ids.len(), "ids": done.ids, "skipped": done.skipped }));
+            println!(
+                "{}",
+                serde_json::json!({ "retried": done.ids.len(), "ids": done.ids, "skipped": done.skipped,
+                    "answeredClaims": done.answered_claims })
+            );
             Ok(())
         }
         JobsCommand::Cancel { id: None, filter } => {

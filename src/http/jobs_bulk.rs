@@ -76,6 +76,9 @@ pub struct Retried {
     ids: Vec<String>,
     /// Jobs not retried because an active job of their kind holds their dedupe key.
     skipped: Vec<String>,
+    /// Claims not retried: they ended waiting in line for an instance, holding none,
+    /// and their clients were answered then (`no_idle_instance`, or cancelled).
+    answered_claims: Vec<String>,
 }
 
 /// What a bulk cancel did.
@@ -111,7 +114,7 @@ fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiEr
 
 /// Every failed or cancelled job the filter selects back to `queued`, attempts reset
 /// (of jobs sharing a singleton key, only the newest; none while one is active: those
-/// are `skipped`).
+/// are `skipped`; claims that ended waiting in line stay, see `answeredClaims`).
 #[utoipa::path(post, path = "/api/jobs/retry", tag = "jobs", request_body = RetryFilter, security(("bearer" = [])),
     responses((status = 200, description = "The jobs queued again", body = Retried),
         (status = 400, description = "Invalid filter", body = ErrorBody),
@@ -124,9 +127,10 @@ pub async fn retry_all(
 ) -> Result<Json<Retried>, ApiError> {
     let filter = filter(body.kind, body.status.map(JobState::from))?;
     let mut conn = state.db.acquire().await?;
-    let jobs::Retried { ids, skipped } = jobs::retry_all(&mut conn, &filter).await?;
-    tracing::info!(retried = ids.len(), skipped = skipped.len(), kind = ?filter.kind, "jobs re-queued by operator");
-    Ok(Json(Retried { retried: ids.len(), ids, skipped }))
+    let jobs::Retried { ids, skipped, answered_claims } = jobs::retry_all(&mut conn, &filter).await?;
+    tracing::info!(retried = ids.len(), skipped = skipped.len(), answered_claims = answered_claims.len(),
+        kind = ?filter.kind, "jobs re-queued by operator");
+    Ok(Json(Retried { retried: ids.len(), ids, skipped, answered_claims }))
 }
 
 /// Cancels every queued job the filter selects; asks the running ones to stop.

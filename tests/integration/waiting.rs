@@ -110,6 +110,35 @@ async fn a_waiting_claim_expires_cleanly() {
         .unwrap();
     assert_eq!(reserved, 0);
 
+    // Its client was answered 503: an operator's bulk retry of failed claims leaves
+    // it (it would bind an instance for nobody) and retries one that ran.
+    let expired_id: String = sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'claim_and_provision'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    let ran = pool::store::jobs::next_job_id();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, finished_at, error)
+         VALUES ($1, 'claim_and_provision', '{\"agentName\": \"Ran\", \"instructions\": \"x\"}',
+                 'failed', 3, 3, 3, now(), 'services API: timeout')",
+    )
+    .bind(&ran)
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
+    let retried = stack.post("/api/jobs/retry", json!({"kind": "claim_and_provision", "status": "failed"}), 0).await;
+    assert_eq!(retried.status(), StatusCode::OK);
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(retried["ids"], json!([ran]), "{retried}");
+    assert_eq!(retried["answeredClaims"], json!([expired_id]), "{retried}");
+    let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+        .bind(&expired_id)
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "failed");
+    sqlx::query("DELETE FROM jobs WHERE id = $1").bind(&ran).execute(&stack.db.pool).await.unwrap();
+
     let at_once = stack.post("/api/pool/claim", json!({}), 0).await;
     assert_eq!(at_once.status(), StatusCode::SERVICE_UNAVAILABLE);
     let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'claim_and_provision'")

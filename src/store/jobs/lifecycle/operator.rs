@@ -2,6 +2,7 @@
 //! (`queued` → `cancelled`, `running` → stop requested), of one job or of every job a
 //! filter selects.
 
+use pool_jobs::{ClaimAndProvision, Job};
 use sqlx::{PgConnection, PgExecutor};
 
 use super::super::{COLUMNS, JobRow, JobState, get};
@@ -17,6 +18,13 @@ const CANCEL: &str = "state = CASE WHEN state = 'running' THEN state ELSE 'cance
      cancel_requested = (state = 'running'), \
      finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END, \
      error = CASE WHEN state = 'running' THEN error ELSE 'cancelled by operator' END";
+
+/// SQL true for a claim job (kind bound as `$3`) that never ran and holds no
+/// instance: it ended in the line for an instance (its wait ran out, or it was
+/// cancelled there) and its client was answered then. A bulk retry leaves it: it
+/// would bind an instance to a request nobody awaits.
+const ANSWERED_CLAIM: &str =
+    "(kind = $3 AND runs = 0 AND NOT EXISTS (SELECT 1 FROM instances WHERE claim_job_id = jobs.id))";
 
 /// The conflict of a retry whose dedupe key an active job holds.
 const BLOCKED: &str = "blocked by an active job of the same kind";
@@ -97,14 +105,18 @@ pub struct Retried {
     pub ids: Vec<String>,
     /// Jobs left as they were because an active job holds their dedupe key.
     pub skipped: Vec<String>,
+    /// Claims left as they were: they ended in the line, answered (see [`ANSWERED_CLAIM`]).
+    pub answered_claims: Vec<String>,
 }
 
 /// Every failed or cancelled job that `filter` selects back to queued, as [`retry`]
 /// does. Of jobs sharing a dedupe key only the newest is retried, and none whose key
 /// an active job holds (that would make two): those are `skipped`, also when an
-/// enqueue takes the key while this runs.
+/// enqueue takes the key while this runs. Claims answered in the line stay.
 pub async fn retry_all(conn: &mut PgConnection, filter: &Filter) -> sqlx::Result<Retried> {
-    let mut done = Retried { ids: retry_unkeyed(&mut *conn, filter).await?, skipped: Vec::new() };
+    let answered_claims = answered_claims(&mut *conn, filter).await?;
+    let ids = retry_unkeyed(&mut *conn, filter).await?;
+    let mut done = Retried { ids, skipped: Vec::new(), answered_claims };
     // One statement each: a key taken meanwhile fails that one job, not the lot.
     // There is one such job per key, so a handful.
     for id in newest_keyed(&mut *conn, filter).await? {
@@ -125,13 +137,29 @@ async fn retry_unkeyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result
         "WITH retried AS (
              UPDATE jobs SET {RETRY}
              WHERE state IN ('failed', 'cancelled') AND dedupe_key IS NULL
-               AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR state = $2)
+               AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR state = $2) AND NOT {ANSWERED_CLAIM}
              RETURNING id
          )
          SELECT id FROM retried, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n"
     )))
     .bind(&filter.kind)
     .bind(filter.state.map(JobState::as_str))
+    .bind(ClaimAndProvision::KIND)
+    .fetch_all(db)
+    .await
+}
+
+/// The selected claims a bulk retry leaves because they were answered in the line.
+async fn answered_claims(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM jobs
+         WHERE state IN ('failed', 'cancelled') AND ($1::text IS NULL OR kind = $1)
+           AND ($2::text IS NULL OR state = $2) AND {ANSWERED_CLAIM}
+         ORDER BY id"
+    )))
+    .bind(&filter.kind)
+    .bind(filter.state.map(JobState::as_str))
+    .bind(ClaimAndProvision::KIND)
     .fetch_all(db)
     .await
 }
