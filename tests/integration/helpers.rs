@@ -121,6 +121,9 @@ pub fn base_env(db_url: &str, services_url: &str) -> HashMap<String, String> {
         ("PORT", "0"),
         ("POOL_LOG_FORMAT", "text"),
         ("RUST_LOG", "warn,pool=info"),
+        // A create-instance cut off by a kill may still be running upstream for this
+        // long; a re-run waits it out. The simulator's creates take milliseconds.
+        ("SERVICES_CREATE_TIMEOUT_MS", "5000"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
