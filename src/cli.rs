@@ -24,6 +24,7 @@ const WEB_ENV: &str = "Environment (also read from .env):
   POOL_JOIN_HOSTS         hosts a joinUrl may point at (default: the environment's Convos hosts)
   POOL_CLAIM_CONTRACT     jobs | original (the original service's claim answer)
   POOL_MIN_IDLE, POOL_BUFFER, POOL_MAX_WARM   the warm target counts and /metrics show
+  POOL_MAX_WAITING        most claims waiting at once (100); then 503 too_many_waiting
   DATABASE_MAX_CONNECTIONS, JOB_MAX_ATTEMPTS[_<KIND>], RAILWAY_PROJECT_ID,
   JOB_RESCUE_AFTER_MS     a worker silent this long is not counted alive in /metrics
   RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (text), RUST_LOG";

@@ -83,6 +83,9 @@ pub struct Config {
     pub claim_contract: ClaimContract,
     /// Replenish keeps `idle + provisioning` at least this high.
     pub min_idle: u32,
+    /// `POOL_MAX_WAITING`: the most claims waiting for an instance at once; beyond it a
+    /// claim answers 503 `too_many_waiting` (each waiting claim costs an instance).
+    pub max_waiting: u32,
     /// `POOL_BUFFER` and `POOL_MAX_WARM`: how the warm target follows demand.
     pub buffer: crate::buffer::Mode,
     pub max_warm: Option<u32>,
@@ -192,6 +195,7 @@ impl Config {
             environment,
             claim_contract: env.parse("POOL_CLAIM_CONTRACT", ClaimContract::Jobs)?,
             min_idle: env.parse("POOL_MIN_IDLE", 1)?,
+            max_waiting: env.positive("POOL_MAX_WAITING", 100)?,
             buffer: env.parse("POOL_BUFFER", crate::buffer::Mode::Adaptive)?,
             max_warm: None,
             idle_max_age: env.age("POOL_IDLE_MAX_AGE")?,

@@ -6,14 +6,10 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::TestDb;
-use pool::store::{
-    NewJob,
-    jobs::claim::{self, BIND_GATE, Reserved},
-};
+use crate::helpers::{TestDb, claim_job};
+use pool::store::jobs::claim::{self, Ask, BIND_GATE, Line, Reserved};
 
 /// A claim waiting in line, arrived `ago_secs` seconds ago.
 async fn waiting_claim(db: &PgPool, id: &str, ago_secs: f64) {
@@ -69,20 +65,13 @@ async fn a_new_claim_does_not_jump_the_line() {
     let db = TestDb::new().await;
     waiting_claim(&db.pool, "claimA", 1.0).await;
     idle_instance(&db.pool, "instanceX000").await;
-    let job = |id: &str| NewJob {
-        id: id.to_owned(),
-        kind: "claim_and_provision",
-        args: json!({}),
-        max_attempts: 6,
-        run_at: None,
-        dedupe: None,
-        idempotency_key: None,
-    };
+    let job = claim_job;
 
-    let at_once = claim::reserve_and_enqueue(&db.pool, &job("claimC"), None, None).await.unwrap();
+    let at_once = claim::reserve_and_enqueue(&db.pool, &job("claimC"), Ask::default()).await.unwrap();
     assert_eq!(at_once, Reserved::NoIdle, "a claim that does not wait");
-    let waits =
-        claim::reserve_and_enqueue(&db.pool, &job("claimD"), None, Some(Duration::from_secs(30))).await.unwrap();
+    let line = Line { wait: Duration::from_secs(30), max_waiting: 100 };
+    let ask = Ask { line: Some(line), ..Ask::default() };
+    let waits = claim::reserve_and_enqueue(&db.pool, &job("claimD"), ask).await.unwrap();
     assert_eq!(waits, Reserved::Waiting, "a claim that waits joins the line");
     assert_eq!(holder(&db.pool, "instanceX000").await, None);
 

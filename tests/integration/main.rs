@@ -26,6 +26,7 @@ mod jobs_admin;
 mod lease;
 mod lease_lapse;
 mod lifecycle;
+mod line;
 mod lost_commit;
 mod migrations;
 mod odd_bytes;

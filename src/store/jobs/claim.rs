@@ -1,11 +1,12 @@
 //! The claim request's one write: reserve the oldest idle instance (`idle` →
 //! `claiming`, `SKIP LOCKED`), insert its claim job and record the idempotency key,
 //! in one statement (one round trip, atomic, nothing a dropped request can leave
-//! half-done).
+//! half-done). A claim that joins the waiting line, within `POOL_MAX_WAITING`, does
+//! so under an advisory lock ([`LINE_GATE`]).
 
 use std::time::Duration;
 
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 
 use super::NewJob;
 
@@ -18,20 +19,62 @@ pub enum Reserved {
     Waiting,
     /// No idle instance; nothing was written.
     NoIdle,
+    /// No idle instance, and the line is full (`POOL_MAX_WAITING`); nothing was written.
+    LineFull,
     /// A concurrent request recorded the same idempotency key first; nothing was written.
     KeyTaken,
 }
 
-/// Reserves an idle instance for `job` and enqueues it; with `key = (key, request
-/// hash)`, also records the idempotency key. With `wait` and no idle instance, the
-/// job is enqueued waiting for one (FIFO, [`bind_waiting`]) until `wait` from now.
-pub async fn reserve_and_enqueue(
+/// How a claim waits in line when no instance is idle.
+#[derive(Clone, Copy, Debug)]
+pub struct Line {
+    /// How long it waits (its job's deadline).
+    pub wait: Duration,
+    /// The most claims that may wait at once (`POOL_MAX_WAITING`).
+    pub max_waiting: u32,
+}
+
+/// What a claim asks for besides its job.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ask<'a> {
+    /// `(Idempotency-Key, request hash)`, recorded with the job.
+    pub key: Option<(&'a str, &'a str)>,
+    /// Wait in line when no instance is idle.
+    pub line: Option<Line>,
+}
+
+/// The advisory lock a claim holds while it joins the line (`"poolline"`): the count
+/// of waiting claims it checks against the cap is read after the lock is taken, in a
+/// statement of its own, so it sees every claim that joined before.
+pub const LINE_GATE: i64 = 0x706f_6f6c_6c69_6e65;
+
+/// Reserves an idle instance for `job` and enqueues it; with `ask.key`, also records
+/// the idempotency key. With `ask.line` and no idle instance, the job is enqueued
+/// waiting for one (FIFO, [`bind_waiting`]) until `wait` from now, unless the line is
+/// full. The common case is one statement; joining the line takes the [`LINE_GATE`]
+/// first, in a transaction, so concurrent claims never wait beyond the cap.
+pub async fn reserve_and_enqueue(db: &PgPool, job: &NewJob, ask: Ask<'_>) -> sqlx::Result<Reserved> {
+    let at_once = interpret(reserve(db, job, ask.key, None).await, false)?;
+    let Some(line) = ask.line.filter(|_| at_once == Reserved::NoIdle) else { return Ok(at_once) };
+    let (job, key) = (job.clone(), ask.key.map(|(k, h)| (k.to_owned(), h.to_owned())));
+    let joined = crate::store::transaction(db, move |tx| {
+        Box::pin(async move {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LINE_GATE).execute(&mut *tx).await?;
+            reserve(&mut *tx, &job, key.as_ref().map(|(k, h)| (k.as_str(), h.as_str())), Some(line)).await
+        })
+    })
+    .await;
+    interpret(joined, true)
+}
+
+/// The claim's one statement: `(reserved instance, job inserted waiting)`.
+async fn reserve(
     db: impl PgExecutor<'_>,
     job: &NewJob,
     key: Option<(&str, &str)>,
-    wait: Option<Duration>,
-) -> sqlx::Result<Reserved> {
-    let reserved: sqlx::Result<Option<(Option<String>, Option<bool>)>> = sqlx::query_as(
+    line: Option<Line>,
+) -> sqlx::Result<Option<(Option<String>, Option<bool>)>> {
+    sqlx::query_as(
         "WITH picked AS (
              -- An idle instance is the waiting claims' while any wait (first in first out).
              SELECT id FROM instances WHERE status = 'idle'
@@ -45,7 +88,9 @@ pub async fn reserve_and_enqueue(
              INSERT INTO jobs (id, kind, args, max_attempts, waiting, run_at)
              SELECT $1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM reserved),
                     CASE WHEN EXISTS (SELECT 1 FROM reserved) THEN now() ELSE now() + make_interval(secs => $7) END
-             WHERE EXISTS (SELECT 1 FROM reserved) OR $7::float8 IS NOT NULL
+             WHERE EXISTS (SELECT 1 FROM reserved)
+                OR ($7::float8 IS NOT NULL
+                    AND (SELECT count(*) FROM jobs WHERE waiting AND state = 'queued') < $8::int8)
              RETURNING id, waiting
          ), keyed AS (
              INSERT INTO idempotency_keys (key, request_hash, job_id)
@@ -61,12 +106,18 @@ pub async fn reserve_and_enqueue(
     .bind(job.max_attempts)
     .bind(key.map(|(k, _)| k))
     .bind(key.map(|(_, h)| h))
-    .bind(wait.map(|w| w.as_secs_f64()))
+    .bind(line.map(|l| l.wait.as_secs_f64()))
+    .bind(line.map(|l| i64::from(l.max_waiting)))
     .fetch_optional(db)
-    .await;
-    match reserved {
+    .await
+}
+
+/// What the statement's answer means; `in_line`: it was allowed to join the line.
+fn interpret(answer: sqlx::Result<Option<(Option<String>, Option<bool>)>>, in_line: bool) -> sqlx::Result<Reserved> {
+    match answer {
         Ok(Some((Some(instance), _))) => Ok(Reserved::Instance(instance)),
         Ok(Some((None, Some(true)))) => Ok(Reserved::Waiting),
+        Ok(_) if in_line => Ok(Reserved::LineFull),
         Ok(_) => Ok(Reserved::NoIdle),
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("idempotency_keys_pkey") => Ok(Reserved::KeyTaken),
         Err(e) => Err(e),
