@@ -49,12 +49,13 @@ async fn a_pass_beside_another_never_serves_a_later_claim() {
     let mut other = db.pool.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(BIND_GATE).execute(&mut *other).await.unwrap();
     sqlx::query("SELECT id FROM jobs WHERE id = 'claimA' FOR UPDATE").execute(&mut *other).await.unwrap();
-    let beside = tokio::time::timeout(Duration::from_secs(10), claim::bind_waiting(&db.pool)).await.unwrap().unwrap();
+    let beside =
+        tokio::time::timeout(Duration::from_secs(10), claim::bind_waiting(&db.pool, None)).await.unwrap().unwrap();
     assert_eq!(beside, [], "bound beside another pass");
     assert_eq!(holder(&db.pool, "instanceX000").await, None);
     other.rollback().await.unwrap();
 
-    let after = claim::bind_waiting(&db.pool).await.unwrap();
+    let after = claim::bind_waiting(&db.pool, None).await.unwrap();
     assert_eq!(after, [("claimA".to_owned(), "instanceX000".to_owned())], "the head of the line first");
 }
 
@@ -75,6 +76,6 @@ async fn a_new_claim_does_not_jump_the_line() {
     assert_eq!(waits, Reserved::Waiting, "a claim that waits joins the line");
     assert_eq!(holder(&db.pool, "instanceX000").await, None);
 
-    let bound = claim::bind_waiting(&db.pool).await.unwrap();
+    let bound = claim::bind_waiting(&db.pool, None).await.unwrap();
     assert_eq!(bound, [("claimA".to_owned(), "instanceX000".to_owned())]);
 }

@@ -4,11 +4,15 @@
 //! half-done). A claim that joins the waiting line, within `POOL_MAX_WAITING`, does
 //! so under an advisory lock ([`LINE_GATE`]).
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use sqlx::{PgExecutor, PgPool};
 
 use super::NewJob;
+use crate::store::instances::recycle::on_other_image_sql;
 
 /// What [`reserve_and_enqueue`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +45,8 @@ pub struct Ask<'a> {
     pub key: Option<(&'a str, &'a str)>,
     /// Wait in line when no instance is idle.
     pub line: Option<Line>,
+    /// `POOL_TARGET_IMAGE`: idle instances on the current image are taken first.
+    pub target_image: Option<&'a str>,
 }
 
 /// The advisory lock a claim holds while it joins the line (`"poolline"`): the count
@@ -54,32 +60,30 @@ pub const LINE_GATE: i64 = 0x706f_6f6c_6c69_6e65;
 /// full. The common case is one statement; joining the line takes the [`LINE_GATE`]
 /// first, in a transaction, so concurrent claims never wait beyond the cap.
 pub async fn reserve_and_enqueue(db: &PgPool, job: &NewJob, ask: Ask<'_>) -> sqlx::Result<Reserved> {
-    let at_once = interpret(reserve(db, job, ask.key, None).await, false)?;
+    let at_once = interpret(reserve(db, job, Ask { line: None, ..ask }).await, false)?;
     let Some(line) = ask.line.filter(|_| at_once == Reserved::NoIdle) else { return Ok(at_once) };
     let (job, key) = (job.clone(), ask.key.map(|(k, h)| (k.to_owned(), h.to_owned())));
+    let image = ask.target_image.map(str::to_owned);
     let joined = crate::store::transaction(db, move |tx| {
         Box::pin(async move {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LINE_GATE).execute(&mut *tx).await?;
-            reserve(&mut *tx, &job, key.as_ref().map(|(k, h)| (k.as_str(), h.as_str())), Some(line)).await
+            let key = key.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
+            reserve(&mut *tx, &job, Ask { key, line: Some(line), target_image: image.as_deref() }).await
         })
     })
     .await;
     interpret(joined, true)
 }
 
-/// The claim's one statement: `(reserved instance, job inserted waiting)`.
-async fn reserve(
-    db: impl PgExecutor<'_>,
-    job: &NewJob,
-    key: Option<(&str, &str)>,
-    line: Option<Line>,
-) -> sqlx::Result<Option<(Option<String>, Option<bool>)>> {
-    sqlx::query_as(
+/// The claim's one statement: the oldest idle instance on the current image (then the
+/// oldest on any), reserved for the job; or the job inserted waiting, within the cap.
+static RESERVE: LazyLock<Arc<str>> = LazyLock::new(|| {
+    format!(
         "WITH picked AS (
              -- An idle instance is the waiting claims' while any wait (first in first out).
              SELECT id FROM instances WHERE status = 'idle'
                  AND NOT EXISTS (SELECT 1 FROM jobs WHERE waiting AND state = 'queued' AND run_at >= now())
-             ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+             ORDER BY {}, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
          ), reserved AS (
              UPDATE instances SET status = 'claiming', claim_job_id = $1, status_changed_at = now(), updated_at = now()
              FROM picked WHERE instances.id = picked.id AND instances.status = 'idle'
@@ -99,17 +103,29 @@ async fn reserve(
          )
          -- Data-modifying CTEs run whether read or not.
          SELECT (SELECT id FROM reserved), (SELECT waiting FROM job)",
+        on_other_image_sql("instances", "$9")
     )
-    .bind(&job.id)
-    .bind(job.kind)
-    .bind(&job.args)
-    .bind(job.max_attempts)
-    .bind(key.map(|(k, _)| k))
-    .bind(key.map(|(_, h)| h))
-    .bind(line.map(|l| l.wait.as_secs_f64()))
-    .bind(line.map(|l| i64::from(l.max_waiting)))
-    .fetch_optional(db)
-    .await
+    .into()
+});
+
+/// Runs [`RESERVE`]: `(reserved instance, job inserted waiting)`.
+async fn reserve(
+    db: impl PgExecutor<'_>,
+    job: &NewJob,
+    ask: Ask<'_>,
+) -> sqlx::Result<Option<(Option<String>, Option<bool>)>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(Arc::clone(&RESERVE)))
+        .bind(&job.id)
+        .bind(job.kind)
+        .bind(&job.args)
+        .bind(job.max_attempts)
+        .bind(ask.key.map(|(k, _)| k))
+        .bind(ask.key.map(|(_, h)| h))
+        .bind(ask.line.map(|l| l.wait.as_secs_f64()))
+        .bind(ask.line.map(|l| i64::from(l.max_waiting)))
+        .bind(ask.target_image)
+        .fetch_optional(db)
+        .await
 }
 
 /// What the statement's answer means; `in_line`: it was allowed to join the line.
@@ -128,14 +144,20 @@ fn interpret(answer: sqlx::Result<Option<(Option<String>, Option<bool>)>>, in_li
 /// finds it taken binds nothing, the holder serves the line in order.
 pub const BIND_GATE: i64 = 0x706f_6f6c_6269_6e64;
 
-/// Binds idle instances to waiting claims, oldest claim to oldest instance (FIFO
+/// Binds idle instances to waiting claims, oldest claim to the oldest instance on
+/// the current image, then to the oldest on any (`target_image` as in [`Ask`]) (FIFO
 /// across every web replica: the order is the table's; one pass at a time, see
 /// [`BIND_GATE`], or two passes could split the line and serve it out of order), and
 /// makes those claims due;
 /// fails waiting claims past their deadline (their web process is gone). Returns the
 /// bound `(job id, instance id)` pairs. Safe to run from every worker at once.
-pub async fn bind_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as(
+pub async fn bind_waiting(db: impl PgExecutor<'_>, target_image: Option<&str>) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(Arc::clone(&BIND))).bind(BIND_GATE).bind(target_image).fetch_all(db).await
+}
+
+/// The statement of [`bind_waiting`].
+static BIND: LazyLock<Arc<str>> = LazyLock::new(|| {
+    format!(
         "WITH gate AS (
              SELECT pg_try_advisory_xact_lock($1) AS open
          ), expired AS (
@@ -149,12 +171,12 @@ pub async fn bind_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, 
              WHERE (SELECT open FROM gate) AND waiting AND state = 'queued' AND run_at >= now()
              ORDER BY created_at, id LIMIT 200 FOR UPDATE SKIP LOCKED
          ), i AS (
-             SELECT id, created_at FROM instances WHERE status = 'idle'
-             ORDER BY created_at, id LIMIT (SELECT count(*) FROM w) FOR UPDATE SKIP LOCKED
+             SELECT id, created_at, {} AS other_image FROM instances WHERE status = 'idle'
+             ORDER BY other_image, created_at, id LIMIT (SELECT count(*) FROM w) FOR UPDATE SKIP LOCKED
          ), pairs AS (
              SELECT wn.id AS job_id, inn.id AS instance_id
              FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM w) wn
-             JOIN (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM i) inn USING (n)
+             JOIN (SELECT id, row_number() OVER (ORDER BY other_image, created_at, id) AS n FROM i) inn USING (n)
          ), bound AS (
              UPDATE instances SET status = 'claiming', claim_job_id = pairs.job_id,
                                   status_changed_at = now(), updated_at = now()
@@ -166,11 +188,10 @@ pub async fn bind_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, 
              RETURNING jobs.id, bound.instance_id
          )
          SELECT id, instance_id FROM due, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n",
+        on_other_image_sql("instances", "$2")
     )
-    .bind(BIND_GATE)
-    .fetch_all(db)
-    .await
-}
+    .into()
+});
 
 /// Ends a waiting claim that no instance was bound to (`failed` at its deadline,
 /// `cancelled` when its client left); `false` when it is no longer waiting (an
