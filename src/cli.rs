@@ -39,6 +39,7 @@ const WORKER_ENV: &str = "Environment (also read from .env):
   POOL_MIN_IDLE, POOL_STUCK_TIMEOUT_MS, RAILWAY_ENVIRONMENT_ID
   POOL_BUFFER             adaptive | static (warm target follows demand or not)
   POOL_MAX_WARM           ceiling on idle + provisioning (max(10, 4 x POOL_MIN_IDLE))
+  POOL_SURPLUS_COOLDOWN   idle instances above the warm target go after idle this long (5m)
   POOL_IDLE_MAX_AGE, POOL_TARGET_IMAGE     replace idle instances too old / on another image
   RECONCILE_SCHEDULE, REPLENISH_SCHEDULE   cron with seconds (*/30 * * * * *)
   JOB_CLAIM_CONCURRENCY, JOB_DEFAULT_CONCURRENCY, JOB_CONCURRENCY_<KIND>

@@ -18,7 +18,7 @@ mod policy;
 
 use std::{fmt, str::FromStr, time::Duration};
 
-pub use policy::{Target, target, to_create};
+pub use policy::{GIVE_BACK_PER_RUN, Target, target, to_create, to_give_back};
 use sqlx::PgExecutor;
 
 use crate::{

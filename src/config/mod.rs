@@ -89,6 +89,9 @@ pub struct Config {
     /// `POOL_BUFFER` and `POOL_MAX_WARM`: how the warm target follows demand.
     pub buffer: crate::buffer::Mode,
     pub max_warm: Option<u32>,
+    /// `POOL_SURPLUS_COOLDOWN`: idle instances above the warm target are given back
+    /// once they have been idle this long (5 min).
+    pub surplus_cooldown: Duration,
     /// `POOL_IDLE_MAX_AGE`: idle instances older than this are replaced.
     pub idle_max_age: Option<Duration>,
     /// `POOL_TARGET_IMAGE`: idle instances on another image are replaced (default:
@@ -198,6 +201,7 @@ impl Config {
             max_waiting: env.positive("POOL_MAX_WAITING", 100)?,
             buffer: env.parse("POOL_BUFFER", crate::buffer::Mode::Adaptive)?,
             max_warm: None,
+            surplus_cooldown: env.age("POOL_SURPLUS_COOLDOWN")?.unwrap_or(Duration::from_secs(300)),
             idle_max_age: env.age("POOL_IDLE_MAX_AGE")?,
             target_image: env.optional("POOL_TARGET_IMAGE"),
             stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,

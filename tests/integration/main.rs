@@ -40,6 +40,7 @@ mod recycle;
 mod resilience;
 mod schedules;
 mod stale_runs;
+mod surplus;
 mod upgrade;
 mod upstream;
 mod waiting;

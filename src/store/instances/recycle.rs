@@ -1,6 +1,7 @@
 //! Recycling idle instances that are too old or on another image than the current
 //! one (issue 12): which are stale, and moving them to `draining`. And the SQL that
-//! names the current image, which claims prefer (issue 22).
+//! names the current image, which claims prefer, and giving back idle instances
+//! above the warm target (issue 22).
 
 use std::time::Duration;
 
@@ -74,6 +75,32 @@ pub async fn retire(db: impl PgExecutor<'_>, ids: &[String], reason: &str) -> sq
          RETURNING id",
     )
     .bind(ids)
+    .bind(reason)
+    .fetch_all(db)
+    .await
+}
+
+/// Gives back up to `limit` idle rows that have been idle for `cooldown` or longer:
+/// moves them to `draining`, oldest first (`SKIP LOCKED` and compare-and-set on
+/// `idle`: a row a claim or a binding pass holds is passed over); returns their ids.
+pub async fn take_surplus(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    cooldown: Duration,
+    reason: &str,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "WITH surplus AS (
+             SELECT id FROM instances
+             WHERE status = 'idle' AND status_changed_at <= now() - make_interval(secs => $2)
+             ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
+         )
+         UPDATE instances SET status = 'draining', last_error = $3, status_changed_at = now(), updated_at = now()
+         FROM surplus WHERE instances.id = surplus.id AND instances.status = 'idle'
+         RETURNING instances.id",
+    )
+    .bind(limit)
+    .bind(cooldown.as_secs_f64())
     .bind(reason)
     .fetch_all(db)
     .await
