@@ -120,13 +120,12 @@ async fn reserve_and_enqueue(
     let jobs_config = &state.config.jobs;
     let job = queue::new_job(payload, jobs_config);
     let line = wait.map(|wait| Line { wait, max_waiting: state.config.max_waiting });
-    match claim::reserve_and_enqueue(
-        &state.db,
-        &job,
-        Ask { key, line, target_image: state.config.target_image.as_deref() },
-    )
-    .await?
-    {
+    let ask = Ask { key, line, target_image: state.config.target_image.as_deref() };
+    let reserved = claim::reserve_and_enqueue(&state.db, &job, ask).await?;
+    if reserved != Reserved::KeyTaken {
+        crate::metrics::claim_met(matches!(reserved, Reserved::Instance(_)));
+    }
+    match reserved {
         // The claim job enqueues the replenish when it ends; not here, on the hot path.
         Reserved::Instance(instance_id) => {
             tracing::info!(job_id = %job.id, instance_id = %instance_id, "claim enqueued");

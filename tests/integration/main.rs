@@ -20,6 +20,7 @@ mod faults;
 mod fifo;
 mod floods;
 mod fuzz;
+mod glance;
 mod hostile;
 mod http;
 mod jobs_admin;
