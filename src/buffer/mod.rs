@@ -18,7 +18,7 @@ mod policy;
 
 use std::{fmt, str::FromStr, time::Duration};
 
-pub use policy::{Target, target, to_create};
+pub use policy::{GIVE_BACK_PER_RUN, Target, target, to_create, to_give_back};
 use sqlx::PgExecutor;
 
 use crate::{
@@ -103,6 +103,8 @@ pub struct View {
     pub images: Vec<(String, i64)>,
     /// Provider services no row owns (they cost money until deleted by hand).
     pub orphans: i64,
+    /// Cost and service over the last hour and day.
+    pub glance: metrics::AtAGlance,
 }
 
 /// Reads the [`View`].
@@ -113,5 +115,6 @@ pub async fn view(db: &sqlx::PgPool, settings: Settings) -> sqlx::Result<View> {
         target: current(db, settings).await?,
         images: instances::recycle::by_image(db).await?,
         orphans: crate::store::orphans::count(db).await?,
+        glance: metrics::at_a_glance(db).await?,
     })
 }

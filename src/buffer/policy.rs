@@ -82,6 +82,16 @@ pub fn to_create(target: &Target, have: i64, replacing: i64, waiting: i64) -> i6
     wanted.min(room).max(0)
 }
 
+/// Idle instances given back at most per replenish (a bounded rate).
+pub const GIVE_BACK_PER_RUN: i64 = 5;
+
+/// Idle instances to give back now: the fresh idle ones above the target plus one for
+/// each `waiting` claim, at most [`GIVE_BACK_PER_RUN`]. The ceiling is at or above the
+/// target, so once no claim waits this also brings the pool under `POOL_MAX_WARM`.
+pub fn to_give_back(target: &Target, fresh_idle: i64, waiting: i64) -> i64 {
+    (fresh_idle - i64::from(target.target) - waiting).clamp(0, GIVE_BACK_PER_RUN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +108,17 @@ mod tests {
         let high = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[600.0, 0.0], Some(30.0), 0.0);
         assert_eq!(to_create(&high, 0, 0, 4), 5, "buffer and waiting claims share the ceiling");
         assert_eq!(to_create(&t, 7, 0, 1), 0);
+    }
+
+    #[test]
+    fn only_idle_instances_above_the_target_and_the_waiting_claims_are_given_back() {
+        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0);
+        assert_eq!(to_give_back(&t, 2, 0), 0, "at the target");
+        assert_eq!(to_give_back(&t, 4, 0), 2);
+        assert_eq!(to_give_back(&t, 4, 2), 0, "the waiting claims' instances stay");
+        assert_eq!(to_give_back(&t, 5, 2), 1);
+        assert_eq!(to_give_back(&t, 20, 0), GIVE_BACK_PER_RUN, "a few per run");
+        assert_eq!(to_give_back(&t, 0, 3), 0);
     }
 
     #[test]

@@ -83,9 +83,15 @@ pub struct Config {
     pub claim_contract: ClaimContract,
     /// Replenish keeps `idle + provisioning` at least this high.
     pub min_idle: u32,
+    /// `POOL_MAX_WAITING`: the most claims waiting for an instance at once; beyond it a
+    /// claim answers 503 `too_many_waiting` (each waiting claim costs an instance).
+    pub max_waiting: u32,
     /// `POOL_BUFFER` and `POOL_MAX_WARM`: how the warm target follows demand.
     pub buffer: crate::buffer::Mode,
     pub max_warm: Option<u32>,
+    /// `POOL_SURPLUS_COOLDOWN`: idle instances above the warm target are given back
+    /// once they have been idle this long (5 min).
+    pub surplus_cooldown: Duration,
     /// `POOL_IDLE_MAX_AGE`: idle instances older than this are replaced.
     pub idle_max_age: Option<Duration>,
     /// `POOL_TARGET_IMAGE`: idle instances on another image are replaced (default:
@@ -192,8 +198,10 @@ impl Config {
             environment,
             claim_contract: env.parse("POOL_CLAIM_CONTRACT", ClaimContract::Jobs)?,
             min_idle: env.parse("POOL_MIN_IDLE", 1)?,
+            max_waiting: env.positive("POOL_MAX_WAITING", 100)?,
             buffer: env.parse("POOL_BUFFER", crate::buffer::Mode::Adaptive)?,
             max_warm: None,
+            surplus_cooldown: env.age("POOL_SURPLUS_COOLDOWN")?.unwrap_or(Duration::from_secs(300)),
             idle_max_age: env.age("POOL_IDLE_MAX_AGE")?,
             target_image: env.optional("POOL_TARGET_IMAGE"),
             stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,
@@ -290,97 +298,12 @@ fn by_kind(env: &Env<'_>, prefix: &str) -> Result<Vec<(&'static str, u32)>, Conf
     Ok(overrides)
 }
 
-/// Variable access with the error shapes of [`ConfigError`].
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    /// A set, non-blank value; blank counts as unset so `.env` placeholders work.
-    fn optional(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|v| !v.trim().is_empty())
-    }
-
-    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.optional(name).ok_or(ConfigError::Missing(name))
-    }
-
-    fn secret(&self, name: &'static str) -> Result<SecretString, ConfigError> {
-        self.required(name).map(SecretString::from)
-    }
-
-    fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        match self.optional(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|e: T::Err| ConfigError::Invalid { name, reason: format!("{e} (got {raw:?})") }),
-        }
-    }
-
-    fn positive<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr + Default + PartialEq,
-        T::Err: fmt::Display,
-    {
-        let value = self.parse(name, default)?;
-        if value == T::default() {
-            return Err(ConfigError::Invalid { name, reason: "must be greater than 0".into() });
-        }
-        Ok(value)
-    }
-
-    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        self.parse(name, default).map(Duration::from_millis)
-    }
-
-    /// An optional age: a number of seconds, or with a unit (`90s`, `30m`, `12h`, `2d`).
-    fn age(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
-        let Some(raw) = self.optional(name) else { return Ok(None) };
-        let raw = raw.trim();
-        let (number, unit) = raw.find(|c: char| !c.is_ascii_digit()).map_or((raw, ""), |i| raw.split_at(i));
-        let scale = match unit {
-            "" | "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => 0,
-        };
-        match number.parse::<u64>() {
-            Ok(n) if n > 0 && scale > 0 => Ok(Some(Duration::from_secs(n * scale))),
-            _ => Err(ConfigError::Invalid {
-                name,
-                reason: format!("expected e.g. 3600, 90s, 30m, 12h or 2d (got {raw:?})"),
-            }),
-        }
-    }
-
-    fn url(&self, name: &'static str) -> Result<String, ConfigError> {
-        let raw = self.required(name)?;
-        let parsed = reqwest::Url::parse(&raw).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ConfigError::Invalid { name, reason: "expected an http(s) URL".into() });
-        }
-        Ok(raw.trim_end_matches('/').to_owned())
-    }
-
-    fn cron(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let raw = self.optional(name).unwrap_or_else(|| default.to_owned());
-        cron::Schedule::from_str(&raw).map_err(|e| ConfigError::Invalid {
-            name,
-            reason: format!("{e}; expected cron with seconds, e.g. `*/30 * * * * *`"),
-        })?;
-        Ok(raw)
-    }
-}
-
+mod env;
 mod join_hosts;
 mod keys;
 #[cfg(test)]
 mod tests;
 
+use env::Env;
 pub use join_hosts::JoinHosts;
 pub use keys::{ApiKeys, DEV_KEY, MIN_PRODUCTION_LEN, Scope};

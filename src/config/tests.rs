@@ -45,6 +45,12 @@ fn buffer_settings_parse() {
     let c = load(&vars).unwrap();
     assert_eq!((c.max_warm, c.idle_max_age), (Some(20), Some(Duration::from_secs(12 * 3600))));
     assert_eq!(c.buffer, crate::buffer::Mode::Static);
+    assert_eq!(c.max_waiting, 100, "the default line");
+    assert_eq!(c.surplus_cooldown, Duration::from_secs(300));
+    vars.push(("POOL_SURPLUS_COOLDOWN", "90s"));
+    assert_eq!(load(&vars).unwrap().surplus_cooldown, Duration::from_secs(90));
+    vars.push(("POOL_MAX_WAITING", "7"));
+    assert_eq!(load(&vars).unwrap().max_waiting, 7);
     vars.push(("POOL_MAX_WARM", "4"));
     assert!(load(&vars).unwrap_err().to_string().contains("at least POOL_MIN_IDLE"));
 }
@@ -70,8 +76,10 @@ fn malformed_values_are_named() {
         ("JOB_MAX_ATTEMPTS", "0"),
         ("POOL_BUFFER", "dynamic"),
         ("POOL_MAX_WARM", "0"),
+        ("POOL_MAX_WAITING", "0"),
         ("POOL_IDLE_MAX_AGE", "2 weeks"),
         ("POOL_IDLE_MAX_AGE", "0"),
+        ("POOL_SURPLUS_COOLDOWN", "5 minutes"),
         ("JOB_HEARTBEAT_MS", "0"),
         ("JOB_RESCUE_AFTER_MS", "soon"),
     ];

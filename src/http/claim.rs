@@ -21,7 +21,7 @@ use crate::{
         demand,
         jobs::{
             self,
-            claim::{self, Reserved},
+            claim::{self, Ask, Line, Reserved},
         },
     },
 };
@@ -47,7 +47,7 @@ pub enum ClaimContractName {
         Unauthorized,
         (status = 409, description = "Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "no_idle_instance", body = ErrorBody),
+        (status = 503, description = "no_idle_instance; or too_many_waiting, with `Retry-After` (the line of waiting claims is full)", body = ErrorBody),
         (status = 500, description = "The claim failed (original contract)", body = claim_original::OriginalError),
         (status = 504, description = "The claim did not finish within 60 s (original contract)", body = claim_original::OriginalError),
     ))]
@@ -119,7 +119,13 @@ async fn reserve_and_enqueue(
 ) -> Result<Option<Claim>, ApiError> {
     let jobs_config = &state.config.jobs;
     let job = queue::new_job(payload, jobs_config);
-    match claim::reserve_and_enqueue(&state.db, &job, key, wait).await? {
+    let line = wait.map(|wait| Line { wait, max_waiting: state.config.max_waiting });
+    let ask = Ask { key, line, target_image: state.config.target_image.as_deref() };
+    let reserved = claim::reserve_and_enqueue(&state.db, &job, ask).await?;
+    if reserved != Reserved::KeyTaken {
+        crate::metrics::claim_met(matches!(reserved, Reserved::Instance(_)));
+    }
+    match reserved {
         // The claim job enqueues the replenish when it ends; not here, on the hot path.
         Reserved::Instance(instance_id) => {
             tracing::info!(job_id = %job.id, instance_id = %instance_id, "claim enqueued");
@@ -132,13 +138,16 @@ async fn reserve_and_enqueue(
             tracing::info!(job_id = %job.id, "claim waits for an instance");
             Ok(Some(Claim::Waiting(job.id)))
         }
-        Reserved::NoIdle => {
+        answer @ (Reserved::NoIdle | Reserved::LineFull) => {
             // Demand the pool could not meet: the warm target counts it as a claim.
             demand::record_miss(&state.db).await?;
             jobs::enqueue_unless_held(&state.db, &queue::replenish_job(jobs_config)).await?;
-            Err(ApiError::Unavailable {
-                code: "no_idle_instance",
-                message: "no idle instance; the pool is replenishing".into(),
+            Err(match answer {
+                Reserved::LineFull => ApiError::LineFull { max_waiting: state.config.max_waiting },
+                _ => ApiError::Unavailable {
+                    code: "no_idle_instance",
+                    message: "no idle instance; the pool is replenishing".into(),
+                },
             })
         }
     }

@@ -32,10 +32,17 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// A claim would wait, and `POOL_MAX_WAITING` claims already do (with `Retry-After`).
+    #[error("no idle instance, and {max_waiting} claims already wait for one; try again later")]
+    LineFull { max_waiting: u32 },
     /// Unexpected; details go to the log, not to the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
+
+/// `Retry-After` (seconds) of a claim turned away by a full line: places free up as
+/// instances become idle (seconds apart while the pool refills) or claims give up.
+const LINE_FULL_RETRY_AFTER: &str = "5";
 
 /// The JSON shape of every error.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -94,6 +101,7 @@ impl ApiError {
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            Self::LineFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "too_many_waiting"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -106,8 +114,13 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?err, "request failed");
         }
         let mut response = (status, Json(ErrorBody { error: self.to_string(), code: code.to_owned() })).into_response();
-        if let Self::TooManyAuthFailures | Self::Busy = self {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        let retry_after = match self {
+            Self::TooManyAuthFailures | Self::Busy => Some("1"),
+            Self::LineFull { .. } => Some(LINE_FULL_RETRY_AFTER),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(secs));
         }
         response
     }

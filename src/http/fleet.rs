@@ -152,6 +152,9 @@ pub struct PoolCounts {
     /// Provider services no row owns and the services API cannot destroy; listed
     /// with `GET /api/pool/instances`. Never counted as capacity.
     orphans: i64,
+    /// Cost (warm instance-hours) and service (claims bound at once) over the last
+    /// hour and day.
+    glance: crate::store::metrics::AtAGlance,
 }
 
 pub async fn pool_counts(state: &AppState) -> Result<PoolCounts, ApiError> {
@@ -159,7 +162,9 @@ pub async fn pool_counts(state: &AppState) -> Result<PoolCounts, ApiError> {
     static VIEW: Coalesced<buffer::View> = Coalesced::new();
     let view = VIEW.get_or_try(|| buffer::view(&state.db, state.config.buffer_settings())).await?;
     let images = view.images.into_iter().collect();
-    Ok(PoolCounts { counts: view.counts, waiting: view.waiting, buffer: view.target, images, orphans: view.orphans })
+    let (counts, waiting, buffer, orphans, glance) =
+        (view.counts, view.waiting, view.target, view.orphans, view.glance);
+    Ok(PoolCounts { counts, waiting, buffer, images, orphans, glance })
 }
 
 /// `?range=hour|day`.

@@ -80,6 +80,12 @@ pub fn claim_answered(status: u16) {
     pending::add("pool_claims_total", format!("outcome=\"{outcome}\""), 1.0);
 }
 
+/// A claim request met the pool: bound to an instance at once, or not (it waits in
+/// line, or was turned away). The share bound at once is the service level.
+pub fn claim_met(at_once: bool) {
+    pending::add("pool_claim_binds_total", format!("at_once=\"{at_once}\""), 1.0);
+}
+
 /// Writes what this process recorded every few seconds until `stop`, and once more at
 /// the end. With `min_idle`, also samples the pool's gauges for the charts.
 pub async fn flush_loop(db: PgPool, min_idle: Option<u32>, mut stop: watch::Receiver<bool>) {

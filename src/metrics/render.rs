@@ -75,6 +75,7 @@ pub async fn render(db: &PgPool, settings: buffer::Settings, rescue_after: Durat
         out.push_str(&format!("pool_jobs{{kind=\"{kind}\",status=\"{state}\"}} {n}\n"));
     }
     buffer_gauges(&mut out, &view);
+    glance_gauges(&mut out, &view.glance);
     let paused = jobs::pauses::paused(db).await?;
     out.push_str("# HELP pool_job_kind_paused 1 while a job kind is paused (its jobs stay queued).\n");
     out.push_str("# TYPE pool_job_kind_paused gauge\n");
@@ -110,6 +111,25 @@ fn buffer_gauges(out: &mut String, view: &buffer::View) {
         out.push_str(&format!(
             "# HELP pool_max_warm POOL_MAX_WARM.\n# TYPE pool_max_warm gauge\npool_max_warm {max}\n"
         ));
+    }
+}
+
+/// Cost and service over the last hour and day.
+fn glance_gauges(out: &mut String, glance: &store::metrics::AtAGlance) {
+    let windows = [("hour", &glance.hour), ("day", &glance.day)];
+    out.push_str("# HELP pool_warm_instance_hours Warm (idle + provisioning) instance-hours over the window.\n");
+    out.push_str("# TYPE pool_warm_instance_hours gauge\n");
+    for (window, g) in windows {
+        out.push_str(&format!("pool_warm_instance_hours{{window=\"{window}\"}} {}\n", g.warm_instance_hours));
+    }
+    out.push_str(
+        "# HELP pool_claims_bound_at_once_ratio Share of claims bound to an instance at once over the window.\n",
+    );
+    out.push_str("# TYPE pool_claims_bound_at_once_ratio gauge\n");
+    for (window, g) in windows {
+        if let Some(share) = g.bound_at_once_share {
+            out.push_str(&format!("pool_claims_bound_at_once_ratio{{window=\"{window}\"}} {share}\n"));
+        }
     }
 }
 

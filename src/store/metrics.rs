@@ -91,6 +91,54 @@ pub async fn set_gauge(db: impl PgExecutor<'_>, name: &str, value: f64) -> sqlx:
     Ok(())
 }
 
+/// Cost and service over one window (issue 22).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Glance {
+    /// Warm (`idle + provisioning`) instance-hours: the cost of the buffer. From the
+    /// per-minute samples of `pool_warm` (a minute without a sample counts nothing).
+    pub warm_instance_hours: f64,
+    /// Claim requests that met the pool (idempotent replays not counted).
+    pub claims: f64,
+    /// Of those, the ones bound to an instance at once (not waiting, not turned away).
+    pub bound_at_once: f64,
+    /// `boundAtOnce / claims`: the service level; absent before any claim.
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound_at_once_share: Option<f64>,
+}
+
+/// [`Glance`] over the last hour and the last day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct AtAGlance {
+    pub hour: Glance,
+    pub day: Glance,
+}
+
+/// Reads [`AtAGlance`] from the per-minute rows (kept two days).
+pub async fn at_a_glance(db: impl PgExecutor<'_>) -> sqlx::Result<AtAGlance> {
+    let rows: Vec<(f64, f64, f64)> = sqlx::query_as(
+        "SELECT COALESCE(sum(count) FILTER (WHERE name = 'pool_warm'), 0)::float8 / 60,
+                COALESCE(sum(count) FILTER (WHERE name = 'pool_claim_binds_total'), 0)::float8,
+                COALESCE(sum(count) FILTER (WHERE name = 'pool_claim_binds_total'
+                                             AND labels = 'at_once=\"true\"'), 0)::float8
+         FROM unnest(ARRAY[3600, 86400]) WITH ORDINALITY AS w(secs, n)
+         LEFT JOIN metric_minutes m ON m.name IN ('pool_warm', 'pool_claim_binds_total')
+                                   AND m.minute > now() - make_interval(secs => w.secs)
+         GROUP BY w.n ORDER BY w.n",
+    )
+    .fetch_all(db)
+    .await?;
+    let glance = |(warm_instance_hours, claims, bound_at_once): (f64, f64, f64)| Glance {
+        warm_instance_hours,
+        claims,
+        bound_at_once,
+        bound_at_once_share: (claims > 0.0).then(|| bound_at_once / claims),
+    };
+    let mut windows = rows.into_iter().map(glance);
+    Ok(AtAGlance { hour: windows.next().unwrap_or_default(), day: windows.next().unwrap_or_default() })
+}
+
 /// Deletes per-minute rows older than `retention_secs`; returns how many.
 pub async fn prune_minutes(db: impl PgExecutor<'_>, retention_secs: f64) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM metric_minutes WHERE minute < now() - make_interval(secs => $1)")

@@ -75,7 +75,7 @@ async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Cla
 
 async fn reserve(ctx: &Ctx, job: &JobMeta, tried: &[String]) -> Result<InstanceRow, JobError> {
     let mut conn = ctx.db.acquire().await?;
-    instances::reserve_idle(&mut conn, &job.id, tried)
+    instances::reserve_idle(&mut conn, &job.id, tried, ctx.config.target_image.as_deref())
         .await?
         .ok_or_else(|| JobError::permanent("no_idle_instance: no idle instance to claim"))
 }

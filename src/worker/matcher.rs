@@ -1,5 +1,6 @@
 //! Binds instances to claims waiting for capacity: every worker runs this loop, and
-//! each pass binds the oldest waiting claims to the oldest idle instances in one
+//! each pass binds the oldest waiting claims to the oldest idle instances (on the
+//! current image first) in one
 //! statement (`SKIP LOCKED`: passes of several workers never bind one twice). When
 //! claims still wait and fewer instances are on their way than claims, a replenish
 //! is enqueued at once rather than at the next tick. And while instances are being
@@ -37,7 +38,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn pass(ctx: &Ctx) -> sqlx::Result<()> {
-    for (job_id, instance_id) in claim::bind_waiting(&ctx.db).await? {
+    for (job_id, instance_id) in claim::bind_waiting(&ctx.db, ctx.config.target_image.as_deref()).await? {
         tracing::info!(job_id = %job_id, instance_id = %instance_id, "waiting claim bound to an instance");
     }
     if claim::short_for_waiting(&ctx.db).await? {

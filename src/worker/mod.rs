@@ -18,6 +18,7 @@ mod recycle;
 mod replenish;
 mod runtime;
 mod schedule;
+mod surplus;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

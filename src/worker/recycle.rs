@@ -7,9 +7,11 @@
 //! compare-and-set on `idle`).
 
 use pool_jobs::KillInstance;
+use sqlx::PgConnection;
 
 use super::{Ctx, handler::JobError};
 use crate::{
+    config::JobsConfig,
     queue, store,
     store::instances::recycle::{self, Staleness},
 };
@@ -41,10 +43,7 @@ pub async fn retire(ctx: &Ctx, s: &Staleness, target: u32) -> Result<Vec<String>
     let retired = store::transaction(&ctx.db, move |tx| {
         Box::pin(async move {
             let retired = recycle::retire(&mut *tx, &ids, "recycled: replaced by a fresh instance").await?;
-            for id in &retired {
-                let kill = queue::new_job(&KillInstance { instance_id: id.clone() }, &config);
-                store::jobs::enqueue(&mut *tx, &kill).await?;
-            }
+            enqueue_kills(tx, &retired, &config).await?;
             Ok(retired)
         })
     })
@@ -53,6 +52,17 @@ pub async fn retire(ctx: &Ctx, s: &Staleness, target: u32) -> Result<Vec<String>
         tracing::info!(retired = retired.len(), stale = s.stale, "recycled stale idle instances");
     }
     Ok(retired)
+}
+
+/// Enqueues the removal of rows just moved to `draining` (`kill_instance`: destroy,
+/// then delete; a destroy that leaves the service running leaves an orphan, shown),
+/// in the caller's transaction.
+pub async fn enqueue_kills(tx: &mut PgConnection, ids: &[String], config: &JobsConfig) -> sqlx::Result<()> {
+    for id in ids {
+        let kill = queue::new_job(&KillInstance { instance_id: id.clone() }, config);
+        store::jobs::enqueue(&mut *tx, &kill).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,14 +3,15 @@
 //! ([`crate::buffer`]) plus one for every claim waiting for an instance, the whole
 //! deficit at once (the shared services rate limit paces the creates). Rows record
 //! the replenish job, so a re-run after a crash sees what it already created and adds
-//! nothing more.
+//! nothing more. A top-up also gives back idle instances above the target
+//! ([`surplus`]).
 
 use pool_jobs::{Replenish, results::ReplenishResult};
 
 use super::{
     Ctx,
     handler::{Handler, JobError, JobMeta, checkpoint},
-    recycle,
+    recycle, surplus,
 };
 use crate::{
     buffer,
@@ -38,7 +39,7 @@ impl Handler for Replenish {
         let redriven = redrive(ctx).await?;
         let wanted = match self.count {
             Some(count) => i64::from(count.min(20)),
-            None => top_up(ctx).await?,
+            None => top_up(ctx, job).await?,
         };
         checkpoint(ctx, job).await?;
         let ids: Vec<InstanceId> = (0..wanted).map(|_| InstanceId::generate()).collect();
@@ -70,14 +71,16 @@ impl Handler for Replenish {
 /// How many instances a top-up creates: the warm target and the waiting claims,
 /// less what is idle or on its way.
 /// Stale idle instances being replaced do not count ([`recycle`]); those already
-/// replaced are retired here.
-async fn top_up(ctx: &Ctx) -> Result<i64, JobError> {
+/// replaced are retired here, and idle instances above the target are given back
+/// ([`surplus`]).
+async fn top_up(ctx: &Ctx, job: &JobMeta) -> Result<i64, JobError> {
     let target = buffer::current(&ctx.db, ctx.config.buffer_settings()).await?;
     let stale = recycle::survey(ctx).await?;
     recycle::retire(ctx, &stale, target.target).await?;
+    let waiting = jobs::claim::waiting_count(&ctx.db).await?;
+    surplus::give_back(ctx, job, &target, stale.fresh, waiting).await?;
     let replacing = i64::try_from(stale.oldest.len()).unwrap_or_default();
     let have = instances::idle_plus_provisioning(&ctx.db).await?;
-    let waiting = jobs::claim::waiting_count(&ctx.db).await?;
     store::metrics::set_gauge(&ctx.db, "pool_warm_target", f64::from(target.target)).await?;
     let wanted = buffer::to_create(&target, have, replacing, waiting).min(MAX_PER_RUN);
     if wanted > 0 {

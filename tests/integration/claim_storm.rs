@@ -64,7 +64,8 @@ enum Answer {
 
 #[tokio::test]
 async fn two_hundred_claims_against_fifty_idle_with_three_workers() {
-    let stack = Stack::start(fast_sim(), 3, &[("POOL_MIN_IDLE", "50")]).await;
+    // Every claim that finds none waits in line (the cap is `line.rs`'s).
+    let stack = Stack::start(fast_sim(), 3, &[("POOL_MIN_IDLE", "50"), ("POOL_MAX_WAITING", "200")]).await;
     let warm = stack
         .wait_for_counts("50 idle", Duration::from_secs(40), |c| c["idle"] == IDLE && c["provisioning"] == 0)
         .await;

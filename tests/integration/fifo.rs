@@ -6,14 +6,10 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::TestDb;
-use pool::store::{
-    NewJob,
-    jobs::claim::{self, BIND_GATE, Reserved},
-};
+use crate::helpers::{TestDb, claim_job};
+use pool::store::jobs::claim::{self, Ask, BIND_GATE, Line, Reserved};
 
 /// A claim waiting in line, arrived `ago_secs` seconds ago.
 async fn waiting_claim(db: &PgPool, id: &str, ago_secs: f64) {
@@ -53,12 +49,13 @@ async fn a_pass_beside_another_never_serves_a_later_claim() {
     let mut other = db.pool.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(BIND_GATE).execute(&mut *other).await.unwrap();
     sqlx::query("SELECT id FROM jobs WHERE id = 'claimA' FOR UPDATE").execute(&mut *other).await.unwrap();
-    let beside = tokio::time::timeout(Duration::from_secs(10), claim::bind_waiting(&db.pool)).await.unwrap().unwrap();
+    let beside =
+        tokio::time::timeout(Duration::from_secs(10), claim::bind_waiting(&db.pool, None)).await.unwrap().unwrap();
     assert_eq!(beside, [], "bound beside another pass");
     assert_eq!(holder(&db.pool, "instanceX000").await, None);
     other.rollback().await.unwrap();
 
-    let after = claim::bind_waiting(&db.pool).await.unwrap();
+    let after = claim::bind_waiting(&db.pool, None).await.unwrap();
     assert_eq!(after, [("claimA".to_owned(), "instanceX000".to_owned())], "the head of the line first");
 }
 
@@ -69,23 +66,16 @@ async fn a_new_claim_does_not_jump_the_line() {
     let db = TestDb::new().await;
     waiting_claim(&db.pool, "claimA", 1.0).await;
     idle_instance(&db.pool, "instanceX000").await;
-    let job = |id: &str| NewJob {
-        id: id.to_owned(),
-        kind: "claim_and_provision",
-        args: json!({}),
-        max_attempts: 6,
-        run_at: None,
-        dedupe: None,
-        idempotency_key: None,
-    };
+    let job = claim_job;
 
-    let at_once = claim::reserve_and_enqueue(&db.pool, &job("claimC"), None, None).await.unwrap();
+    let at_once = claim::reserve_and_enqueue(&db.pool, &job("claimC"), Ask::default()).await.unwrap();
     assert_eq!(at_once, Reserved::NoIdle, "a claim that does not wait");
-    let waits =
-        claim::reserve_and_enqueue(&db.pool, &job("claimD"), None, Some(Duration::from_secs(30))).await.unwrap();
+    let line = Line { wait: Duration::from_secs(30), max_waiting: 100 };
+    let ask = Ask { line: Some(line), ..Ask::default() };
+    let waits = claim::reserve_and_enqueue(&db.pool, &job("claimD"), ask).await.unwrap();
     assert_eq!(waits, Reserved::Waiting, "a claim that waits joins the line");
     assert_eq!(holder(&db.pool, "instanceX000").await, None);
 
-    let bound = claim::bind_waiting(&db.pool).await.unwrap();
+    let bound = claim::bind_waiting(&db.pool, None).await.unwrap();
     assert_eq!(bound, [("claimA".to_owned(), "instanceX000".to_owned())]);
 }

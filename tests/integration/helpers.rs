@@ -102,6 +102,19 @@ async fn create_template() -> String {
     name
 }
 
+/// A claim job as the claim request writes it, for tests of the claim statements.
+pub fn claim_job(id: &str) -> pool::store::NewJob {
+    pool::store::NewJob {
+        id: id.to_owned(),
+        kind: "claim_and_provision",
+        args: serde_json::json!({}),
+        max_attempts: 6,
+        run_at: None,
+        dedupe: None,
+        idempotency_key: None,
+    }
+}
+
 /// Starts the simulator in-process on a free port.
 pub async fn spawn_sim(config: sim::SimConfig) -> sim::SpawnedSim {
     sim::Simulator::new(config).spawn().await.expect("spawn simulator")

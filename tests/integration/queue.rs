@@ -202,7 +202,7 @@ async fn claim_storm_on_a_slow_database() {
     let proxy = latency_proxy(server_of(&db.url), Duration::from_millis(2)).await;
     let slow_url = via_proxy(&db.url, proxy);
     let sim = spawn_sim(fast_sim()).await;
-    let env = [("POOL_MIN_IDLE", "50"), ("DATABASE_URL", slow_url.as_str())];
+    let env = [("POOL_MIN_IDLE", "50"), ("POOL_MAX_WAITING", "200"), ("DATABASE_URL", slow_url.as_str())];
     let stack = Stack::start_on(db, sim, 3, &env).await;
     stack.wait_for_counts("50 idle", Duration::from_secs(60), |c| c["idle"] == 50 && c["provisioning"] == 0).await;
     stack.sim.sim.set_faults(Faults { failure_rate: Some(1.0), ..Faults::default() });

@@ -1,13 +1,24 @@
 //! Fresh instances (issue 12): idle instances on an older image, or older than
 //! `POOL_IDLE_MAX_AGE`, are replaced make-before-break — the pool never holds fewer
-//! idle instances than its minimum meanwhile — and claimed ones are never touched.
+//! idle instances than its minimum meanwhile — and claimed ones are never touched;
+//! and during a rollout claims take instances on the current image first (issue 22).
 
 use std::{collections::HashSet, time::Duration};
 
 use serde_json::{Value, json};
 
-use crate::{helpers::fast_sim, stack::Stack};
-use pool::{queue::JobDoc, sim::SimConfig};
+use crate::{
+    helpers::{TestDb, claim_job, fast_sim},
+    stack::Stack,
+};
+use pool::{
+    queue::JobDoc,
+    sim::SimConfig,
+    store::{
+        instances,
+        jobs::claim::{self, Ask, Line, Reserved},
+    },
+};
 
 /// Samples the counts until `done` holds, asserting at every sample that at least
 /// `min_idle` instances are idle; returns the last counts.
@@ -72,4 +83,77 @@ async fn idle_instances_past_their_max_age_are_replaced() {
         .await
         .unwrap();
     assert!(retired >= 2, "the old instances were removed by recycling ({retired} kills)");
+}
+
+/// An idle row created `ago_secs` seconds ago, reporting `image`.
+async fn idle_on(db: &sqlx::PgPool, id: &str, image: &str, ago_secs: f64) {
+    sqlx::query(
+        "INSERT INTO instances (id, status, url, image, created_at)
+         VALUES ($1, 'idle', 'http://127.0.0.1:1/x', $2, now() - make_interval(secs => $3))",
+    )
+    .bind(id)
+    .bind(image)
+    .bind(ago_secs)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// During a rollout a claim takes an idle instance on the current image (the newest
+/// row's, or `POOL_TARGET_IMAGE`) before older ones on the old image: the claim
+/// request, a binding of waiting claims, and a claim job taking another instance.
+#[tokio::test]
+async fn claims_take_the_current_image_first_then_the_oldest() {
+    let db = TestDb::new().await;
+    idle_on(&db.pool, "oldV1aaaaaaa", "agent:v1", 300.0).await;
+    idle_on(&db.pool, "oldV1bbbbbbb", "agent:v1", 250.0).await;
+    idle_on(&db.pool, "newV2aaaaaaa", "agent:v2", 200.0).await;
+    idle_on(&db.pool, "newV2bbbbbbb", "agent:v2", 100.0).await;
+    idle_on(&db.pool, "newV2ccccccc", "agent:v2", 50.0).await;
+
+    let reserved = claim::reserve_and_enqueue(&db.pool, &claim_job("claimA"), Ask::default()).await.unwrap();
+    assert_eq!(reserved, Reserved::Instance("newV2aaaaaaa".into()), "the oldest on the current image");
+    let mut conn = db.pool.acquire().await.unwrap();
+    let other = instances::reserve_idle(&mut conn, "claimB", &[], None).await.unwrap().unwrap();
+    assert_eq!(other.id.as_str(), "newV2bbbbbbb");
+
+    let line = Line { wait: Duration::from_secs(30), max_waiting: 100 };
+    sqlx::query("UPDATE instances SET status = 'provisioning' WHERE status = 'idle'").execute(&db.pool).await.unwrap();
+    for id in ["claimC", "claimD"] {
+        let ask = Ask { line: Some(line), ..Ask::default() };
+        assert_eq!(claim::reserve_and_enqueue(&db.pool, &claim_job(id), ask).await.unwrap(), Reserved::Waiting);
+    }
+    sqlx::query("UPDATE instances SET status = 'idle' WHERE status = 'provisioning'").execute(&db.pool).await.unwrap();
+    let mut bound = claim::bind_waiting(&db.pool, None).await.unwrap();
+    bound.sort();
+    let expected = [("claimC", "newV2ccccccc"), ("claimD", "oldV1aaaaaaa")].map(|(j, i)| (j.to_owned(), i.to_owned()));
+    assert_eq!(bound, expected, "the first claim in line gets the current image, then the oldest");
+
+    // POOL_TARGET_IMAGE names the current image, whatever the newest row runs.
+    let ask = Ask { target_image: Some("agent:v1"), ..Ask::default() };
+    let pinned = claim::reserve_and_enqueue(&db.pool, &claim_job("claimE"), ask).await.unwrap();
+    assert_eq!(pinned, Reserved::Instance("oldV1bbbbbbb".into()));
+}
+
+/// End to end: after a new release, a claim gets the instance on the new image though
+/// instances on the old one have been idle longer.
+#[tokio::test]
+async fn after_a_release_a_claim_gets_an_instance_on_the_new_image() {
+    let sim = SimConfig { build_time: Duration::from_millis(300), image: "agent:v1".into(), ..fast_sim() };
+    let never = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
+    let stack = Stack::start(sim, 1, &[never[0], never[1], ("POOL_MIN_IDLE", "2")]).await;
+    stack
+        .wait_for_counts("2 idle on v1", Duration::from_secs(30), |c| c["images"]["agent:v1"] == 2 && c["idle"] == 2)
+        .await;
+    stack.sim.sim.set_image("agent:v2");
+    let extra = stack.post("/api/pool/replenish", json!({"count": 1}), 30).await;
+    assert_eq!(extra.status(), 200);
+    stack.wait_for_counts("v2 idle", Duration::from_secs(30), |c| c["images"]["agent:v2"] == 1 && c["idle"] == 3).await;
+    let v2: String = sqlx::query_scalar("SELECT id FROM instances WHERE image = 'agent:v2'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+
+    let claim: JobDoc = stack.post("/api/pool/claim", json!({}), 30).await.json().await.unwrap();
+    assert_eq!(claim.result.unwrap()["instanceId"], v2.as_str(), "the claim took the stale instance");
 }

@@ -151,22 +151,26 @@ pub async fn counts(db: impl PgExecutor<'_>) -> sqlx::Result<Counts> {
     Ok(counts)
 }
 
-/// `idle` → `claiming` for the oldest idle row, recording `job_id` as its holder.
-/// Rows in `exclude` (already tried by this job) are passed over.
+/// `idle` → `claiming` for the oldest idle row on the current image (`target_image`,
+/// see [`recycle::current_image_sql`]), else the oldest, recording `job_id` as its
+/// holder. Rows in `exclude` (already tried by this job) are passed over.
 pub async fn reserve_idle(
     db: &mut PgConnection,
     job_id: &str,
     exclude: &[String],
+    target_image: Option<&str>,
 ) -> sqlx::Result<Option<InstanceRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE instances SET status = 'claiming', claim_job_id = $1, status_changed_at = now(), updated_at = now()
-         WHERE id = (SELECT id FROM instances WHERE status = 'idle' AND id <> ALL($2) ORDER BY created_at, id
-                     LIMIT 1 FOR UPDATE SKIP LOCKED)
+         WHERE id = (SELECT id FROM instances WHERE status = 'idle' AND id <> ALL($2)
+                     ORDER BY {}, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
            AND status = 'idle'
-         RETURNING {COLUMNS}"
+         RETURNING {COLUMNS}",
+        recycle::on_other_image_sql("instances", "$3")
     )))
     .bind(job_id)
     .bind(exclude)
+    .bind(target_image)
     .fetch_optional(db)
     .await
 }

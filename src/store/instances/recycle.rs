@@ -1,9 +1,28 @@
 //! Recycling idle instances that are too old or on another image than the current
-//! one (issue 12): which are stale, and moving them to `draining`.
+//! one (issue 12): which are stale, and moving them to `draining`. And the SQL that
+//! names the current image, which claims prefer, and giving back idle instances
+//! above the warm target (issue 22).
 
 use std::time::Duration;
 
 use sqlx::PgExecutor;
+
+/// SQL for the current image: `target` (the placeholder bound to `POOL_TARGET_IMAGE`),
+/// else the image of the newest row that reports one (a new release shows up on the
+/// instances created after it). An uncorrelated subquery: evaluated once per statement.
+pub fn current_image_sql(target: &str) -> String {
+    format!(
+        "COALESCE({target}::text, (SELECT image FROM instances WHERE image IS NOT NULL
+                                   ORDER BY created_at DESC, id DESC LIMIT 1))"
+    )
+}
+
+/// SQL: whether the row `alias` reports another image than the current one (`target`
+/// as in [`current_image_sql`]); rows that report none are not on another image.
+/// `false` sorts first: an `ORDER BY` on it puts the current image first.
+pub fn on_other_image_sql(alias: &str, target: &str) -> String {
+    format!("({alias}.image IS NOT NULL AND {alias}.image IS DISTINCT FROM {})", current_image_sql(target))
+}
 
 /// What is stale among the idle rows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,21 +45,19 @@ pub async fn stale_idle(
     max_age: Option<Duration>,
     limit: i64,
 ) -> sqlx::Result<Staleness> {
-    let (oldest, stale, fresh): (Vec<String>, i64, i64) = sqlx::query_as(
-        "WITH current AS (
-             SELECT COALESCE($1, (SELECT image FROM instances WHERE image IS NOT NULL
-                                  ORDER BY created_at DESC, id DESC LIMIT 1)) AS image
-         ), idle AS (
+    let (oldest, stale, fresh): (Vec<String>, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH idle AS (
              SELECT i.id, i.created_at,
-                    (i.image IS NOT NULL AND i.image IS DISTINCT FROM current.image)
+                    {}
                     OR ($2::float8 IS NOT NULL AND i.created_at < now() - make_interval(secs => $2)) AS stale
-             FROM instances i, current WHERE i.status = 'idle'
+             FROM instances i WHERE i.status = 'idle'
          )
          SELECT COALESCE((SELECT array_agg(id ORDER BY created_at, id) FROM (
-                    SELECT id, created_at FROM idle WHERE stale ORDER BY created_at, id LIMIT $3) s), '{}'),
+                    SELECT id, created_at FROM idle WHERE stale ORDER BY created_at, id LIMIT $3) s), '{{}}'),
                 (SELECT count(*) FROM idle WHERE stale),
                 (SELECT count(*) FROM idle WHERE NOT stale)",
-    )
+        on_other_image_sql("i", "$1")
+    )))
     .bind(target_image)
     .bind(max_age.map(|a| a.as_secs_f64()))
     .bind(limit)
@@ -58,6 +75,32 @@ pub async fn retire(db: impl PgExecutor<'_>, ids: &[String], reason: &str) -> sq
          RETURNING id",
     )
     .bind(ids)
+    .bind(reason)
+    .fetch_all(db)
+    .await
+}
+
+/// Gives back up to `limit` idle rows that have been idle for `cooldown` or longer:
+/// moves them to `draining`, oldest first (`SKIP LOCKED` and compare-and-set on
+/// `idle`: a row a claim or a binding pass holds is passed over); returns their ids.
+pub async fn take_surplus(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    cooldown: Duration,
+    reason: &str,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "WITH surplus AS (
+             SELECT id FROM instances
+             WHERE status = 'idle' AND status_changed_at <= now() - make_interval(secs => $2)
+             ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
+         )
+         UPDATE instances SET status = 'draining', last_error = $3, status_changed_at = now(), updated_at = now()
+         FROM surplus WHERE instances.id = surplus.id AND instances.status = 'idle'
+         RETURNING instances.id",
+    )
+    .bind(limit)
+    .bind(cooldown.as_secs_f64())
     .bind(reason)
     .fetch_all(db)
     .await
