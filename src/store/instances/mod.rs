@@ -162,11 +162,9 @@ pub async fn reserve_idle(
 ) -> sqlx::Result<Option<InstanceRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE instances SET status = 'claiming', claim_job_id = $1, status_changed_at = now(), updated_at = now()
-         WHERE id = (SELECT id FROM instances WHERE status = 'idle' AND id <> ALL($2)
-                     ORDER BY {}, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-           AND status = 'idle'
+         WHERE id = {} AND status = 'idle'
          RETURNING {COLUMNS}",
-        recycle::on_other_image_sql("instances", "$3")
+        recycle::pick_idle_sql("id <> ALL($2)", "$3")
     )))
     .bind(job_id)
     .bind(exclude)

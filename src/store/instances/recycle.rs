@@ -17,6 +17,22 @@ pub fn current_image_sql(target: &str) -> String {
     )
 }
 
+/// SQL for one id: the oldest idle row on the current image (`target` as in
+/// [`current_image_sql`]), else the oldest idle row, among those `filter` (SQL over
+/// `instances`) admits, locked `SKIP LOCKED`. Two walks of the idle index that stop
+/// at the first row, never a sort of every idle row: a claim's cost does not grow
+/// with the pool.
+pub fn pick_idle_sql(filter: &str, target: &str) -> String {
+    let other = on_other_image_sql("instances", target);
+    format!(
+        "COALESCE(
+             (SELECT id FROM instances WHERE status = 'idle' AND {filter} AND NOT {other}
+              ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+             (SELECT id FROM instances WHERE status = 'idle' AND {filter}
+              ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED))"
+    )
+}
+
 /// SQL: whether the row `alias` reports another image than the current one (`target`
 /// as in [`current_image_sql`]); rows that report none are not on another image.
 /// `false` sorts first: an `ORDER BY` on it puts the current image first.

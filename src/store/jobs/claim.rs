@@ -12,7 +12,7 @@ use std::{
 use sqlx::{PgExecutor, PgPool};
 
 use super::NewJob;
-use crate::store::instances::recycle::on_other_image_sql;
+use crate::store::instances::recycle::{on_other_image_sql, pick_idle_sql};
 
 /// What [`reserve_and_enqueue`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +81,8 @@ static RESERVE: LazyLock<Arc<str>> = LazyLock::new(|| {
     format!(
         "WITH picked AS (
              -- An idle instance is the waiting claims' while any wait (first in first out).
-             SELECT id FROM instances WHERE status = 'idle'
-                 AND NOT EXISTS (SELECT 1 FROM jobs WHERE waiting AND state = 'queued' AND run_at >= now())
-             ORDER BY {}, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+             SELECT {} AS id
+             WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE waiting AND state = 'queued' AND run_at >= now())
          ), reserved AS (
              UPDATE instances SET status = 'claiming', claim_job_id = $1, status_changed_at = now(), updated_at = now()
              FROM picked WHERE instances.id = picked.id AND instances.status = 'idle'
@@ -103,7 +102,7 @@ static RESERVE: LazyLock<Arc<str>> = LazyLock::new(|| {
          )
          -- Data-modifying CTEs run whether read or not.
          SELECT (SELECT id FROM reserved), (SELECT waiting FROM job)",
-        on_other_image_sql("instances", "$9")
+        pick_idle_sql("true", "$9")
     )
     .into()
 });
