@@ -122,33 +122,55 @@ pub async fn start(scenario: &str, idle: usize) -> anyhow::Result<Stack> {
 
 /// `total` claims by `k` concurrent clients, each with its own keep-alive connection.
 pub async fn load(stack: &Stack, k: usize, total: usize) -> anyhow::Result<Load> {
-    let url = Arc::new(format!("{}/api/pool/claim", stack.web_url));
+    let url = format!("{}/api/pool/claim", stack.web_url);
+    let cpu_before = cpu_now(stack);
+    let driven = drive(&url, k, total, Answer::Job).await?;
+    let cpu_after = cpu_now(stack);
+    Ok(Load {
+        k,
+        latencies_ms: driven.latencies_ms,
+        errors: driven.errors.len(),
+        first_error: driven.errors.into_iter().next(),
+        wall: driven.wall,
+        cpu: std::array::from_fn(|i| cpu_after[i] - cpu_before[i]),
+    })
+}
+
+/// What a claim's answer must be to count as a success.
+#[derive(Clone, Copy, Debug)]
+pub enum Answer {
+    /// Pool's: 200 with the `succeeded` job (`Prefer: wait=30`).
+    Job,
+    /// The original service's: 200 with the claimed `instanceId`.
+    Original,
+}
+
+/// What the clients of one load saw.
+pub struct Driven {
+    pub latencies_ms: Vec<f64>,
+    pub errors: Vec<String>,
+    pub wall: Duration,
+}
+
+/// `total` claims at `url` by `k` concurrent clients, each with its own keep-alive
+/// connection.
+pub async fn drive(url: &str, k: usize, total: usize, answer: Answer) -> anyhow::Result<Driven> {
+    let url = Arc::new(url.to_owned());
     let tickets = Arc::new(AtomicUsize::new(total));
     let mut clients = JoinSet::new();
     let started = Instant::now();
     for _ in 0..k {
         let http = harness::http_client()?;
-        clients.spawn(client_loop(http, url.clone(), tickets.clone()));
+        clients.spawn(client_loop(http, url.clone(), tickets.clone(), answer));
     }
-    let cpu_before = cpu_now(stack);
-    let mut load = Load {
-        k,
-        latencies_ms: Vec::with_capacity(total),
-        errors: 0,
-        first_error: None,
-        wall: Duration::ZERO,
-        cpu: [0.0; 4],
-    };
+    let mut driven = Driven { latencies_ms: Vec::with_capacity(total), errors: Vec::new(), wall: Duration::ZERO };
     while let Some(done) = clients.join_next().await {
         let (latencies, errors) = done?;
-        load.latencies_ms.extend(latencies);
-        load.errors += errors.len();
-        load.first_error = load.first_error.or(errors.into_iter().next());
+        driven.latencies_ms.extend(latencies);
+        driven.errors.extend(errors);
     }
-    load.wall = started.elapsed();
-    let cpu_after = cpu_now(stack);
-    load.cpu = std::array::from_fn(|i| cpu_after[i] - cpu_before[i]);
-    Ok(load)
+    driven.wall = started.elapsed();
+    Ok(driven)
 }
 
 /// CPU seconds so far of web, worker, Postgres and this process.
@@ -158,11 +180,16 @@ fn cpu_now(stack: &Stack) -> [f64; 4] {
 }
 
 /// One client: claims until the shared tickets run out; latencies of the successes.
-async fn client_loop(http: reqwest::Client, url: Arc<String>, tickets: Arc<AtomicUsize>) -> (Vec<f64>, Vec<String>) {
+async fn client_loop(
+    http: reqwest::Client,
+    url: Arc<String>,
+    tickets: Arc<AtomicUsize>,
+    answer: Answer,
+) -> (Vec<f64>, Vec<String>) {
     let (mut latencies, mut errors) = (Vec::new(), Vec::new());
     while tickets.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
         let sent = Instant::now();
-        match claim_once(&http, &url).await {
+        match claim_once(&http, &url, answer).await {
             Ok(()) => latencies.push(report::ms(sent.elapsed())),
             Err(err) => errors.push(err),
         }
@@ -170,8 +197,8 @@ async fn client_loop(http: reqwest::Client, url: Arc<String>, tickets: Arc<Atomi
     (latencies, errors)
 }
 
-/// One claim; succeeds only on 200 with a `succeeded` job.
-async fn claim_once(http: &reqwest::Client, url: &str) -> Result<(), String> {
+/// One claim; succeeds only on 200 with the answer expected.
+async fn claim_once(http: &reqwest::Client, url: &str, answer: Answer) -> Result<(), String> {
     let response = http
         .post(url)
         .bearer_auth(API_KEY)
@@ -182,7 +209,11 @@ async fn claim_once(http: &reqwest::Client, url: &str) -> Result<(), String> {
         .map_err(|e| format!("request failed: {e}"))?;
     let status = response.status();
     let body: Value = response.json().await.map_err(|e| format!("HTTP {status}: unreadable body: {e}"))?;
-    if status != reqwest::StatusCode::OK || body["status"] != "succeeded" {
+    let ok = match answer {
+        Answer::Job => body["status"] == "succeeded",
+        Answer::Original => body["instanceId"].is_string(),
+    };
+    if status != reqwest::StatusCode::OK || !ok {
         return Err(format!("HTTP {status}: {body}"));
     }
     Ok(())

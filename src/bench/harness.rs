@@ -28,6 +28,16 @@ pub struct BenchDb {
 impl BenchDb {
     /// Creates `bench_<scenario>_<random>` on the server of `DATABASE_URL` and migrates it.
     pub async fn create(scenario: &str) -> anyhow::Result<Self> {
+        let db = Self::create_empty(scenario).await?;
+        if let Err(err) = crate::db::migrate(&db.pool).await {
+            db.drop().await;
+            return Err(err);
+        }
+        Ok(db)
+    }
+
+    /// Creates `bench_<scenario>_<random>` with no tables (for another service's schema).
+    pub async fn create_empty(scenario: &str) -> anyhow::Result<Self> {
         let admin_url = std::env::var("DATABASE_URL")
             .ok()
             .filter(|u| !u.trim().is_empty())
@@ -39,7 +49,6 @@ impl BenchDb {
         admin.close().await?;
         let pool =
             PgPoolOptions::new().max_connections(16).connect(&url).await.context("connect to the bench database")?;
-        crate::db::migrate(&pool).await?;
         Ok(Self { name, url, pool, admin_url })
     }
 
@@ -237,19 +246,31 @@ pub async fn insert_idle(db: &PgPool, sim: &sim::SpawnedSim, n: usize) -> anyhow
         sim.sim.set_ready(id, true);
         service_ids.push(sim.sim.service(id).map(|s| s.service_id).context("service just added")?);
     }
+    insert_idle_rows(db, &sim.url, &ids, &service_ids).await?;
+    Ok(ids)
+}
+
+/// Writes `ids` (with their `service_ids`) as idle rows served by the simulator at
+/// `sim_url`, and refreshes the planner's statistics.
+pub async fn insert_idle_rows(
+    db: &PgPool,
+    sim_url: &str,
+    ids: &[String],
+    service_ids: &[String],
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO instances (id, name, status, url, service_id, deploy_status)
          SELECT id, 'convos-agent-' || id, 'idle', $3 || '/i/' || id, service_id, 'SUCCESS'
          FROM unnest($1::text[], $2::text[]) AS t(id, service_id)",
     )
-    .bind(&ids)
-    .bind(&service_ids)
-    .bind(&sim.url)
+    .bind(ids)
+    .bind(service_ids)
+    .bind(sim_url)
     .execute(db)
     .await
     .context("insert idle instances")?;
     sqlx::query("ANALYZE instances").execute(db).await?;
-    Ok(ids)
+    Ok(())
 }
 
 /// A simulator that builds and provisions instantly.

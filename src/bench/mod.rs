@@ -20,6 +20,7 @@ mod queue_drain;
 mod queue_latency;
 mod reconcile;
 mod report;
+mod versus;
 
 use serde_json::Value;
 
@@ -58,7 +59,11 @@ pub enum Scenario {
     /// Hostile clients: made-up methods, a read flood beside claims, slow clients.
     /// Only when named: not part of `all`.
     Hostile,
-    /// Every scenario in turn (except `availability` and `hostile`).
+    /// Claims against Pool and the original Node service side by side, the instances
+    /// in another process (`POOL_BENCH_ORIGINAL`: the original's `pool/` directory;
+    /// skipped without it). Only when named: not part of `all`.
+    Versus,
+    /// Every scenario in turn (except `availability`, `hostile` and `versus`).
     All,
 }
 
@@ -89,6 +94,7 @@ async fn run_one(scenario: Scenario, args: &BenchArgs) -> anyhow::Result<Value> 
         Scenario::Footprint => footprint::run(quick).await,
         Scenario::Availability => availability::run(quick, &args.availability).await,
         Scenario::Hostile => hostile::run(quick).await,
+        Scenario::Versus => versus::run(quick).await,
         Scenario::All => unreachable!("expanded by run"),
     }
 }

@@ -50,3 +50,11 @@ async fn availability_quick_prints_its_json_line() {
     }
     assert!(json["verdict"]["no_idle_instance"].is_number(), "{json}");
 }
+
+/// Without the original service's directory the side-by-side run says so and skips
+/// (CI has no copy of it); with one, its run is recorded in docs/BENCHMARKS.md.
+#[tokio::test]
+async fn versus_without_the_original_skips_with_a_reason() {
+    let json = quick_bench("versus").await;
+    assert!(json["skipped"].as_str().is_some_and(|r| r.contains("POOL_BENCH_ORIGINAL")), "{json}");
+}
