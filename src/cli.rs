@@ -15,7 +15,7 @@ struct Cli {
 }
 
 /// What `pool web` reads (every variable: .env.example).
-const WEB_ENV: &str = "Environment (also read from .env):
+pub(crate) const WEB_ENV: &str = "Environment (also read from .env):
   POOL_API_KEY            required; operator keys (comma-separated); POOL_CLAIM_KEYS
   DATABASE_URL            required; Postgres URL (sslmode=require works)
   SERVICES_URL            required; the services API
@@ -30,7 +30,7 @@ const WEB_ENV: &str = "Environment (also read from .env):
   RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (text), RUST_LOG";
 
 /// What `pool worker` reads (every variable: .env.example).
-const WORKER_ENV: &str = "Environment (also read from .env):
+pub(crate) const WORKER_ENV: &str = "Environment (also read from .env):
   POOL_API_KEY            required; POOL_INSTANCE_KEY (sent to instances)
   DATABASE_URL            required; Postgres URL (sslmode=require works)
   SERVICES_URL            required; SERVICES_API_KEY, SERVICES_TIMEOUT_MS,

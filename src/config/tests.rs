@@ -144,3 +144,29 @@ fn keys_are_checked() {
     }
     with(&[("POOL_API_KEY", DEV_KEY)]).expect("the development key outside production");
 }
+
+/// Every variable the configuration reads is in `.env.example` and in the `--help`
+/// of `pool web` or `pool worker`: both lists are written by hand, so this keeps
+/// them true. Per-kind variables appear as their `<KIND>` pattern.
+#[test]
+fn every_variable_read_is_in_env_example_and_help() {
+    let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let map: HashMap<String, String> = BASE.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::from_lookup(|k| {
+        read.borrow_mut().insert(k.to_owned());
+        map.get(k).cloned()
+    })
+    .unwrap();
+    let example = include_str!("../../.env.example");
+    let help = format!("{}\n{}", crate::cli::WEB_ENV, crate::cli::WORKER_ENV);
+    let missing: std::collections::BTreeSet<String> = read
+        .into_inner()
+        .into_iter()
+        .map(|name| match pool_jobs::KINDS.iter().find(|k| name.ends_with(&format!("_{}", k.to_uppercase()))) {
+            Some(kind) => format!("{}_<KIND>", &name[..name.len() - kind.len() - 1]),
+            None => name,
+        })
+        .filter(|name| !example.contains(name.as_str()) || !help.contains(name.trim_end_matches("_<KIND>")))
+        .collect();
+    assert!(missing.is_empty(), "read by the configuration but not in .env.example or --help: {missing:?}");
+}
