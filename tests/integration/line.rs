@@ -82,3 +82,44 @@ async fn a_full_line_answers_503_with_retry_after() {
         .unwrap();
     assert_eq!(claims, 3, "only the claims in line have a job");
 }
+
+/// A claim that waited for its place in the line (others joining before it) gets
+/// its whole wait from when it joined: its deadline is not counted from the moment
+/// it started waiting for the place, or the matcher would end it before its client's
+/// wait is over (the client then got 200 with a failed job instead of 503).
+#[tokio::test]
+async fn a_claim_delayed_at_the_line_gets_its_whole_wait() {
+    use sqlx::{Connection, PgConnection};
+    let db = TestDb::new().await;
+    let mut holder = PgConnection::connect(&db.url).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(claim::LINE_GATE).execute(&mut *held).await.unwrap();
+    let line = Line { wait: Duration::from_secs(30), max_waiting: 10 };
+    let pool = db.pool.clone();
+    let joining = tokio::spawn(async move {
+        claim::reserve_and_enqueue(&pool, &claim_job("delayed"), Ask { line: Some(line), ..Ask::default() }).await
+    });
+    // The claim waits for the place while the line is held.
+    crate::stack::eventually(Duration::from_secs(10), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await
+    .expect("the claim waits for the line");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let released: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&mut *held).await.unwrap();
+    held.commit().await.unwrap();
+    assert_eq!(joining.await.unwrap().unwrap(), Reserved::Waiting);
+    let deadline: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT run_at FROM jobs WHERE waiting").fetch_one(&db.pool).await.unwrap();
+    assert!(
+        deadline >= released + chrono::Duration::seconds(30),
+        "deadline {deadline} for a place taken at {released}"
+    );
+}

@@ -90,7 +90,9 @@ static RESERVE: LazyLock<Arc<str>> = LazyLock::new(|| {
          ), job AS (
              INSERT INTO jobs (id, kind, args, max_attempts, waiting, run_at)
              SELECT $1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM reserved),
-                    CASE WHEN EXISTS (SELECT 1 FROM reserved) THEN now() ELSE now() + make_interval(secs => $7) END
+                    CASE WHEN EXISTS (SELECT 1 FROM reserved) THEN now()
+                         -- From now, not from the transaction's start: joining may wait for the line.
+                         ELSE clock_timestamp() + make_interval(secs => $7) END
              WHERE EXISTS (SELECT 1 FROM reserved)
                 OR ($7::float8 IS NOT NULL
                     AND (SELECT count(*) FROM jobs WHERE waiting AND state = 'queued') < $8::int8)
