@@ -5,10 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::{
-    helpers::{API_KEY, TestApp, TestDb, test_config},
-    stack::eventually,
-};
+use crate::helpers::{API_KEY, TestApp, TestDb, someone_waits_on_a_lock, test_config};
 
 async fn insert_replenish(db: impl sqlx::PgExecutor<'_>, state: &str) -> String {
     let id = pool::store::jobs::next_job_id();
@@ -51,16 +48,7 @@ async fn bulk_retry_skips_a_job_whose_key_an_enqueue_took_meanwhile() {
         let request = app.http.post(app.url("/api/jobs/retry")).bearer_auth(API_KEY).json(&json!({"status": "failed"}));
         tokio::spawn(request.send())
     };
-    let blocked = eventually(Duration::from_secs(10), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await;
+    let blocked = someone_waits_on_a_lock(&db.pool, Duration::from_secs(10)).await;
     tx.commit().await.unwrap();
 
     let response = retry.await.unwrap().unwrap();

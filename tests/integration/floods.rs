@@ -10,8 +10,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
-    helpers::fast_sim,
-    stack::{Stack, eventually},
+    helpers::{fast_sim, someone_waits_on_a_lock},
+    stack::Stack,
 };
 
 async fn claim(stack: &Stack) -> StatusCode {
@@ -65,13 +65,8 @@ async fn expensive_reads_are_shed_not_queued_in_front_of_claims() {
 
     let fleet = || stack.request(reqwest::Method::GET, "/api/pool/instances").send();
     let stuck = tokio::spawn(fleet());
-    let waiting = eventually(Duration::from_secs(5), || async {
-        let query =
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
-        let waiting: i64 = sqlx::query_scalar(query).fetch_one(&stack.db.pool).await.unwrap();
-        (waiting > 0).then_some(())
-    });
-    waiting.await.expect("the first read waits on the lock, holding the permit");
+    let waiting = someone_waits_on_a_lock(&stack.db.pool, Duration::from_secs(5)).await;
+    waiting.expect("the first read waits on the lock, holding the permit");
     let shed = fleet().await.unwrap();
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE, "a second expensive read is shed");
     assert_eq!(shed.headers()["retry-after"], "1");

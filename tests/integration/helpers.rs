@@ -241,3 +241,15 @@ pub async fn wait_until_up(url: &str, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits (up to `limit`) until a session of this database waits on a lock; `None`
+/// when none did. For tests that hold a lock and need the other side blocked on it.
+pub async fn someone_waits_on_a_lock(db: &PgPool, limit: Duration) -> Option<()> {
+    crate::stack::eventually(limit, || async {
+        let query =
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
+        let waiting: i64 = sqlx::query_scalar(query).fetch_one(db).await.unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await
+}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 
 use crate::{
-    helpers::{API_KEY, TestDb, claim_job, fast_sim},
+    helpers::{API_KEY, TestDb, claim_job, fast_sim, someone_waits_on_a_lock},
     stack::Stack,
 };
 use pool::store::jobs::claim::{self, Ask, Line, Reserved};
@@ -100,17 +100,7 @@ async fn a_claim_delayed_at_the_line_gets_its_whole_wait() {
         claim::reserve_and_enqueue(&pool, &claim_job("delayed"), Ask { line: Some(line), ..Ask::default() }).await
     });
     // The claim waits for the place while the line is held.
-    crate::stack::eventually(Duration::from_secs(10), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await
-    .expect("the claim waits for the line");
+    someone_waits_on_a_lock(&db.pool, Duration::from_secs(10)).await.expect("the claim waits for the line");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let released: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&mut *held).await.unwrap();
