@@ -16,10 +16,13 @@ mod cpu;
 mod footprint;
 mod harness;
 mod hostile;
+mod idle;
 mod queue_drain;
 mod queue_latency;
 mod reconcile;
 mod report;
+mod scale;
+mod waiters;
 
 use serde_json::Value;
 
@@ -58,7 +61,16 @@ pub enum Scenario {
     /// Hostile clients: made-up methods, a read flood beside claims, slow clients.
     /// Only when named: not part of `all`.
     Hostile,
-    /// Every scenario in turn (except `availability` and `hostile`).
+    /// Issue 21: claims and fetch cost with 1 M finished and 100 k future rows, and
+    /// while pruning them. Only when named: not part of `all`.
+    Scale,
+    /// Issue 21: statements per second and Postgres CPU of 1 and 10 idle workers.
+    /// Only when named: not part of `all`.
+    Idle,
+    /// Issue 21: 1,000 claims waiting at once: web memory, wake-ups per finish.
+    /// Only when named: not part of `all`.
+    Waiters,
+    /// Every scenario in turn (except `availability`, `hostile`, `scale`, `idle`, `waiters`).
     All,
 }
 
@@ -89,6 +101,9 @@ async fn run_one(scenario: Scenario, args: &BenchArgs) -> anyhow::Result<Value> 
         Scenario::Footprint => footprint::run(quick).await,
         Scenario::Availability => availability::run(quick, &args.availability).await,
         Scenario::Hostile => hostile::run(quick).await,
+        Scenario::Scale => scale::run(quick).await,
+        Scenario::Idle => idle::run(quick).await,
+        Scenario::Waiters => waiters::run(quick).await,
         Scenario::All => unreachable!("expanded by run"),
     }
 }

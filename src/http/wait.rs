@@ -78,7 +78,11 @@ impl Subscription {
             read = true;
             let until = deadline.min(tokio::time::Instant::now() + RECHECK);
             loop {
-                match tokio::time::timeout_at(until, rx.recv()).await {
+                let received = tokio::time::timeout_at(until, rx.recv()).await;
+                if received.is_ok() {
+                    woken();
+                }
+                match received {
                     Ok(Ok(finished)) if finished != id => continue,
                     // Ours, lagged, or closed: re-read. Timeout: re-read as a safety net.
                     _ => break,
@@ -86,6 +90,12 @@ impl Subscription {
             }
         }
     }
+}
+
+/// Counts a waiting request woken by a finish notification (`/metrics`
+/// `pool_job_waiter_wakeups_total`; the `waiters` benchmark reads it).
+fn woken() {
+    metrics::counter!("pool_job_waiter_wakeups_total").increment(1);
 }
 
 async fn listen(db: PgPool, sender: broadcast::Sender<String>) {
@@ -107,6 +117,7 @@ async fn listen(db: PgPool, sender: broadcast::Sender<String>) {
             match listener.recv().await {
                 Ok(note) => {
                     let id = note.payload().split(' ').next().unwrap_or_default();
+                    metrics::counter!("pool_job_finish_notifications_total").increment(1);
                     let _ = sender.send(id.to_owned());
                 }
                 Err(err) => {

@@ -40,6 +40,25 @@ pub struct Fetched {
     pub queue_wait: f64,
 }
 
+/// The fetch statement: `$1` kinds, `$2` how many of each, `$3` the worker. Public for
+/// the `scale` benchmark, which reads its cost with `EXPLAIN (ANALYZE, BUFFERS)`.
+// `= ANY(ARRAY(...))`: the taken rows are looked up by primary key; a join would be
+// planned as a scan of the whole table.
+pub const FETCH: &str =
+    "UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
+                 finished_at = NULL, worker_id = $3
+ WHERE id = ANY(ARRAY(
+     SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
+     CROSS JOIN LATERAL (
+         SELECT id FROM jobs
+         WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now() AND NOT waiting
+         ORDER BY priority DESC, run_at, id
+         LIMIT k.n
+         FOR UPDATE SKIP LOCKED) j
+     WHERE NOT EXISTS (SELECT 1 FROM job_kind_pauses p WHERE p.kind = k.kind)))
+ RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested,
+           EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait";
+
 /// Takes up to `n` due jobs of each `(kind, n)` for `worker`, marking them running in
 /// the same statement. Claims never wait behind other kinds: each kind has its own
 /// limit, the caller's free slots for it. Paused kinds are skipped.
@@ -48,28 +67,7 @@ pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(&str, i32)]
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(
-        // `= ANY(ARRAY(...))`: the taken rows are looked up by primary key; a join
-        // would be planned as a scan of the whole table.
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
-                         finished_at = NULL, worker_id = $3
-         WHERE id = ANY(ARRAY(
-             SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
-             CROSS JOIN LATERAL (
-                 SELECT id FROM jobs
-                 WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now() AND NOT waiting
-                 ORDER BY priority DESC, run_at, id
-                 LIMIT k.n
-                 FOR UPDATE SKIP LOCKED) j
-             WHERE NOT EXISTS (SELECT 1 FROM job_kind_pauses p WHERE p.kind = k.kind)))
-         RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested,
-                   EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait",
-    )
-    .bind(&kinds)
-    .bind(&limits)
-    .bind(worker)
-    .fetch_all(db)
-    .await
+    sqlx::query_as(FETCH).bind(&kinds).bind(&limits).bind(worker).fetch_all(db).await
 }
 
 /// How a run ended.
