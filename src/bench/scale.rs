@@ -25,7 +25,7 @@ const SIZES_QUICK: (usize, i64, i64) = (30, 20_000, 2_000);
 const PRUNE_PACE: Duration = Duration::from_millis(100);
 const PRUNE_CLAIMS_MAX: usize = 3_000;
 /// The default `JOB_RETENTION_HOURS` (72).
-const RETENTION_SECS: i64 = 72 * 3600;
+const RETENTION_SECS: u64 = 72 * 3600;
 /// Older than the default retention (72 h): every finished row may be pruned.
 const FINISHED_AGE: &str = "4 days";
 
@@ -141,24 +141,8 @@ async fn fill(db: &PgPool, finished: i64, future: i64) -> anyhow::Result<()> {
 /// claims alone; rolled back, so it takes nothing.
 async fn fetch_buffers(db: &PgPool) -> anyhow::Result<(i64, i64)> {
     let all: Vec<&str> = pool_jobs::KINDS.to_vec();
-    Ok((explain_fetch(db, &all).await?, explain_fetch(db, &[pool_jobs::ClaimAndProvision::KIND]).await?))
-}
-
-async fn explain_fetch(db: &PgPool, kinds: &[&str]) -> anyhow::Result<i64> {
-    let limits = vec![4i32; kinds.len()];
-    let mut tx = db.begin().await?;
-    let sql = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", lifecycle::FETCH);
-    let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(kinds)
-        .bind(&limits)
-        .bind("bench-explain")
-        .fetch_one(&mut *tx)
-        .await
-        .context("explain the fetch")?;
-    tx.rollback().await?;
-    let top = &plan[0]["Plan"];
-    let blocks = |k: &str| top[k].as_i64().unwrap_or_default();
-    Ok(blocks("Shared Hit Blocks") + blocks("Shared Read Blocks"))
+    let one = [pool_jobs::ClaimAndProvision::KIND];
+    Ok((lifecycle::fetch_cost(db, &all).await?, lifecycle::fetch_cost(db, &one).await?))
 }
 
 /// Paced claims for as long as the worker's pruning deletes the finished rows.
@@ -182,5 +166,11 @@ async fn while_pruning(stack: &Stack) -> anyhow::Result<Phase> {
 
 /// What the worker's prune loop does in one round.
 async fn prune(db: &PgPool) -> anyhow::Result<u64> {
-    Ok(crate::store::jobs::prune(db, RETENTION_SECS).await?)
+    let settings = crate::store::jobs::PruneSettings {
+        retention: Duration::from_secs(RETENTION_SECS),
+        batch: 1_000,
+        pause: Duration::from_millis(100),
+    };
+    let pruned = crate::store::jobs::prune_all(db, &settings).await?.unwrap_or_default();
+    Ok(pruned.jobs)
 }

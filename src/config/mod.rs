@@ -146,6 +146,10 @@ pub struct JobsConfig {
     pub concurrency_by_kind: Vec<(&'static str, u32)>,
     /// How long finished jobs are kept.
     pub retention: Duration,
+    /// Rows per pruning statement (`JOB_PRUNE_BATCH`, 1,000).
+    pub prune_batch: i64,
+    /// Pause between two pruning statements (`JOB_PRUNE_PAUSE_MS`, 100 ms).
+    pub prune_pause: Duration,
     /// How often a worker proves it is alive (`JOB_HEARTBEAT_MS`, 3 s).
     pub heartbeat: Duration,
     /// Silence after which a worker is presumed dead and its running jobs are taken
@@ -242,6 +246,8 @@ impl JobsConfig {
             max_attempts_by_kind: by_kind(env, "JOB_MAX_ATTEMPTS_")?,
             concurrency_by_kind: by_kind(env, "JOB_CONCURRENCY_")?,
             retention: Duration::from_secs(env.parse::<u64>("JOB_RETENTION_HOURS", 72)? * 3600),
+            prune_batch: env.positive("JOB_PRUNE_BATCH", 1_000)?,
+            prune_pause: env.millis("JOB_PRUNE_PAUSE_MS", 100)?,
             heartbeat: Duration::from_millis(env.positive("JOB_HEARTBEAT_MS", 3_000)?),
             rescue_after: Duration::from_millis(env.positive("JOB_RESCUE_AFTER_MS", 12_000)?),
         }

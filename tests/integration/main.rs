@@ -39,6 +39,7 @@ mod recycle;
 mod resilience;
 mod schedules;
 mod stale_runs;
+mod table_size;
 mod upgrade;
 mod upstream;
 mod waiting;
