@@ -42,4 +42,5 @@ mod stale_runs;
 mod table_size;
 mod upgrade;
 mod upstream;
+mod waiters;
 mod waiting;
