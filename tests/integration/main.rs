@@ -22,6 +22,7 @@ mod floods;
 mod fuzz;
 mod hostile;
 mod http;
+mod idle;
 mod jobs_admin;
 mod lease;
 mod lease_lapse;
