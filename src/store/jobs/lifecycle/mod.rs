@@ -20,7 +20,9 @@ use std::time::Duration;
 mod liveness;
 mod operator;
 
-pub use liveness::{deregister, heartbeat, live_workers, release_orphans, release_unstarted, rescue};
+pub use liveness::{
+    deregister, heartbeat, heartbeat_releasing_orphans, live_workers, release_orphans, release_unstarted, rescue,
+};
 pub use operator::{ActionError, Filter, Retried, cancel, cancel_all, retry, retry_all};
 use serde_json::Value;
 use sqlx::PgExecutor;
