@@ -147,9 +147,9 @@ async fn fetch_buffers(db: &PgPool) -> anyhow::Result<(i64, i64)> {
 
 /// Paced claims for as long as the worker's pruning deletes the finished rows.
 async fn while_pruning(stack: &Stack) -> anyhow::Result<Phase> {
-    let db = stack.db.pool.clone();
+    let url = stack.db.url.clone();
     let started = Instant::now();
-    let pruning = tokio::spawn(async move { prune(&db).await });
+    let pruning = tokio::spawn(async move { prune(&url).await });
     let mut load = claim::load(stack, 1, 1).await?;
     while !pruning.is_finished() && load.latencies_ms.len() < PRUNE_CLAIMS_MAX {
         tokio::time::sleep(PRUNE_PACE).await;
@@ -164,13 +164,17 @@ async fn while_pruning(stack: &Stack) -> anyhow::Result<Phase> {
     Ok(Phase { name: "while pruning", load, fetch: None, extra })
 }
 
-/// What the worker's prune loop does in one round.
-async fn prune(db: &PgPool) -> anyhow::Result<u64> {
+/// What the worker's prune loop does in one round, on a connection set up as the
+/// worker's are (asynchronous commit).
+async fn prune(url: &str) -> anyhow::Result<u64> {
+    let url = secrecy::SecretString::from(url.to_owned());
+    let db = crate::db::connect_as(&url, 1, crate::db::PoolKind::WORKER).await?;
     let settings = crate::store::jobs::PruneSettings {
         retention: Duration::from_secs(RETENTION_SECS),
         batch: 1_000,
         pause: Duration::from_millis(100),
     };
-    let pruned = crate::store::jobs::prune_all(db, &settings).await?.unwrap_or_default();
+    let pruned = crate::store::jobs::prune_all(&db, &settings).await?.unwrap_or_default();
+    db.close().await;
     Ok(pruned.jobs)
 }

@@ -3,7 +3,7 @@
 //! pause between them, so no statement holds many rows or holds back vacuum for long,
 //! and by one worker at a time (a session advisory lock; the others skip the round).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -17,7 +17,8 @@ pub struct PruneSettings {
     pub retention: Duration,
     /// Rows per statement.
     pub batch: i64,
-    /// Between two statements.
+    /// Between two statements, at least; and at least as long as the last one took,
+    /// so pruning keeps at most half of one backend busy, whatever the machine.
     pub pause: Duration,
 }
 
@@ -48,22 +49,24 @@ async fn rounds(conn: &mut PgConnection, settings: &PruneSettings) -> sqlx::Resu
     let mut pruned = Pruned::default();
     let retention = settings.retention.as_secs_f64();
     loop {
+        let started = Instant::now();
         let n = jobs_batch(&mut *conn, retention, settings.batch).await?;
         pruned.jobs += n;
         pruned.batches += 1;
         if n < settings.batch as u64 {
             break;
         }
-        tokio::time::sleep(settings.pause).await;
+        tokio::time::sleep(settings.pause.max(started.elapsed())).await;
     }
     loop {
+        let started = Instant::now();
         let n = keys_batch(&mut *conn, settings.batch).await?;
         pruned.keys += n;
         pruned.batches += 1;
         if n < settings.batch as u64 {
             break;
         }
-        tokio::time::sleep(settings.pause).await;
+        tokio::time::sleep(settings.pause.max(started.elapsed())).await;
     }
     Ok(pruned)
 }
