@@ -16,11 +16,14 @@ mod cpu;
 mod footprint;
 mod harness;
 mod hostile;
+mod idle;
 mod queue_drain;
 mod queue_latency;
 mod reconcile;
 mod report;
 mod versus;
+mod scale;
+mod waiters;
 
 use serde_json::Value;
 
@@ -63,7 +66,16 @@ pub enum Scenario {
     /// in another process (`POOL_BENCH_ORIGINAL`: the original's `pool/` directory;
     /// skipped without it). Only when named: not part of `all`.
     Versus,
-    /// Every scenario in turn (except `availability`, `hostile` and `versus`).
+    /// Issue 21: claims and fetch cost with 1 M finished and 100 k future rows, and
+    /// while pruning them. Only when named: not part of `all`.
+    Scale,
+    /// Issue 21: statements per second and Postgres CPU of 1 and 10 idle workers.
+    /// Only when named: not part of `all`.
+    Idle,
+    /// Issue 21: 1,000 claims waiting at once: web memory, wake-ups per finish.
+    /// Only when named: not part of `all`.
+    Waiters,
+    /// Every scenario in turn (except those only run when named).
     All,
 }
 
@@ -95,6 +107,9 @@ async fn run_one(scenario: Scenario, args: &BenchArgs) -> anyhow::Result<Value> 
         Scenario::Availability => availability::run(quick, &args.availability).await,
         Scenario::Hostile => hostile::run(quick).await,
         Scenario::Versus => versus::run(quick).await,
+        Scenario::Scale => scale::run(quick).await,
+        Scenario::Idle => idle::run(quick).await,
+        Scenario::Waiters => waiters::run(quick).await,
         Scenario::All => unreachable!("expanded by run"),
     }
 }

@@ -19,7 +19,7 @@ mod pool;
 mod reads;
 mod respond;
 mod serve;
-mod wait;
+pub mod wait;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

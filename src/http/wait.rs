@@ -1,12 +1,20 @@
 //! `Prefer: wait=N`: holds a response until its job finishes. One LISTEN connection
-//! per web process receives `pool_job_finished` (sent by a trigger on the job table)
-//! and fans it out; waiting requests never poll the database, except one safety
+//! per web process receives `pool_job_finished` (sent by a trigger on the job table,
+//! the job id first in its payload) and wakes only the requests waiting for that job
+//! (a map by job id); waiting requests never poll the database, except one safety
 //! re-read every few seconds in case a notification was lost while reconnecting.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, watch};
 
 use crate::{queue::JobDoc, store::jobs};
 
@@ -16,37 +24,122 @@ const CHANNEL: &str = "pool_job_finished";
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Safety re-read interval while waiting.
 const RECHECK: Duration = Duration::from_secs(5);
+/// Finishes remembered for subscriptions made before their job's wait began.
+const RECENT: usize = 4096;
 
-/// Fan-out of finished job ids inside one web process.
+/// The finished jobs of one web process, and who waits for which.
 #[derive(Clone)]
 pub struct JobWaiter {
-    finished: broadcast::Sender<String>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Waiting requests woken by a notification of their job, ever.
+    woken: AtomicU64,
+    /// True while the LISTEN holds.
+    listening: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Finish notifications received so far.
+    seq: u64,
+    /// The latest finishes `(seq, job id)`, oldest first, at most [`RECENT`].
+    recent: VecDeque<(u64, String)>,
+    /// The waiting requests of each job id, each with its own wake-up.
+    waiting: HashMap<String, Vec<(u64, Arc<Notify>)>>,
+    next_token: u64,
 }
 
 impl JobWaiter {
     /// Starts the listener task; it reconnects on its own after database outages.
     pub fn start(db: PgPool) -> Self {
-        let (finished, _) = broadcast::channel(4096);
-        let sender = finished.clone();
-        tokio::spawn(async move { listen(db, sender).await });
-        Self { finished }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            woken: AtomicU64::new(0),
+            listening: watch::channel(false).0,
+        });
+        tokio::spawn(listen(db, shared.clone()));
+        Self { shared }
     }
 
-    /// Starts listening for finished jobs; subscribe before a job is enqueued and it
-    /// can be waited for without reading it first ([`Subscription::wait_new`]).
+    /// Starts following finished jobs; subscribe before a job is enqueued and it can
+    /// be waited for without reading it first ([`Subscription::wait_new`]).
     pub fn subscribe(&self) -> Subscription {
-        Subscription(self.finished.subscribe())
+        Subscription { shared: self.shared.clone(), since: self.shared.lock().seq }
     }
 
     /// Waits up to `limit` for job `id` to finish; returns its latest document.
     pub async fn wait(&self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
-        // Subscribed before reading, so a finish between the two is not missed.
         self.subscribe().wait_more(db, id, limit, true).await
+    }
+
+    /// Waiting requests woken by a notification of their own job, so far.
+    pub fn wakeups(&self) -> u64 {
+        self.shared.woken.load(Ordering::Relaxed)
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.shared.lock().waiting.values().map(Vec::len).sum()
+    }
+
+    /// Resolves once the LISTEN holds (notifications from then on are received).
+    pub async fn listening(&self) {
+        let _ = self.shared.listening.subscribe().wait_for(|on| *on).await;
     }
 }
 
-/// Finished-job notifications since it was made.
-pub struct Subscription(broadcast::Receiver<String>);
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Job `id` finished: wakes the requests waiting for it, and only them.
+    fn finished(&self, id: &str) {
+        let mut state = self.lock();
+        state.seq += 1;
+        let seq = state.seq;
+        state.recent.push_back((seq, id.to_owned()));
+        if state.recent.len() > RECENT {
+            state.recent.pop_front();
+        }
+        let Some(waiters) = state.waiting.get(id) else { return };
+        for (_, notify) in waiters {
+            notify.notify_one();
+        }
+        self.woken.fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        metrics::counter!("pool_job_waiter_wakeups_total").increment(waiters.len() as u64);
+    }
+}
+
+/// Finished jobs since it was made.
+pub struct Subscription {
+    shared: Arc<Shared>,
+    /// Finishes received before this one was made.
+    since: u64,
+}
+
+/// One waiting request in the map; removed when dropped.
+struct Registered<'a> {
+    shared: &'a Shared,
+    id: &'a str,
+    token: u64,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if let Some(waiters) = state.waiting.get_mut(self.id) {
+            waiters.retain(|(token, _)| *token != self.token);
+            if waiters.is_empty() {
+                state.waiting.remove(self.id);
+            }
+        }
+    }
+}
 
 impl Subscription {
     /// Waits up to `limit` for job `id`, enqueued after this subscription, to finish:
@@ -64,9 +157,9 @@ impl Subscription {
         limit: Duration,
         read_first: bool,
     ) -> sqlx::Result<Option<JobDoc>> {
-        let rx = &mut self.0;
         let deadline = tokio::time::Instant::now() + limit.min(MAX_WAIT);
-        let mut read = read_first;
+        let registered = self.register(id);
+        let mut read = read_first || self.finished_since(id);
         loop {
             if read {
                 let Some(row) = jobs::get(db, id).await? else { return Ok(None) };
@@ -77,18 +170,30 @@ impl Subscription {
             }
             read = true;
             let until = deadline.min(tokio::time::Instant::now() + RECHECK);
-            loop {
-                match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Ok(finished)) if finished != id => continue,
-                    // Ours, lagged, or closed: re-read. Timeout: re-read as a safety net.
-                    _ => break,
-                }
-            }
+            // Ours, or a timeout: re-read (a safety net for a lost notification).
+            let _ = tokio::time::timeout_at(until, registered.notify.notified()).await;
         }
+    }
+
+    fn register<'a>(&'a self, id: &'a str) -> Registered<'a> {
+        let notify = Arc::new(Notify::new());
+        let mut state = self.shared.lock();
+        let token = state.next_token;
+        state.next_token += 1;
+        state.waiting.entry(id.to_owned()).or_default().push((token, notify.clone()));
+        Registered { shared: &self.shared, id, token, notify }
+    }
+
+    /// Whether job `id` may have finished since this subscription was made, before
+    /// its wait was registered (or too long ago to tell).
+    fn finished_since(&self, id: &str) -> bool {
+        let state = self.shared.lock();
+        let forgotten = state.recent.front().is_some_and(|(seq, _)| *seq > self.since + 1);
+        forgotten || state.recent.iter().rev().take_while(|(seq, _)| *seq > self.since).any(|(_, done)| done == id)
     }
 }
 
-async fn listen(db: PgPool, sender: broadcast::Sender<String>) {
+async fn listen(db: PgPool, shared: Arc<Shared>) {
     loop {
         let mut listener = match PgListener::connect_with(&db).await {
             Ok(listener) => listener,
@@ -103,14 +208,16 @@ async fn listen(db: PgPool, sender: broadcast::Sender<String>) {
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
+        shared.listening.send_replace(true);
         loop {
             match listener.recv().await {
                 Ok(note) => {
-                    let id = note.payload().split(' ').next().unwrap_or_default();
-                    let _ = sender.send(id.to_owned());
+                    metrics::counter!("pool_job_finish_notifications_total").increment(1);
+                    shared.finished(note.payload().split(' ').next().unwrap_or_default());
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "job listener lost its connection; reconnecting");
+                    shared.listening.send_replace(false);
                     break;
                 }
             }

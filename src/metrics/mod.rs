@@ -27,6 +27,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(5);
 const MINUTES_RETENTION: Duration = Duration::from_secs(2 * 24 * 3600);
 /// Per-minute rows are pruned every this many flushes (about ten minutes).
 const PRUNE_EVERY: u32 = 120;
+/// The pool's gauges for the charts are sampled at the first flush and every this many (30 s): a
+/// per-minute row, where the last sample wins.
+const SAMPLE_EVERY: u32 = 6;
 
 /// Metrics recorded as histograms (the rest are counters).
 pub const HISTOGRAMS: [&str; 4] =
@@ -96,6 +99,7 @@ pub async fn flush_loop(db: PgPool, min_idle: Option<u32>, mut stop: watch::Rece
         };
         flush(&db).await;
         if let Some(min_idle) = min_idle
+            && (stopping || round % SAMPLE_EVERY == 1)
             && let Err(err) = store::metrics::sample_pool(&db, min_idle).await
         {
             tracing::warn!(error = %err, "could not sample the pool for the charts");

@@ -123,17 +123,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 }
 
 async fn prune_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    let retention = ctx.config.jobs.retention.as_secs() as i64;
+    let jobs = &ctx.config.jobs;
+    let settings =
+        store::jobs::PruneSettings { retention: jobs.retention, batch: jobs.prune_batch, pause: jobs.prune_pause };
     loop {
-        match store::jobs::prune(&ctx.db, retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned finished jobs"),
-            Err(err) => tracing::warn!(error = %err, "could not prune finished jobs"),
-        }
-        match store::jobs::prune_idempotency_keys(&ctx.db).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned expired idempotency keys"),
-            Err(err) => tracing::warn!(error = %err, "could not prune idempotency keys"),
+        let round = store::jobs::prune_all(&ctx.db, &settings);
+        tokio::select! {
+            pruned = round => match pruned {
+                Ok(Some(p)) if p.jobs + p.keys > 0 => {
+                    tracing::info!(jobs = p.jobs, keys = p.keys, batches = p.batches, "pruned finished jobs and keys");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "could not prune finished jobs"),
+            },
+            _ = stop.wait_for(|s| *s) => return,
         }
         match store::demand::prune_misses(&ctx.db).await {
             Ok(0) => {}

@@ -102,6 +102,11 @@ async fn enrich_command_backfills_and_reports_counts() {
     assert_eq!(filled, 2);
 }
 
+fn prune_settings() -> pool::store::jobs::PruneSettings {
+    let retention = Duration::from_secs(72 * 3600);
+    pool::store::jobs::PruneSettings { retention, batch: 100, pause: Duration::ZERO }
+}
+
 #[tokio::test]
 async fn prune_deletes_only_old_finished_jobs() {
     let db = TestDb::new().await;
@@ -113,8 +118,8 @@ async fn prune_deletes_only_old_finished_jobs() {
         sqlx::query("INSERT INTO jobs (id, kind, args, state, max_attempts, finished_at) VALUES ($1, 'reconcile', '{}', $2, 1, CASE WHEN $2 = 'queued' THEN NULL ELSE now() - make_interval(hours => $3) END)")
             .bind(id).bind(status).bind(age_hours).execute(&db.pool).await.unwrap();
     }
-    let deleted = pool::store::jobs::prune(&db.pool, 72 * 3600).await.unwrap();
-    assert_eq!(deleted, 1);
+    let pruned = pool::store::jobs::prune_all(&db.pool, &prune_settings()).await.unwrap().unwrap();
+    assert_eq!(pruned.jobs, 1);
     let left: Vec<String> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
     assert_eq!(left, ["01ARZ3NDEKTSV4RRFFQ69G5FA2", "01ARZ3NDEKTSV4RRFFQ69G5FA3"]);
 }
@@ -129,7 +134,8 @@ async fn expired_idempotency_keys_are_pruned() {
     .execute(&db.pool)
     .await
     .unwrap();
-    assert_eq!(pool::store::jobs::prune_idempotency_keys(&db.pool).await.unwrap(), 1);
+    let pruned = pool::store::jobs::prune_all(&db.pool, &prune_settings()).await.unwrap().unwrap();
+    assert_eq!(pruned.keys, 1);
     let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_all(&db.pool).await.unwrap();
     assert_eq!(left, ["fresh"]);
 }

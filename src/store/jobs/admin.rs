@@ -1,4 +1,4 @@
-//! Operator views of jobs: listing, totals, pruning of finished jobs.
+//! Operator views of jobs: listing, totals, a job's history.
 
 use sqlx::PgExecutor;
 
@@ -41,18 +41,6 @@ pub async fn totals(db: impl PgExecutor<'_>, kind: Option<&str>) -> sqlx::Result
 /// Jobs per (kind, state), for metrics.
 pub async fn totals_by_kind(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String, i64)>> {
     sqlx::query_as("SELECT kind, state, count(*) FROM jobs GROUP BY 1, 2").fetch_all(db).await
-}
-
-/// Deletes finished jobs older than `retention_secs`; returns how many.
-pub async fn prune(db: impl PgExecutor<'_>, retention_secs: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM jobs WHERE finished_at < now() - make_interval(secs => $1::float8)
-           AND state IN ('succeeded', 'failed', 'cancelled')",
-    )
-    .bind(retention_secs as f64)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// One run of a job, as the job detail shows it.

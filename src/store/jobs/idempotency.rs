@@ -42,10 +42,3 @@ pub async fn remember_idempotency_key(
     .await?;
     Ok(done.rows_affected() == 1)
 }
-
-/// Deletes keys past their 24 h; returns how many.
-pub async fn prune_idempotency_keys(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<u64> {
-    let done =
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'").execute(db).await?;
-    Ok(done.rows_affected())
-}

@@ -9,10 +9,12 @@ mod idempotency;
 pub mod legacy;
 pub mod lifecycle;
 pub mod pauses;
+mod prune;
 
-pub use admin::{Attempt, ListQuery, history, list, prune, totals, totals_by_kind};
-pub use idempotency::{idempotent_job, prune_idempotency_keys, remember_idempotency_key};
+pub use admin::{Attempt, ListQuery, history, list, totals, totals_by_kind};
+pub use idempotency::{idempotent_job, remember_idempotency_key};
 pub use lifecycle::{ActionError, Filter, Retried, cancel, cancel_all, retry, retry_all};
+pub use prune::{PRUNE_LOCK, PruneSettings, Pruned, prune_all};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

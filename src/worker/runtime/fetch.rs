@@ -21,10 +21,21 @@ use crate::{
 
 /// Channel the job table's insert trigger notifies on.
 const CHANNEL: &str = "pool_jobs_queued";
-/// Poll interval for delayed jobs (retries) and missed notifications.
+/// Poll interval for delayed jobs (retries) and missed notifications after a fetch
+/// that took jobs; after an empty one, `JOB_IDLE_POLL_MS`.
 const POLL: Duration = Duration::from_millis(1000);
 /// Pause after a failed fetch (database down).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a fetch found.
+enum Fetch {
+    /// Filled every slot it asked for, with more free: fetch again at once.
+    Again,
+    /// Took jobs (or had no free slot): a busy worker, polled every second.
+    Took,
+    /// Nothing was due: idle, polled every `JOB_IDLE_POLL_MS`.
+    Empty,
+}
 
 /// A taken slot of one kind; freeing it may let the fetch loop take more jobs.
 pub struct Slot {
@@ -126,10 +137,12 @@ impl Fetcher {
                     false => tracing::info!(worker = %self.worker, "this worker's lease holds again; fetching"),
                 }
             }
-            let fetched = if lapsed { Ok(false) } else { self.fetch_once(&ctx.db, &deliveries).await };
-            match fetched {
-                Ok(true) => continue,
-                Ok(false) => {}
+            // A lapsed lease is looked at again every second, as a busy worker polls.
+            let fetched = if lapsed { Ok(Fetch::Took) } else { self.fetch_once(&ctx.db, &deliveries).await };
+            let poll = match fetched {
+                Ok(Fetch::Again) => continue,
+                Ok(Fetch::Took) => POLL,
+                Ok(Fetch::Empty) => ctx.config.jobs.idle_poll,
                 Err(err) => {
                     tracing::warn!(error = %err, "fetch failed");
                     tokio::select! {
@@ -138,30 +151,31 @@ impl Fetcher {
                     }
                     continue;
                 }
-            }
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(poll) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
         listener.abort();
     }
 
-    /// One fetch for every kind with free slots. `Ok(true)`: fetch again at once.
+    /// One fetch for every kind with free slots.
     async fn fetch_once(
         self: &Arc<Self>,
         db: &PgPool,
         deliveries: &mpsc::UnboundedSender<Task<Delivery>>,
-    ) -> sqlx::Result<bool> {
+    ) -> sqlx::Result<Fetch> {
         let wanted: Vec<(&str, i32)> =
             self.kinds.iter().map(|k| (k.name, i32::try_from(k.free.available_permits()).unwrap_or(0))).collect();
         if wanted.iter().all(|(_, n)| *n == 0) {
-            return Ok(false);
+            return Ok(Fetch::Took);
         }
         let jobs = lifecycle::fetch(db, &self.worker, &wanted).await?;
         crate::metrics::jobs_started(jobs.iter().map(|j| (j.kind.as_str(), j.queue_wait)));
         let mut again = false;
+        let took = if jobs.is_empty() { Fetch::Empty } else { Fetch::Took };
         for (i, k) in self.kinds.iter().enumerate() {
             let asked = wanted[i].1 as usize;
             if asked == 0 {
@@ -186,7 +200,7 @@ impl Fetcher {
             let slot = Slot { _permit: permit, fetcher: self.clone(), kind: index };
             let _ = deliveries.send(TaskBuilder::new(Delivery { job, slot }).build());
         }
-        Ok(again)
+        Ok(if again { Fetch::Again } else { took })
     }
 
     /// Gives back jobs fetched but never started (at shutdown).

@@ -71,6 +71,7 @@ pub async fn run(
         // themselves alive. A dead predecessor's jobs wait only as long as its
         // restart took.
         rescue_from: Some(Instant::now() + ctx.config.jobs.rescue_after),
+        ticks: 0,
     };
     loop {
         heart.beat().await;
@@ -83,6 +84,10 @@ pub async fn run(
         let _ = c.close().await;
     }
 }
+
+/// The previous release's waiting jobs are moved at the first tick and every this
+/// many after (30 s at the default heartbeat): a rolling deploy is rare, a tick is not.
+const LEGACY_EVERY: u64 = 10;
 
 /// `application_name` of heartbeat connections (told apart in `pg_stat_activity`).
 pub const HEARTBEAT_APPLICATION: &str = "pool-heartbeat";
@@ -100,6 +105,8 @@ struct Heart {
     /// No rescue before this: after its start or its own reconnect a worker waits
     /// one window, so the others (away as long) can prove themselves alive first.
     rescue_from: Option<Instant>,
+    /// Ticks so far.
+    ticks: u64,
 }
 
 impl Heart {
@@ -119,7 +126,9 @@ impl Heart {
         }
         let may_rescue = self.rescue_from.is_none_or(|from| Instant::now() >= from);
         let Some(conn) = self.conn.as_mut() else { return };
-        let beat = Beat { worker: &self.worker, fetcher: &self.fetcher, lease: &self.lease };
+        let legacy = self.ticks.is_multiple_of(LEGACY_EVERY);
+        self.ticks += 1;
+        let beat = Beat { worker: &self.worker, fetcher: &self.fetcher, lease: &self.lease, legacy };
         match tokio::time::timeout(limit, beat.tick(conn, self.rescue_after, may_rescue)).await {
             Ok(Ok(())) => self.away = false,
             Ok(Err(err)) => self.failed(err.to_string()),
@@ -139,17 +148,18 @@ struct Beat<'a> {
     worker: &'a str,
     fetcher: &'a Fetcher,
     lease: &'a LeaseClock,
+    /// Also move the previous release's waiting jobs (every [`LEGACY_EVERY`] ticks).
+    legacy: bool,
 }
 
 impl Beat<'_> {
     async fn tick(&self, conn: &mut PgConnection, rescue_after: Duration, may_rescue: bool) -> sqlx::Result<()> {
         let (worker, fetcher) = (self.worker, self.fetcher);
-        let sent = Instant::now();
-        lifecycle::heartbeat(&mut *conn, worker).await?;
-        self.lease.renewed(sent);
         // Taken before the statement: a run let go after this was written first.
         let held = fetcher.held();
-        let orphans = lifecycle::release_orphans(&mut *conn, worker, &held, rescue_after / 2).await?;
+        let sent = Instant::now();
+        let orphans = lifecycle::heartbeat_releasing_orphans(&mut *conn, worker, &held, rescue_after / 2).await?;
+        self.lease.renewed(sent);
         if orphans > 0 {
             tracing::warn!(worker, released = orphans, "took back running jobs this worker holds no run of");
             fetcher.wake();
@@ -161,7 +171,7 @@ impl Beat<'_> {
                 fetcher.wake();
             }
         }
-        if legacy::adopt_waiting(&mut *conn).await? > 0 {
+        if self.legacy && legacy::adopt_waiting(&mut *conn).await? > 0 {
             fetcher.wake();
         }
         Ok(())

@@ -98,8 +98,33 @@ pub async fn release_orphans(
     held: &[(String, i32)],
     grace: Duration,
 ) -> sqlx::Result<i64> {
+    orphans(db, worker, held, grace, "").await
+}
+
+/// [`heartbeat`] and [`release_orphans`] in one statement: a worker's tick costs the
+/// database one statement for both. An error means the heartbeat was not written.
+pub async fn heartbeat_releasing_orphans(
+    db: impl PgExecutor<'_>,
+    worker: &str,
+    held: &[(String, i32)],
+    grace: Duration,
+) -> sqlx::Result<i64> {
+    let beat = "beat AS (
+             INSERT INTO job_workers (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET last_seen = now()
+         ), ";
+    orphans(db, worker, held, grace, beat).await
+}
+
+async fn orphans(
+    db: impl PgExecutor<'_>,
+    worker: &str,
+    held: &[(String, i32)],
+    grace: Duration,
+    before: &str,
+) -> sqlx::Result<i64> {
     let (ids, attempts): (Vec<&str>, Vec<i32>) = held.iter().map(|(id, attempt)| (id.as_str(), *attempt)).unzip();
-    let lost = "lost AS (
+    let lost = format!(
+        "{before}lost AS (
              SELECT id, worker_id,
                     format('worker %s holds no run of attempt %s (a lost commit had ended it)', worker_id, attempts)
                         AS why
@@ -108,8 +133,9 @@ pub async fn release_orphans(
                AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::int[]) AS h(id, attempt)
                                WHERE h.id = jobs.id AND h.attempt = jobs.attempts)
              FOR UPDATE SKIP LOCKED
-         )";
-    sqlx::query_scalar(sqlx::AssertSqlSafe(take_back(lost)))
+         )"
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(take_back(&lost)))
         .bind(worker)
         .bind(&ids)
         .bind(&attempts)

@@ -20,7 +20,9 @@ use std::time::Duration;
 mod liveness;
 mod operator;
 
-pub use liveness::{deregister, heartbeat, live_workers, release_orphans, release_unstarted, rescue};
+pub use liveness::{
+    deregister, heartbeat, heartbeat_releasing_orphans, live_workers, release_orphans, release_unstarted, rescue,
+};
 pub use operator::{ActionError, Filter, Retried, cancel, cancel_all, retry, retry_all};
 use serde_json::Value;
 use sqlx::PgExecutor;
@@ -40,6 +42,26 @@ pub struct Fetched {
     pub queue_wait: f64,
 }
 
+/// The fetch statement: `$1` kinds, `$2` how many of each, `$3` the worker.
+// `= ANY(ARRAY(...))`: the taken rows are looked up by primary key; a join would be
+// planned as a scan of the whole table. Each kind's rows are read from
+// `jobs_fetch_due_idx` (kind, run_at, id), which ends at the first row not yet due, so
+// rows scheduled later and finished rows cost nothing (`priority` is never set). The
+// paused kinds are read once per statement, not once per kind.
+const FETCH: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
+                 finished_at = NULL, worker_id = $3
+ WHERE id = ANY(ARRAY(
+     SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
+     CROSS JOIN LATERAL (
+         SELECT id FROM jobs
+         WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now() AND NOT waiting
+         ORDER BY run_at, id
+         LIMIT k.n
+         FOR UPDATE SKIP LOCKED) j
+     WHERE k.kind <> ALL(ARRAY(SELECT kind FROM job_kind_pauses))))
+ RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested,
+           EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait";
+
 /// Takes up to `n` due jobs of each `(kind, n)` for `worker`, marking them running in
 /// the same statement. Claims never wait behind other kinds: each kind has its own
 /// limit, the caller's free slots for it. Paused kinds are skipped.
@@ -48,28 +70,21 @@ pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(&str, i32)]
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(
-        // `= ANY(ARRAY(...))`: the taken rows are looked up by primary key; a join
-        // would be planned as a scan of the whole table.
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
-                         finished_at = NULL, worker_id = $3
-         WHERE id = ANY(ARRAY(
-             SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
-             CROSS JOIN LATERAL (
-                 SELECT id FROM jobs
-                 WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now() AND NOT waiting
-                 ORDER BY priority DESC, run_at, id
-                 LIMIT k.n
-                 FOR UPDATE SKIP LOCKED) j
-             WHERE NOT EXISTS (SELECT 1 FROM job_kind_pauses p WHERE p.kind = k.kind)))
-         RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested,
-                   EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait",
-    )
-    .bind(&kinds)
-    .bind(&limits)
-    .bind(worker)
-    .fetch_all(db)
-    .await
+    sqlx::query_as(FETCH).bind(&kinds).bind(&limits).bind(worker).fetch_all(db).await
+}
+
+/// Shared buffers (hit + read) one fetch of 4 jobs of each of `kinds` touches, read
+/// with `EXPLAIN (ANALYZE, BUFFERS)` and rolled back, so it takes nothing (the
+/// `scale` benchmark and the tests of its cost).
+pub async fn fetch_cost(db: &sqlx::PgPool, kinds: &[&str]) -> sqlx::Result<i64> {
+    let limits = vec![4i32; kinds.len()];
+    let mut tx = db.begin().await?;
+    let sql = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {FETCH}");
+    let plan: Value =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(kinds).bind(&limits).bind("").fetch_one(&mut *tx).await?;
+    tx.rollback().await?;
+    let blocks = |name: &str| plan[0]["Plan"][name].as_i64().unwrap_or_default();
+    Ok(blocks("Shared Hit Blocks") + blocks("Shared Read Blocks"))
 }
 
 /// How a run ended.

@@ -1,0 +1,105 @@
+//! Pruning: finished jobs past their retention (their attempts go with them, by the
+//! cascade) and idempotency keys past their 24 h, in batches of bounded size with a
+//! pause between them, so no statement holds many rows or holds back vacuum for long,
+//! and by one worker at a time (a session advisory lock; the others skip the round).
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// The advisory lock a pruning round holds ("poolprne").
+pub const PRUNE_LOCK: i64 = 0x706f_6f6c_7072_6e65;
+
+/// How a pruning round goes.
+#[derive(Clone, Copy, Debug)]
+pub struct PruneSettings {
+    /// Finished jobs older than this are deleted.
+    pub retention: Duration,
+    /// Rows per statement.
+    pub batch: i64,
+    /// Between two statements, at least; and at least as long as the last one took,
+    /// so pruning keeps at most half of one backend busy, whatever the machine.
+    pub pause: Duration,
+}
+
+/// What a round deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub jobs: u64,
+    pub keys: u64,
+    /// Statements that deleted.
+    pub batches: u32,
+}
+
+/// One pruning round, unless another worker's round runs (`None`). The lock is held
+/// by a connection of the round's own, closed at its end: an error or a crash can
+/// never return a pooled connection still holding it.
+pub async fn prune_all(db: &PgPool, settings: &PruneSettings) -> sqlx::Result<Option<Pruned>> {
+    let mut conn = PgConnection::connect_with(&db.connect_options()).await?;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(PRUNE_LOCK).fetch_one(&mut conn).await?;
+    let pruned = match got {
+        true => rounds(&mut conn, settings).await.map(Some),
+        false => Ok(None),
+    };
+    let _ = conn.close().await;
+    pruned
+}
+
+async fn rounds(conn: &mut PgConnection, settings: &PruneSettings) -> sqlx::Result<Pruned> {
+    let mut pruned = Pruned::default();
+    let retention = settings.retention.as_secs_f64();
+    loop {
+        let started = Instant::now();
+        let n = jobs_batch(&mut *conn, retention, settings.batch).await?;
+        pruned.jobs += n;
+        pruned.batches += 1;
+        if n < settings.batch as u64 {
+            break;
+        }
+        tokio::time::sleep(settings.pause.max(started.elapsed())).await;
+    }
+    loop {
+        let started = Instant::now();
+        let n = keys_batch(&mut *conn, settings.batch).await?;
+        pruned.keys += n;
+        pruned.batches += 1;
+        if n < settings.batch as u64 {
+            break;
+        }
+        tokio::time::sleep(settings.pause.max(started.elapsed())).await;
+    }
+    Ok(pruned)
+}
+
+/// Deletes up to `batch` of the oldest finished jobs past `retention_secs`.
+// `= ANY(ARRAY(...))`: the rows are deleted by primary key, never by a join the
+// planner could turn into a scan of the table.
+async fn jobs_batch(conn: &mut PgConnection, retention_secs: f64, batch: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM jobs WHERE id = ANY(ARRAY(
+             SELECT id FROM jobs
+             WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'failed', 'cancelled')
+             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+           AND state IN ('succeeded', 'failed', 'cancelled')",
+    )
+    .bind(retention_secs)
+    .bind(batch)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes up to `batch` of the oldest idempotency keys past 24 h (by their
+/// `created_at` index, not a scan).
+async fn keys_batch(conn: &mut PgConnection, batch: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE key = ANY(ARRAY(
+             SELECT key FROM idempotency_keys WHERE created_at < now() - interval '24 hours'
+             ORDER BY created_at LIMIT $1))
+           AND created_at < now() - interval '24 hours'",
+    )
+    .bind(batch)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,50 @@
+//! An idle worker sleeps (issue 21): its fetch polls rarely and its matcher does not
+//! pass while no claim waits. What it sleeps on must still wake it: a new job, and a
+//! claim that starts waiting for an instance. The idle timers here are 10 minutes,
+//! so everything below happens only because a notification woke the worker.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::fast_sim,
+    stack::{Stack, eventually},
+};
+
+const ASLEEP: [(&str, &str); 4] = [
+    ("JOB_IDLE_POLL_MS", "600000"),
+    ("JOB_MATCH_IDLE_MS", "600000"),
+    ("RECONCILE_SCHEDULE", "0 0 0 1 1 *"),
+    ("REPLENISH_SCHEDULE", "0 0 0 1 1 *"),
+];
+
+/// Until every job (the start-up replenish) has ended: the worker is idle.
+async fn settled(stack: &Stack) {
+    let idle = eventually(Duration::from_secs(20), || async {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+        (open == 0).then_some(())
+    })
+    .await;
+    idle.expect("the worker settles");
+}
+
+#[tokio::test]
+async fn an_idle_worker_wakes_for_a_new_job_and_for_a_waiting_claim() {
+    let stack = Stack::start(fast_sim(), 1, &ASLEEP).await;
+    settled(&stack).await;
+
+    let job = stack.post("/api/pool/reconcile", json!({}), 20).await;
+    assert_eq!(job.status(), StatusCode::OK, "the reconcile ran without a poll");
+
+    // No idle instance: the claim waits, and the asleep matcher must wake for it.
+    let claimed = stack.post("/api/pool/claim", json!({}), 30).await;
+    let status = claimed.status();
+    let body: Value = claimed.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
+}

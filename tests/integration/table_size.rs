@@ -1,0 +1,92 @@
+//! Costs that must not grow with the job table (issue 21): a fetch reads a few index
+//! pages whatever the finished and future rows, and pruning deletes in bounded
+//! batches, one worker at a time, with the attempts and idempotency keys it owns.
+
+use std::time::Duration;
+
+use pool::store::jobs::{self, lifecycle};
+use sqlx::PgPool;
+
+use crate::helpers::TestDb;
+
+/// Finished rows past a 1 h retention (every other one failed, with its attempt),
+/// and queued rows of every kind due tomorrow.
+async fn fill(db: &PgPool, finished: i64, future: i64) {
+    let kinds: Vec<&str> = pool_jobs::KINDS.to_vec();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, started_at, finished_at)
+         SELECT 'done-' || lpad(g::text, 7, '0'), ($2::text[])[1 + g % 10], '{}',
+                CASE WHEN g % 2 = 0 THEN 'failed' ELSE 'succeeded' END, 1, 1, 1,
+                now() - interval '2 hours', now() - interval '2 hours' + g * interval '1 ms'
+         FROM generate_series(1, $1::bigint) g",
+    )
+    .bind(finished)
+    .bind(&kinds)
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, run, outcome, worker_id, started_at)
+         SELECT id, 1, 'failed', 'w', started_at FROM jobs WHERE state = 'failed'",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, max_attempts, run_at)
+         SELECT 'later-' || lpad(g::text, 7, '0'), ($2::text[])[1 + g % 10], '{}', 5, now() + interval '1 day'
+         FROM generate_series(1, $1::bigint) g",
+    )
+    .bind(future)
+    .bind(&kinds)
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query("VACUUM ANALYZE jobs").execute(db).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_fetch_reads_a_few_pages_whatever_the_finished_and_future_rows() {
+    let db = TestDb::new().await;
+    fill(&db.pool, 20_000, 20_000).await;
+    let one_kind = lifecycle::fetch_cost(&db.pool, &[pool_jobs::KINDS[1]]).await.unwrap();
+    assert!(one_kind <= 10, "a fetch of one kind read {one_kind} buffers");
+    let every_kind = lifecycle::fetch_cost(&db.pool, &pool_jobs::KINDS).await.unwrap();
+    assert!(every_kind <= 10 * 4, "a fetch of every kind read {every_kind} buffers");
+    // And it still takes what is due, oldest first.
+    let mut due = jobs::NewJob::new("noop", serde_json::json!({}), 1);
+    due.id = "due-1".into();
+    let mut conn = db.pool.acquire().await.unwrap();
+    jobs::enqueue(&mut conn, &due).await.unwrap();
+    let taken = lifecycle::fetch(&db.pool, "w", &[("noop", 4)]).await.unwrap();
+    assert_eq!(taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["due-1"]);
+}
+
+#[tokio::test]
+async fn pruning_deletes_in_batches_with_attempts_and_old_keys_one_worker_at_a_time() {
+    let db = TestDb::new().await;
+    fill(&db.pool, 2_500, 10).await;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (key, request_hash, job_id, created_at)
+         SELECT 'k' || g, 'h', 'later-0000001', now() - interval '25 hours' FROM generate_series(1, 1500) g
+         UNION ALL SELECT 'fresh', 'h', 'later-0000001', now()",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let retention = Duration::from_secs(3600);
+    let settings = jobs::PruneSettings { retention, batch: 1000, pause: Duration::ZERO };
+    // Another worker prunes: this one leaves it to them.
+    let mut other = db.pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(jobs::PRUNE_LOCK).execute(&mut *other).await.unwrap();
+    assert_eq!(jobs::prune_all(&db.pool, &settings).await.unwrap(), None);
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(jobs::PRUNE_LOCK).execute(&mut *other).await.unwrap();
+    let pruned = jobs::prune_all(&db.pool, &settings).await.unwrap().expect("the lock was free");
+    assert_eq!((pruned.jobs, pruned.keys), (2_500, 1_500));
+    assert!(pruned.batches >= 3 + 2, "{pruned:?}: in batches of at most 1,000");
+    let pool = &db.pool;
+    let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap() };
+    assert_eq!(count("SELECT count(*) FROM jobs").await, 10, "the queued rows stay");
+    assert_eq!(count("SELECT count(*) FROM job_attempts").await, 0, "attempts go with their jobs");
+    assert_eq!(count("SELECT count(*) FROM idempotency_keys").await, 1, "the fresh key stays");
+}
