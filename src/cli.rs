@@ -23,7 +23,8 @@ pub(crate) const WEB_ENV: &str = "Environment (also read from .env):
   POOL_ENVIRONMENT        staging | production (join-link rules, dashboard confirmations)
   POOL_JOIN_HOSTS         hosts a joinUrl may point at (default: the environment's Convos hosts)
   POOL_CLAIM_CONTRACT     jobs | original (the original service's claim answer)
-  POOL_MIN_IDLE, POOL_BUFFER, POOL_MAX_WARM   the warm target counts and /metrics show
+  POOL_MIN_IDLE, POOL_BUFFER, POOL_MAX_WARM, POOL_DEMAND_PERIOD, REPLENISH_SCHEDULE
+                          the warm target counts and /metrics show
   POOL_MAX_WAITING        most claims waiting at once (100); then 503 too_many_waiting
   DATABASE_MAX_CONNECTIONS, JOB_MAX_ATTEMPTS[_<KIND>], RAILWAY_PROJECT_ID,
   JOB_RESCUE_AFTER_MS     a worker silent this long is not counted alive in /metrics
@@ -39,6 +40,7 @@ pub(crate) const WORKER_ENV: &str = "Environment (also read from .env):
   POOL_MIN_IDLE, POOL_STUCK_TIMEOUT_MS, RAILWAY_ENVIRONMENT_ID
   POOL_BUFFER             adaptive | static (warm target follows demand or not)
   POOL_MAX_WARM           ceiling on idle + provisioning (max(10, 4 x POOL_MIN_IDLE))
+  POOL_DEMAND_PERIOD      forecast claims from earlier periods of this length (1d; off)
   POOL_SURPLUS_COOLDOWN   idle instances above the warm target go after idle this long (5m)
   POOL_IDLE_MAX_AGE, POOL_TARGET_IMAGE     replace idle instances too old / on another image
   RECONCILE_SCHEDULE, REPLENISH_SCHEDULE   cron with seconds (*/30 * * * * *)

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::{task::JoinSet, time::Instant};
 
 use super::{
-    availability_cost as cost,
+    availability_cost as cost, availability_recurring as recurring,
     availability_report::{self as report, AT_ONCE, COST_FACTOR, RunResult, Setting},
     availability_trace::{self as trace, Shape},
     harness::{self, BenchDb, NEVER, Proc, Stack},
@@ -44,6 +44,9 @@ pub struct AvailabilityArgs {
     /// `periodic` (bursts throughout).
     #[arg(long, value_enum, default_value_t = Demand::Phased)]
     pub demand: Demand,
+    /// The period of `--demand recurring`, in seconds [default: 90].
+    #[arg(long)]
+    pub period_secs: Option<f64>,
     /// Print every count sample and every claim's ending to stderr, as they happen.
     #[arg(long)]
     pub timeline: bool,
@@ -57,10 +60,13 @@ pub enum Demand {
     Phased,
     /// Steady arrivals and bursts of 3 × the minimum every 45 s for 2 minutes (build 20 s).
     Periodic,
+    /// Steady arrivals and one burst of 3 × the minimum at the middle of every period
+    /// (`--period-secs`, 90), for three periods (build 10 s): against the forecast.
+    Recurring,
 }
 
 /// `Prefer: wait=` of every claim (`--quick`: shorter, to bound the smoke run).
-const WAIT: Duration = Duration::from_secs(60);
+pub(super) const WAIT: Duration = Duration::from_secs(60);
 const WAIT_QUICK: Duration = Duration::from_secs(15);
 /// Schedules of `--quick` runs (every second); full runs keep Pool's defaults.
 const EVERY_SECOND: &str = "* * * * * *";
@@ -75,19 +81,24 @@ const HARNESS_ONLY: [(&str, &str); 5] = [
     ("INSTANCE_RATE_PER_SEC", "100000"),
 ];
 /// Everything a run needs, resolved from the flags.
-struct Plan {
-    quick: bool,
-    shape: Shape,
-    seed: u64,
-    build: Duration,
-    wait: Duration,
-    min_idle: u32,
-    max_warm: u32,
-    timeline: bool,
+pub(super) struct Plan {
+    pub(super) quick: bool,
+    pub(super) shape: Shape,
+    pub(super) seed: u64,
+    pub(super) build: Duration,
+    pub(super) wait: Duration,
+    pub(super) min_idle: u32,
+    pub(super) max_warm: u32,
+    pub(super) timeline: bool,
+    /// The period of a recurring demand: its runs report service from the second one on.
+    pub(super) period: Option<Duration>,
 }
 
 impl Plan {
     fn new(args: &AvailabilityArgs, quick: bool) -> anyhow::Result<Self> {
+        if args.demand == Demand::Recurring && !quick {
+            return recurring::plan(args);
+        }
         let phased = args.demand == Demand::Phased && !quick;
         let minutes = args.minutes.unwrap_or(if quick {
             0.1
@@ -96,13 +107,7 @@ impl Plan {
         } else {
             2.0
         });
-        let build_secs = args.build_secs.unwrap_or(if quick {
-            1.0
-        } else if phased {
-            10.0
-        } else {
-            20.0
-        });
+        let build_secs = args.build_secs.unwrap_or(if quick || phased { if quick { 1.0 } else { 10.0 } } else { 20.0 });
         let min_idle = args.min_idle.unwrap_or(if quick { 2 } else { 3 });
         let valid = minutes > 0.0 && minutes <= 60.0 && (0.0..=600.0).contains(&build_secs) && min_idle > 0;
         if !valid {
@@ -149,12 +154,16 @@ impl Plan {
             min_idle,
             max_warm: args.max_warm.unwrap_or(4 * min_idle).max(min_idle),
             timeline: args.timeline,
+            period: None,
         })
     }
 }
 
 pub async fn run(quick: bool, args: &AvailabilityArgs) -> anyhow::Result<Value> {
     let plan = Plan::new(args, quick)?;
+    if plan.period.is_some() {
+        return recurring::run(&plan).await;
+    }
     let arrivals = plan.shape.arrivals(plan.seed);
     let (m, ceiling) = (plan.min_idle, plan.max_warm);
     let mut runs = vec![
@@ -197,7 +206,7 @@ pub async fn run(quick: bool, args: &AvailabilityArgs) -> anyhow::Result<Value> 
 }
 
 /// One run on a fresh database and simulator.
-async fn run_setting(plan: &Plan, arrivals: &[Duration], setting: Setting) -> anyhow::Result<RunResult> {
+pub(super) async fn run_setting(plan: &Plan, arrivals: &[Duration], setting: Setting) -> anyhow::Result<RunResult> {
     eprintln!("bench availability: {} (POOL_MAX_WARM={}) …", setting.label, setting.max_warm);
     let stack = start(plan, &setting).await?;
     let measured = measure(&stack, plan, arrivals, setting).await;
@@ -232,7 +241,9 @@ async fn measure(stack: &Stack, plan: &Plan, arrivals: &[Duration], setting: Set
     while let Some(outcome) = claims.join_next().await {
         outcomes.push(outcome.context("a claim task panicked")?);
     }
-    Ok(RunResult::new(setting, &plan.shape, &outcomes, cost, created(&stack.sim), warm_up))
+    let mut result = RunResult::new(setting, &plan.shape, &outcomes, cost, created(&stack.sim), warm_up);
+    result.since_second_period(plan.period, &outcomes);
+    Ok(result)
 }
 
 /// Polls the counts until `min_idle` instances are idle; how long that took.
@@ -297,6 +308,9 @@ fn env(
         ("POOL_MIN_IDLE", min_idle.as_str()),
         ("POOL_MAX_WARM", max_warm.as_str()),
     ];
+    if let Some(period) = &setting.demand_period {
+        extra.push(("POOL_DEMAND_PERIOD", period.as_str()));
+    }
     if plan.quick {
         extra.extend([("RECONCILE_SCHEDULE", EVERY_SECOND), ("REPLENISH_SCHEDULE", EVERY_SECOND)]);
     }

@@ -28,11 +28,20 @@ pub struct Setting {
     pub min_idle: u32,
     /// `POOL_MAX_WARM`.
     pub max_warm: u32,
+    /// `POOL_DEMAND_PERIOD`, when set (e.g. `120s`, `off`).
+    pub demand_period: Option<String>,
 }
 
 impl Setting {
     pub fn new(buffer: &'static str, min_idle: u32, max_warm: u32) -> Self {
-        Self { label: format!("{buffer} M={min_idle}"), buffer, min_idle, max_warm: max_warm.max(min_idle) }
+        let max_warm = max_warm.max(min_idle);
+        Self { label: format!("{buffer} M={min_idle}"), buffer, min_idle, max_warm, demand_period: None }
+    }
+
+    /// The adaptive buffer with `POOL_DEMAND_PERIOD` (`off`: the reactive one), labelled.
+    pub fn with_period(label: &str, min_idle: u32, max_warm: u32, period: &str) -> Self {
+        let adaptive = Self::new("adaptive", min_idle, max_warm);
+        Self { label: format!("{label} M={min_idle}"), demand_period: Some(period.to_owned()), ..adaptive }
     }
 }
 
@@ -60,6 +69,8 @@ pub struct RunResult {
     pub warm_up: Duration,
     /// Per burst of the trace: claims arriving in its window, and those bound at once.
     pub bursts: Vec<Served>,
+    /// With a recurring demand: the claims from its second period on, and those bound at once.
+    pub later: Option<Served>,
 }
 
 /// Claims of one burst and how many of them were bound at once.
@@ -93,6 +104,7 @@ impl RunResult {
             created,
             warm_up,
             bursts: vec![Served::default(); shape.bursts()],
+            later: None,
         };
         for outcome in outcomes {
             match &outcome.ending {
@@ -117,6 +129,21 @@ impl RunResult {
             }
         }
         result
+    }
+
+    /// Counts [`RunResult::later`]: the claims of `outcomes` from the second `period` on.
+    pub fn since_second_period(&mut self, period: Option<Duration>, outcomes: &[Outcome]) {
+        let Some(period) = period else { return };
+        let later = outcomes.iter().filter(|o| o.at >= period);
+        self.later = Some(later.fold(Served::default(), |s, o| Served {
+            claims: s.claims + 1,
+            at_once: s.at_once + usize::from(o.ending == Ending::Bound && o.answered <= AT_ONCE),
+        }));
+    }
+
+    /// The share of claims bound at once from the second period on, in percent.
+    pub fn later_pct(&self) -> Option<f64> {
+        self.later.filter(|l| l.claims > 0).map(|l| (l.at_once as f64 * 1000.0 / l.claims as f64).round() / 10.0)
     }
 
     fn at_once_pct(&self) -> f64 {
@@ -164,6 +191,9 @@ impl RunResult {
             "never_claimed": self.never_claimed(),
             "warm_up_secs": secs(report::ms(self.warm_up)),
             "bursts": self.bursts,
+            "from_second_period": self.later,
+            "from_second_period_pct": self.later_pct(),
+            "demand_period": self.setting.demand_period,
         })
     }
 
@@ -290,5 +320,12 @@ mod tests {
         let served = |claims, at_once| Served { claims, at_once };
         assert_eq!(run.bursts, [served(3, 1), served(1, 1), served(0, 0)]);
         assert_eq!(run.at_once, 3, "the steady claim at 5 s counts in the total only");
+        let mut recurring = run.clone();
+        recurring.since_second_period(Some(secs(45.0)), &outcomes);
+        assert_eq!(recurring.later, Some(served(1, 1)), "only the claim at 60.5 s is in the second period");
+        assert_eq!(recurring.later_pct(), Some(100.0));
+        let mut other = run;
+        other.since_second_period(None, &outcomes);
+        assert_eq!(other.later, None, "no period, no count");
     }
 }

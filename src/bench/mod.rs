@@ -9,6 +9,7 @@
 
 mod availability;
 mod availability_cost;
+mod availability_recurring;
 mod availability_report;
 mod availability_trace;
 mod claim;

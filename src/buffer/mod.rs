@@ -9,6 +9,11 @@
 //! the last hour, weighted down with the same time constant (bursts; claims answered
 //! 503 count too).
 //!
+//! The forecast (`POOL_DEMAND_PERIOD`): the most claims that arrived within one lead
+//! time at the same phase of the last three periods, looking one lead time and one
+//! replenish period ahead. Once history covers a period it takes the burst measure's
+//! place (it knows when bursts come, so the buffer can be low between them).
+//!
 //! Replenish adds one instance per waiting claim to the target, and `POOL_MAX_WARM`
 //! caps `idle + provisioning` either way: waiting claims are served first within it,
 //! and only more waiting claims than the ceiling take the pool above it (one instance
@@ -18,7 +23,7 @@ mod policy;
 
 use std::{fmt, str::FromStr, time::Duration};
 
-pub use policy::{GIVE_BACK_PER_RUN, Target, target, to_create, to_give_back};
+pub use policy::{GIVE_BACK_PER_RUN, Target, replenish_gap, target, to_create, to_give_back};
 use sqlx::PgExecutor;
 
 use crate::{
@@ -56,12 +61,16 @@ impl fmt::Display for Mode {
     }
 }
 
-/// `POOL_MIN_IDLE`, `POOL_BUFFER`, `POOL_MAX_WARM`.
+/// `POOL_MIN_IDLE`, `POOL_BUFFER`, `POOL_MAX_WARM`, `POOL_DEMAND_PERIOD`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Settings {
     pub min_idle: u32,
     pub mode: Mode,
     pub max_warm: Option<u32>,
+    /// The period demand recurs with (`None`: no forecast).
+    pub demand_period: Option<Duration>,
+    /// The longest gap between replenish ticks (`REPLENISH_SCHEDULE`).
+    pub replenish_gap: Duration,
 }
 
 /// Minutes of history the rate and the lead time are read from: the burst measure's.
@@ -71,7 +80,7 @@ const HISTORY_MINUTES: usize = (demand::HISTORY.as_secs() / 60) as usize;
 /// lead times of Pool's instances and the last hour's claim arrivals.
 pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx::Result<Target> {
     if settings.mode == Mode::Static {
-        return Ok(target(settings, &[], None, 0.0));
+        return Ok(target(settings, &[], None, 0.0, None));
     }
     let window = metrics::window(db, &["pool_claims_total"], HISTORY_MINUTES).await?;
     let mut claims = vec![0.0; window.len];
@@ -87,9 +96,18 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
     // counts need no fresher one, and the read sorts the hour's instances.
     static LEAD_P90: Memo<Option<f64>> = Memo::new(Duration::from_secs(5));
     let lead_p90 = LEAD_P90.get_or_try(|| instances::lead::p90(db, demand::HISTORY)).await?;
-    let window = Duration::from_secs_f64(policy::lead_time(lead_p90));
+    let lead = policy::lead_time(lead_p90);
+    let window = Duration::from_secs_f64(lead);
     let burst = demand::peak(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
-    Ok(target(settings, &claims, lead_p90, burst))
+    let forecast = match settings.demand_period {
+        Some(period) => {
+            let horizon = policy::horizon(lead, settings.replenish_gap);
+            let seen = demand::seasonal(db, period, demand::PERIODS, window, horizon).await?;
+            policy::forecast(&seen)
+        }
+        None => None,
+    };
+    Ok(target(settings, &claims, lead_p90, burst, forecast))
 }
 
 /// The pool as `/api/pool/counts` and `/metrics` show it.

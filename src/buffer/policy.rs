@@ -1,5 +1,7 @@
 //! The warm target's arithmetic, without IO.
 
+use std::{str::FromStr, time::Duration};
+
 use super::{Mode, Settings};
 
 /// Lead time assumed before Pool has seen an instance become idle.
@@ -25,7 +27,17 @@ pub struct Target {
     pub burst_claims: f64,
     /// Claims expected during one lead time.
     pub expected_claims: f64,
-    /// Which bound decided: `min_idle`, `demand` or `max_warm`.
+    /// The forecast: the most claims that arrived within one lead time in the same
+    /// phase of the earlier periods history covers (absent before one is covered, or
+    /// with `POOL_DEMAND_PERIOD=off`).
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_claims: Option<f64>,
+    /// `POOL_DEMAND_PERIOD` in seconds (absent when off).
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demand_period_seconds: Option<f64>,
+    /// Which bound decided: `min_idle`, `demand`, `forecast` or `max_warm`.
     pub reason: &'static str,
 }
 
@@ -44,17 +56,27 @@ pub fn lead_time(lead_p90_secs: Option<f64>) -> f64 {
     lead_p90_secs.unwrap_or(DEFAULT_LEAD_SECS)
 }
 
-/// The warm target for `settings`, given per-minute claim counts, the lead time and
-/// the recent burst: the claims expected during one lead time are the larger of the
-/// steady rate's share and the burst (demand often comes in bursts, which a rate
-/// averaged over minutes would spread thin).
-pub fn target(settings: Settings, per_minute: &[f64], lead_p90_secs: Option<f64>, burst: f64) -> Target {
+/// The warm target for `settings`, given per-minute claim counts, the lead time, the
+/// recent burst and the forecast: the claims expected during one lead time are the
+/// larger of the steady rate's share and the burst (demand often comes in bursts,
+/// which a rate averaged over minutes would spread thin). Once history covers an
+/// earlier period, the forecast takes the burst's place: it knows when bursts come, so
+/// the buffer can be low between them.
+pub fn target(
+    settings: Settings,
+    per_minute: &[f64],
+    lead_p90_secs: Option<f64>,
+    burst: f64,
+    forecast: Option<f64>,
+) -> Target {
     let rate = claim_rate(per_minute);
     let lead = lead_time(lead_p90_secs);
-    let expected = (rate * lead / 60.0).max(burst);
+    let steady = rate * lead / 60.0;
+    let expected = steady.max(forecast.unwrap_or(burst));
     let demand = if settings.mode == Mode::Adaptive { expected.ceil() as u32 } else { 0 };
+    let why = if forecast.is_some_and(|f| f > steady) { "forecast" } else { "demand" };
     let (mut target, mut reason) =
-        if demand > settings.min_idle { (demand, "demand") } else { (settings.min_idle, "min_idle") };
+        if demand > settings.min_idle { (demand, why) } else { (settings.min_idle, "min_idle") };
     if let Some(max) = settings.max_warm.filter(|max| target > *max) {
         (target, reason) = (max, "max_warm");
     }
@@ -67,8 +89,35 @@ pub fn target(settings: Settings, per_minute: &[f64], lead_p90_secs: Option<f64>
         lead_time_seconds: lead,
         burst_claims: burst,
         expected_claims: expected,
+        forecast_claims: forecast,
+        demand_period_seconds: settings.demand_period.map(|p| p.as_secs_f64()),
         reason,
     }
+}
+
+/// The longest replenish period the forecast plans for: claims enqueue a replenish too.
+const MAX_REPLENISH_GAP: Duration = Duration::from_secs(300);
+
+/// The forecast from the earlier periods, nearest first: `(the most claims within one
+/// lead time in the same phase, whether history covers that period)`. The most of the
+/// covered ones, so a burst of any of them is ready for; `None` before any is covered.
+pub fn forecast(periods: &[(f64, bool)]) -> Option<f64> {
+    periods.iter().filter(|(_, covered)| *covered).map(|(peak, _)| *peak).reduce(f64::max)
+}
+
+/// How far ahead the forecast looks: one lead time, plus one replenish period (the
+/// target must have risen at the replenish before the claims' lead time starts).
+pub fn horizon(lead_secs: f64, replenish_gap: Duration) -> Duration {
+    Duration::from_secs_f64(lead_secs) + replenish_gap.min(MAX_REPLENISH_GAP)
+}
+
+/// The longest gap between the next few ticks of the replenish schedule (`cron`, with
+/// seconds); zero when it has none ahead or does not parse.
+pub fn replenish_gap(cron: &str) -> Duration {
+    let Ok(schedule) = cron::Schedule::from_str(cron) else { return Duration::ZERO };
+    let ticks: Vec<_> = schedule.upcoming(chrono::Utc).take(8).collect();
+    let gaps = ticks.windows(2).filter_map(|w| (w[1] - w[0]).to_std().ok());
+    gaps.max().unwrap_or_default()
 }
 
 /// Instances to create: enough that the fresh warm instances (`have` less the
@@ -96,23 +145,29 @@ pub fn to_give_back(target: &Target, fresh_idle: i64, waiting: i64) -> i64 {
 mod tests {
     use super::*;
 
-    const ADAPTIVE: Settings = Settings { min_idle: 2, mode: Mode::Adaptive, max_warm: Some(20) };
+    const ADAPTIVE: Settings = Settings {
+        min_idle: 2,
+        mode: Mode::Adaptive,
+        max_warm: Some(20),
+        demand_period: None,
+        replenish_gap: Duration::ZERO,
+    };
 
     #[test]
     fn waiting_claims_fill_the_ceiling_first_and_only_more_of_them_pass_it() {
-        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0);
+        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0, None);
         assert_eq!(to_create(&t, 0, 0, 0), 2);
         assert_eq!(to_create(&t, 0, 0, 3), 5, "the minimum plus three waiting");
         assert_eq!(to_create(&t, 2, 0, 4), 3, "the ceiling: four for the waiting, one buffer");
         assert_eq!(to_create(&t, 0, 0, 9), 9, "more waiting than the ceiling: one each, no buffer");
-        let high = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[600.0, 0.0], Some(30.0), 0.0);
+        let high = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[600.0, 0.0], Some(30.0), 0.0, None);
         assert_eq!(to_create(&high, 0, 0, 4), 5, "buffer and waiting claims share the ceiling");
         assert_eq!(to_create(&t, 7, 0, 1), 0);
     }
 
     #[test]
     fn only_idle_instances_above_the_target_and_the_waiting_claims_are_given_back() {
-        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0);
+        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0, None);
         assert_eq!(to_give_back(&t, 2, 0), 0, "at the target");
         assert_eq!(to_give_back(&t, 4, 0), 2);
         assert_eq!(to_give_back(&t, 4, 2), 0, "the waiting claims' instances stay");
@@ -123,7 +178,7 @@ mod tests {
 
     #[test]
     fn stale_instances_are_replaced_within_the_ceiling() {
-        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0);
+        let t = target(Settings { max_warm: Some(5), ..ADAPTIVE }, &[], None, 0.0, None);
         assert_eq!(to_create(&t, 2, 2, 0), 2, "both stale ones get a replacement");
         assert_eq!(to_create(&t, 4, 4, 0), 1, "only one fits under the ceiling");
         assert_eq!(to_create(&t, 5, 2, 0), 0, "a full pool waits for room");
@@ -142,15 +197,65 @@ mod tests {
 
     #[test]
     fn the_target_is_the_larger_of_the_minimum_and_demand_within_the_ceiling() {
-        let t = target(ADAPTIVE, &[6.0, 0.0], Some(30.0), 0.0);
+        let t = target(ADAPTIVE, &[6.0, 0.0], Some(30.0), 0.0, None);
         assert_eq!((t.target, t.reason), (3, "demand"), "6/min over 30 s");
-        assert_eq!(target(ADAPTIVE, &[1.0, 0.0], Some(30.0), 0.0).reason, "min_idle");
-        let t = target(ADAPTIVE, &[600.0, 0.0], Some(30.0), 0.0);
+        assert_eq!(target(ADAPTIVE, &[1.0, 0.0], Some(30.0), 0.0, None).reason, "min_idle");
+        let t = target(ADAPTIVE, &[600.0, 0.0], Some(30.0), 0.0, None);
         assert_eq!((t.target, t.reason), (20, "max_warm"));
         let fixed = Settings { mode: Mode::Static, ..ADAPTIVE };
-        assert_eq!(target(fixed, &[600.0, 0.0], Some(30.0), 9.0).target, 2, "static ignores demand");
-        assert_eq!(target(ADAPTIVE, &[6.0, 0.0], None, 0.0).lead_time_seconds, 60.0);
-        let burst = target(ADAPTIVE, &[9.0, 0.0], Some(20.0), 8.6);
+        assert_eq!(target(fixed, &[600.0, 0.0], Some(30.0), 9.0, None).target, 2, "static ignores demand");
+        assert_eq!(target(ADAPTIVE, &[6.0, 0.0], None, 0.0, None).lead_time_seconds, 60.0);
+        let burst = target(ADAPTIVE, &[9.0, 0.0], Some(20.0), 8.6, None);
         assert_eq!((burst.target, burst.reason), (9, "demand"), "a burst of 9 within the lead time");
+    }
+
+    #[test]
+    fn the_forecast_is_the_most_claims_of_the_earlier_periods_history_covers() {
+        type Periods<'a> = &'a [(f64, bool)];
+        let table: [(Periods, Option<f64>); 5] = [
+            (&[], None),
+            (&[(0.0, false), (0.0, false)], None),
+            (&[(4.0, true), (9.0, false)], Some(4.0)),
+            (&[(4.0, true), (9.0, true), (2.0, true)], Some(9.0)),
+            (&[(0.0, true)], Some(0.0)),
+        ];
+        for (periods, expected) in table {
+            assert_eq!(forecast(periods), expected, "{periods:?}");
+        }
+    }
+
+    #[test]
+    fn the_forecast_sets_the_target_and_replaces_the_burst_memory_once_history_covers_a_period() {
+        // (per-minute claims, burst, forecast) → (target, reason)
+        type Row<'a> = (&'a [f64], f64, Option<f64>, u32, &'a str);
+        let table: [Row; 7] = [
+            (&[0.0], 0.0, Some(7.2), 8, "forecast"),
+            (&[0.0], 9.0, Some(0.0), 2, "min_idle"),
+            (&[0.0], 9.0, None, 9, "demand"),
+            (&[12.0, 0.0], 0.0, Some(3.0), 6, "demand"),
+            (&[12.0, 0.0], 0.0, Some(6.5), 7, "forecast"),
+            (&[0.0], 0.0, Some(1.5), 2, "min_idle"),
+            (&[0.0], 0.0, Some(40.0), 20, "max_warm"),
+        ];
+        for (per_minute, burst, f, want, reason) in table {
+            let t = target(ADAPTIVE, per_minute, Some(30.0), burst, f);
+            assert_eq!((t.target, t.reason), (want, reason), "{per_minute:?} burst {burst} forecast {f:?}");
+            assert_eq!(t.forecast_claims, f);
+        }
+        let fixed = Settings { mode: Mode::Static, ..ADAPTIVE };
+        assert_eq!(target(fixed, &[0.0], Some(30.0), 0.0, Some(9.0)).target, 2, "static ignores the forecast");
+    }
+
+    #[test]
+    fn the_forecast_looks_one_lead_time_and_one_replenish_period_ahead() {
+        assert_eq!(horizon(20.0, Duration::from_secs(30)), Duration::from_secs(50));
+        assert_eq!(
+            horizon(20.0, Duration::from_secs(600)),
+            Duration::from_secs(320),
+            "a rare schedule: claims re-run replenish"
+        );
+        assert_eq!(replenish_gap("*/30 * * * * *"), Duration::from_secs(30));
+        assert_eq!(replenish_gap("* * * * * *"), Duration::from_secs(1));
+        assert_eq!(replenish_gap("0 0 1 1 * 2020"), Duration::ZERO, "no tick ahead");
     }
 }

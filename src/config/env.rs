@@ -74,6 +74,14 @@ impl Env<'_> {
         }
     }
 
+    /// A period in [`Env::age`]'s forms, `default` when unset, `None` when `off`.
+    pub(super) fn period(&self, name: &'static str, default: Duration) -> Result<Option<Duration>, ConfigError> {
+        if self.optional(name).is_some_and(|raw| raw.trim() == "off") {
+            return Ok(None);
+        }
+        Ok(Some(self.age(name)?.unwrap_or(default)))
+    }
+
     pub(super) fn url(&self, name: &'static str) -> Result<String, ConfigError> {
         let raw = self.required(name)?;
         let parsed = reqwest::Url::parse(&raw).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })?;

@@ -92,6 +92,9 @@ pub struct Config {
     /// `POOL_SURPLUS_COOLDOWN`: idle instances above the warm target are given back
     /// once they have been idle this long (5 min).
     pub surplus_cooldown: Duration,
+    /// `POOL_DEMAND_PERIOD`: the warm target forecasts claims from the same phase of
+    /// earlier periods of this length (a day; `off`: no forecast).
+    pub demand_period: Option<Duration>,
     /// `POOL_IDLE_MAX_AGE`: idle instances older than this are replaced.
     pub idle_max_age: Option<Duration>,
     /// `POOL_TARGET_IMAGE`: idle instances on another image are replaced (default:
@@ -188,7 +191,13 @@ impl fmt::Debug for Config {
 impl Config {
     /// The warm target's settings.
     pub fn buffer_settings(&self) -> crate::buffer::Settings {
-        crate::buffer::Settings { min_idle: self.min_idle, mode: self.buffer, max_warm: self.max_warm }
+        crate::buffer::Settings {
+            min_idle: self.min_idle,
+            mode: self.buffer,
+            max_warm: self.max_warm,
+            demand_period: self.demand_period,
+            replenish_gap: crate::buffer::replenish_gap(&self.jobs.replenish_schedule),
+        }
     }
 
     /// Reads the process environment (after `.env`, loaded by the CLI).
@@ -213,6 +222,7 @@ impl Config {
             buffer: env.parse("POOL_BUFFER", crate::buffer::Mode::Adaptive)?,
             max_warm: None,
             surplus_cooldown: env.age("POOL_SURPLUS_COOLDOWN")?.unwrap_or(Duration::from_secs(300)),
+            demand_period: env.period("POOL_DEMAND_PERIOD", Duration::from_secs(86_400))?,
             idle_max_age: env.age("POOL_IDLE_MAX_AGE")?,
             target_image: env.optional("POOL_TARGET_IMAGE"),
             stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,

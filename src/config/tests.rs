@@ -49,6 +49,11 @@ fn buffer_settings_parse() {
     assert_eq!(c.surplus_cooldown, Duration::from_secs(300));
     vars.push(("POOL_SURPLUS_COOLDOWN", "90s"));
     assert_eq!(load(&vars).unwrap().surplus_cooldown, Duration::from_secs(90));
+    assert_eq!(c.demand_period, Some(Duration::from_secs(86_400)), "a day");
+    vars.push(("POOL_DEMAND_PERIOD", "60s"));
+    assert_eq!(load(&vars).unwrap().demand_period, Some(Duration::from_secs(60)));
+    vars.push(("POOL_DEMAND_PERIOD", "off"));
+    assert_eq!(load(&vars).unwrap().demand_period, None);
     vars.push(("POOL_MAX_WAITING", "7"));
     assert_eq!(load(&vars).unwrap().max_waiting, 7);
     vars.push(("POOL_MAX_WARM", "4"));
@@ -80,6 +85,7 @@ fn malformed_values_are_named() {
         ("POOL_IDLE_MAX_AGE", "2 weeks"),
         ("POOL_IDLE_MAX_AGE", "0"),
         ("POOL_SURPLUS_COOLDOWN", "5 minutes"),
+        ("POOL_DEMAND_PERIOD", "weekly"),
         ("JOB_HEARTBEAT_MS", "0"),
         ("JOB_RESCUE_AFTER_MS", "soon"),
     ];

@@ -102,6 +102,12 @@ fn buffer_gauges(out: &mut String, view: &buffer::View) {
     for (name, help, value) in gauges {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
     }
+    if let Some(forecast) = target.forecast_claims {
+        out.push_str(&format!(
+            "# HELP pool_warm_forecast Claims expected within one lead time from the same phase of earlier periods.\n\
+             # TYPE pool_warm_forecast gauge\npool_warm_forecast {forecast}\n"
+        ));
+    }
     out.push_str("# HELP pool_instances_by_image Live instances (not draining) per image.\n");
     out.push_str("# TYPE pool_instances_by_image gauge\n");
     for (image, n) in &view.images {

@@ -51,6 +51,8 @@ pub struct Stats {
     pub min_idle_series: Vec<Option<f64>>,
     /// The warm target replenish planned with (last of the minute).
     pub target: Vec<Option<f64>>,
+    /// The forecast replenish planned with (last of the minute; null: none).
+    pub forecast: Vec<Option<f64>>,
     /// Claim requests answered.
     pub claims: Vec<f64>,
     /// Of those, 503 `no_idle_instance`.
@@ -64,10 +66,11 @@ pub struct Stats {
     pub jobs_finished: Vec<JobSeries>,
 }
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "pool_warm",
     "pool_min_idle",
     "pool_warm_target",
+    "pool_warm_forecast",
     "pool_claims_total",
     "pool_claim_seconds",
     "pool_job_queue_wait_seconds",
@@ -89,6 +92,7 @@ fn build(range: Range, min_idle: u32, window: &Window) -> Stats {
         warm: vec![None; len],
         min_idle_series: vec![None; len],
         target: vec![None; len],
+        forecast: vec![None; len],
         claims: vec![0.0; len],
         claims_empty: vec![0.0; len],
         claim_p50_ms: vec![None; len],
@@ -106,6 +110,7 @@ fn build(range: Range, min_idle: u32, window: &Window) -> Stats {
             "pool_warm" => stats.warm[i] = Some(row.count),
             "pool_min_idle" => stats.min_idle_series[i] = Some(row.count),
             "pool_warm_target" => stats.target[i] = Some(row.count),
+            "pool_warm_forecast" => stats.forecast[i] = Some(row.count),
             "pool_claims_total" => {
                 stats.claims[i] += row.count;
                 if label(&row.labels, "outcome") == Some("empty") {
@@ -196,11 +201,13 @@ mod tests {
             row(now - 60, "pool_claims_total", "outcome=\"served\"", 5.0, None),
             row(now, "pool_jobs_finished_total", "kind=\"replenish\",status=\"failed\"", 1.0, None),
             row(now - 3600, "pool_warm", "", 9.0, None),
+            row(now - 60, "pool_warm_forecast", "", 7.5, None),
         ];
         let s = build(Range::Hour, 2, &Window::new(now, 60, rows.to_vec()));
         assert_eq!((s.t.len(), s.t[59]), (60, now));
         assert_eq!(s.warm[59], Some(3.0));
         assert!(s.warm[..59].iter().all(Option::is_none));
+        assert_eq!((s.forecast[58], s.forecast[59]), (Some(7.5), None));
         assert_eq!((s.claims[58], s.claims_empty[58]), (7.0, 2.0));
         assert_eq!(s.jobs_finished.len(), 1);
         assert_eq!((s.jobs_finished[0].kind.as_str(), s.jobs_finished[0].counts[59]), ("replenish", 1.0));

@@ -1,6 +1,7 @@
-//! Claim arrivals, for the warm target's burst measure: claim jobs, and the claims
-//! that found no idle instance and did not wait (they leave no job, yet they are
-//! demand).
+//! Claim arrivals, for the warm target's burst measure and its forecast: claim jobs,
+//! and the claims that found no idle instance and did not wait (they leave no job, yet
+//! they are demand). Claim jobs are kept as long as the job retention
+//! (`JOB_RETENTION_HOURS`), misses as long as the forecast reads them.
 
 use std::time::Duration;
 
@@ -15,10 +16,19 @@ pub async fn record_miss(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Deletes misses older than the [`HISTORY`] the burst measure reads; returns how many.
-pub async fn prune_misses(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+/// Earlier periods the forecast reads: what is kept for it is bounded by them.
+pub const PERIODS: u32 = 3;
+
+/// How long misses are kept: the [`HISTORY`] the burst measure reads, and the [`PERIODS`]
+/// of `period` the forecast reads (with an hour to spare).
+pub fn keep_misses(period: Option<Duration>) -> Duration {
+    period.map_or(HISTORY, |p| p * PERIODS + HISTORY)
+}
+
+/// Deletes misses older than `keep` ([`keep_misses`]); returns how many.
+pub async fn prune_misses(db: impl PgExecutor<'_>, keep: Duration) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM claim_misses WHERE at < now() - make_interval(secs => $1)")
-        .bind(HISTORY.as_secs_f64())
+        .bind(keep.as_secs_f64())
         .execute(db)
         .await?;
     Ok(done.rows_affected())
@@ -44,5 +54,43 @@ pub async fn peak(db: impl PgExecutor<'_>, window: Duration, decay: Duration) ->
     .bind(decay.as_secs_f64())
     .bind(HISTORY.as_secs_f64())
     .fetch_one(db)
+    .await
+}
+
+/// The same phase of each of the last `periods` periods, nearest first: the most claims
+/// that arrived within any `lead` inside `[now - k × period, + horizon)`, and whether
+/// history covers that window (the oldest per-minute metric row is older: Pool was
+/// running then, so no arrivals means no demand). Each window is an index range read.
+pub async fn seasonal(
+    db: impl PgExecutor<'_>,
+    period: Duration,
+    periods: u32,
+    lead: Duration,
+    horizon: Duration,
+) -> sqlx::Result<Vec<(f64, bool)>> {
+    sqlx::query_as(
+        "WITH periods AS (
+             SELECT k, now() - k * make_interval(secs => $1) AS start FROM generate_series(1, $2::int) AS k
+         )
+         SELECT COALESCE(w.peak, 0)::float8, COALESCE(p.start >= (SELECT min(minute) FROM metric_minutes), false)
+         FROM periods p
+         LEFT JOIN LATERAL (
+             SELECT max(n) AS peak FROM (
+                 SELECT count(*) OVER (ORDER BY t RANGE BETWEEN CURRENT ROW AND make_interval(secs => $3) FOLLOWING) AS n
+                 FROM (
+                     SELECT created_at AS t FROM jobs WHERE kind = 'claim_and_provision'
+                         AND created_at >= p.start AND created_at < p.start + make_interval(secs => $4)
+                     UNION ALL
+                     SELECT at FROM claim_misses WHERE at >= p.start AND at < p.start + make_interval(secs => $4)
+                 ) a
+             ) c
+         ) w ON true
+         ORDER BY p.k",
+    )
+    .bind(period.as_secs_f64())
+    .bind(i32::try_from(periods).unwrap_or(i32::MAX))
+    .bind(lead.as_secs_f64())
+    .bind(horizon.as_secs_f64())
+    .fetch_all(db)
     .await
 }

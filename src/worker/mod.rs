@@ -138,7 +138,7 @@ async fn prune_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             },
             _ = stop.wait_for(|s| *s) => return,
         }
-        match store::demand::prune_misses(&ctx.db).await {
+        match store::demand::prune_misses(&ctx.db, store::demand::keep_misses(ctx.config.demand_period)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned claim misses"),
             Err(err) => tracing::warn!(error = %err, "could not prune claim misses"),

@@ -82,6 +82,9 @@ async fn top_up(ctx: &Ctx, job: &JobMeta) -> Result<i64, JobError> {
     let replacing = i64::try_from(stale.oldest.len()).unwrap_or_default();
     let have = instances::idle_plus_provisioning(&ctx.db).await?;
     store::metrics::set_gauge(&ctx.db, "pool_warm_target", f64::from(target.target)).await?;
+    if let Some(forecast) = target.forecast_claims {
+        store::metrics::set_gauge(&ctx.db, "pool_warm_forecast", forecast).await?;
+    }
     let wanted = buffer::to_create(&target, have, replacing, waiting).min(MAX_PER_RUN);
     if wanted > 0 {
         tracing::info!(target = target.target, reason = target.reason, have, waiting, replacing, wanted, "topping up");

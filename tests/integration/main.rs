@@ -19,6 +19,7 @@ mod deploy;
 mod faults;
 mod fifo;
 mod floods;
+mod forecast;
 mod fuzz;
 mod glance;
 mod hostile;

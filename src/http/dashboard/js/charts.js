@@ -27,8 +27,9 @@ const CHART_SPECS = {
       { label: 'Warm (idle + provisioning)', stroke: '#2b8a3e', fill: 'rgba(64, 192, 87, .12)', width: 2 },
       { label: 'POOL_MIN_IDLE', stroke: '#868e96', dash: [6, 4], width: 1.5 },
       { label: 'Warm target', stroke: '#e8590c', dash: [2, 3], width: 1.5 },
+      { label: 'Forecast (claims within one lead time)', stroke: '#7048e8', dash: [8, 3, 2, 3], width: 1.5 },
     ],
-    data: [s.warm, s.minIdleSeries, s.target || s.t.map(() => null)],
+    data: [s.warm, s.minIdleSeries, s.target || s.t.map(() => null), s.forecast || s.t.map(() => null)],
   }),
   claims: (s) => ({
     unit: 'count',

@@ -27,11 +27,19 @@ function showBuffer(b, waiting) {
     demand: b.burstClaims >= b.expectedClaims
       ? `a burst of ${b.burstClaims.toFixed(1)} claims within one ${Math.round(b.leadTimeSeconds)} s lead time`
       : `${b.claimsPerMinute.toFixed(1)} claims/min × ${Math.round(b.leadTimeSeconds)} s lead time`,
+    // Every entry is built, whatever the reason: the forecast's fields may be absent.
+    forecast: `forecast: ${(b.forecastClaims ?? 0).toFixed(1)} claims within one ${Math.round(b.leadTimeSeconds)} s `
+      + `lead time, as at this time of earlier ${periodName(b.demandPeriodSeconds)}s`,
     max_warm: `capped at POOL_MAX_WARM ${b.maxWarm}`,
   }[b.reason] || b.reason;
   setText($('buffer-target'), b.target);
   setText($('buffer-why'), `${b.mode}: ${why}`);
   setText($('buffer-waiting'), waiting ? `${waiting} claim${waiting === 1 ? '' : 's'} waiting for an instance` : '');
+}
+
+/** A demand period in words: `day`, `hour` or `60 s period`. */
+function periodName(secs) {
+  return { 86400: 'day', 3600: 'hour', 604800: 'week' }[secs] || `${Math.round(secs)} s period`;
 }
 
 async function loadVersion() {

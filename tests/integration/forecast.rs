@@ -1,0 +1,73 @@
+//! The forecast (issue 22): the warm target also covers the claims expected over the
+//! next lead time from the same phase of earlier periods (`POOL_DEMAND_PERIOD`), so a
+//! recurring burst finds the pool ready, and the buffer stays low between bursts.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{helpers::fast_sim, stack::Stack};
+use pool::sim::SimConfig;
+
+const BURST: usize = 6;
+
+fn buffer(counts: &Value) -> (Option<i64>, Option<&str>) {
+    (counts["buffer"]["target"].as_i64(), counts["buffer"]["reason"].as_str())
+}
+
+/// A burst of claims, none waiting: how many found an instance (200 or 202: the job,
+/// finished or not) and how many were turned away (503).
+async fn burst(stack: &Stack) -> (usize, usize) {
+    let answers = join_all((0..BURST).map(|_| stack.post("/api/pool/claim", json!({}), 0))).await;
+    let other: Vec<_> = answers.iter().map(|r| r.status()).filter(|s| ![200, 202, 503].contains(&s.as_u16())).collect();
+    assert!(other.is_empty(), "every claim answered 200, 202 or 503: {other:?}");
+    let served = answers.iter().filter(|r| r.status().is_success()).count();
+    let turned_away = answers.iter().filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE).count();
+    (served, turned_away)
+}
+
+/// With a 20 s period: a burst the pool was not ready for leaves the target low (the
+/// forecast, not the burst memory, plans once history covers a period), then, a lead
+/// time and a replenish before the same phase of the next period, the forecast raises
+/// the target to the burst and the pool fills: the recurring burst is served at once
+/// (surplus is given back only after `POOL_SURPLUS_COOLDOWN`, 5 min, once it passes).
+#[tokio::test]
+async fn the_forecast_raises_the_target_before_a_recurring_burst() {
+    let sim = SimConfig { build_time: Duration::from_secs(1), ..fast_sim() };
+    let env =
+        [("POOL_BUFFER", "adaptive"), ("POOL_MIN_IDLE", "1"), ("POOL_MAX_WARM", "12"), ("POOL_DEMAND_PERIOD", "20s")];
+    let stack = Stack::start(sim, 1, &env).await;
+    // Pool has run for ten minutes: history covers the earlier periods, and they were quiet.
+    sqlx::query(
+        "INSERT INTO metric_minutes (minute, name, labels, count)
+         VALUES (date_trunc('minute', now() - interval '10 min'), 'pool_warm', '', 1)",
+    )
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
+    let measured = |c: &Value| c["idle"] == 1 && c["buffer"]["leadTimeSeconds"] != 60.0;
+    let ready = stack.wait_for_counts("1 idle and a measured lead time", Duration::from_secs(30), measured).await;
+    assert_eq!(ready["buffer"]["forecastClaims"], 0.0, "quiet earlier periods: {ready}");
+
+    let (served, turned_away) = burst(&stack).await;
+    assert_eq!((served, turned_away), (1, BURST - 1), "the first burst finds one instance");
+    let after = stack.counts().await;
+    assert_eq!(buffer(&after), (Some(1), Some("min_idle")), "no burst memory once a forecast plans: {after}");
+
+    let forecast = |c: &Value| buffer(c) == (Some(BURST as i64), Some("forecast"));
+    let risen = stack.wait_for_counts("the forecast to raise the target", Duration::from_secs(40), forecast).await;
+    assert_eq!(risen["buffer"]["forecastClaims"], BURST as f64, "{risen}");
+    stack.wait_for_counts("the pool ready for the burst", Duration::from_secs(30), |c| c["idle"] == BURST).await;
+
+    let (served, turned_away) = burst(&stack).await;
+    assert_eq!((served, turned_away), (BURST, 0), "the recurring burst is served at once");
+    let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("pool_warm_forecast "), "{metrics}");
+    let charted: i64 = sqlx::query_scalar("SELECT count(*) FROM metric_minutes WHERE name = 'pool_warm_forecast'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert!(charted > 0, "the chart's forecast series is written");
+}
