@@ -22,8 +22,8 @@ mod queue_drain;
 mod queue_latency;
 mod reconcile;
 mod report;
-mod versus;
 mod scale;
+mod versus;
 mod waiters;
 
 use serde_json::Value;

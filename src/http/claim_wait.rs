@@ -9,7 +9,7 @@ use axum::response::Response;
 use sqlx::PgPool;
 
 use super::{AppState, error::ApiError, respond::respond, wait::Subscription};
-use crate::store::jobs::claim;
+use crate::store::{JobState, jobs::claim};
 
 /// How much longer a claim bound at the last moment may take to finish before the
 /// answer is 202 (the client then follows the job).
@@ -33,16 +33,25 @@ pub async fn respond_when_bound(
         line.id = None;
         if expired {
             tracing::info!(job_id = %id, wait_secs = wait.as_secs(), "waiting claim expired");
-            return Err(ApiError::Unavailable {
-                code: "no_idle_instance",
-                message: format!("no instance became idle within {} s; the pool is replenishing", wait.as_secs()),
-            });
+            return Err(no_idle(wait));
         }
         // Its binding takes a moment.
         doc = subscription.wait_more(&state.db, id, BOUND_SLACK, true).await?;
     }
     line.id = None;
+    // The matcher ended it in line first (this process was slow to): no run, no instance.
+    if doc.as_ref().is_some_and(|d| d.status == JobState::Failed && d.attempts == 0) {
+        tracing::info!(job_id = %id, wait_secs = wait.as_secs(), "waiting claim expired");
+        return Err(no_idle(wait));
+    }
     respond(doc, id)
+}
+
+fn no_idle(wait: Duration) -> ApiError {
+    ApiError::Unavailable {
+        code: "no_idle_instance",
+        message: format!("no instance became idle within {} s; the pool is replenishing", wait.as_secs()),
+    }
 }
 
 /// A claim in the line for an instance. Dropped while still armed (the client went

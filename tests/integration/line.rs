@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 
 use crate::{
-    helpers::{API_KEY, TestDb, claim_job, fast_sim, someone_waits_on_a_lock},
+    helpers::{API_KEY, TestApp, TestDb, claim_job, fast_sim, someone_waits_on_a_lock, test_config},
     stack::Stack,
 };
 use pool::store::jobs::claim::{self, Ask, Line, Reserved};
@@ -112,4 +112,35 @@ async fn a_claim_delayed_at_the_line_gets_its_whole_wait() {
         deadline >= released + chrono::Duration::seconds(30),
         "deadline {deadline} for a place taken at {released}"
     );
+}
+
+/// The matcher ends claims still waiting past their deadline (their web is gone, or
+/// slow: at a full connection pool its own deadline check waits for a connection).
+/// A client whose claim was ended that way is still answered 503
+/// `no_idle_instance`, not 200 with a failed job.
+#[tokio::test]
+async fn a_claim_the_matcher_ended_in_line_is_answered_503() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(test_config(&db.url, "http://127.0.0.1:1", &[]), db.pool.clone()).await;
+    let request = app.http.post(app.url("/api/pool/claim")).bearer_auth(API_KEY).header("prefer", "wait=20");
+    let answer = tokio::spawn(request.json(&json!({})).send());
+    let waiting = crate::stack::eventually(Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, String>("SELECT id FROM jobs WHERE waiting").fetch_optional(&db.pool).await.unwrap()
+    })
+    .await
+    .expect("the claim waits in line");
+    // What the matcher writes for a claim past its deadline.
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', waiting = false, finished_at = now(),
+                         error = 'no_idle_instance: no instance became idle in time'
+         WHERE id = $1 AND waiting",
+    )
+    .bind(&waiting)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let answer = answer.await.unwrap().unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "no_idle_instance", "{body}");
 }
