@@ -80,7 +80,8 @@ async fn top_up(ctx: &Ctx, job: &JobMeta) -> Result<i64, JobError> {
     let waiting = jobs::claim::waiting_count(&ctx.db).await?;
     surplus::give_back(ctx, job, &target, stale.fresh, waiting).await?;
     let replacing = i64::try_from(stale.oldest.len()).unwrap_or_default();
-    let have = instances::idle_plus_provisioning(&ctx.db).await?;
+    // After the give-back, and both sides of the line at once.
+    let (have, waiting) = jobs::claim::warm_and_waiting(&ctx.db).await?;
     store::metrics::set_gauge(&ctx.db, "pool_warm_target", f64::from(target.target)).await?;
     if let Some(forecast) = target.forecast_claims {
         store::metrics::set_gauge(&ctx.db, "pool_warm_forecast", forecast).await?;

@@ -288,7 +288,3 @@ pub async fn stranded_provisions(db: &PgPool, max_age: std::time::Duration) -> s
     .fetch_all(db)
     .await
 }
-
-pub async fn idle_plus_provisioning(db: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')").fetch_one(db).await
-}

@@ -210,6 +210,19 @@ pub async fn stop_waiting(db: impl PgExecutor<'_>, id: &str, state: &str, error:
     Ok(done.rows_affected() == 1)
 }
 
+/// Idle plus provisioning instances, and the claims waiting for one, in one
+/// snapshot: a binding pass moves both sides at once (idle → claiming, waiting →
+/// bound), and counts read apart can see one side moved and not the other (six
+/// claims still waiting beside none of the instances just bound to them).
+pub async fn warm_and_waiting(db: impl PgExecutor<'_>) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM instances WHERE status IN ('idle', 'provisioning')),
+                (SELECT count(*) FROM jobs WHERE waiting AND state = 'queued')",
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// Claims waiting for an instance.
 pub async fn waiting_count(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM jobs WHERE waiting AND state = 'queued'").fetch_one(db).await
