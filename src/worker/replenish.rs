@@ -77,11 +77,11 @@ async fn top_up(ctx: &Ctx, job: &JobMeta) -> Result<i64, JobError> {
     let target = buffer::current(&ctx.db, ctx.config.buffer_settings()).await?;
     let stale = recycle::survey(ctx).await?;
     recycle::retire(ctx, &stale, target.target).await?;
-    let waiting = jobs::claim::waiting_count(&ctx.db).await?;
-    surplus::give_back(ctx, job, &target, stale.fresh, waiting).await?;
+    // Both sides of the line at once; what is given back is idle, so no longer warm.
+    let (warm, waiting) = jobs::claim::warm_and_waiting(&ctx.db).await?;
+    let given_back = surplus::give_back(ctx, job, &target, stale.fresh, waiting).await?;
+    let have = warm - i64::try_from(given_back.len()).unwrap_or_default();
     let replacing = i64::try_from(stale.oldest.len()).unwrap_or_default();
-    // After the give-back, and both sides of the line at once.
-    let (have, waiting) = jobs::claim::warm_and_waiting(&ctx.db).await?;
     store::metrics::set_gauge(&ctx.db, "pool_warm_target", f64::from(target.target)).await?;
     if let Some(forecast) = target.forecast_claims {
         store::metrics::set_gauge(&ctx.db, "pool_warm_forecast", forecast).await?;
