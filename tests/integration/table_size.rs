@@ -90,3 +90,41 @@ async fn pruning_deletes_in_batches_with_attempts_and_old_keys_one_worker_at_a_t
     assert_eq!(count("SELECT count(*) FROM job_attempts").await, 0, "attempts go with their jobs");
     assert_eq!(count("SELECT count(*) FROM idempotency_keys").await, 1, "the fresh key stays");
 }
+
+/// A connection keeps the plan it made after a few runs of a statement. On a new
+/// database that plan was made for a near-empty table; the fetch must still find the
+/// rows it takes by index once the table holds thousands of rows (before any
+/// `ANALYZE` made the plan be redone), not by reading the whole table each time.
+#[tokio::test]
+async fn a_fetch_planned_on_a_new_table_still_reads_by_index_once_it_grew() {
+    let db = TestDb::new().await;
+    let url = secrecy::SecretString::from(db.url.clone());
+    let worker = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER).await.unwrap();
+    let noop = |id: String| jobs::NewJob { id, ..jobs::NewJob::new("noop", serde_json::json!({}), 1) };
+    for i in 0..8 {
+        let mut conn = worker.acquire().await.unwrap();
+        jobs::enqueue(&mut conn, &noop(format!("early-{i}"))).await.unwrap();
+        drop(conn);
+        assert_eq!(lifecycle::fetch(&worker, "w", &[("noop", 1)]).await.unwrap().len(), 1);
+    }
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, started_at, finished_at)
+         SELECT 'done-' || g, 'noop', '{}', 'succeeded', 1, 1, 1, now(), now() FROM generate_series(1, 20000) g",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut conn = worker.acquire().await.unwrap();
+    jobs::enqueue(&mut conn, &noop("late".into())).await.unwrap();
+    let name: String = sqlx::query_scalar(
+        "SELECT name FROM pg_prepared_statements WHERE statement LIKE 'UPDATE jobs SET state = ''running''%'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {name}('{{noop}}', '{{4}}', 'w')");
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain)).fetch_one(&mut *conn).await.unwrap();
+    let buffers = plan[0]["Plan"]["Shared Hit Blocks"].as_i64().unwrap()
+        + plan[0]["Plan"]["Shared Read Blocks"].as_i64().unwrap();
+    assert!(buffers <= 60, "the fetch read {buffers} buffers: {plan}");
+}
