@@ -48,6 +48,16 @@ pub fn replenish_job(config: &JobsConfig) -> NewJob {
     new_job(&Replenish { count: None }, config).dedupe(SINGLETON)
 }
 
+/// How long after a claim its top-up starts: the claims of a burst share one
+/// replenish (a singleton while queued) instead of each running its own, a refill
+/// this much later than at once (an instance takes far longer to build).
+pub const TOP_UP_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The top-up a claim leaves behind: a replenish starting [`TOP_UP_DELAY`] later.
+pub fn top_up_job(config: &JobsConfig) -> NewJob {
+    replenish_job(config).after(TOP_UP_DELAY)
+}
+
 /// A reconcile, a singleton while queued or running (at most one runs).
 pub fn reconcile_job(config: &JobsConfig) -> NewJob {
     new_job(&Reconcile {}, config).dedupe(SINGLETON)

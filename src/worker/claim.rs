@@ -41,8 +41,7 @@ impl Handler for ClaimAndProvision {
         // Every claim attempt may have used up an idle instance (a completed claim
         // enqueued its replenish with its outcome).
         if !matches!(result, Err(JobError::Recorded | JobError::Lost)) {
-            let mut conn = ctx.db.acquire().await?;
-            queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
+            jobs::enqueue_unless_held(&ctx.db, &queue::top_up_job(&ctx.config.jobs)).await?;
         }
         result
     }
@@ -258,7 +257,7 @@ async fn record(
 ) -> sqlx::Result<Completion> {
     let (job_id, fence, worker) = (job.id.clone(), job.fence, job.worker.clone());
     let (instance_id, args, bound) = (instance_id.to_owned(), args.clone(), bound.clone());
-    let replenish = queue::replenish_job(&ctx.config.jobs);
+    let replenish = queue::top_up_job(&ctx.config.jobs);
     store::transaction(&ctx.db, move |tx| {
         Box::pin(async move {
             if lifecycle::hold(&mut *tx, &job_id, fence, &worker).await?.is_none() {

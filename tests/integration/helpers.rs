@@ -106,12 +106,7 @@ async fn create_template() -> String {
 pub fn claim_job(id: &str) -> pool::store::NewJob {
     pool::store::NewJob {
         id: id.to_owned(),
-        kind: "claim_and_provision",
-        args: serde_json::json!({}),
-        max_attempts: 6,
-        run_at: None,
-        dedupe: None,
-        idempotency_key: None,
+        ..pool::store::NewJob::new("claim_and_provision", serde_json::json!({}), 6)
     }
 }
 

@@ -48,3 +48,36 @@ async fn an_idle_worker_wakes_for_a_new_job_and_for_a_waiting_claim() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "succeeded", "{body}");
 }
+
+/// A claim's top-up is scheduled a moment later, so a burst of claims shares one
+/// replenish instead of running one per claim; the asleep worker still runs it then,
+/// woken by the notification that carries when it is due, not by its 10-minute poll.
+#[tokio::test]
+async fn a_claims_top_up_runs_a_moment_later_without_a_poll() {
+    let stack = Stack::start(fast_sim(), 1, &[ASLEEP.as_slice(), &[("POOL_MIN_IDLE", "2")]].concat()).await;
+    stack.wait_for_counts("the pool filled", Duration::from_secs(20), |c| c["idle"] == 2).await;
+    settled(&stack).await;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'replenish'")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+
+    let claimed = stack.post("/api/pool/claim", json!({}), 30).await;
+    assert_eq!(claimed.status(), StatusCode::OK, "{}", claimed.text().await.unwrap());
+
+    let top_up = eventually(Duration::from_secs(20), || async {
+        let row: Option<(String, bool, bool)> = sqlx::query_as(
+            "SELECT state, run_at > created_at, finished_at IS NOT NULL FROM jobs
+             WHERE kind = 'replenish' ORDER BY id OFFSET $1 LIMIT 1",
+        )
+        .bind(before)
+        .fetch_optional(&stack.db.pool)
+        .await
+        .unwrap();
+        row.filter(|(state, _, _)| state == "succeeded")
+    })
+    .await;
+    let (_, later, _) = top_up.expect("the claim's top-up ran without waiting for the idle poll");
+    assert!(later, "the top-up was scheduled after the claim, not at once");
+    stack.wait_for_counts("the pool refilled", Duration::from_secs(20), |c| c["idle"] == 2).await;
+}

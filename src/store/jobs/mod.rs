@@ -28,8 +28,11 @@ pub struct NewJob {
     pub kind: &'static str,
     pub args: Value,
     pub max_attempts: i32,
-    /// Earliest start; `None` is now.
+    /// Earliest start; `None` is now (plus `delay`).
     pub run_at: Option<DateTime<Utc>>,
+    /// With no `run_at`: start no sooner than this after the insert, by the
+    /// database's clock.
+    pub delay: std::time::Duration,
     /// At most one queued-or-running job per `(kind, dedupe)`.
     pub dedupe: Option<String>,
     /// At most one job ever per `(kind, key)` (cron ticks).
@@ -45,9 +48,16 @@ impl NewJob {
             args,
             max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX).max(1),
             run_at: None,
+            delay: std::time::Duration::ZERO,
             dedupe: None,
             idempotency_key: None,
         }
+    }
+
+    /// Starts this job no sooner than `delay` after its insert.
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// Makes this job a singleton while queued or running.
@@ -158,8 +168,9 @@ pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Enqu
     Err(sqlx::Error::Protocol(format!("could not enqueue {} after 3 tries", job.kind)))
 }
 
-/// Inserts many jobs in one statement (a bulk producer). Dedupe keys are recorded,
-/// not checked: a taken one fails the whole statement.
+/// Inserts many jobs in one statement (a bulk producer), each due at once (`run_at`
+/// and `delay` are not read). Dedupe keys are recorded, not checked: a taken one
+/// fails the whole statement.
 pub async fn enqueue_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Result<u64> {
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
@@ -190,7 +201,7 @@ pub async fn enqueue_unless_held(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx:
 async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
         "INSERT INTO jobs (id, kind, args, max_attempts, run_at, dedupe_key, idempotency_key)
-         VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7)
+         VALUES ($1, $2, $3, $4, COALESCE($5, now() + make_interval(secs => $8)), $6, $7)
          ON CONFLICT DO NOTHING
          RETURNING id",
     )
@@ -201,6 +212,7 @@ async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Option<St
     .bind(job.run_at)
     .bind(&job.dedupe)
     .bind(&job.idempotency_key)
+    .bind(job.delay.as_secs_f64())
     .fetch_optional(db)
     .await
 }

@@ -24,6 +24,8 @@ const CHANNEL: &str = "pool_jobs_queued";
 /// Poll interval for delayed jobs (retries) and missed notifications after a fetch
 /// that took jobs; after an empty one, `JOB_IDLE_POLL_MS`.
 const POLL: Duration = Duration::from_millis(1000);
+/// Longest wait a notification of jobs due later arms; polls cover later ones.
+const MAX_WAKE_LATER: Duration = Duration::from_secs(60);
 /// Pause after a failed fetch (database down).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -217,7 +219,17 @@ impl Fetcher {
     }
 }
 
-/// Wakes the fetch loop on every notification; reconnects after outages.
+/// Wakes `fetcher` after `delay` (capped: the polls cover anything later).
+fn wake_later(fetcher: &Arc<Fetcher>, delay: Duration) {
+    let fetcher = fetcher.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay.min(MAX_WAKE_LATER)).await;
+        fetcher.wake();
+    });
+}
+
+/// Wakes the fetch loop on every notification, or, when it says the jobs it
+/// announces are due in some milliseconds, then; reconnects after outages.
 async fn listen(db: PgPool, fetcher: Arc<Fetcher>, stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         let mut listener = match PgListener::connect_with(&db).await {
@@ -237,7 +249,10 @@ async fn listen(db: PgPool, fetcher: Arc<Fetcher>, stop: watch::Receiver<bool>) 
         fetcher.wake();
         loop {
             match listener.try_recv().await {
-                Ok(Some(_)) => fetcher.wake(),
+                Ok(Some(note)) => match note.payload().parse::<u64>() {
+                    Ok(ms) => wake_later(&fetcher, Duration::from_millis(ms)),
+                    Err(_) => fetcher.wake(),
+                },
                 Ok(None) => {
                     tracing::warn!("queue listener lost its connection; reconnecting");
                     fetcher.wake();
