@@ -25,7 +25,8 @@ pub struct Target {
     /// The most claims that arrived within one lead time lately (a burst), weighted
     /// down by its age.
     pub burst_claims: f64,
-    /// Claims expected during one lead time.
+    /// Claims planned for during one lead time: the steady rate's at 95 % (see
+    /// [`steady_claims`]), the burst's or the forecast's, whichever is larger.
     pub expected_claims: f64,
     /// The forecast: the most claims that arrived within one lead time in the same
     /// phase of the earlier periods history covers (absent before one is covered, or
@@ -51,6 +52,31 @@ pub fn claim_rate(per_minute: &[f64]) -> f64 {
     rate.max(*current)
 }
 
+/// The share of steady claims the target plans to bind at once.
+const STEADY_SERVICE: f64 = 0.95;
+
+/// Claims to plan for during one lead time when `mean` arrive in one on average: the
+/// smallest `n` with P(N ≤ n) ≥ 95 % for independent arrivals (Poisson). Claims do
+/// not come evenly: a buffer of the mean alone runs short in about every other lead
+/// time.
+pub fn steady_claims(mean: f64) -> f64 {
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    if mean > 100.0 {
+        // The normal approximation (e^-mean underflows long before this matters).
+        return (mean + 1.645 * mean.sqrt()).ceil();
+    }
+    let (mut n, mut p) = (0.0, (-mean).exp());
+    let mut below = p;
+    while below < STEADY_SERVICE {
+        n += 1.0;
+        p *= mean / n;
+        below += p;
+    }
+    n
+}
+
 /// The lead time to plan with: the measured p90, or a default before any.
 pub fn lead_time(lead_p90_secs: Option<f64>) -> f64 {
     lead_p90_secs.unwrap_or(DEFAULT_LEAD_SECS)
@@ -58,7 +84,7 @@ pub fn lead_time(lead_p90_secs: Option<f64>) -> f64 {
 
 /// The warm target for `settings`, given per-minute claim counts, the lead time, the
 /// recent burst and the forecast: the claims expected during one lead time are the
-/// larger of the steady rate's share and the burst (demand often comes in bursts,
+/// larger of the steady rate's share (at [`steady_claims`]) and the burst (demand often comes in bursts,
 /// which a rate averaged over minutes would spread thin). Once history covers an
 /// earlier period, the forecast takes the burst's place: it knows when bursts come, so
 /// the buffer can be low between them.
@@ -71,7 +97,7 @@ pub fn target(
 ) -> Target {
     let rate = claim_rate(per_minute);
     let lead = lead_time(lead_p90_secs);
-    let steady = rate * lead / 60.0;
+    let steady = steady_claims(rate * lead / 60.0);
     let expected = steady.max(forecast.unwrap_or(burst));
     let demand = if settings.mode == Mode::Adaptive { expected.ceil() as u32 } else { 0 };
     let why = if forecast.is_some_and(|f| f > steady) { "forecast" } else { "demand" };
@@ -198,7 +224,7 @@ mod tests {
     #[test]
     fn the_target_is_the_larger_of_the_minimum_and_demand_within_the_ceiling() {
         let t = target(ADAPTIVE, &[6.0, 0.0], Some(30.0), 0.0, None);
-        assert_eq!((t.target, t.reason), (3, "demand"), "6/min over 30 s");
+        assert_eq!((t.target, t.reason), (6, "demand"), "6/min over 30 s: 3 on average, 6 at 95 %");
         assert_eq!(target(ADAPTIVE, &[1.0, 0.0], Some(30.0), 0.0, None).reason, "min_idle");
         let t = target(ADAPTIVE, &[600.0, 0.0], Some(30.0), 0.0, None);
         assert_eq!((t.target, t.reason), (20, "max_warm"));
@@ -207,6 +233,15 @@ mod tests {
         assert_eq!(target(ADAPTIVE, &[6.0, 0.0], None, 0.0, None).lead_time_seconds, 60.0);
         let burst = target(ADAPTIVE, &[9.0, 0.0], Some(20.0), 8.6, None);
         assert_eq!((burst.target, burst.reason), (9, "demand"), "a burst of 9 within the lead time");
+    }
+
+    #[test]
+    fn steady_claims_are_planned_for_at_95_percent_not_at_their_mean() {
+        // (mean per lead time, claims planned for)
+        let table = [(0.0, 0.0), (0.01, 0.0), (0.5, 2.0), (1.5, 4.0), (3.0, 6.0), (6.0, 10.0), (400.0, 433.0)];
+        for (mean, planned) in table {
+            assert_eq!(steady_claims(mean), planned, "mean {mean}");
+        }
     }
 
     #[test]
@@ -232,8 +267,8 @@ mod tests {
             (&[0.0], 0.0, Some(7.2), 8, "forecast"),
             (&[0.0], 9.0, Some(0.0), 2, "min_idle"),
             (&[0.0], 9.0, None, 9, "demand"),
-            (&[12.0, 0.0], 0.0, Some(3.0), 6, "demand"),
-            (&[12.0, 0.0], 0.0, Some(6.5), 7, "forecast"),
+            (&[12.0, 0.0], 0.0, Some(3.0), 10, "demand"),
+            (&[12.0, 0.0], 0.0, Some(12.5), 13, "forecast"),
             (&[0.0], 0.0, Some(1.5), 2, "min_idle"),
             (&[0.0], 0.0, Some(40.0), 20, "max_warm"),
         ];
