@@ -124,6 +124,20 @@ async function main() {
       return `invite ${url}`;
     });
 
+    await step('at a glance', async () => {
+      let last = '';
+      for (let i = 0; i < 30; i++) {
+        const { glance } = await api('/api/pool/counts');
+        const shown = (await page.locator('#glance-hour').textContent()).trim();
+        const share = Math.round(100 * (glance.hour.boundAtOnceShare ?? 0));
+        const want = `${share} % of claims bound at once (${glance.hour.boundAtOnce} of ${glance.hour.claims})`;
+        if (glance.hour.claims >= 1 && shown.includes(want)) return shown;
+        last = `page "${shown}" vs API ${JSON.stringify(glance.hour)}`;
+        await sleep(1000);
+      }
+      fail('at a glance', `the last hour's figures never matched GET /api/pool/counts: ${last}`);
+    });
+
     const jobId = fixtures.retry;
     await step('failed job', async () => {
       const row = page.locator(`#jobs tr[data-job-id="${jobId}"][data-status="failed"]`);

@@ -10,6 +10,7 @@ async function refreshCounts() {
     const { data } = await api('GET', '/api/pool/counts');
     for (const s of INSTANCE_STATUSES) setText($(`count-${s}`), data[s] ?? 0);
     showBuffer(data.buffer, data.waiting);
+    showGlance(data.glance);
     live.className = 'live live-ok';
     setText($('live-text'), 'Live');
   } catch (err) {
@@ -35,6 +36,17 @@ function showBuffer(b, waiting) {
   setText($('buffer-target'), b.target);
   setText($('buffer-why'), `${b.mode}: ${why}`);
   setText($('buffer-waiting'), waiting ? `${waiting} claim${waiting === 1 ? '' : 's'} waiting for an instance` : '');
+}
+
+/** The buffer's cost (warm instance-hours) and service level (claims bound at once)
+ * over the last hour and the last day. */
+function showGlance(g) {
+  if (!g) return;
+  const line = (label, w) => `${label}: ${w.warmInstanceHours.toFixed(1)} warm instance-hours, `
+    + (w.claims ? `${Math.round(100 * w.boundAtOnceShare)} % of claims bound at once (${w.boundAtOnce} of ${w.claims})`
+      : 'no claims');
+  setText($('glance-hour'), line('Last hour', g.hour));
+  setText($('glance-day'), `· ${line('last day', g.day)}`);
 }
 
 /** A demand period in words: `day`, `hour` or `60 s period`. */
