@@ -26,7 +26,8 @@ pub struct Target {
     /// down by its age.
     pub burst_claims: f64,
     /// Claims planned for during one lead time: the steady rate's at 95 % (see
-    /// [`steady_claims`]), the burst's or the forecast's, whichever is larger.
+    /// [`steady_claims`]), the burst's, or the forecast's with the steady margin, whichever
+    /// is larger.
     pub expected_claims: f64,
     /// The forecast: the most claims that arrived within one lead time in the same
     /// phase of the earlier periods history covers (absent before one is covered, or
@@ -84,10 +85,12 @@ pub fn lead_time(lead_p90_secs: Option<f64>) -> f64 {
 
 /// The warm target for `settings`, given per-minute claim counts, the lead time, the
 /// recent burst and the forecast: the claims expected during one lead time are the
-/// larger of the steady rate's share (at [`steady_claims`]) and the burst (demand often comes in bursts,
-/// which a rate averaged over minutes would spread thin). Once history covers an
-/// earlier period, the forecast takes the burst's place: it knows when bursts come, so
-/// the buffer can be low between them.
+/// larger of the steady rate's share (at [`steady_claims`]) and the burst (demand often
+/// comes in bursts, which a rate averaged over minutes would spread thin). Once history
+/// covers an earlier period, the forecast takes the burst's place: it knows when bursts
+/// come, so the buffer can be low between them. A forecast peak is what one earlier
+/// period brought; the steady claims around it vary from period to period, so it gets
+/// their margin (their 95 % count less their mean) on top.
 pub fn target(
     settings: Settings,
     per_minute: &[f64],
@@ -97,10 +100,12 @@ pub fn target(
 ) -> Target {
     let rate = claim_rate(per_minute);
     let lead = lead_time(lead_p90_secs);
-    let steady = steady_claims(rate * lead / 60.0);
-    let expected = steady.max(forecast.unwrap_or(burst));
+    let mean = rate * lead / 60.0;
+    let steady = steady_claims(mean);
+    let ahead = forecast.map(|peak| peak + (steady - mean).max(0.0));
+    let expected = steady.max(ahead.unwrap_or(burst));
     let demand = if settings.mode == Mode::Adaptive { expected.ceil() as u32 } else { 0 };
-    let why = if forecast.is_some_and(|f| f > steady) { "forecast" } else { "demand" };
+    let why = if ahead.is_some_and(|f| f > steady) { "forecast" } else { "demand" };
     let (mut target, mut reason) =
         if demand > settings.min_idle { (demand, why) } else { (settings.min_idle, "min_idle") };
     if let Some(max) = settings.max_warm.filter(|max| target > *max) {
@@ -268,7 +273,8 @@ mod tests {
             (&[0.0], 9.0, Some(0.0), 2, "min_idle"),
             (&[0.0], 9.0, None, 9, "demand"),
             (&[12.0, 0.0], 0.0, Some(3.0), 10, "demand"),
-            (&[12.0, 0.0], 0.0, Some(12.5), 13, "forecast"),
+            // 6 on average per lead time, 10 at 95 %: the forecast gets 4 on top.
+            (&[12.0, 0.0], 0.0, Some(12.5), 17, "forecast"),
             (&[0.0], 0.0, Some(1.5), 2, "min_idle"),
             (&[0.0], 0.0, Some(40.0), 20, "max_warm"),
         ];

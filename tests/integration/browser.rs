@@ -98,7 +98,14 @@ async fn dashboard_claims_and_retries_in_a_real_browser() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "browser test failed\n{stdout}\n{stderr}");
-    let needles = ["invite", "1 orphaned services", "2 attempts (retry, failed)", "Escape closed it", "paused", "claims bound at once"];
+    let needles = [
+        "invite",
+        "1 orphaned services",
+        "2 attempts (retry, failed)",
+        "Escape closed it",
+        "paused",
+        "claims bound at once",
+    ];
     for needle in needles.into_iter().chain(["all steps passed"]) {
         assert!(stdout.contains(needle), "{needle:?} missing from\n{stdout}");
     }
