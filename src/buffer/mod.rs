@@ -3,16 +3,18 @@
 //! `static`: `POOL_MIN_IDLE`. `adaptive` (the default): the larger of `POOL_MIN_IDLE`
 //! and the claims expected during one provision lead time (create → idle, p90 of the
 //! last hour, from the rows of the instances Pool created; 60 s until there is any).
-//! Those are the larger of the claim rate times the lead time (an exponentially
-//! weighted rate of claims per minute that rises at once with demand and decays with a
-//! 15-minute time constant) and the most claims seen arriving within one lead time in
-//! the last hour, weighted down with the same time constant (bursts; claims answered
-//! 503 count too).
+//! Those are the larger of the claims the claim rate brings in one lead time, planned
+//! for at 95 % (the Poisson count's quantile: an exponentially weighted rate of claims
+//! per minute that rises at once with demand and decays with a 15-minute time
+//! constant) and the most claims seen arriving within one lead time in the last hour,
+//! weighted down with the same time constant (bursts; claims answered 503 count too).
 //!
 //! The forecast (`POOL_DEMAND_PERIOD`): the most claims that arrived within one lead
 //! time at the same phase of the last three periods, looking one lead time and one
-//! replenish period ahead. Once history covers a period it takes the burst measure's
-//! place (it knows when bursts come, so the buffer can be low between them).
+//! replenish period ahead, plus the steady claims' margin (their 95 % count less their
+//! mean: the claims around a burst vary from period to period). Once history covers a
+//! period it takes the burst measure's place (it knows when bursts come, so the buffer
+//! can be low between them).
 //!
 //! Replenish adds one instance per waiting claim to the target, and `POOL_MAX_WARM`
 //! caps `idle + provisioning` either way: waiting claims are served first within it,
