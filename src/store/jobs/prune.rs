@@ -46,29 +46,35 @@ pub async fn prune_all(db: &PgPool, settings: &PruneSettings) -> sqlx::Result<Op
 }
 
 async fn rounds(conn: &mut PgConnection, settings: &PruneSettings) -> sqlx::Result<Pruned> {
-    let mut pruned = Pruned::default();
-    let retention = settings.retention.as_secs_f64();
+    let (jobs, job_batches) = in_batches(conn, settings, Table::Jobs).await?;
+    let (keys, key_batches) = in_batches(conn, settings, Table::Keys).await?;
+    Ok(Pruned { jobs, keys, batches: job_batches + key_batches })
+}
+
+/// What a pruning statement deletes from.
+#[derive(Clone, Copy)]
+enum Table {
+    Jobs,
+    Keys,
+}
+
+/// Deletes from `table` batch after batch, pausing between them, until a batch comes
+/// back short: `(rows, statements)`.
+async fn in_batches(conn: &mut PgConnection, settings: &PruneSettings, table: Table) -> sqlx::Result<(u64, u32)> {
+    let (mut rows, mut statements) = (0, 0);
     loop {
         let started = Instant::now();
-        let n = jobs_batch(&mut *conn, retention, settings.batch).await?;
-        pruned.jobs += n;
-        pruned.batches += 1;
+        let n = match table {
+            Table::Jobs => jobs_batch(&mut *conn, settings.retention.as_secs_f64(), settings.batch).await?,
+            Table::Keys => keys_batch(&mut *conn, settings.batch).await?,
+        };
+        rows += n;
+        statements += 1;
         if n < settings.batch as u64 {
-            break;
+            return Ok((rows, statements));
         }
         tokio::time::sleep(settings.pause.max(started.elapsed())).await;
     }
-    loop {
-        let started = Instant::now();
-        let n = keys_batch(&mut *conn, settings.batch).await?;
-        pruned.keys += n;
-        pruned.batches += 1;
-        if n < settings.batch as u64 {
-            break;
-        }
-        tokio::time::sleep(settings.pause.max(started.elapsed())).await;
-    }
-    Ok(pruned)
 }
 
 /// Deletes up to `batch` of the oldest finished jobs past `retention_secs`.
