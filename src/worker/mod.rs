@@ -45,6 +45,9 @@ pub struct Ctx {
     pub config: Arc<Config>,
     pub services: ServicesClient,
     pub instances: InstanceClient,
+    /// Woken when a waiting claim is inserted (`pool_claims_waiting`, received by the
+    /// runtime's one LISTEN connection): the matcher sleeps on it while no claim waits.
+    pub claims_waiting: Arc<tokio::sync::Notify>,
 }
 
 impl Ctx {
@@ -63,7 +66,8 @@ impl Ctx {
             jobs.provision_timeout,
             instance_throttle,
         );
-        Self { db, config: Arc::new(config), services, instances }
+        let claims_waiting = Arc::new(tokio::sync::Notify::new());
+        Self { db, config: Arc::new(config), services, instances, claims_waiting }
     }
 }
 

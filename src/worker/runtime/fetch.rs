@@ -21,6 +21,8 @@ use crate::{
 
 /// Channel the job table's insert trigger notifies on.
 const CHANNEL: &str = "pool_jobs_queued";
+/// Channel the same trigger notifies when a waiting claim is inserted (the matcher's).
+const CLAIMS_CHANNEL: &str = "pool_claims_waiting";
 /// Poll interval for delayed jobs (retries) and missed notifications after a fetch
 /// that took jobs; after an empty one, `JOB_IDLE_POLL_MS`.
 const POLL: Duration = Duration::from_millis(1000);
@@ -126,7 +128,7 @@ impl Fetcher {
         deliveries: mpsc::UnboundedSender<Task<Delivery>>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let listener = tokio::spawn(listen(ctx.db.clone(), self.clone(), stop.clone()));
+        let listener = tokio::spawn(listen(ctx.db.clone(), self.clone(), ctx.claims_waiting.clone(), stop.clone()));
         let mut lapsed = false;
         loop {
             if *stop.borrow() {
@@ -228,9 +230,11 @@ fn wake_later(fetcher: &Arc<Fetcher>, delay: Duration) {
     });
 }
 
-/// Wakes the fetch loop on every notification, or, when it says the jobs it
-/// announces are due in some milliseconds, then; reconnects after outages.
-async fn listen(db: PgPool, fetcher: Arc<Fetcher>, stop: watch::Receiver<bool>) {
+/// The worker's one LISTEN connection. Wakes the fetch loop on every notification of
+/// queued jobs, or, when it says they are due in some milliseconds, then; and the
+/// matcher (`claims`) when a waiting claim is inserted. Reconnects after outages,
+/// waking both then (a notification may have been missed).
+async fn listen(db: PgPool, fetcher: Arc<Fetcher>, claims: Arc<Notify>, stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         let mut listener = match PgListener::connect_with(&db).await {
             Ok(listener) => listener,
@@ -240,15 +244,17 @@ async fn listen(db: PgPool, fetcher: Arc<Fetcher>, stop: watch::Receiver<bool>) 
                 continue;
             }
         };
-        if let Err(err) = listener.listen(CHANNEL).await {
+        if let Err(err) = listener.listen_all([CHANNEL, CLAIMS_CHANNEL]).await {
             tracing::warn!(error = %err, "queue listener cannot LISTEN; retrying");
             tokio::time::sleep(ERROR_PAUSE * 2).await;
             continue;
         }
-        // Jobs queued while we were not listening.
+        // Jobs queued and claims waiting while we were not listening.
         fetcher.wake();
+        claims.notify_one();
         loop {
             match listener.try_recv().await {
+                Ok(Some(note)) if note.channel() == CLAIMS_CHANNEL => claims.notify_one(),
                 Ok(Some(note)) => match note.payload().parse::<u64>() {
                     Ok(ms) => wake_later(&fetcher, Duration::from_millis(ms)),
                     Err(_) => fetcher.wake(),
@@ -256,6 +262,7 @@ async fn listen(db: PgPool, fetcher: Arc<Fetcher>, stop: watch::Receiver<bool>) 
                 Ok(None) => {
                     tracing::warn!("queue listener lost its connection; reconnecting");
                     fetcher.wake();
+                    claims.notify_one();
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "queue listener failed; reconnecting");
