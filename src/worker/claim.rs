@@ -12,7 +12,6 @@
 //! the row is fenced on the run's lease: a stale run changes nothing.
 
 use pool_jobs::{ClaimAndProvision, results::ClaimResult};
-use serde_json::Value;
 
 use super::{
     Ctx,
@@ -21,13 +20,10 @@ use super::{
 use crate::{
     domain::InstanceStatus,
     instance::{ProvisionRequest, Provisioned},
-    queue, store,
+    queue,
     store::{
-        instances::{self, Binding, InstanceRow},
-        jobs::{
-            self,
-            lifecycle::{self, Finished, Outcome},
-        },
+        instances::{self, Binding, Completed, InstanceRow},
+        jobs,
     },
     upstream::UpstreamError,
 };
@@ -204,9 +200,8 @@ async fn bound_conversation(
     }))
 }
 
-/// Binds the row and records the job's success in one transaction, with the
-/// replenish every claim enqueues. The job row is held (`FOR SHARE`) first: a run
-/// that lost its job to a newer run changes nothing.
+/// Binds the row and records the job's success in one statement, with the
+/// replenish every claim enqueues; a run that lost its job changes nothing.
 async fn complete(
     args: &ClaimAndProvision,
     ctx: &Ctx,
@@ -218,16 +213,23 @@ async fn complete(
     claimed.invite_url = bound.invite_url.clone();
     let value = serde_json::to_value(claim_result(&claimed, bound.conversation_id.as_deref(), Some(bound.joined)))
         .map_err(|e| JobError::permanent(format!("cannot encode the claim result: {e}")))?;
-    let done = record(ctx, job, args, &row.id, bound, value).await?;
-    match done {
-        Completion::Done(applied) => {
-            crate::metrics::runs_recorded(&applied);
+    let binding = Binding {
+        conversation_id: bound.conversation_id.as_deref(),
+        invite_url: bound.invite_url.as_deref(),
+        agent_name: &args.agent_name,
+        instructions: &args.instructions,
+        join_url: args.join_url.as_deref(),
+    };
+    let top_up = queue::top_up_job(&ctx.config.jobs);
+    match instances::complete_held_claim(&ctx.db, &row.id, job.lease(), &binding, &value, &top_up).await? {
+        Completed::Done(applied) => {
+            crate::metrics::runs_recorded(std::slice::from_ref(&applied));
             let conversation_id = bound.conversation_id.as_deref().unwrap_or("(awaiting acceptance)");
             tracing::info!(instance_id = %row.id, conversation_id, "instance claimed");
             Err(JobError::Recorded)
         }
-        Completion::Lost => Err(JobError::Lost),
-        Completion::Moved => match instances::get(&ctx.db, &row.id).await? {
+        Completed::Lost => Err(JobError::Lost),
+        Completed::Moved => match instances::get(&ctx.db, &row.id).await? {
             // An earlier run of this job bound it already (it ran twice).
             Some(now) if now.status() == InstanceStatus::Claimed && now.claim_job_id.as_deref() == Some(&job.id) => {
                 Ok(claim_result(&now, now.conversation_id.as_deref(), None))
@@ -236,50 +238,6 @@ async fn complete(
             _ => Err(JobError::permanent(format!("instance {} was taken away during provisioning", row.id))),
         },
     }
-}
-
-enum Completion {
-    /// Bound and recorded: the run as [`lifecycle::finish`] applied it.
-    Done(Vec<lifecycle::Applied>),
-    /// The run lost its job; nothing was written.
-    Lost,
-    /// The row is no longer `claiming` for this job; nothing was written.
-    Moved,
-}
-
-async fn record(
-    ctx: &Ctx,
-    job: &JobMeta,
-    args: &ClaimAndProvision,
-    instance_id: &str,
-    bound: &Provisioned,
-    value: Value,
-) -> sqlx::Result<Completion> {
-    let (job_id, fence, worker) = (job.id.clone(), job.fence, job.worker.clone());
-    let (instance_id, args, bound) = (instance_id.to_owned(), args.clone(), bound.clone());
-    let replenish = queue::top_up_job(&ctx.config.jobs);
-    store::transaction(&ctx.db, move |tx| {
-        Box::pin(async move {
-            if lifecycle::hold(&mut *tx, &job_id, fence, &worker).await?.is_none() {
-                return Ok(Completion::Lost);
-            }
-            let binding = Binding {
-                conversation_id: bound.conversation_id.as_deref(),
-                invite_url: bound.invite_url.as_deref(),
-                agent_name: &args.agent_name,
-                instructions: &args.instructions,
-                join_url: args.join_url.as_deref(),
-            };
-            if !instances::complete_claim(&mut *tx, &instance_id, &job_id, &binding).await? {
-                return Ok(Completion::Moved);
-            }
-            let outcome = Finished { id: job_id, attempt: fence, outcome: Outcome::Succeeded(value) };
-            let applied = lifecycle::finish(&mut *tx, &worker, &[outcome]).await?;
-            jobs::enqueue_unless_held(&mut *tx, &replenish).await?;
-            Ok(Completion::Done(applied))
-        })
-    })
-    .await
 }
 
 fn claim_result(row: &InstanceRow, conversation_id: Option<&str>, joined: Option<bool>) -> ClaimResult {

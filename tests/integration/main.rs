@@ -13,6 +13,7 @@ mod buffer;
 mod bulk_retry;
 mod claim_storm;
 mod clients;
+mod completion;
 mod config;
 mod crash;
 mod deploy;

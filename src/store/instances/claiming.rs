@@ -2,10 +2,16 @@
 //! same statement ([`LEASE_HOLDS`]): a stale run (its job rescued and resumed by
 //! another run) changes nothing.
 
+use std::sync::{Arc, LazyLock};
+
+use serde_json::Value;
 use sqlx::PgExecutor;
 
-use super::{COLUMNS, InstanceRow};
-use crate::store::jobs::lifecycle::{LEASE_HOLDS, Lease};
+use super::{Binding, COLUMNS, InstanceRow};
+use crate::store::jobs::{
+    self, NewJob,
+    lifecycle::{Applied, LEASE_CTE, LEASE_HOLDS, Lease, succeeded_cte},
+};
 
 /// What a claim's provision note found: whether this claim job had noted a
 /// provision before (an earlier run may have bound the instance, or may still be
@@ -129,3 +135,77 @@ pub async fn crash_held_claim(db: impl PgExecutor<'_>, id: &str, lease: Lease<'_
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// What [`complete_held_claim`] did.
+#[derive(Debug)]
+pub enum Completed {
+    /// Bound, the job succeeded and the top-up is enqueued (unless one is).
+    Done(Applied),
+    /// The run lost its job; nothing was written.
+    Lost,
+    /// The row is no longer `claiming` for this job; nothing was written.
+    Moved,
+}
+
+/// `claiming` → `claimed` with `binding`, the job `succeeded` with `result` and
+/// `top_up` enqueued unless its key is taken: a claim's completion, all or nothing,
+/// in one statement (one round trip). The lease is taken first, then the row, the
+/// order every fenced write of a claim takes them.
+pub async fn complete_held_claim(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    lease: Lease<'_>,
+    binding: &Binding<'_>,
+    result: &Value,
+    top_up: &NewJob,
+) -> sqlx::Result<Completed> {
+    static COMPLETE: LazyLock<Arc<str>> = LazyLock::new(|| {
+        format!(
+            "WITH {LEASE_CTE}, held AS MATERIALIZED (
+                 SELECT instances.id FROM instances, lease
+                 WHERE instances.id = $1 AND claim_job_id = $2 AND status = 'claiming' FOR UPDATE OF instances
+             ), {}, bound AS (
+                 UPDATE instances SET status = 'claimed', conversation_id = $5, invite_url = $6, agent_name = $7,
+                        instructions = $8, join_url = $9, claimed_at = now(), last_error = NULL,
+                        status_changed_at = now(), updated_at = now()
+                 FROM succeeded WHERE instances.id = $1 AND claim_job_id = $2 AND status = 'claiming'
+                 RETURNING instances.id
+             ), top_up AS ({})
+             SELECT EXISTS (SELECT 1 FROM lease) AS held, s.id, s.kind, s.state, s.run_time, s.age
+             FROM (SELECT 1) one LEFT JOIN succeeded s ON true",
+            succeeded_cte("$10", "held"),
+            jobs::insert_sql(11, "EXISTS (SELECT 1 FROM bound)"),
+        )
+        .into()
+    });
+    let (held, id, kind, state, run_time, age): Answer = sqlx::query_as(sqlx::AssertSqlSafe(Arc::clone(&COMPLETE)))
+        .bind(id)
+        .bind(lease.job_id)
+        .bind(lease.attempt)
+        .bind(lease.worker)
+        .bind(binding.conversation_id)
+        .bind(binding.invite_url)
+        .bind(binding.agent_name)
+        .bind(binding.instructions)
+        .bind(binding.join_url)
+        .bind(result)
+        .bind(&top_up.id)
+        .bind(top_up.kind)
+        .bind(&top_up.args)
+        .bind(top_up.max_attempts)
+        .bind(top_up.run_at)
+        .bind(&top_up.dedupe)
+        .bind(&top_up.idempotency_key)
+        .bind(top_up.delay.as_secs_f64())
+        .fetch_one(db)
+        .await?;
+    Ok(match (held, id, kind, state, run_time, age) {
+        (false, ..) => Completed::Lost,
+        (true, Some(id), Some(kind), Some(state), Some(run_time), Some(age)) => {
+            Completed::Done(Applied { id, kind, state, run_time, age })
+        }
+        (true, ..) => Completed::Moved,
+    })
+}
+
+type Answer = (bool, Option<String>, Option<String>, Option<String>, Option<f64>, Option<f64>);

@@ -7,7 +7,8 @@ mod reconcile;
 pub mod recycle;
 
 pub use claiming::{
-    HeldClaim, ProvisionNote, crash_held_claim, held_noting_provision, note_provision_sent, release_held_claim,
+    Completed, HeldClaim, ProvisionNote, complete_held_claim, crash_held_claim, held_noting_provision,
+    note_provision_sent, release_held_claim,
 };
 pub use creating::{
     CreateCalls, any_being_created, being_created, create_calls, fleet, note_create_answered, note_create_requested,
@@ -181,26 +182,6 @@ pub struct Binding<'a> {
     pub agent_name: &'a str,
     pub instructions: &'a str,
     pub join_url: Option<&'a str>,
-}
-
-/// `claiming` → `claimed`, only while `job_id` still holds the row.
-pub async fn complete_claim(db: impl PgExecutor<'_>, id: &str, job_id: &str, b: &Binding<'_>) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE instances SET status = 'claimed', conversation_id = $3, invite_url = $4, agent_name = $5,
-                instructions = $6, join_url = $7, claimed_at = now(), last_error = NULL,
-                status_changed_at = now(), updated_at = now()
-         WHERE id = $1 AND claim_job_id = $2 AND status = 'claiming'",
-    )
-    .bind(id)
-    .bind(job_id)
-    .bind(b.conversation_id)
-    .bind(b.invite_url)
-    .bind(b.agent_name)
-    .bind(b.instructions)
-    .bind(b.join_url)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// `claiming` → `idle` while `holder` (the claim job, or `None` for a row no job

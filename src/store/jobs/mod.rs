@@ -16,6 +16,8 @@ pub use idempotency::{idempotent_job, remember_idempotency_key};
 pub use lifecycle::{ActionError, Filter, Retried, cancel, cancel_all, retry, retry_all};
 pub use prune::{PRUNE_LOCK, PruneSettings, Pruned, prune_all};
 
+use std::sync::{Arc, LazyLock};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -199,22 +201,40 @@ pub async fn enqueue_unless_held(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx:
 
 /// The job's id if it was inserted; `None` when one of its keys is taken.
 async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
+    static INSERT: LazyLock<Arc<str>> = LazyLock::new(|| insert_sql(1, "true").into());
+    sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&INSERT)))
+        .bind(&job.id)
+        .bind(job.kind)
+        .bind(&job.args)
+        .bind(job.max_attempts)
+        .bind(job.run_at)
+        .bind(&job.dedupe)
+        .bind(&job.idempotency_key)
+        .bind(job.delay.as_secs_f64())
+        .fetch_optional(db)
+        .await
+}
+
+/// The insert of [`enqueue_unless_held`] (nothing when a key is taken), made only
+/// when `guard` (SQL) holds, its values bound from `$n` on: id, kind, args, max
+/// attempts, run at, dedupe key, idempotency key, delay in seconds (see [`NewJob`]).
+/// For a statement that enqueues beside other writes.
+pub(crate) fn insert_sql(n: usize, guard: &str) -> String {
+    let p = |i: usize| format!("${}", n + i);
+    format!(
         "INSERT INTO jobs (id, kind, args, max_attempts, run_at, dedupe_key, idempotency_key)
-         VALUES ($1, $2, $3, $4, COALESCE($5, now() + make_interval(secs => $8)), $6, $7)
+         SELECT {}, {}, {}, {}, COALESCE({}, now() + make_interval(secs => {})), {}, {} WHERE {guard}
          ON CONFLICT DO NOTHING
          RETURNING id",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(7),
+        p(5),
+        p(6)
     )
-    .bind(&job.id)
-    .bind(job.kind)
-    .bind(&job.args)
-    .bind(job.max_attempts)
-    .bind(job.run_at)
-    .bind(&job.dedupe)
-    .bind(&job.idempotency_key)
-    .bind(job.delay.as_secs_f64())
-    .fetch_optional(db)
-    .await
 }
 
 async fn holder(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<String>> {

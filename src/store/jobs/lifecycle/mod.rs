@@ -239,6 +239,27 @@ pub struct Lease<'a> {
     pub worker: &'a str,
 }
 
+/// A CTE `lease` taking the job row of the lease bound as in [`LEASE_HOLDS`] as the
+/// run's own outcome will (`FOR NO KEY UPDATE`: nothing moves the job until the
+/// statement's transaction ends); empty once the lease is lost. For a statement that
+/// writes a run's effects and its outcome together, with [`succeeded_cte`].
+pub(crate) const LEASE_CTE: &str = "lease AS MATERIALIZED (
+         SELECT id FROM jobs WHERE id = $2 AND state = 'running' AND attempts = $3 AND worker_id = $4
+         FOR NO KEY UPDATE)";
+
+/// A CTE `succeeded` ending the run of [`LEASE_CTE`] in success with the result
+/// `result` when the caller's earlier CTE `guard` has a row; it returns what
+/// [`Applied`] reads.
+pub(crate) fn succeeded_cte(result: &str, guard: &str) -> String {
+    format!(
+        "succeeded AS (
+             UPDATE jobs SET state = 'succeeded', result = {result}, error = NULL, worker_id = NULL, finished_at = now()
+             WHERE id = $2 AND state = 'running' AND attempts = $3 AND worker_id = $4 AND EXISTS (SELECT 1 FROM {guard})
+             RETURNING id, kind, state, COALESCE(EXTRACT(EPOCH FROM now() - started_at)::float8, 0) AS run_time,
+                       EXTRACT(EPOCH FROM now() - created_at)::float8 AS age)"
+    )
+}
+
 /// SQL true while the lease bound as `$2` (job id), `$3` (attempt), `$4` (worker)
 /// holds; it takes the job row `FOR SHARE`, so a rescue cannot take the job until
 /// the statement's transaction ends. For a write fenced in the same statement.

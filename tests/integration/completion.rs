@@ -1,0 +1,111 @@
+//! A claim's completion, one statement fenced on the run's lease, against real
+//! Postgres: all of it lands (row bound, job succeeded, top-up enqueued) or none.
+
+use pool::store::{
+    NewJob,
+    instances::{self, Binding, Completed},
+    jobs::{
+        claim::{self, Ask, Reserved},
+        lifecycle::{self, Lease},
+    },
+};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::{TestDb, claim_job};
+
+const BINDING: Binding<'static> = Binding {
+    conversation_id: Some("conv-1"),
+    invite_url: None,
+    agent_name: "Ada",
+    instructions: "hi",
+    join_url: None,
+};
+
+/// An idle instance, reserved for a claim job that worker `w` then fetched (run 1).
+async fn running_claim(db: &PgPool) -> (String, String) {
+    sqlx::query("INSERT INTO instances (id, status, url) VALUES ('inst00000001', 'idle', 'http://127.0.0.1:1/x')")
+        .execute(db)
+        .await
+        .unwrap();
+    let job = claim_job("claim00000001");
+    assert_eq!(
+        claim::reserve_and_enqueue(db, &job, Ask::default()).await.unwrap(),
+        Reserved::Instance("inst00000001".into())
+    );
+    let fetched = lifecycle::fetch(db, "w", &[("claim_and_provision", 1)]).await.unwrap();
+    assert_eq!(fetched.len(), 1);
+    ("inst00000001".into(), job.id)
+}
+
+fn top_up() -> NewJob {
+    NewJob::new("replenish", json!({}), 3).dedupe("singleton").after(std::time::Duration::from_millis(500))
+}
+
+/// `(instance status, job state, queued replenishes)`.
+async fn state(db: &PgPool, instance: &str, job: &str) -> (String, String, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT status FROM instances WHERE id = $1), (SELECT state FROM jobs WHERE id = $2),
+                (SELECT count(*) FROM jobs WHERE kind = 'replenish' AND state = 'queued')",
+    )
+    .bind(instance)
+    .bind(job)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+async fn complete(db: &PgPool, instance: &str, lease: Lease<'_>) -> Completed {
+    instances::complete_held_claim(db, instance, lease, &BINDING, &json!({"ok": true}), &top_up()).await.unwrap()
+}
+
+/// Many completions of one run at once (a retried write racing the first): one
+/// binds, every other finds the lease gone; one top-up is queued.
+#[tokio::test]
+async fn concurrent_completions_of_one_run_bind_once() {
+    let db = TestDb::new().await;
+    let (instance, job) = running_claim(&db.pool).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (db, instance, job) = (db.pool.clone(), instance.clone(), job.clone());
+            tokio::spawn(async move { complete(&db, &instance, Lease { job_id: &job, attempt: 1, worker: "w" }).await })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Completed::Done(applied) => {
+                assert_eq!((applied.id.as_str(), applied.state.as_str()), (job.as_str(), "succeeded"));
+                done += 1;
+            }
+            Completed::Lost => {}
+            Completed::Moved => panic!("the row stays this job's"),
+        }
+    }
+    assert_eq!(done, 1);
+    assert_eq!(state(&db.pool, &instance, &job).await, ("claimed".into(), "succeeded".into(), 1));
+}
+
+/// A run that lost its lease (another attempt, another worker) writes nothing.
+#[tokio::test]
+async fn a_run_without_the_lease_writes_nothing() {
+    let db = TestDb::new().await;
+    let (instance, job) = running_claim(&db.pool).await;
+    for lease in [Lease { job_id: &job, attempt: 2, worker: "w" }, Lease { job_id: &job, attempt: 1, worker: "other" }]
+    {
+        assert!(matches!(complete(&db.pool, &instance, lease).await, Completed::Lost));
+    }
+    assert_eq!(state(&db.pool, &instance, &job).await, ("claiming".into(), "running".into(), 0));
+}
+
+/// A row moved away from the claim meanwhile (killed) is not bound, and the job is
+/// not ended by the completion: the handler decides what the claim became.
+#[tokio::test]
+async fn a_row_moved_meanwhile_is_neither_bound_nor_its_job_ended() {
+    let db = TestDb::new().await;
+    let (instance, job) = running_claim(&db.pool).await;
+    sqlx::query("UPDATE instances SET status = 'crashed' WHERE id = $1").bind(&instance).execute(&db.pool).await.unwrap();
+    let lease = Lease { job_id: &job, attempt: 1, worker: "w" };
+    assert!(matches!(complete(&db.pool, &instance, lease).await, Completed::Moved));
+    assert_eq!(state(&db.pool, &instance, &job).await, ("crashed".into(), "running".into(), 0));
+}
