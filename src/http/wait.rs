@@ -2,7 +2,9 @@
 //! per web process receives `pool_job_finished` (sent by a trigger on the job table,
 //! the job id first in its payload) and wakes only the requests waiting for that job
 //! (a map by job id); waiting requests never poll the database, except one safety
-//! re-read every few seconds in case a notification was lost while reconnecting.
+//! re-read every few seconds in case a notification was lost while reconnecting. A
+//! finished claim's notification carries its row: its request answers from it, not
+//! reading the row again.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -48,7 +50,7 @@ struct State {
     /// The latest finishes `(seq, job id)`, oldest first, at most [`RECENT`].
     recent: VecDeque<(u64, String)>,
     /// The waiting requests of each job id, each with its own wake-up.
-    waiting: HashMap<String, Vec<(u64, Arc<Notify>)>>,
+    waiting: HashMap<String, Vec<(u64, Arc<Wake>)>>,
     next_token: u64,
 }
 
@@ -96,8 +98,10 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Job `id` finished: wakes the requests waiting for it, and only them.
-    fn finished(&self, id: &str) {
+    /// A job finished, as its notification says: wakes the requests waiting for
+    /// it, and only them, handing them its row when the notification carries it.
+    fn finished(&self, payload: &str) {
+        let id = payload.split(' ').next().unwrap_or_default();
         let mut state = self.lock();
         state.seq += 1;
         let seq = state.seq;
@@ -106,12 +110,21 @@ impl Shared {
             state.recent.pop_front();
         }
         let Some(waiters) = state.waiting.get(id) else { return };
-        for (_, notify) in waiters {
-            notify.notify_one();
+        let doc = carried_doc(payload);
+        for (_, wake) in waiters {
+            *wake.doc.lock().unwrap_or_else(PoisonError::into_inner) = doc.clone();
+            wake.notify.notify_one();
         }
         self.woken.fetch_add(waiters.len() as u64, Ordering::Relaxed);
         metrics::counter!("pool_job_waiter_wakeups_total").increment(waiters.len() as u64);
     }
+}
+
+/// The finished job a `pool_job_finished` payload carries, if it carries one
+/// (`<id> <kind> <state> <queue wait ms> <run ms> <row as JSON>`).
+pub fn carried_doc(payload: &str) -> Option<JobDoc> {
+    let row = payload.splitn(6, ' ').nth(5)?;
+    serde_json::from_str::<jobs::JobRow>(row).ok().map(JobDoc::from)
 }
 
 /// Finished jobs since it was made.
@@ -121,12 +134,20 @@ pub struct Subscription {
     since: u64,
 }
 
+/// One waiting request's wake-up, with the finished job when its notification
+/// carried it.
+#[derive(Default)]
+struct Wake {
+    notify: Notify,
+    doc: Mutex<Option<JobDoc>>,
+}
+
 /// One waiting request in the map; removed when dropped.
 struct Registered<'a> {
     shared: &'a Shared,
     id: &'a str,
     token: u64,
-    notify: Arc<Notify>,
+    wake: Arc<Wake>,
 }
 
 impl Drop for Registered<'_> {
@@ -171,17 +192,21 @@ impl Subscription {
             read = true;
             let until = deadline.min(tokio::time::Instant::now() + RECHECK);
             // Ours, or a timeout: re-read (a safety net for a lost notification).
-            let _ = tokio::time::timeout_at(until, registered.notify.notified()).await;
+            let _ = tokio::time::timeout_at(until, registered.wake.notify.notified()).await;
+            let carried = registered.wake.doc.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(doc) = carried.filter(|doc| doc.status.is_finished()) {
+                return Ok(Some(doc));
+            }
         }
     }
 
     fn register<'a>(&'a self, id: &'a str) -> Registered<'a> {
-        let notify = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let mut state = self.shared.lock();
         let token = state.next_token;
         state.next_token += 1;
-        state.waiting.entry(id.to_owned()).or_default().push((token, notify.clone()));
-        Registered { shared: &self.shared, id, token, notify }
+        state.waiting.entry(id.to_owned()).or_default().push((token, wake.clone()));
+        Registered { shared: &self.shared, id, token, wake }
     }
 
     /// Whether job `id` may have finished since this subscription was made, before
@@ -213,7 +238,7 @@ async fn listen(db: PgPool, shared: Arc<Shared>) {
             match listener.recv().await {
                 Ok(note) => {
                     metrics::counter!("pool_job_finish_notifications_total").increment(1);
-                    shared.finished(note.payload().split(' ').next().unwrap_or_default());
+                    shared.finished(note.payload());
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "job listener lost its connection; reconnecting");

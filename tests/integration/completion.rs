@@ -104,7 +104,11 @@ async fn a_run_without_the_lease_writes_nothing() {
 async fn a_row_moved_meanwhile_is_neither_bound_nor_its_job_ended() {
     let db = TestDb::new().await;
     let (instance, job) = running_claim(&db.pool).await;
-    sqlx::query("UPDATE instances SET status = 'crashed' WHERE id = $1").bind(&instance).execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE instances SET status = 'crashed' WHERE id = $1")
+        .bind(&instance)
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let lease = Lease { job_id: &job, attempt: 1, worker: "w" };
     assert!(matches!(complete(&db.pool, &instance, lease).await, Completed::Moved));
     assert_eq!(state(&db.pool, &instance, &job).await, ("crashed".into(), "running".into(), 0));

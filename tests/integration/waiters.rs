@@ -47,3 +47,38 @@ async fn a_finish_wakes_only_the_requests_waiting_for_that_job() {
         wait.abort();
     }
 }
+
+/// A finished claim's notification carries its row, and what a waiting request
+/// answers from it is the document a read of the row gives: the trigger's JSON and
+/// the row type agree.
+#[tokio::test]
+async fn a_finished_claims_notification_carries_the_document_a_read_gives() {
+    let db = TestDb::new().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let args = serde_json::json!({ "agentName": "Ada \u{e9}\"' ", "instructions": "x".repeat(300) });
+    let job = jobs::NewJob::new("claim_and_provision", args, 6);
+    let id = jobs::enqueue(&mut conn, &job).await.unwrap().id().to_owned();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool).await.unwrap();
+    listener.listen("pool_job_finished").await.unwrap();
+    sqlx::query(
+        "UPDATE jobs SET state = 'succeeded', attempts = 1, runs = 1, started_at = now(), finished_at = now(),
+                result = '{\"instanceId\": \"abc\", \"joined\": false}' WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let note = listener.recv().await.unwrap();
+    let carried = pool::http::wait::carried_doc(note.payload()).expect("the claim's row is carried");
+    let read = JobDoc::from(jobs::get(&db.pool, &id).await.unwrap().unwrap());
+    assert_eq!(carried, read);
+
+    // Other kinds keep the short payload.
+    let other = jobs::enqueue(&mut conn, &jobs::NewJob::new("noop", serde_json::json!({}), 1)).await.unwrap();
+    sqlx::query("UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = $1")
+        .bind(other.id())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(pool::http::wait::carried_doc(listener.recv().await.unwrap().payload()), None);
+}

@@ -115,8 +115,9 @@ impl TryFrom<String> for JobState {
     }
 }
 
-/// One row of `jobs`.
-#[derive(Clone, Debug, FromRow)]
+/// One row of `jobs` (also as JSON with its column names: a finished claim's
+/// notification carries it).
+#[derive(Clone, Debug, FromRow, serde::Deserialize)]
 pub struct JobRow {
     pub id: String,
     pub kind: String,
@@ -223,17 +224,21 @@ pub(crate) fn insert_sql(n: usize, guard: &str) -> String {
     let p = |i: usize| format!("${}", n + i);
     format!(
         "INSERT INTO jobs (id, kind, args, max_attempts, run_at, dedupe_key, idempotency_key)
-         SELECT {}, {}, {}, {}, COALESCE({}, now() + make_interval(secs => {})), {}, {} WHERE {guard}
+         SELECT {id}, {kind}, {args}, {attempts}, COALESCE({run_at}, now() + make_interval(secs => {delay})), {dedupe}, {key}
+         -- A key seen taken is not tried: trying waits for a concurrent holder's commit.
+         WHERE {guard} AND NOT EXISTS (
+             SELECT 1 FROM jobs WHERE kind = {kind}
+                 AND ((dedupe_key = {dedupe} AND state IN ('queued', 'running')) OR idempotency_key = {key}))
          ON CONFLICT DO NOTHING
          RETURNING id",
-        p(0),
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(7),
-        p(5),
-        p(6)
+        id = p(0),
+        kind = p(1),
+        args = p(2),
+        attempts = p(3),
+        run_at = p(4),
+        dedupe = p(5),
+        key = p(6),
+        delay = p(7),
     )
 }
 
