@@ -10,9 +10,12 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::text::storable;
 
-/// Largest answer read from an upstream (a status batch of a few thousand services
-/// is well under it); a larger one is a decode error, not a memory spike.
-const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest answer read from an upstream, but for a listing of the whole fleet
+/// ([`MAX_LISTING`]); a larger one is a decode error, not a memory spike.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest listing of every service read (`/status/batch` without ids): about
+/// 250 bytes a service, so 100,000 services take 25 MB and this bounds 250,000.
+pub const MAX_LISTING: usize = 64 * 1024 * 1024;
 /// Largest error body read; only its start is kept anyway.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -138,11 +141,20 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 /// Turns a response into `T` or a classified error. Non-JSON error bodies are fine:
 /// the status code decides, the body only decorates the message.
 pub async fn read_json<T: DeserializeOwned>(target: &'static str, response: Response) -> Result<T, UpstreamError> {
+    read_json_within(target, response, MAX_BODY).await
+}
+
+/// [`read_json`] for an answer of up to `limit` bytes.
+pub async fn read_json_within<T: DeserializeOwned>(
+    target: &'static str,
+    response: Response,
+    limit: usize,
+) -> Result<T, UpstreamError> {
     let status = response.status();
     if status.is_success() {
-        let (bytes, whole) = read_at_most(target, response, MAX_BODY).await?;
+        let (bytes, whole) = read_at_most(target, response, limit).await?;
         if !whole {
-            return Err(UpstreamError::Decode { target, message: format!("answer larger than {MAX_BODY} bytes") });
+            return Err(UpstreamError::Decode { target, message: format!("answer larger than {limit} bytes") });
         }
         return serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode { target, message: e.to_string() });
     }

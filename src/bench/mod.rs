@@ -53,7 +53,7 @@ pub enum Scenario {
     QueueLatency,
     /// No-op jobs inserted in bulk, drained by one worker; default and tuned settings.
     QueueDrain,
-    /// One reconcile over 1,000 and 10,000 simulated instances.
+    /// One reconcile over 1,000, 10,000 and 100,000 simulated instances.
     Reconcile,
     /// RSS of web and worker at idle and under the claim load.
     Footprint,

@@ -14,7 +14,7 @@ pub use types::{CreatedInstance, Destroyed, ServiceStatus, StatusBatch};
 use crate::{
     config::ServicesConfig,
     domain::{InstanceId, service_name},
-    upstream::{UpstreamError, read_json},
+    upstream::{MAX_BODY, MAX_LISTING, UpstreamError, read_json_within},
 };
 
 const TARGET: &str = "services API";
@@ -73,7 +73,8 @@ impl ServicesClient {
             Some(ids) => serde_json::json!({ "instanceIds": ids }),
             None => serde_json::json!({}),
         };
-        self.send(self.http.post(self.url("/status/batch")).json(&body)).await
+        let limit = if ids.is_some() { MAX_BODY } else { MAX_LISTING };
+        self.send_within(self.http.post(self.url("/status/batch")).json(&body), limit).await
     }
 
     /// `POST /redeploy/:id`.
@@ -86,6 +87,15 @@ impl ServicesClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, UpstreamError> {
+        self.send_within(request, MAX_BODY).await
+    }
+
+    /// [`Self::send`] for an answer of up to `limit` bytes.
+    async fn send_within<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        limit: usize,
+    ) -> Result<T, UpstreamError> {
         self.throttle.wait().await.map_err(|_| UpstreamError::Stopping { target: TARGET })?;
         let request = match &self.api_key {
             Some(key) => request.bearer_auth(key.expose_secret()),
@@ -98,8 +108,9 @@ impl ServicesClient {
         crate::metrics::upstream_call("services", Some(response.status().as_u16()));
         let batch_failed =
             response.status() == reqwest::StatusCode::BAD_GATEWAY && response.url().path().ends_with("/status/batch");
-        let answer =
-            read_json(TARGET, response).await.map_err(|e| self.rate_limited(e, batch_failed).capped(self.max_pause));
+        let answer = read_json_within(TARGET, response, limit)
+            .await
+            .map_err(|e| self.rate_limited(e, batch_failed).capped(self.max_pause));
         // The provider's budget is shared: when it says "wait", every caller waits.
         if let Err(UpstreamError::RateLimited { retry_after: Some(after), .. }) = &answer {
             self.throttle.pause(*after).await;

@@ -50,6 +50,9 @@ struct Services {
     railway: HashMap<String, Service>,
     /// The services API's table: instance id → the service id it recorded.
     rows: HashMap<String, String>,
+    /// Railway's services by the instance id in their name (a lookup by name costs
+    /// the same with 100,000 services as with ten).
+    named: HashMap<String, Vec<String>>,
 }
 
 impl Services {
@@ -59,7 +62,29 @@ impl Services {
         if let Some(service_id) = self.rows.get(id).filter(|s| self.railway.contains_key(*s)) {
             return Some(service_id.clone());
         }
-        self.railway.iter().filter(|(_, s)| s.instance_id == id).min_by_key(|(_, s)| s.seq).map(|(k, _)| k.clone())
+        let named = self.named.get(id)?;
+        named
+            .iter()
+            .filter_map(|k| self.railway.get(k).map(|s| (k, s.seq)))
+            .min_by_key(|(_, seq)| *seq)
+            .map(|(k, _)| k.clone())
+    }
+
+    fn add(&mut self, service_id: String, service: Service) {
+        self.named.entry(service.instance_id.clone()).or_default().push(service_id.clone());
+        self.railway.insert(service_id, service);
+    }
+
+    /// Deletes service `service_id` at Railway; false when there was none.
+    fn delete(&mut self, service_id: &str) -> bool {
+        let Some(service) = self.railway.remove(service_id) else { return false };
+        if let Some(named) = self.named.get_mut(&service.instance_id) {
+            named.retain(|k| k != service_id);
+            if named.is_empty() {
+                self.named.remove(&service.instance_id);
+            }
+        }
+        true
     }
 
     fn tracked(&self, service_id: &str, service: &Service) -> bool {
@@ -119,7 +144,7 @@ impl SimState {
             conversation: None,
             has_domain: false,
         };
-        services.railway.insert(service_id.clone(), service);
+        services.add(service_id.clone(), service);
         service_id
     }
 
@@ -172,21 +197,20 @@ impl SimState {
         if railway_fails {
             return Some(false);
         }
-        Some(services.railway.remove(&service_id).is_some())
+        Some(services.delete(&service_id))
     }
 
     /// Deletes every Railway service of `id` behind everyone's back; services keeps
     /// its row. False when there was none.
     pub fn remove(&self, id: &str) -> bool {
         let mut services = lock(&self.services);
-        let before = services.railway.len();
-        services.railway.retain(|_, s| s.instance_id != id);
-        services.railway.len() < before
+        let named = services.named.get(id).cloned().unwrap_or_default();
+        named.iter().fold(false, |gone, service_id| services.delete(service_id) | gone)
     }
 
     /// Deletes one Railway service by its id, as an operator would at the provider.
     pub fn remove_service(&self, service_id: &str) -> bool {
-        lock(&self.services).railway.remove(service_id).is_some()
+        lock(&self.services).delete(service_id)
     }
 
     /// The primary service of `id` (see [`Services::primary_id`]).

@@ -238,15 +238,22 @@ async fn instance_not_ready_answers_503_without_binding() {
 }
 
 /// An upstream that redirects (where the key would follow) or answers a body larger
-/// than any real answer: neither is followed nor read to its end.
+/// than any real answer (a listing of 250,000 services, a destroy of 9 MiB): neither
+/// is followed nor read to its end.
 #[tokio::test]
 async fn redirects_are_not_followed_and_huge_answers_not_read() {
     use axum::{Router, http::StatusCode as Code, response::IntoResponse, routing::post};
     let big = "x".repeat(9 * 1024 * 1024);
-    let app = Router::new().route("/status/batch", post(move || async move { big.clone() })).route(
-        "/create-instance",
-        post(|| async { (Code::FOUND, [(axum::http::header::LOCATION, "http://127.0.0.1:1/steal")]).into_response() }),
-    );
+    let listing = "x".repeat(65 * 1024 * 1024);
+    let app = Router::new()
+        .route("/status/batch", post(move || async move { listing.clone() }))
+        .route("/destroy/{id}", axum::routing::delete(move || async move { big.clone() }))
+        .route(
+            "/create-instance",
+            post(|| async {
+                (Code::FOUND, [(axum::http::header::LOCATION, "http://127.0.0.1:1/steal")]).into_response()
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -254,6 +261,8 @@ async fn redirects_are_not_followed_and_huge_answers_not_read() {
     let err = client.create_instance(&InstanceId::generate()).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Rejected { status: 302, .. }), "not followed: {err:?}");
     let err = client.status_batch(None).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Decode { .. }) && err.to_string().contains("larger than"), "{err:?}");
+    let err = client.destroy(&InstanceId::generate()).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Decode { .. }) && err.to_string().contains("larger than"), "{err:?}");
 }
 
@@ -264,4 +273,17 @@ async fn the_instance_key_is_never_sent_over_plain_http() {
     let err = instances().health("http://instance.example.invalid").await.unwrap_err();
     assert!(matches!(err, UpstreamError::Insecure { .. }), "{err:?}");
     assert!(err.never_sent());
+}
+
+/// The listing of every service grows with the fleet (about 250 bytes a service):
+/// 100,000 services are read whole, not refused as an oversized answer.
+#[tokio::test]
+async fn a_listing_of_a_hundred_thousand_services_is_read() {
+    let sim = spawn_sim(fast_sim()).await;
+    for _ in 0..100_000 {
+        sim.sim.add_service(InstanceId::generate().as_str());
+    }
+    let client = services(&sim.url, None, Duration::from_secs(30));
+    let batch = client.status_batch(None).await.unwrap();
+    assert_eq!(batch.services.len(), 100_000);
 }
