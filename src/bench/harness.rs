@@ -251,7 +251,7 @@ pub async fn insert_idle(db: &PgPool, sim: &sim::SpawnedSim, n: usize) -> anyhow
 }
 
 /// Writes `ids` (with their `service_ids`) as idle rows served by the simulator at
-/// `sim_url`, and refreshes the planner's statistics.
+/// `sim_url`, on its image, and refreshes the planner's statistics.
 pub async fn insert_idle_rows(
     db: &PgPool,
     sim_url: &str,
@@ -259,13 +259,16 @@ pub async fn insert_idle_rows(
     service_ids: &[String],
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO instances (id, name, status, url, service_id, deploy_status)
-         SELECT id, 'convos-agent-' || id, 'idle', $3 || '/i/' || id, service_id, 'SUCCESS'
+        "INSERT INTO instances (id, name, status, url, service_id, deploy_status, image)
+         SELECT id, 'convos-agent-' || id, 'idle', $3 || '/i/' || id, service_id, 'SUCCESS', $4
          FROM unnest($1::text[], $2::text[]) AS t(id, service_id)",
     )
     .bind(ids)
     .bind(service_ids)
     .bind(sim_url)
+    // The image the simulator reports, as a reconcile records it: rows as a
+    // running pool has them.
+    .bind(sim::SimConfig::default().image)
     .execute(db)
     .await
     .context("insert idle instances")?;

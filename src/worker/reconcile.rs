@@ -28,6 +28,8 @@ use crate::{
 
 /// Instance calls (health, status) made at once during one reconcile.
 const CHECK_CONCURRENCY: usize = 16;
+/// Rows whose provider view one statement records.
+const OBSERVE_CHUNK: usize = 5_000;
 
 impl Handler for Reconcile {
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Report, JobError> {
@@ -41,19 +43,19 @@ impl Handler for Reconcile {
             Report { services: batch.services.len(), rows: rows.len(), other_environments, ..Report::default() };
         let owners = Owners::new(&batch.services);
         observe_batch(ctx, &rows, &owners).await?;
-        // Owned pairs: borrowed closure arguments trip the Send check of the future.
-        let pairs: Vec<_> = rows.iter().map(|row| (row.clone(), owners.owned_by(row).cloned())).collect();
-        let outcomes: Vec<_> = stream::iter(pairs)
-            .map(|(row, service)| async move { apply(ctx, &row, service.as_ref()).await })
-            .buffer_unordered(CHECK_CONCURRENCY)
-            .collect()
-            .await;
-        for outcome in outcomes {
+        // By index, not by borrowed closure argument (those trip the Send check of
+        // the future); nothing is copied, whatever the fleet's size.
+        let (rows_ref, owners_ref) = (&rows, &owners);
+        let mut outcomes = stream::iter(0..rows.len())
+            .map(|i| async move { apply(ctx, &rows_ref[i], owners_ref.owned_by(&rows_ref[i])).await })
+            .buffer_unordered(CHECK_CONCURRENCY);
+        while let Some(outcome) = outcomes.next().await {
             match outcome {
                 Ok(action) => count(&mut report, action),
                 Err(err) => report.errors.push(err.to_string()),
             }
         }
+        drop(outcomes);
         report.adopted = adopt_unknown(ctx, &rows, &batch.services).await?;
         report.orphans = find_orphans(ctx, &rows, &owners, &batch.services).await?;
         let mut conn = ctx.db.acquire().await?;
@@ -111,6 +113,14 @@ async fn apply(ctx: &Ctx, row: &InstanceRow, service: Option<&ServiceStatus>) ->
 /// Records every row's provider view (deploy status, service id, url, image) in one
 /// statement, instead of one round trip per row.
 pub(super) async fn observe_batch(ctx: &Ctx, rows: &[InstanceRow], owners: &Owners<'_>) -> Result<(), JobError> {
+    // In chunks: the statement's arrays stay small whatever the fleet's size.
+    for chunk in rows.chunks(OBSERVE_CHUNK) {
+        observe_chunk(ctx, chunk, owners).await?;
+    }
+    Ok(())
+}
+
+async fn observe_chunk(ctx: &Ctx, rows: &[InstanceRow], owners: &Owners<'_>) -> Result<(), JobError> {
     let owned: Vec<(&str, &ServiceStatus, Option<String>)> = rows
         .iter()
         .filter_map(|r| owners.owned_by(r).map(|s| (r.id.as_str(), s, s.domain.as_deref().map(url_from_domain))))
