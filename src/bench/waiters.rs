@@ -29,7 +29,9 @@ pub async fn run(quick: bool) -> anyhow::Result<Value> {
     for kind in [pool_jobs::Replenish::KIND, pool_jobs::ProvisionInstance::KIND, pool_jobs::CheckReady::KIND] {
         jobs::pauses::pause(&db.pool, kind).await?;
     }
-    let stack = Stack::start(db, sim, &[]).await?;
+    // The line admits them all (POOL_MAX_WAITING caps it at 100 by default).
+    let cap = (n + 1).to_string();
+    let stack = Stack::start(db, sim, &[("POOL_MAX_WAITING", cap.as_str())]).await?;
     let measured = measure(&stack, n).await;
     let stopped = stack.stop().await;
     let result = measured?;
