@@ -10,7 +10,8 @@
 //! weighted down with the same time constant (bursts; claims answered 503 count too).
 //!
 //! The forecast (`POOL_DEMAND_PERIOD`): the most claims that arrived within one lead
-//! time at the same phase of the last three periods, looking one lead time and one
+//! time at the same phase of the last three periods (and a week back, when the claims
+//! are kept that long: `JOB_RETENTION_HOURS`), looking one lead time and one
 //! replenish period ahead, plus the steady claims' margin (their 95 % count less their
 //! mean: the claims around a burst vary from period to period). Once history covers a
 //! period it takes the burst measure's place (it knows when bursts come, so the buffer
@@ -73,6 +74,9 @@ pub struct Settings {
     pub demand_period: Option<Duration>,
     /// The longest gap between replenish ticks (`REPLENISH_SCHEDULE`).
     pub replenish_gap: Duration,
+    /// How long finished claims are kept (`JOB_RETENTION_HOURS`): the forecast's
+    /// history reaches back no further.
+    pub claims_kept: Duration,
 }
 
 /// Minutes of history the rate and the lead time are read from: the burst measure's.
@@ -104,7 +108,8 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
     let forecast = match settings.demand_period {
         Some(period) => {
             let horizon = policy::horizon(lead, settings.replenish_gap);
-            let seen = demand::seasonal(db, period, demand::PERIODS, window, horizon).await?;
+            let lookbacks = demand::lookbacks(period);
+            let seen = demand::seasonal(db, &lookbacks, settings.claims_kept, window, horizon).await?;
             policy::forecast(&seen)
         }
         None => None,

@@ -182,6 +182,7 @@ mod tests {
         max_warm: Some(20),
         demand_period: None,
         replenish_gap: Duration::ZERO,
+        claims_kept: Duration::ZERO,
     };
 
     #[test]

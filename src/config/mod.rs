@@ -197,6 +197,7 @@ impl Config {
             max_warm: self.max_warm,
             demand_period: self.demand_period,
             replenish_gap: crate::buffer::replenish_gap(&self.jobs.replenish_schedule),
+            claims_kept: self.jobs.retention,
         }
     }
 

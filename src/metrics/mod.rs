@@ -23,8 +23,9 @@ use crate::store::{self, jobs::lifecycle::Applied};
 
 /// How often a process writes what it recorded.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
-/// How long per-minute rows are kept (the charts show up to a day).
-const MINUTES_RETENTION: Duration = Duration::from_secs(2 * 24 * 3600);
+/// How long per-minute rows are kept: the charts show up to a day, and the forecast
+/// reads the oldest row to know how far back Pool was running (a week, and a day).
+const MINUTES_RETENTION: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Per-minute rows are pruned every this many flushes (about ten minutes).
 const PRUNE_EVERY: u32 = 120;
 /// The pool's gauges for the charts are sampled at the first flush and every this many (30 s): a

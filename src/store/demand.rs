@@ -19,10 +19,27 @@ pub async fn record_miss(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
 /// Earlier periods the forecast reads: what is kept for it is bounded by them.
 pub const PERIODS: u32 = 3;
 
-/// How long misses are kept: the [`HISTORY`] the burst measure reads, and the [`PERIODS`]
-/// of `period` the forecast reads (with an hour to spare).
+/// A week: demand that recurs weekly (an event every Monday) recurs daily too, only
+/// not every day.
+pub const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How far back the forecast looks for the same phase: the last [`PERIODS`] periods,
+/// and a week back when a week is a whole number of periods (shorter ones), so a
+/// weekly burst is seen coming too. It counts only where history reaches back that
+/// far (see [`seasonal`]).
+pub fn lookbacks(period: Duration) -> Vec<Duration> {
+    let mut back: Vec<Duration> = (1..=PERIODS).map(|k| period * k).collect();
+    let whole = period.as_secs() > 0 && WEEK.as_secs() % period.as_secs() == 0 && period.subsec_nanos() == 0;
+    if whole && period * PERIODS < WEEK {
+        back.push(WEEK);
+    }
+    back
+}
+
+/// How long misses are kept: the [`HISTORY`] the burst measure reads, and the
+/// [`lookbacks`] of `period` the forecast reads (with an hour to spare).
 pub fn keep_misses(period: Option<Duration>) -> Duration {
-    period.map_or(HISTORY, |p| p * PERIODS + HISTORY)
+    period.and_then(|p| lookbacks(p).into_iter().max()).map_or(HISTORY, |back| back + HISTORY)
 }
 
 /// Deletes misses older than `keep` ([`keep_misses`]); returns how many.
@@ -57,22 +74,26 @@ pub async fn peak(db: impl PgExecutor<'_>, window: Duration, decay: Duration) ->
     .await
 }
 
-/// The same phase of each of the last `periods` periods, nearest first: the most claims
-/// that arrived within any `lead` inside `[now - k × period, + horizon)`, and whether
-/// history covers that window (the oldest per-minute metric row is older: Pool was
-/// running then, so no arrivals means no demand). Each window is an index range read.
+/// The same phase `lookbacks` ago (see [`lookbacks`]), in their order: the most claims
+/// that arrived within any `lead` inside `[now - back, + horizon)`, and whether history
+/// covers that window: the oldest per-minute metric row is older (Pool was running
+/// then, so no arrivals means no demand) and claims are kept that long (`kept`, the
+/// job retention). Each window is an index range read.
 pub async fn seasonal(
     db: impl PgExecutor<'_>,
-    period: Duration,
-    periods: u32,
+    lookbacks: &[Duration],
+    kept: Duration,
     lead: Duration,
     horizon: Duration,
 ) -> sqlx::Result<Vec<(f64, bool)>> {
+    let backs: Vec<f64> = lookbacks.iter().map(Duration::as_secs_f64).collect();
     sqlx::query_as(
         "WITH periods AS (
-             SELECT k, now() - k * make_interval(secs => $1) AS start FROM generate_series(1, $2::int) AS k
+             SELECT k, now() - make_interval(secs => back) AS start FROM unnest($1::float8[]) WITH ORDINALITY AS l(back, k)
          )
-         SELECT COALESCE(w.peak, 0)::float8, COALESCE(p.start >= (SELECT min(minute) FROM metric_minutes), false)
+         SELECT COALESCE(w.peak, 0)::float8,
+                COALESCE(p.start >= (SELECT min(minute) FROM metric_minutes), false)
+                    AND p.start >= now() - make_interval(secs => $2)
          FROM periods p
          LEFT JOIN LATERAL (
              SELECT max(n) AS peak FROM (
@@ -87,8 +108,8 @@ pub async fn seasonal(
          ) w ON true
          ORDER BY p.k",
     )
-    .bind(period.as_secs_f64())
-    .bind(i32::try_from(periods).unwrap_or(i32::MAX))
+    .bind(&backs)
+    .bind(kept.as_secs_f64())
     .bind(lead.as_secs_f64())
     .bind(horizon.as_secs_f64())
     .fetch_all(db)

@@ -8,8 +8,11 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::{helpers::fast_sim, stack::Stack};
-use pool::sim::SimConfig;
+use crate::{
+    helpers::{TestDb, fast_sim},
+    stack::Stack,
+};
+use pool::{sim::SimConfig, store::demand};
 
 const BURST: usize = 6;
 
@@ -76,4 +79,42 @@ async fn the_forecast_raises_the_target_before_a_recurring_burst() {
         .await
         .unwrap();
     assert!(charted > 0, "the chart's forecast series is written");
+}
+
+/// A burst a week ago, at this time of day (a weekly event): with a daily period the
+/// forecast looks a week back too, where claims are kept that long, and sees it
+/// coming; where they are not (the default 72 h retention), that window does not
+/// count. Days 1–3 saw no claims.
+#[tokio::test]
+async fn a_weekly_burst_is_seen_a_week_later_where_history_reaches_back() {
+    const DAY: Duration = Duration::from_secs(86_400);
+    assert_eq!(demand::lookbacks(DAY), vec![DAY, DAY * 2, DAY * 3, demand::WEEK]);
+    assert_eq!(demand::lookbacks(Duration::from_secs(20)).len(), 4, "20 s divides a week");
+    assert_eq!(demand::lookbacks(Duration::from_secs(7 * 86_400)).len(), 3, "no week back beyond the periods");
+    assert_eq!(demand::lookbacks(Duration::from_secs(11)).len(), 3, "11 s does not divide a week");
+
+    let db = TestDb::new().await;
+    sqlx::query(
+        "INSERT INTO metric_minutes (minute, name, labels, count)
+         VALUES (date_trunc('minute', now() - interval '8 days'), 'pool_warm', '', 1)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, max_attempts, state, created_at, finished_at)
+         SELECT 'weekly' || n, 'claim_and_provision', '{}', 6, 'succeeded',
+                now() - interval '7 days' + interval '30 seconds', now() - interval '7 days' + interval '31 seconds'
+         FROM generate_series(1, 5) AS n",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (lead, horizon) = (Duration::from_secs(60), Duration::from_secs(120));
+    let lookbacks = demand::lookbacks(DAY);
+    let kept_long = demand::seasonal(&db.pool, &lookbacks, DAY * 8, lead, horizon).await.unwrap();
+    assert_eq!(kept_long, vec![(0.0, true), (0.0, true), (0.0, true), (5.0, true)]);
+    let kept_short =
+        demand::seasonal(&db.pool, &lookbacks, Duration::from_secs(72 * 3600), lead, horizon).await.unwrap();
+    assert_eq!(kept_short, vec![(0.0, true), (0.0, true), (0.0, true), (5.0, false)]);
 }
