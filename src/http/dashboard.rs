@@ -47,3 +47,19 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     // Short cache: a deploy's new page shows up within a minute.
     ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "public, max-age=60")], body)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The dashboard reads the job kinds from `/api/jobs/kinds`: a kind added to the
+    /// worker shows up in it with no change here.
+    #[test]
+    fn the_dashboard_names_no_job_kind() {
+        for (path, _, contents) in super::ASSETS.iter().filter(|(path, ..)| !path.starts_with("/vendor/")) {
+            for kind in pool_jobs::KINDS {
+                for quoted in [format!("'{kind}'"), format!("\"{kind}\""), format!("`{kind}`")] {
+                    assert!(!contents.contains(&quoted), "{path} names the job kind {kind}");
+                }
+            }
+        }
+    }
+}

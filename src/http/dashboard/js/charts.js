@@ -57,7 +57,9 @@ const CHART_SPECS = {
       return { unit: 'count', series: [{ label: 'Finished', stroke: '#adb5bd', width: 1.5 }],
         data: [s.t.map(() => 0)] };
     }
-    const color = (kind) => KIND_COLORS[Math.max(0, JOB_KINDS.indexOf(kind)) % KIND_COLORS.length];
+    // The server's order of kinds (`/api/jobs/kinds`), so a kind keeps its colour.
+    const order = kindsState.kinds.map((k) => k.kind);
+    const color = (kind) => KIND_COLORS[Math.max(0, order.indexOf(kind)) % KIND_COLORS.length];
     return {
       unit: 'count',
       series: rows.map((r) => ({ label: `${r.kind} ${r.status}`, stroke: color(r.kind),

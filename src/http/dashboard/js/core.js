@@ -6,8 +6,6 @@
 const KEY_STORAGE = 'pool.apiKey';
 const INSTANCE_STATUSES = ['provisioning', 'idle', 'claiming', 'claimed', 'crashed', 'draining'];
 const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
-const JOB_KINDS = ['provision_instance', 'claim_and_provision', 'replenish', 'drain_idle',
-  'kill_instance', 'dismiss_crashed', 'reconcile', 'enrich_metadata', 'noop'];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 /** Page-wide state; each panel keeps its own next to its code. */

@@ -193,7 +193,7 @@ async function jobAction(id, action) {
 
 function wireJobs() {
   for (const s of JOB_STATUSES) $('jobs-status').append(el('option', { value: s, text: s }));
-  for (const k of JOB_KINDS) $('jobs-kind').append(el('option', { value: k, text: k }));
+  // The kind filter's options come from the server's list of kinds (kinds.js).
   $('jobs-status').addEventListener('change', onFiltersChanged);
   $('jobs-kind').addEventListener('change', onFiltersChanged);
   $('jobs-more').addEventListener('click', loadMoreJobs);
