@@ -91,12 +91,11 @@ impl Env<'_> {
         Ok(raw.trim_end_matches('/').to_owned())
     }
 
-    pub(super) fn cron(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+    pub(super) fn cron(&self, name: &'static str, default: &str) -> Result<cron::Schedule, ConfigError> {
         let raw = self.optional(name).unwrap_or_else(|| default.to_owned());
         cron::Schedule::from_str(&raw).map_err(|e| ConfigError::Invalid {
             name,
             reason: format!("{e}; expected cron with seconds, e.g. `*/30 * * * * *`"),
-        })?;
-        Ok(raw)
+        })
     }
 }

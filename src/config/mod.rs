@@ -133,9 +133,9 @@ pub struct ServicesConfig {
 #[derive(Clone, Debug)]
 pub struct JobsConfig {
     /// Cron (with seconds) for enqueueing `reconcile`.
-    pub reconcile_schedule: String,
+    pub reconcile_schedule: cron::Schedule,
     /// Cron (with seconds) for enqueueing `replenish`.
-    pub replenish_schedule: String,
+    pub replenish_schedule: cron::Schedule,
     /// Concurrent claim jobs per worker process.
     pub claim_concurrency: usize,
     /// Concurrent jobs of every other kind per worker process.

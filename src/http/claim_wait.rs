@@ -9,7 +9,7 @@ use axum::response::Response;
 use sqlx::PgPool;
 
 use super::{AppState, error::ApiError, respond::respond, wait::Subscription};
-use crate::store::{JobState, jobs::claim};
+use crate::store::{JobState, jobs::lifecycle};
 
 /// How much longer a claim bound at the last moment may take to finish before the
 /// answer is 202 (the client then follows the job).
@@ -28,7 +28,7 @@ pub async fn respond_when_bound(
     let mut line = InLine { db: state.db.clone(), id: Some(id.to_owned()) };
     let mut doc = subscription.wait_more(&state.db, id, wait, false).await?;
     if !doc.as_ref().is_some_and(|d| d.status.is_finished()) {
-        let expired = claim::stop_waiting(&state.db, id, "failed", NO_IDLE).await?;
+        let expired = lifecycle::stop_waiting(&state.db, id, JobState::Failed, NO_IDLE).await?;
         // Out of the line either way: expired now, or bound meanwhile.
         line.id = None;
         if expired {
@@ -66,8 +66,8 @@ impl Drop for InLine {
         let Some(id) = self.id.take() else { return };
         let db = self.db.clone();
         tokio::spawn(async move {
-            match claim::stop_waiting(&db, &id, "cancelled", "the client went away while waiting for an instance").await
-            {
+            let left = "the client went away while waiting for an instance";
+            match lifecycle::stop_waiting(&db, &id, JobState::Cancelled, left).await {
                 Ok(true) => tracing::info!(job_id = %id, "abandoned waiting claim left the line"),
                 Ok(false) => {}
                 Err(err) => {

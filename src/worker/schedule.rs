@@ -2,7 +2,7 @@
 //! idempotency key made of the tick's own timestamp (identical on every replica), so a
 //! tick yields one job however many replicas see it. Ticks only enqueue.
 
-use std::{str::FromStr, sync::Arc};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cron::Schedule;
@@ -18,10 +18,9 @@ use crate::{
 /// Runs until `stop` flips to true.
 pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let jobs_config = &ctx.config.jobs;
-    // Validated when the configuration was read.
     let schedules = [
-        (Reconcile::KIND, Schedule::from_str(&jobs_config.reconcile_schedule).expect("valid cron")),
-        (Replenish::KIND, Schedule::from_str(&jobs_config.replenish_schedule).expect("valid cron")),
+        (Reconcile::KIND, jobs_config.reconcile_schedule.clone()),
+        (Replenish::KIND, jobs_config.replenish_schedule.clone()),
     ];
     loop {
         let Some((tick, kinds)) = next_tick(&schedules) else {

@@ -42,7 +42,11 @@ async fn concurrent_claims_never_wait_beyond_the_cap() {
     // A place freed in the line is taken again.
     let left: String =
         sqlx::query_scalar("SELECT id FROM jobs WHERE waiting ORDER BY id LIMIT 1").fetch_one(&db.pool).await.unwrap();
-    assert!(claim::stop_waiting(&db.pool, &left, "cancelled", "left").await.unwrap());
+    assert!(
+        pool::store::jobs::lifecycle::stop_waiting(&db.pool, &left, pool::store::JobState::Cancelled, "left")
+            .await
+            .unwrap()
+    );
     let ask = Ask { line: Some(line), ..Ask::default() };
     let again = claim::reserve_and_enqueue(&wide, &claim_job("late"), ask).await.unwrap();
     assert_eq!(again, Reserved::Waiting);

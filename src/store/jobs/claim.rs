@@ -194,22 +194,6 @@ static BIND: LazyLock<Arc<str>> = LazyLock::new(|| {
     .into()
 });
 
-/// Ends a waiting claim that no instance was bound to (`failed` at its deadline,
-/// `cancelled` when its client left); `false` when it is no longer waiting (an
-/// instance was bound meanwhile: the claim goes on).
-pub async fn stop_waiting(db: impl PgExecutor<'_>, id: &str, state: &str, error: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE jobs SET state = $2, error = $3, waiting = false, finished_at = now()
-         WHERE id = $1 AND waiting AND state = 'queued'",
-    )
-    .bind(id)
-    .bind(state)
-    .bind(error)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// Idle plus provisioning instances, and the claims waiting for one, in one
 /// snapshot: a binding pass moves both sides at once (idle → claiming, waiting →
 /// bound), and counts read apart can see one side moved and not the other (six

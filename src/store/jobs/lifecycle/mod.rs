@@ -230,6 +230,28 @@ pub async fn hold(db: impl PgExecutor<'_>, id: &str, attempt: i32, worker: &str)
     .await
 }
 
+/// Ends a claim waiting in line that no instance was bound to, `Failed` at its
+/// deadline or `Cancelled` when its client left, with `error`; `false` when it is no
+/// longer waiting (an instance was bound meanwhile: the claim goes on).
+pub async fn stop_waiting(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    ended: super::JobState,
+    error: &str,
+) -> sqlx::Result<bool> {
+    debug_assert!(ended.is_finished(), "a waiting claim ends finished");
+    let done = sqlx::query(
+        "UPDATE jobs SET state = $2, error = $3, waiting = false, finished_at = now()
+         WHERE id = $1 AND waiting AND state = 'queued'",
+    )
+    .bind(id)
+    .bind(ended.as_str())
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// A run's lease on its job: the job, the run's attempt and its worker. A run may
 /// change anything only while its job is `running` with exactly these.
 #[derive(Clone, Copy, Debug)]
