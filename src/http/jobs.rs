@@ -131,22 +131,28 @@ async fn cancel(
     ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Json<JobDoc>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    match jobs::cancel(&mut conn, &id).await {
-        Ok(row) => {
-            tracing::info!(job_id = %id, kind = %row.kind, "job cancelled by operator");
-            Ok(Json(JobDoc::from(row)))
-        }
-        Err(err) => Err(action_error(&id, err, "only queued or running jobs can be cancelled")),
-    }
+    let done = jobs::cancel(&mut conn, &id).await;
+    answer_action(&id, done, "job cancelled by operator", "only queued or running jobs can be cancelled")
 }
 
-fn action_error(id: &str, err: ActionError, hint: &str) -> ApiError {
-    match err {
-        ActionError::NotFound => ApiError::NotFound(format!("no job {id}")),
-        ActionError::Conflict(state) => {
-            ApiError::Conflict { code: "job_state_conflict", message: format!("job {id} is {state}; {hint}") }
+/// An operator's action on job `id`: the job as it is now (logged as `done`), or why
+/// it could not be done (`hint`: which states it applies to).
+fn answer_action(
+    id: &str,
+    outcome: Result<jobs::JobRow, ActionError>,
+    done: &'static str,
+    hint: &str,
+) -> Result<Json<JobDoc>, ApiError> {
+    match outcome {
+        Ok(row) => {
+            tracing::info!(job_id = %id, kind = %row.kind, "{done}");
+            Ok(Json(JobDoc::from(row)))
         }
-        ActionError::Db(err) => err.into(),
+        Err(ActionError::NotFound) => Err(ApiError::NotFound(format!("no job {id}"))),
+        Err(ActionError::Conflict(state)) => {
+            Err(ApiError::Conflict { code: "job_state_conflict", message: format!("job {id} is {state}; {hint}") })
+        }
+        Err(ActionError::Db(err)) => Err(err.into()),
     }
 }
 
@@ -188,11 +194,6 @@ async fn retry(
     ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
 ) -> Result<Json<JobDoc>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    match jobs::retry(&mut conn, &id).await {
-        Ok(row) => {
-            tracing::info!(job_id = %id, kind = %row.kind, "job re-queued by operator");
-            Ok(Json(JobDoc::from(row)))
-        }
-        Err(err) => Err(action_error(&id, err, "only failed or cancelled jobs can be retried")),
-    }
+    let done = jobs::retry(&mut conn, &id).await;
+    answer_action(&id, done, "job re-queued by operator", "only failed or cancelled jobs can be retried")
 }
