@@ -161,8 +161,10 @@ pub fn to_create(target: &Target, have: i64, replacing: i64, waiting: i64) -> i6
     wanted.min(room).max(0)
 }
 
-/// Idle instances given back at most per replenish (a bounded rate).
-pub const GIVE_BACK_PER_RUN: i64 = 5;
+/// Idle instances given back at most per replenish: a storm's surplus goes in a run or
+/// two once its cooldown passed (the destroys then go at the services API's rate
+/// limit, like any kill), while one replenish never empties a large fleet at once.
+pub const GIVE_BACK_PER_RUN: i64 = 50;
 
 /// Idle instances to give back now: the fresh idle ones above the target plus one for
 /// each `waiting` claim, at most [`GIVE_BACK_PER_RUN`]. The ceiling is at or above the
@@ -203,7 +205,8 @@ mod tests {
         assert_eq!(to_give_back(&t, 4, 0), 2);
         assert_eq!(to_give_back(&t, 4, 2), 0, "the waiting claims' instances stay");
         assert_eq!(to_give_back(&t, 5, 2), 1);
-        assert_eq!(to_give_back(&t, 20, 0), GIVE_BACK_PER_RUN, "a few per run");
+        assert_eq!(to_give_back(&t, 49, 0), 47, "a storm's surplus in one run");
+        assert_eq!(to_give_back(&t, 200, 0), GIVE_BACK_PER_RUN, "at most this many per run");
         assert_eq!(to_give_back(&t, 0, 3), 0);
     }
 

@@ -1,6 +1,6 @@
 //! Giving back (issue 22): idle instances above the warm target — left behind by
-//! claims that gave up — are drained after `POOL_SURPLUS_COOLDOWN`, a few per
-//! replenish, oldest first, never below the target, never a claimed one.
+//! claims that gave up — are drained after `POOL_SURPLUS_COOLDOWN`, oldest first,
+//! never below the target, never a claimed one.
 
 use std::{collections::HashSet, time::Duration};
 
