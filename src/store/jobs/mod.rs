@@ -226,9 +226,13 @@ pub(crate) fn insert_sql(n: usize, guard: &str) -> String {
         "INSERT INTO jobs (id, kind, args, max_attempts, run_at, dedupe_key, idempotency_key)
          SELECT {id}, {kind}, {args}, {attempts}, COALESCE({run_at}, now() + make_interval(secs => {delay})), {dedupe}, {key}
          -- A key seen taken is not tried: trying waits for a concurrent holder's commit.
-         WHERE {guard} AND NOT EXISTS (
-             SELECT 1 FROM jobs WHERE kind = {kind}
-                 AND ((dedupe_key = {dedupe} AND state IN ('queued', 'running')) OR idempotency_key = {key}))
+         -- Each look is guarded by its key being set, so a job without keys (most) reads
+         -- nothing: the subqueries run only when their guard needs them.
+         WHERE {guard}
+           AND NOT ({dedupe}::text IS NOT NULL AND EXISTS (
+               SELECT 1 FROM jobs WHERE kind = {kind} AND dedupe_key = {dedupe} AND state IN ('queued', 'running')))
+           AND NOT ({key}::text IS NOT NULL AND EXISTS (
+               SELECT 1 FROM jobs WHERE kind = {kind} AND idempotency_key = {key}))
          ON CONFLICT DO NOTHING
          RETURNING id",
         id = p(0),
