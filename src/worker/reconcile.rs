@@ -55,7 +55,6 @@ impl Handler for Reconcile {
                 Err(err) => report.errors.push(err.to_string()),
             }
         }
-        drop(outcomes);
         report.adopted = adopt_unknown(ctx, &rows, &batch.services).await?;
         report.orphans = find_orphans(ctx, &rows, &owners, &batch.services).await?;
         let mut conn = ctx.db.acquire().await?;

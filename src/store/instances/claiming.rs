@@ -178,7 +178,7 @@ pub async fn complete_held_claim(
         )
         .into()
     });
-    let (held, id, kind, state, run_time, age): Answer = sqlx::query_as(sqlx::AssertSqlSafe(Arc::clone(&COMPLETE)))
+    let query = sqlx::query_as::<_, Answer>(sqlx::AssertSqlSafe(Arc::clone(&COMPLETE)))
         .bind(id)
         .bind(lease.job_id)
         .bind(lease.attempt)
@@ -188,17 +188,8 @@ pub async fn complete_held_claim(
         .bind(binding.agent_name)
         .bind(binding.instructions)
         .bind(binding.join_url)
-        .bind(result)
-        .bind(&top_up.id)
-        .bind(top_up.kind)
-        .bind(&top_up.args)
-        .bind(top_up.max_attempts)
-        .bind(top_up.run_at)
-        .bind(&top_up.dedupe)
-        .bind(&top_up.idempotency_key)
-        .bind(top_up.delay.as_secs_f64())
-        .fetch_one(db)
-        .await?;
+        .bind(result);
+    let (held, id, kind, state, run_time, age) = jobs::bind_new_job(query, top_up).fetch_one(db).await?;
     Ok(match (held, id, kind, state, run_time, age) {
         (false, ..) => Completed::Lost,
         (true, Some(id), Some(kind), Some(state), Some(run_time), Some(age)) => {

@@ -203,7 +203,16 @@ pub async fn enqueue_unless_held(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx:
 /// The job's id if it was inserted; `None` when one of its keys is taken.
 async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Option<String>> {
     static INSERT: LazyLock<Arc<str>> = LazyLock::new(|| insert_sql(1, "true").into());
-    sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&INSERT)))
+    let query = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(Arc::clone(&INSERT)));
+    Ok(bind_new_job(query, job).fetch_optional(db).await?.map(|(id,)| id))
+}
+
+/// Binds `job`'s values onto `query` in the order [`insert_sql`] reads them.
+pub(crate) fn bind_new_job<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    job: &'q NewJob,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
         .bind(&job.id)
         .bind(job.kind)
         .bind(&job.args)
@@ -212,8 +221,6 @@ async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Option<St
         .bind(&job.dedupe)
         .bind(&job.idempotency_key)
         .bind(job.delay.as_secs_f64())
-        .fetch_optional(db)
-        .await
 }
 
 /// The insert of [`enqueue_unless_held`] (nothing when a key is taken), made only
