@@ -62,19 +62,22 @@ pub async fn claim(
     let key = idempotency_key(&headers)?;
     let hash = request_hash(&payload);
     // The original contract answered 503 at once; only this contract's claims wait.
-    let wait = requested_wait(&headers).filter(|_| !original);
+    let asked_wait = requested_wait(&headers);
+    let wait = asked_wait.filter(|_| !original);
+    // Header values share the connection's first read buffer: not kept while waiting.
+    drop(headers);
     for _ in 0..2 {
         // Before the job exists: its end cannot be missed, and need not be polled for.
         let subscription = state.waiter.subscribe();
         let claim = match &key {
-            Some(key) => match existing_for_key(&state, key, &hash).await? {
+            Some(key) => match Box::pin(existing_for_key(&state, key, &hash)).await? {
                 Some(job_id) => Claim::Reserved(job_id),
-                None => match reserve_and_enqueue(&state, &payload, Some((key, &hash)), wait).await? {
+                None => match Box::pin(reserve_and_enqueue(&state, &payload, Some((key, &hash)), wait)).await? {
                     Some(claim) => claim,
                     None => continue, // a concurrent request with the same key won
                 },
             },
-            None => reserve_and_enqueue(&state, &payload, None, wait).await?.expect("no key, no race"),
+            None => Box::pin(reserve_and_enqueue(&state, &payload, None, wait)).await?.expect("no key, no race"),
         };
         return match (claim, wait) {
             (Claim::Waiting(job_id), Some(wait)) => {
@@ -84,7 +87,7 @@ pub async fn claim(
                 claim_original::respond(&state, subscription, &job_id).await
             }
             (Claim::Reserved(job_id) | Claim::Waiting(job_id), _) => {
-                new_job_response(&state, &headers, subscription, &job_id).await
+                new_job_response(&state, asked_wait, subscription, &job_id).await
             }
         };
     }

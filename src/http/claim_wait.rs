@@ -28,7 +28,7 @@ pub async fn respond_when_bound(
     let mut line = InLine { db: state.db.clone(), id: Some(id.to_owned()) };
     let mut doc = subscription.wait_more(&state.db, id, wait, false).await?;
     if !doc.as_ref().is_some_and(|d| d.status.is_finished()) {
-        let expired = lifecycle::stop_waiting(&state.db, id, JobState::Failed, NO_IDLE).await?;
+        let expired = Box::pin(lifecycle::stop_waiting(&state.db, id, JobState::Failed, NO_IDLE)).await?;
         // Out of the line either way: expired now, or bound meanwhile.
         line.id = None;
         if expired {

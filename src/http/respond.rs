@@ -58,13 +58,13 @@ pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
 /// Answers for job `id`, just enqueued by this request (202 until it finished),
 /// waiting first if the client asked to.
 pub async fn job_response(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
-    respond(read(state, headers, id, None).await?, id)
+    respond(read(state, requested_wait(headers), id, None).await?, id)
 }
 
 /// `GET /api/jobs/:id`: 200 whatever the job's status (nothing was accepted), with
 /// the history of its runs.
 pub async fn job_document(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
-    let mut doc = read(state, headers, id, None).await?;
+    let mut doc = read(state, requested_wait(headers), id, None).await?;
     if let Some(doc) = &mut doc {
         doc.history = Some(jobs::history(&state.db, id).await?);
     }
@@ -77,11 +77,11 @@ pub async fn job_document(state: &AppState, headers: &HeaderMap, id: &str) -> Re
 /// `subscription` when the job was enqueued after it (no first read needed).
 async fn read(
     state: &AppState,
-    headers: &HeaderMap,
+    wait: Option<Duration>,
     id: &str,
     subscription: Option<Subscription>,
 ) -> Result<Option<JobDoc>, ApiError> {
-    Ok(match (requested_wait(headers), subscription) {
+    Ok(match (wait, subscription) {
         (Some(limit), Some(subscription)) => subscription.wait_new(&state.db, id, limit).await?,
         (Some(limit), None) => state.waiter.wait(&state.db, id, limit).await?,
         (None, _) => jobs::get(&state.db, id).await?.map(JobDoc::from),
@@ -92,11 +92,11 @@ async fn read(
 /// job is read once, when it finishes.
 pub async fn new_job_response(
     state: &AppState,
-    headers: &HeaderMap,
+    wait: Option<Duration>,
     subscription: Subscription,
     id: &str,
 ) -> Result<Response, ApiError> {
-    respond(read(state, headers, id, Some(subscription)).await?, id)
+    respond(read(state, wait, id, Some(subscription)).await?, id)
 }
 
 /// 200 with a finished job, 202 with one still queued or running; 404 without one.

@@ -183,7 +183,8 @@ impl Subscription {
         let mut read = read_first || self.finished_since(id);
         loop {
             if read {
-                let Some(row) = jobs::get(db, id).await? else { return Ok(None) };
+                // Boxed: a query's state is large, and only exists while it runs.
+                let Some(row) = Box::pin(jobs::get(db, id)).await? else { return Ok(None) };
                 let doc = JobDoc::from(row);
                 if doc.status.is_finished() || tokio::time::Instant::now() >= deadline {
                     return Ok(Some(doc));
