@@ -7,18 +7,20 @@ WORKDIR /src
 # Cargo.lock change, not on every source change. Stub sources stand in for ours.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY jobs/Cargo.toml jobs/Cargo.toml
-RUN mkdir -p src jobs/src migrations \
-    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs jobs/src/lib.rs \
-    && cargo build --release --locked --bin pool \
-    && rm -rf src jobs/src target/release/.fingerprint/pool-* target/release/.fingerprint/pool-jobs-* \
-              target/release/deps/pool-* target/release/deps/libpool* target/release/deps/pool_jobs-*
+COPY sim/Cargo.toml sim/Cargo.toml
+RUN mkdir -p src jobs/src sim/src migrations \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs jobs/src/lib.rs sim/src/lib.rs \
+    && cargo build --release --locked --no-default-features --bin pool \
+    && rm -rf src jobs/src sim/src target/release/.fingerprint/pool-* target/release/deps/pool-* \
+              target/release/deps/libpool* target/release/deps/pool_*
 
 # The commit this image is built from, for `/version` and the dashboard. Railway
 # passes RAILWAY_GIT_COMMIT_SHA to Docker builds; elsewhere pass --build-arg.
 ARG RAILWAY_GIT_COMMIT_SHA=unknown
 ENV POOL_GIT_COMMIT=${RAILWAY_GIT_COMMIT_SHA}
 COPY . .
-RUN cargo build --release --locked --bin pool && strip target/release/pool
+# Without the default `dev-tools` feature: no simulator, `pool dev` or benchmarks.
+RUN cargo build --release --locked --no-default-features --bin pool && strip target/release/pool
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::{config::Config, db, dev, http, sim, telemetry};
+#[cfg(feature = "dev-tools")]
+use crate::dev;
+use crate::{config::Config, db, http, telemetry};
 
 #[derive(Parser)]
 #[command(name = "pool", version, about = "Keeps a pool of pre-warmed agent instances")]
@@ -63,8 +65,10 @@ enum Command {
     #[command(after_help = WORKER_ENV)]
     Worker,
     /// Serve the simulated services API and instances.
-    Sim(SimArgs),
+    #[cfg(feature = "dev-tools")]
+    Sim(dev::SimArgs),
     /// Run migrate, sim, web and worker together against DATABASE_URL.
+    #[cfg(feature = "dev-tools")]
     Dev(dev::DevArgs),
     /// List, retry and cancel jobs (needs only DATABASE_URL).
     #[command(subcommand)]
@@ -77,6 +81,7 @@ enum Command {
         payload: Option<String>,
     },
     /// Run a benchmark scenario against throwaway databases on DATABASE_URL's server.
+    #[cfg(feature = "dev-tools")]
     Bench(crate::bench::BenchArgs),
     /// Backfill instance metadata from the services API (enqueues `enrich_metadata`
     /// and waits for its report).
@@ -110,19 +115,26 @@ pub fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     // JSON lines unless asked otherwise: a deployment that forgot POOL_ENVIRONMENT
     // must still log for its log search. `pool dev` is for reading in a terminal.
-    let text_logs = std::env::var("POOL_LOG_FORMAT").is_ok_and(|f| f == "text") || matches!(command, Command::Dev(_));
+    #[cfg(feature = "dev-tools")]
+    let dev = matches!(command, Command::Dev(_));
+    #[cfg(not(feature = "dev-tools"))]
+    let dev = false;
+    let text_logs = std::env::var("POOL_LOG_FORMAT").is_ok_and(|f| f == "text") || dev;
     telemetry::init(!text_logs);
     match command {
         Command::Migrate => migrate().await,
         Command::Web => web().await,
         Command::Worker => crate::worker::run(load_config()?, telemetry::shutdown_signal()).await,
-        Command::Sim(args) => run_sim(args).await,
+        #[cfg(feature = "dev-tools")]
+        Command::Sim(args) => dev::run_sim(args).await,
+        #[cfg(feature = "dev-tools")]
         Command::Dev(args) => dev::run(args).await,
         Command::Enrich { all, dry_run } => enrich(all, dry_run).await,
         Command::Jobs(command) => crate::jobs_cli::run(command, &database_url()?).await,
         Command::Enqueue { kind, payload } => {
             crate::jobs_cli::enqueue(&kind, payload.as_deref(), &database_url()?).await
         }
+        #[cfg(feature = "dev-tools")]
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -172,69 +184,4 @@ async fn web() -> anyhow::Result<()> {
     let pool = db::connect_lazy(&config.database_url, config.database_max_connections)?;
     let app = http::Application::build(config, pool).await?;
     app.run_until_stopped(telemetry::shutdown_signal()).await
-}
-
-/// Knobs of the simulator; defaults give a fault-free upstream that is as slow and
-/// as unforgiving as the real one (SPEC §5).
-#[derive(clap::Args, Clone, Debug)]
-pub struct SimArgs {
-    /// Port to serve on (services API and every instance under `/i/<id>`).
-    #[arg(long, env = "SIM_PORT", default_value_t = 3002)]
-    pub port: u16,
-    /// Time from create to deploy `SUCCESS`.
-    #[arg(long, env = "SIM_BUILD_MS", default_value_t = 2000)]
-    pub build_ms: u64,
-    /// Time a provision call takes.
-    #[arg(long, env = "SIM_PROVISION_MS", default_value_t = 0)]
-    pub provision_ms: u64,
-    /// Latency added to every services API call.
-    #[arg(long, env = "SIM_LATENCY_MS", default_value_t = 0)]
-    pub latency_ms: u64,
-    /// Share of services API calls answering 500.
-    #[arg(long, env = "SIM_FAILURE_RATE", default_value_t = 0.0)]
-    pub failure_rate: f64,
-    /// Share of services API calls answering 429 with `Retry-After`.
-    #[arg(long, env = "SIM_RATE_LIMIT_RATE", default_value_t = 0.0)]
-    pub rate_limit_rate: f64,
-    /// Share of new deploys that end `FAILED`.
-    #[arg(long, env = "SIM_CRASH_RATE", default_value_t = 0.0)]
-    pub crash_rate: f64,
-    /// Share of running deploys shown as `SLEEPING`.
-    #[arg(long, env = "SIM_SLEEP_RATE", default_value_t = 0.0)]
-    pub sleep_rate: f64,
-    /// Time each provider call inside create-instance (six) and destroy takes.
-    #[arg(long, env = "SIM_PROVIDER_CALL_MS", default_value_t = 500)]
-    pub provider_call_ms: u64,
-    /// Time a second provision of a bound instance takes to answer 500.
-    #[arg(long, env = "SIM_REBIND_MS", default_value_t = 5000)]
-    pub rebind_ms: u64,
-}
-
-impl SimArgs {
-    /// The simulator configuration these flags describe.
-    pub fn to_config(&self) -> sim::SimConfig {
-        use std::time::Duration;
-        sim::SimConfig {
-            build_time: Duration::from_millis(self.build_ms),
-            provision_time: Duration::from_millis(self.provision_ms),
-            latency: Duration::from_millis(self.latency_ms),
-            failure_rate: self.failure_rate,
-            rate_limit_rate: self.rate_limit_rate,
-            crash_rate: self.crash_rate,
-            sleep_rate: self.sleep_rate,
-            provider_call: Duration::from_millis(self.provider_call_ms),
-            rebind_time: Duration::from_millis(self.rebind_ms),
-            ..sim::SimConfig::default()
-        }
-    }
-}
-
-async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
-    let addr = format!("127.0.0.1:{}", args.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("Failed to bind {addr}"))?;
-    tracing::info!(%addr, "simulator listening");
-    sim::Simulator::new(args.to_config())
-        .serve(listener, telemetry::shutdown_signal())
-        .await
-        .context("simulator failed")
 }

@@ -1,6 +1,7 @@
 //! `pool dev`: the "try it now" path. Runs `migrate`, then `sim`, `web` and `worker` as
 //! child processes of this same binary, with the simulator as the services API, so a
-//! new user needs no credentials. Ctrl-C or SIGTERM stops them all.
+//! new user needs no credentials. Ctrl-C or SIGTERM stops them all. Also `pool sim`, the
+//! simulator alone.
 
 use std::{collections::HashMap, process::Stdio, time::Duration};
 
@@ -8,7 +9,7 @@ use anyhow::{Context, bail};
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::process::{Child, Command};
 
-use crate::telemetry;
+use crate::{sim, telemetry};
 
 /// API key used when none is configured; printed so the user can call the API.
 const DEV_API_KEY: &str = crate::config::DEV_KEY;
@@ -112,4 +113,69 @@ async fn stop_all(children: &mut [(&'static str, Child)]) {
             let _ = child.kill().await;
         }
     }
+}
+
+/// Knobs of the simulator; defaults give a fault-free upstream that is as slow and
+/// as unforgiving as the real one (SPEC §5).
+#[derive(clap::Args, Clone, Debug)]
+pub struct SimArgs {
+    /// Port to serve on (services API and every instance under `/i/<id>`).
+    #[arg(long, env = "SIM_PORT", default_value_t = 3002)]
+    pub port: u16,
+    /// Time from create to deploy `SUCCESS`.
+    #[arg(long, env = "SIM_BUILD_MS", default_value_t = 2000)]
+    pub build_ms: u64,
+    /// Time a provision call takes.
+    #[arg(long, env = "SIM_PROVISION_MS", default_value_t = 0)]
+    pub provision_ms: u64,
+    /// Latency added to every services API call.
+    #[arg(long, env = "SIM_LATENCY_MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Share of services API calls answering 500.
+    #[arg(long, env = "SIM_FAILURE_RATE", default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Share of services API calls answering 429 with `Retry-After`.
+    #[arg(long, env = "SIM_RATE_LIMIT_RATE", default_value_t = 0.0)]
+    pub rate_limit_rate: f64,
+    /// Share of new deploys that end `FAILED`.
+    #[arg(long, env = "SIM_CRASH_RATE", default_value_t = 0.0)]
+    pub crash_rate: f64,
+    /// Share of running deploys shown as `SLEEPING`.
+    #[arg(long, env = "SIM_SLEEP_RATE", default_value_t = 0.0)]
+    pub sleep_rate: f64,
+    /// Time each provider call inside create-instance (six) and destroy takes.
+    #[arg(long, env = "SIM_PROVIDER_CALL_MS", default_value_t = 500)]
+    pub provider_call_ms: u64,
+    /// Time a second provision of a bound instance takes to answer 500.
+    #[arg(long, env = "SIM_REBIND_MS", default_value_t = 5000)]
+    pub rebind_ms: u64,
+}
+
+impl SimArgs {
+    /// The simulator configuration these flags describe.
+    pub fn to_config(&self) -> sim::SimConfig {
+        use std::time::Duration;
+        sim::SimConfig {
+            build_time: Duration::from_millis(self.build_ms),
+            provision_time: Duration::from_millis(self.provision_ms),
+            latency: Duration::from_millis(self.latency_ms),
+            failure_rate: self.failure_rate,
+            rate_limit_rate: self.rate_limit_rate,
+            crash_rate: self.crash_rate,
+            sleep_rate: self.sleep_rate,
+            provider_call: Duration::from_millis(self.provider_call_ms),
+            rebind_time: Duration::from_millis(self.rebind_ms),
+            ..sim::SimConfig::default()
+        }
+    }
+}
+
+pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let addr = format!("127.0.0.1:{}", args.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("Failed to bind {addr}"))?;
+    tracing::info!(%addr, "simulator listening");
+    sim::Simulator::new(args.to_config())
+        .serve(listener, telemetry::shutdown_signal())
+        .await
+        .context("simulator failed")
 }

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `pool` subcommands (`migrate`, `web`, `worker`, `sim`, `dev`).
+//! - [`cli`]: the `pool` subcommands (`migrate`, `web`, `worker`, `enqueue`, `jobs`; with
+//!   the default `dev-tools` feature also `sim`, `dev` and `bench`).
 //! - [`config`]: typed configuration read from the environment; secrets wrapped; API
 //!   keys by scope (operator, claim) and the key sent to instances.
 //! - [`telemetry`]: tracing setup.
@@ -20,7 +21,8 @@
 //! - [`buffer`]: the warm target (`POOL_MIN_IDLE`, adaptive to demand, `POOL_MAX_WARM`).
 //! - [`queue`]: enqueueing jobs (inside the caller's transaction) and the job document.
 //! - [`worker`]: the worker process: job handlers, schedules, pruning.
-//! - [`sim`]: the simulated services API and instances used by `pool dev` and tests.
+//! - `sim`: the simulated services API and instances (the `pool-sim` crate in `sim/`),
+//!   used by `pool dev`, the benchmarks and the tests; not in a production build.
 //! - [`dev`]: `pool dev`, the whole system as one process tree.
 //! - [`metrics`]: what every process records, kept in Postgres (fleet-wide counters,
 //!   per-minute rows for the charts), and the `/metrics` page.
@@ -31,11 +33,13 @@
 //!
 //! `http` and `worker` are the two entry layers and never import each other.
 
+#[cfg(feature = "dev-tools")]
 pub mod bench;
 pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod db;
+#[cfg(feature = "dev-tools")]
 pub mod dev;
 pub mod domain;
 pub mod http;
@@ -45,7 +49,8 @@ pub mod memo;
 pub mod metrics;
 pub mod queue;
 pub mod services;
-pub mod sim;
+#[cfg(feature = "dev-tools")]
+pub use pool_sim as sim;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
