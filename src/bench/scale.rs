@@ -1,8 +1,8 @@
-//! `scale`: what a claim and a fetch cost once the job table is large (issue 21): claims
-//! on an empty table, then with 1 M finished rows (past their retention) and 100 k
-//! queued rows scheduled in the future, then while the worker's pruning deletes the
-//! finished ones. The fetch's cost is read with `EXPLAIN (ANALYZE, BUFFERS)` of the
-//! fetch statement itself, rolled back.
+//! `scale`: what a claim and a fetch cost once the job table is large: claims on an
+//! empty table, then with 1 M finished rows (past their retention) and 100 k queued
+//! rows scheduled in the future, then paced claims on that table, first alone, then
+//! while the worker's pruning deletes the finished rows. The fetch's cost is read with
+//! `EXPLAIN (ANALYZE, BUFFERS)` of the fetch statement itself, rolled back.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ const SIZES_QUICK: (usize, i64, i64) = (30, 20_000, 2_000);
 /// While pruning: one claim this often, for at most this many claims.
 const PRUNE_PACE: Duration = Duration::from_millis(100);
 const PRUNE_CLAIMS_MAX: usize = 3_000;
+/// Paced claims on the big table before pruning: the pruning phase's baseline, since
+/// a claim after a pause costs more than one right after another.
+const PACED_CLAIMS: (usize, usize) = (600, 30);
 /// The default `JOB_RETENTION_HOURS` (72).
 const RETENTION_SECS: u64 = 72 * 3600;
 /// Older than the default retention (72 h): every finished row may be pruned.
@@ -31,7 +34,7 @@ const FINISHED_AGE: &str = "4 days";
 
 pub async fn run(quick: bool) -> anyhow::Result<Value> {
     let sizes = if quick { SIZES_QUICK } else { SIZES };
-    let stack = claim::start("scale", 2 * sizes.0 + PRUNE_CLAIMS_MAX + 200).await?;
+    let stack = claim::start("scale", 2 * sizes.0 + PACED_CLAIMS.0 + PRUNE_CLAIMS_MAX + 200).await?;
     let measured = measure(&stack, sizes).await;
     let stopped = stack.stop().await;
     let phases = measured?;
@@ -91,8 +94,11 @@ async fn measure(stack: &Stack, (claims, finished, future): (usize, i64, i64)) -
     let fetch = Some(fetch_buffers(db).await?);
     let load = claim::load(stack, 1, claims).await?;
     let big = Phase { name: "big table", load, fetch, extra: json!({ "fill_secs": fill_secs }) };
+    let paced = if claims == SIZES_QUICK.0 { PACED_CLAIMS.1 } else { PACED_CLAIMS.0 };
+    let load = paced_claims(stack, paced, || false).await?;
+    let unpruned = Phase { name: "big table, paced", load, fetch: None, extra: json!({}) };
     let pruning = while_pruning(stack).await?;
-    Ok(vec![empty, big, pruning])
+    Ok(vec![empty, big, unpruned, pruning])
 }
 
 /// `finished` rows past their retention (one in ten failed, with its attempt kept) and
@@ -150,29 +156,37 @@ async fn while_pruning(stack: &Stack) -> anyhow::Result<Phase> {
     let url = stack.db.url.clone();
     let started = Instant::now();
     let pruning = tokio::spawn(async move { prune(&url).await });
-    let mut load = claim::load(stack, 1, 1).await?;
-    while !pruning.is_finished() && load.latencies_ms.len() < PRUNE_CLAIMS_MAX {
-        tokio::time::sleep(PRUNE_PACE).await;
-        let one = claim::load(stack, 1, 1).await?;
-        load.latencies_ms.extend(one.latencies_ms);
-        load.errors += one.errors;
-        load.first_error = load.first_error.or(one.first_error);
-    }
+    let load = paced_claims(stack, PRUNE_CLAIMS_MAX, || pruning.is_finished()).await?;
     let deleted = pruning.await??;
     let prune_secs = report::round2(started.elapsed().as_secs_f64());
     let extra = json!({ "deleted": deleted, "prune_secs": prune_secs });
     Ok(Phase { name: "while pruning", load, fetch: None, extra })
 }
 
-/// What the worker's prune loop does in one round, on a connection set up as the
-/// worker's are (asynchronous commit).
+/// One claim every [`PRUNE_PACE`], up to `max` of them or until `done`.
+async fn paced_claims(stack: &Stack, max: usize, done: impl Fn() -> bool) -> anyhow::Result<Load> {
+    let mut load = claim::load(stack, 1, 1).await?;
+    while !done() && load.latencies_ms.len() < max {
+        tokio::time::sleep(PRUNE_PACE).await;
+        let one = claim::load(stack, 1, 1).await?;
+        load.latencies_ms.extend(one.latencies_ms);
+        load.errors += one.errors;
+        load.first_error = load.first_error.or(one.first_error);
+    }
+    Ok(load)
+}
+
+/// What the worker's prune loop does in one round, with the worker's settings
+/// (`JOB_PRUNE_BATCH`, `JOB_PRUNE_PAUSE_MS`), on a connection set up as the worker's
+/// are (asynchronous commit).
 async fn prune(url: &str) -> anyhow::Result<u64> {
+    let jobs = crate::config::JobsConfig::from_process_env()?;
     let url = secrecy::SecretString::from(url.to_owned());
     let db = crate::db::connect_as(&url, 1, crate::db::PoolKind::WORKER).await?;
     let settings = crate::store::jobs::PruneSettings {
         retention: Duration::from_secs(RETENTION_SECS),
-        batch: 1_000,
-        pause: Duration::from_millis(100),
+        batch: jobs.prune_batch,
+        pause: jobs.prune_pause,
     };
     let pruned = crate::store::jobs::prune_all(&db, &settings).await?.unwrap_or_default();
     db.close().await;

@@ -155,9 +155,9 @@ pub struct JobsConfig {
     pub concurrency_by_kind: Vec<(&'static str, u32)>,
     /// How long finished jobs are kept.
     pub retention: Duration,
-    /// Rows per pruning statement (`JOB_PRUNE_BATCH`, 1,000).
+    /// Rows per pruning statement (`JOB_PRUNE_BATCH`, 100).
     pub prune_batch: i64,
-    /// Pause between two pruning statements (`JOB_PRUNE_PAUSE_MS`, 100 ms).
+    /// Pause between two pruning statements (`JOB_PRUNE_PAUSE_MS`, 10 ms).
     pub prune_pause: Duration,
     /// Poll for due jobs after a fetch that found none (`JOB_IDLE_POLL_MS`, 5 s):
     /// notifications wake the fetch; the poll catches a missed one and jobs made due
@@ -272,8 +272,8 @@ impl JobsConfig {
             max_attempts_by_kind: by_kind(env, "JOB_MAX_ATTEMPTS_")?,
             concurrency_by_kind: by_kind(env, "JOB_CONCURRENCY_")?,
             retention: Duration::from_secs(env.parse::<u64>("JOB_RETENTION_HOURS", 72)? * 3600),
-            prune_batch: env.positive("JOB_PRUNE_BATCH", 1_000)?,
-            prune_pause: env.millis("JOB_PRUNE_PAUSE_MS", 100)?,
+            prune_batch: env.positive("JOB_PRUNE_BATCH", 100)?,
+            prune_pause: env.millis("JOB_PRUNE_PAUSE_MS", 10)?,
             idle_poll: Duration::from_millis(env.positive("JOB_IDLE_POLL_MS", 5_000)?),
             match_idle: Duration::from_millis(env.positive("JOB_MATCH_IDLE_MS", 10_000)?),
             heartbeat: Duration::from_millis(env.positive("JOB_HEARTBEAT_MS", 3_000)?),

@@ -29,7 +29,7 @@ pub const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
 /// far (see [`seasonal`]).
 pub fn lookbacks(period: Duration) -> Vec<Duration> {
     let mut back: Vec<Duration> = (1..=PERIODS).map(|k| period * k).collect();
-    let whole = period.as_secs() > 0 && WEEK.as_secs() % period.as_secs() == 0 && period.subsec_nanos() == 0;
+    let whole = period.as_secs() > 0 && WEEK.as_secs().is_multiple_of(period.as_secs()) && period.subsec_nanos() == 0;
     if whole && period * PERIODS < WEEK {
         back.push(WEEK);
     }
