@@ -8,10 +8,12 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY jobs/Cargo.toml jobs/Cargo.toml
 COPY sim/Cargo.toml sim/Cargo.toml
-RUN mkdir -p src jobs/src sim/src migrations \
-    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs jobs/src/lib.rs sim/src/lib.rs \
+COPY bench/Cargo.toml bench/Cargo.toml
+RUN mkdir -p src jobs/src sim/src bench/src migrations \
+    && echo 'fn main() {}' > src/main.rs && cp src/main.rs bench/src/main.rs \
+    && touch src/lib.rs jobs/src/lib.rs sim/src/lib.rs bench/src/lib.rs \
     && cargo build --release --locked --no-default-features --bin pool \
-    && rm -rf src jobs/src sim/src target/release/.fingerprint/pool-* target/release/deps/pool-* \
+    && rm -rf src jobs/src sim/src bench/src target/release/.fingerprint/pool-* target/release/deps/pool-* \
               target/release/deps/libpool* target/release/deps/pool_*
 
 # The commit this image is built from, for `/version` and the dashboard. Railway
@@ -19,7 +21,7 @@ RUN mkdir -p src jobs/src sim/src migrations \
 ARG RAILWAY_GIT_COMMIT_SHA=unknown
 ENV POOL_GIT_COMMIT=${RAILWAY_GIT_COMMIT_SHA}
 COPY . .
-# Without the default `dev-tools` feature: no simulator, `pool dev` or benchmarks.
+# Without the default `dev-tools` feature: no simulator and no `pool dev`.
 RUN cargo build --release --locked --no-default-features --bin pool && strip target/release/pool
 
 FROM debian:bookworm-slim

@@ -80,9 +80,6 @@ enum Command {
         /// The payload, e.g. '{"count": 2}'.
         payload: Option<String>,
     },
-    /// Run a benchmark scenario against throwaway databases on DATABASE_URL's server.
-    #[cfg(feature = "dev-tools")]
-    Bench(crate::bench::BenchArgs),
     /// Backfill instance metadata from the services API (enqueues `enrich_metadata`
     /// and waits for its report).
     Enrich {
@@ -134,8 +131,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Enqueue { kind, payload } => {
             crate::jobs_cli::enqueue(&kind, payload.as_deref(), &database_url()?).await
         }
-        #[cfg(feature = "dev-tools")]
-        Command::Bench(args) => crate::bench::run(args).await,
     }
 }
 

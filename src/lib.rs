@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! - [`cli`]: the `pool` subcommands (`migrate`, `web`, `worker`, `enqueue`, `jobs`; with
-//!   the default `dev-tools` feature also `sim`, `dev` and `bench`).
+//!   the default `dev-tools` feature also `sim` and `dev`).
 //! - [`config`]: typed configuration read from the environment; secrets wrapped; API
 //!   keys by scope (operator, claim) and the key sent to instances.
 //! - [`telemetry`]: tracing setup.
@@ -29,12 +29,12 @@
 //! - [`jobs_cli`]: `pool jobs list|retry|cancel`.
 //! - [`memo`]: values recomputed at most once per period (job totals), or once at a
 //!   time for concurrent callers (the counts).
-//! - [`bench`]: `pool bench`, the end-to-end benchmarks (docs/BENCHMARKS.md).
+//!
+//! Beside this crate: `jobs/` (the job catalogue), `sim/` (the simulator) and `bench/`
+//! (`pool-bench`, the end-to-end benchmarks, docs/BENCHMARKS.md).
 //!
 //! `http` and `worker` are the two entry layers and never import each other.
 
-#[cfg(feature = "dev-tools")]
-pub mod bench;
 pub mod buffer;
 pub mod cli;
 pub mod config;

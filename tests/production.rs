@@ -1,5 +1,5 @@
 //! The binary as the Dockerfile builds it (`--no-default-features`) carries no
-//! simulator: no `pool sim`, `pool dev` or `pool bench`, and none of the simulator's
+//! simulator: no `pool sim` or `pool dev` (nor a `pool bench`), and none of the simulator's
 //! routes in its bytes. `./scripts/test` runs this file built that way; in the default
 //! build it is empty.
 #![cfg(not(feature = "dev-tools"))]

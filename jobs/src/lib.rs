@@ -113,7 +113,7 @@ pub struct EnrichMetadata {
 }
 job!(EnrichMetadata, "enrich_metadata", EnrichResult);
 
-/// Does nothing: measures the queue itself (`pool bench`). `sentAtUs` is the
+/// Does nothing: measures the queue itself (`pool-bench`). `sentAtUs` is the
 /// enqueue time in µs since the Unix epoch, so the handler can report the latency.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -7,7 +7,6 @@ mod stack;
 
 mod adoption;
 mod api;
-mod bench;
 mod browser;
 mod buffer;
 mod bulk_retry;

@@ -13,7 +13,7 @@ use super::{
     harness::{self, API_KEY, BenchDb, Stack, mb},
     report,
 };
-use crate::store::jobs::{self, NewJob};
+use pool::store::jobs::{self, NewJob};
 
 const WAITERS: usize = 1_000;
 const WAITERS_QUICK: usize = 100;

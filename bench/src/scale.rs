@@ -16,7 +16,7 @@ use super::{
     harness::Stack,
     report::{self, Latency},
 };
-use crate::store::jobs::lifecycle;
+use pool::store::jobs::lifecycle;
 
 /// `(claims per phase, finished rows, future rows)`.
 const SIZES: (usize, i64, i64) = (300, 1_000_000, 100_000);
@@ -180,15 +180,15 @@ async fn paced_claims(stack: &Stack, max: usize, done: impl Fn() -> bool) -> any
 /// (`JOB_PRUNE_BATCH`, `JOB_PRUNE_PAUSE_MS`), on a connection set up as the worker's
 /// are (asynchronous commit).
 async fn prune(url: &str) -> anyhow::Result<u64> {
-    let jobs = crate::config::JobsConfig::from_process_env()?;
+    let jobs = pool::config::JobsConfig::from_process_env()?;
     let url = secrecy::SecretString::from(url.to_owned());
-    let db = crate::db::connect_as(&url, 1, crate::db::PoolKind::WORKER).await?;
-    let settings = crate::store::jobs::PruneSettings {
+    let db = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER).await?;
+    let settings = pool::store::jobs::PruneSettings {
         retention: Duration::from_secs(RETENTION_SECS),
         batch: jobs.prune_batch,
         pause: jobs.prune_pause,
     };
-    let pruned = crate::store::jobs::prune_all(&db, &settings).await?.unwrap_or_default();
+    let pruned = pool::store::jobs::prune_all(&db, &settings).await?.unwrap_or_default();
     db.close().await;
     Ok(pruned.jobs)
 }

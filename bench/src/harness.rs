@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
 use tokio::process::{Child, Command};
 
-use crate::{domain::InstanceId, sim};
+use pool::domain::InstanceId;
+use pool_sim as sim;
 
 /// The API key of the benchmark's web processes.
 pub const API_KEY: &str = "bench-pool-key";
@@ -29,7 +30,7 @@ impl BenchDb {
     /// Creates `bench_<scenario>_<random>` on the server of `DATABASE_URL` and migrates it.
     pub async fn create(scenario: &str) -> anyhow::Result<Self> {
         let db = Self::create_empty(scenario).await?;
-        if let Err(err) = crate::db::migrate(&db.pool).await {
+        if let Err(err) = pool::db::migrate(&db.pool).await {
             db.drop().await;
             return Err(err);
         }
@@ -41,7 +42,7 @@ impl BenchDb {
         let admin_url = std::env::var("DATABASE_URL")
             .ok()
             .filter(|u| !u.trim().is_empty())
-            .context("pool bench needs DATABASE_URL (a server where it may CREATE DATABASE)")?;
+            .context("pool-bench needs DATABASE_URL (a server where it may CREATE DATABASE)")?;
         let name = format!("bench_{}_{:08x}", scenario.replace('-', "_"), rand::random::<u32>());
         let url = url_with_database(&admin_url, &name)?;
         let mut admin = PgConnection::connect(&admin_url).await.context("connect to DATABASE_URL")?;
@@ -141,6 +142,17 @@ pub fn mb(kb: u64) -> f64 {
     (kb as f64 / 1024.0 * 10.0).round() / 10.0
 }
 
+/// The `pool` binary measured: `POOL_BIN`, or the one built beside this one.
+pub fn pool_binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(bin) = std::env::var_os("POOL_BIN") {
+        return Ok(bin.into());
+    }
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let pool = exe.with_file_name("pool");
+    anyhow::ensure!(pool.exists(), "no pool binary at {} (build it, or set POOL_BIN)", pool.display());
+    Ok(pool)
+}
+
 /// A running `pool <role>` child; SIGKILLed if dropped without [`Proc::stop`].
 pub struct Proc {
     role: &'static str,
@@ -149,11 +161,11 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `pool <role>` (this binary) with exactly `env`, outside the checkout so a
-    /// developer's `.env` cannot leak in. Logs go to our stderr, stdout is dropped.
+    /// Starts `pool <role>` (see [`pool_binary`]) with exactly `env`, outside the
+    /// checkout so a developer's `.env` cannot leak in. Logs go to our stderr, stdout
+    /// is dropped.
     pub fn spawn(role: &'static str, env: &HashMap<String, String>) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the pool binary")?;
-        let child = Command::new(exe)
+        let child = Command::new(pool_binary()?)
             .arg(role)
             .env_clear()
             .envs(env)
@@ -199,10 +211,10 @@ impl Proc {
     }
 }
 
-/// A reqwest client (through [`crate::upstream::client_builder`], which installs
+/// A reqwest client (through [`pool::upstream::client_builder`], which installs
 /// the TLS provider) with keep-alive.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    Ok(crate::upstream::client_builder().timeout(Duration::from_secs(90)).build()?)
+    Ok(pool::upstream::client_builder().timeout(Duration::from_secs(90)).build()?)
 }
 
 /// A free TCP port (bound, then released for the child to take).

@@ -137,14 +137,14 @@ async fn drain_on(db: &BenchDb, setting: Setting, jobs: usize) -> anyhow::Result
 /// `n` pending `noop` jobs in one statement, as a bulk producer would write them.
 async fn insert_bulk(db: &PgPool, n: usize) -> anyhow::Result<()> {
     let jobs: Vec<_> = (0..n).map(|_| pool_jobs_new(Noop::KIND)).collect();
-    crate::store::jobs::enqueue_many(db, &jobs).await?;
+    pool::store::jobs::enqueue_many(db, &jobs).await?;
     // Statistics as a long-lived table would have them.
     sqlx::query("ANALYZE jobs").execute(db).await?;
     Ok(())
 }
 
-fn pool_jobs_new(kind: &'static str) -> crate::store::jobs::NewJob {
-    crate::store::jobs::NewJob::new(kind, json!({}), 6)
+fn pool_jobs_new(kind: &'static str) -> pool::store::jobs::NewJob {
+    pool::store::jobs::NewJob::new(kind, json!({}), 6)
 }
 
 /// Waits until `n` `noop` jobs succeeded; fails on a failed job or after `limit`.

@@ -11,7 +11,7 @@ use super::{
     harness::{self, API_KEY, BenchDb, Stack, mb},
     report,
 };
-use crate::{queue::JobDoc, store::JobState};
+use pool::{queue::JobDoc, store::JobState};
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 const SIZES_QUICK: [usize; 1] = [200];

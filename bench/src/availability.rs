@@ -19,9 +19,9 @@ use super::{
     availability_trace::{self as trace, Shape},
     harness::{self, BenchDb, NEVER, Proc, Stack},
 };
-use crate::sim;
+use pool_sim as sim;
 
-/// Flags of `pool bench availability` (the other scenarios ignore them).
+/// Flags of `pool-bench availability` (the other scenarios ignore them).
 #[derive(clap::Args, Clone, Debug)]
 #[command(next_help_heading = "availability")]
 pub struct AvailabilityArgs {

@@ -1,11 +1,12 @@
-//! `pool bench <scenario> [--quick]`: performance measured end to end (issue 5).
+//! `pool-bench <scenario> [--quick]`: performance measured end to end.
 //!
 //! Every scenario run creates its own database on the server of `DATABASE_URL`
 //! (`bench_<scenario>_<random>`, dropped afterwards), starts the simulator in this
-//! process and real `pool web` / `pool worker` children of this binary, then prints a
-//! human table and exactly one JSON line. `--quick` shrinks the sizes for smoke runs.
-//! Results and their analysis live in `docs/BENCHMARKS.md`; `scripts/bench` runs
-//! this against a throwaway Postgres with durability on.
+//! process and real `pool web` / `pool worker` children (the `pool` binary built
+//! beside this one, or `POOL_BIN`), then prints a human table and exactly one JSON
+//! line. `--quick` shrinks the sizes for smoke runs. Results and their analysis live
+//! in `docs/BENCHMARKS.md`; `scripts/bench` runs this against a throwaway Postgres
+//! with durability on.
 
 mod availability;
 mod availability_cost;
@@ -30,7 +31,7 @@ use serde_json::Value;
 
 pub use availability::AvailabilityArgs;
 
-/// Arguments of `pool bench`.
+/// Arguments of `pool-bench`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
     /// Which scenario to run.
@@ -90,7 +91,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         // On SIGTERM or Ctrl-C the scenario is dropped, which kills its children.
         let line = tokio::select! {
             line = run_one(scenario, &args) => line?,
-            () = crate::telemetry::shutdown_signal() => anyhow::bail!("interrupted"),
+            () = pool::telemetry::shutdown_signal() => anyhow::bail!("interrupted"),
         };
         println!("{}", serde_json::to_string(&line)?);
     }

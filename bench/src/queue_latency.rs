@@ -15,7 +15,7 @@ use super::{
     queue_drain,
     report::{self, Latency},
 };
-use crate::config::{Config, JobsConfig};
+use pool::config::{Config, JobsConfig};
 
 const PRODUCERS: usize = 8;
 
@@ -96,7 +96,7 @@ async fn produce_and_wait(db: &BenchDb, config: &JobsConfig, phase: Phase) -> an
     let (_, jobs, rate, _) = phase;
     // One unmeasured job: the worker is up and listening once it is done.
     let mut conn = db.pool.acquire().await?;
-    crate::queue::enqueue(&mut conn, &Noop { sent_at_us: None }, config).await?;
+    pool::queue::enqueue(&mut conn, &Noop { sent_at_us: None }, config).await?;
     drop(conn);
     queue_drain::wait_done(&db.pool, 1, Duration::from_secs(60)).await?;
     let started_at = Utc::now();
@@ -137,7 +137,7 @@ async fn produce(
     for i in (p..jobs).step_by(PRODUCERS) {
         tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into()).await;
         let job = Noop { sent_at_us: Some(Utc::now().timestamp_micros()) };
-        crate::queue::enqueue(&mut conn, &job, &config).await?;
+        pool::queue::enqueue(&mut conn, &job, &config).await?;
     }
     Ok(())
 }

@@ -1,21 +1,28 @@
-//! Smoke runs of `pool bench` at `--quick` sizes: the command creates its databases,
-//! runs real processes and ends with its JSON line. Performance is never asserted
-//! here; the numbers live in docs/BENCHMARKS.md.
+//! Smoke runs of `pool-bench` at `--quick` sizes: the command creates its databases,
+//! runs real processes (the `pool` binary built beside it) and ends with its JSON
+//! line. Performance is never asserted here; the numbers live in docs/BENCHMARKS.md.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::process::Command;
 
-use crate::helpers::{admin_url, pool_command};
-
-/// Runs `pool bench <scenario> --quick`; returns its last stdout line as JSON.
+/// Runs `pool-bench <scenario> --quick`; returns its last stdout line as JSON.
 async fn quick_bench(scenario: &str) -> Value {
-    let env: HashMap<String, String> = [("DATABASE_URL".to_owned(), admin_url())].into();
-    let run = pool_command(&["bench", scenario, "--quick"], &env).kill_on_drop(true).output();
+    let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL must be set; run the suite with ./scripts/test");
+    let run = Command::new(env!("CARGO_BIN_EXE_pool-bench"))
+        .args([scenario, "--quick"])
+        .env_clear()
+        .env("DATABASE_URL", admin)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // Keep the checkout's `.env` (if a developer has one) out of the tests.
+        .current_dir(std::env::temp_dir())
+        .kill_on_drop(true)
+        .output();
     let out = tokio::time::timeout(Duration::from_secs(300), run).await.expect("bench finishes").expect("bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "pool bench {scenario} failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(out.status.success(), "pool-bench {scenario} failed ({}):\n{stdout}\n{stderr}", out.status);
     let last = stdout.lines().last().unwrap_or_default();
     let json: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last:?}"));
     assert_eq!(json["scenario"], scenario, "{json}");

@@ -158,7 +158,7 @@ impl FakeInstances {
         let http = harness::http_client()?;
         let mut sim = Self { proc, url, instances: Vec::with_capacity(n) };
         for _ in 0..n {
-            let id = crate::domain::InstanceId::generate().to_string();
+            let id = pool::domain::InstanceId::generate().to_string();
             let service = sim.add(&http, &id).await?;
             sim.instances.push((id, service));
         }

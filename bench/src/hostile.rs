@@ -1,4 +1,4 @@
-//! `pool bench hostile`: hostile clients from outside the web process. Made-up
+//! `pool-bench hostile`: hostile clients from outside the web process. Made-up
 //! methods against the metrics (size of `/metrics`, web RSS), 8 threads flooding
 //! every read route while one client claims in sequence (claim latency, reads shed),
 //! and slow clients trickling their headers while claims go on (time until the
