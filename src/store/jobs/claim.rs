@@ -161,12 +161,7 @@ static BIND: LazyLock<Arc<str>> = LazyLock::new(|| {
     format!(
         "WITH gate AS (
              SELECT pg_try_advisory_xact_lock($1) AS open
-         ), expired AS (
-             UPDATE jobs SET state = 'failed', waiting = false, finished_at = now(),
-                             error = 'no_idle_instance: no instance became idle in time'
-             WHERE (SELECT open FROM gate) AND waiting AND state = 'queued' AND run_at < now() - interval '5 seconds'
-             RETURNING id
-         ), w AS (
+         ), {}, w AS (
              -- Rows another statement holds are being ended (cancelled, timed out).
              SELECT id, created_at FROM jobs
              WHERE (SELECT open FROM gate) AND waiting AND state = 'queued' AND run_at >= now()
@@ -189,6 +184,7 @@ static BIND: LazyLock<Arc<str>> = LazyLock::new(|| {
              RETURNING jobs.id, bound.instance_id
          )
          SELECT id, instance_id FROM due, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n",
+        super::lifecycle::expired_waiting_cte("gate"),
         on_other_image_sql("instances", "$2")
     )
     .into()

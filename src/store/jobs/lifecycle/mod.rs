@@ -230,6 +230,21 @@ pub async fn hold(db: impl PgExecutor<'_>, id: &str, attempt: i32, worker: &str)
     .await
 }
 
+/// Why a claim that waited in line ended without an instance.
+pub const NO_IDLE_IN_TIME: &str = "no_idle_instance: no instance became idle in time";
+
+/// A CTE `expired` ending `failed` ([`NO_IDLE_IN_TIME`]) the claims still waiting
+/// 5 s past their deadline (their web process is gone, or it would have ended them
+/// itself), when the caller's earlier CTE `gate` has `open`. For the binding pass.
+pub(crate) fn expired_waiting_cte(gate: &str) -> String {
+    format!(
+        "expired AS (
+             UPDATE jobs SET state = 'failed', waiting = false, finished_at = now(), error = '{NO_IDLE_IN_TIME}'
+             WHERE (SELECT open FROM {gate}) AND waiting AND state = 'queued' AND run_at < now() - interval '5 seconds'
+             RETURNING id)"
+    )
+}
+
 /// Ends a claim waiting in line that no instance was bound to, `Failed` at its
 /// deadline or `Cancelled` when its client left, with `error`; `false` when it is no
 /// longer waiting (an instance was bound meanwhile: the claim goes on).
