@@ -112,7 +112,7 @@ pub struct Config {
 }
 
 /// How to reach the services API.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ServicesConfig {
     pub url: String,
     pub api_key: Option<SecretString>,

@@ -176,3 +176,49 @@ fn every_variable_read_is_in_env_example_and_help() {
         .collect();
     assert!(missing.is_empty(), "read by the configuration but not in .env.example or --help: {missing:?}");
 }
+
+/// Every value `.env.example` sets is the default: copying the file changes nothing,
+/// and a default changed in the code without the file (or the reverse) fails here.
+/// Variables the file leaves empty, and the required ones, are not compared.
+#[test]
+fn every_value_in_env_example_is_the_default() {
+    let settings = |c: &Config| {
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            c.port,
+            c.host,
+            c.header_read_timeout,
+            c.environment,
+            c.join_hosts,
+            c.claim_contract,
+            c.min_idle,
+            c.max_waiting,
+            c.buffer,
+            c.max_warm,
+            c.surplus_cooldown,
+            c.demand_period,
+            c.idle_max_age,
+            c.target_image,
+            c.stuck_timeout,
+            c.database_max_connections,
+            c.services,
+            (&c.railway_project_id, &c.railway_environment_id),
+            c.jobs,
+        )
+    };
+    let defaults = settings(&load(&BASE).unwrap());
+    let example = include_str!("../../.env.example");
+    let mut compared = 0;
+    for line in example.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.split_once('=') else { continue };
+        if value.is_empty() || BASE.iter().any(|(base, _)| *base == name) {
+            continue;
+        }
+        let mut vars = BASE.to_vec();
+        vars.push((name, value));
+        let Ok(config) = load(&vars) else { panic!(".env.example's {name}={value} does not load") };
+        assert_eq!(settings(&config), defaults, ".env.example's {name}={value} is not the default");
+        compared += 1;
+    }
+    assert!(compared > 20, "only {compared} variables compared");
+}
