@@ -16,6 +16,7 @@ use crate::{
     claim_storm::{assert_no_shared_conversation, conversations_in, provisions_by_instance},
     helpers::{TestDb, fast_sim, spawn_sim},
     proxy::{latency_proxy, server_of, via_proxy},
+    lost_commit::SHORT_LEASE,
     stack::{Stack, eventually},
 };
 
@@ -33,18 +34,31 @@ async fn wait_running(stack: &Stack, id: &str) {
     assert!(running.is_some(), "job {id} never ran");
 }
 
+/// Waits until job `id` started its second attempt (it may have ended since): another
+/// worker took it back from a silent one (the short lease: a rescue after 3 s of
+/// silence, not the default 12 s).
+async fn wait_taken_back(stack: &Stack, id: &str) {
+    let taken = eventually(Duration::from_secs(20), || async {
+        let attempts: i32 =
+            sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = $1").bind(id).fetch_one(&stack.db.pool).await.ok()?;
+        (attempts >= 2).then_some(())
+    })
+    .await;
+    assert!(taken.is_some(), "job {id} was never taken back");
+}
+
 fn log_of(stack: &Stack, role: &str) -> String {
     std::fs::read_to_string(stack.log_path(role)).unwrap_or_default()
 }
 
-/// A worker frozen (SIGSTOP) for 20 s mid-claim is presumed dead; another worker
+/// A worker frozen (SIGSTOP) mid-claim is presumed dead; another worker
 /// re-runs the claim, meets the instance's 409 (the frozen run's provision went
 /// through) and completes from `/convos/status`. When the frozen worker resumes, its
 /// run cannot record anything: one binding, and the job ends `succeeded`.
 #[tokio::test]
 async fn worker_frozen_mid_claim_is_replaced_and_cannot_overwrite() {
     let sim = SimConfig { provision_time: Duration::from_secs(2), ..fast_sim() };
-    let mut stack = Stack::start(sim, 1, &[("POOL_MIN_IDLE", "2")]).await;
+    let mut stack = Stack::start(sim, 1, &[("POOL_MIN_IDLE", "2"), SHORT_LEASE[0], SHORT_LEASE[1]]).await;
     stack.wait_for_counts("2 idle", Duration::from_secs(30), |c| c["idle"] == 2).await;
     let response = stack.post("/api/pool/claim", json!({ "agentName": "Frozen" }), 0).await;
     assert_eq!(response.status(), 202);
@@ -53,7 +67,7 @@ async fn worker_frozen_mid_claim_is_replaced_and_cannot_overwrite() {
     tokio::time::sleep(Duration::from_millis(300)).await; // the provision is in flight
     stack.pause_worker(0);
     let b = stack.add_worker();
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    wait_taken_back(&stack, &claim.id).await;
     stack.resume_worker(0);
 
     let done = stack.wait_job(&claim.id, Duration::from_secs(30)).await;
@@ -82,14 +96,14 @@ async fn worker_frozen_mid_claim_is_replaced_and_cannot_overwrite() {
 /// run stops at its first safe point and changes nothing (no overlapping reconciles).
 #[tokio::test]
 async fn worker_frozen_mid_reconcile_stops_at_its_next_safe_point() {
-    let mut stack = Stack::start(fast_sim(), 1, &NO_SCHEDULES).await;
+    let mut stack = Stack::start(fast_sim(), 1, &[NO_SCHEDULES[0], NO_SCHEDULES[1], SHORT_LEASE[0], SHORT_LEASE[1]]).await;
     stack.wait_for_workers(1).await;
     stack.sim.sim.set_faults(Faults { latency_ms: Some(3000), ..Faults::default() });
     let reconcile: JobDoc = stack.post("/api/pool/reconcile", json!({}), 0).await.json().await.unwrap();
     wait_running(&stack, &reconcile.id).await;
     stack.pause_worker(0);
     stack.add_worker();
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    wait_taken_back(&stack, &reconcile.id).await;
     stack.resume_worker(0);
 
     let done = stack.wait_job(&reconcile.id, Duration::from_secs(30)).await;
