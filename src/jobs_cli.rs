@@ -160,8 +160,17 @@ fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<job
         let payload: J = serde_json::from_value(args).map_err(|e| anyhow::anyhow!("{} payload: {e}", J::KIND))?;
         Ok(queue::new_job(&payload, config))
     }
+    // Claims, singletons and the default replenish have their own way in (above);
+    // every other kind is enqueued as given.
+    macro_rules! plain {
+        ($($job:path),*) => {
+            match kind {
+                $(k if k == <$job as Job>::KIND => check::<$job>(args, config)?,)*
+                other => anyhow::bail!("unknown job kind {other:?}; known: {}", KINDS.join(", ")),
+            }
+        };
+    }
     Ok(match kind {
-        ProvisionInstance::KIND => check::<ProvisionInstance>(args, config)?,
         ClaimAndProvision::KIND => {
             anyhow::bail!("claims are made through POST /api/pool/claim, which reserves the instance")
         }
@@ -169,19 +178,14 @@ fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<job
             job if job.args.get("count").is_none() => queue::replenish_job(config),
             job => job,
         },
-        DrainIdle::KIND => check::<DrainIdle>(args, config)?,
-        KillInstance::KIND => check::<KillInstance>(args, config)?,
-        DismissCrashed::KIND => check::<DismissCrashed>(args, config)?,
         Reconcile::KIND => {
             check::<Reconcile>(args, config)?;
             queue::reconcile_job(config)
         }
-        EnrichMetadata::KIND => check::<EnrichMetadata>(args, config)?,
-        Noop::KIND => check::<Noop>(args, config)?,
         CheckReady::KIND => {
             check::<CheckReady>(args, config)?;
             queue::check_ready_job()
         }
-        other => anyhow::bail!("unknown job kind {other:?}; known: {}", KINDS.join(", ")),
+        _ => pool_jobs::for_each_kind!(plain),
     })
 }

@@ -132,19 +132,35 @@ job!(Noop, "noop", NoopResult);
 pub struct CheckReady {}
 job!(CheckReady, "check_ready", CheckReadyResult);
 
+/// Every job kind, listed once: calls `$m!` with every payload type. The kind names,
+/// the worker's registry, the API document and `pool enqueue` all expand it, so a new
+/// kind is its payload and result above, its handler, and one entry here.
+#[macro_export]
+macro_rules! for_each_kind {
+    ($m:ident) => {
+        $m!(
+            $crate::ProvisionInstance,
+            $crate::ClaimAndProvision,
+            $crate::Replenish,
+            $crate::DrainIdle,
+            $crate::KillInstance,
+            $crate::DismissCrashed,
+            $crate::Reconcile,
+            $crate::EnrichMetadata,
+            $crate::Noop,
+            $crate::CheckReady
+        )
+    };
+}
+
+macro_rules! kind_names {
+    ($($job:path),*) => { [$(<$job as $crate::Job>::KIND),*] };
+}
+
+const KIND_COUNT: usize = for_each_kind!(kind_names).len();
+
 /// Every kind name, for registries, filters and validation.
-pub const KINDS: [&str; 10] = [
-    ProvisionInstance::KIND,
-    ClaimAndProvision::KIND,
-    Replenish::KIND,
-    DrainIdle::KIND,
-    KillInstance::KIND,
-    DismissCrashed::KIND,
-    Reconcile::KIND,
-    EnrichMetadata::KIND,
-    Noop::KIND,
-    CheckReady::KIND,
-];
+pub const KINDS: [&str; KIND_COUNT] = for_each_kind!(kind_names);
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,6 @@ use crate::store::{JobState, jobs::lifecycle};
 /// answer is 202 (the client then follows the job).
 const BOUND_SLACK: Duration = Duration::from_secs(10);
 
-
 /// Waits for the claim's job; answers as every job-creating endpoint does, or 503
 /// `no_idle_instance` when no instance was bound within `wait`.
 pub async fn respond_when_bound(
@@ -27,7 +26,8 @@ pub async fn respond_when_bound(
     let mut line = InLine { db: state.db.clone(), id: Some(id.to_owned()) };
     let mut doc = subscription.wait_more(&state.db, id, wait, false).await?;
     if !doc.as_ref().is_some_and(|d| d.status.is_finished()) {
-        let expired = Box::pin(lifecycle::stop_waiting(&state.db, id, JobState::Failed, lifecycle::NO_IDLE_IN_TIME)).await?;
+        let expired =
+            Box::pin(lifecycle::stop_waiting(&state.db, id, JobState::Failed, lifecycle::NO_IDLE_IN_TIME)).await?;
         // Out of the line either way: expired now, or bound meanwhile.
         line.id = None;
         if expired {

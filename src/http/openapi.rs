@@ -112,25 +112,15 @@ struct TypedJobs;
 
 impl Modify for TypedJobs {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use pool_jobs::{
-            CheckReady, ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, KillInstance, Noop,
-            ProvisionInstance, Reconcile, Replenish,
-        };
         use utoipa::openapi::{
             ObjectBuilder, RefOr,
             schema::{AnyOfBuilder, Schema, Type},
         };
         let mut kinds = KindSchemas::default();
-        kinds.add::<ProvisionInstance>();
-        kinds.add::<ClaimAndProvision>();
-        kinds.add::<Replenish>();
-        kinds.add::<DrainIdle>();
-        kinds.add::<KillInstance>();
-        kinds.add::<DismissCrashed>();
-        kinds.add::<Reconcile>();
-        kinds.add::<EnrichMetadata>();
-        kinds.add::<Noop>();
-        kinds.add::<CheckReady>();
+        macro_rules! add_each {
+            ($($job:path),*) => { $(kinds.add::<$job>();)* };
+        }
+        pool_jobs::for_each_kind!(add_each);
         let components = openapi.components.get_or_insert_with(Default::default);
         components.schemas.extend(kinds.schemas);
         let Some(RefOr::T(Schema::Object(job))) = components.schemas.get_mut("JobDoc") else {

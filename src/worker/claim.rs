@@ -32,6 +32,10 @@ use crate::{
 const MAX_INSTANCES: usize = 3;
 
 impl Handler for ClaimAndProvision {
+    fn slots(jobs: &crate::config::JobsConfig) -> usize {
+        jobs.concurrency_for(<Self as pool_jobs::Job>::KIND, jobs.claim_concurrency)
+    }
+
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<ClaimResult, JobError> {
         let result = claim(&self, ctx, job).await;
         // Every claim attempt may have used up an idle instance (a completed claim

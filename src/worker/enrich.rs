@@ -11,6 +11,10 @@ use super::{
 use crate::store::instances;
 
 impl Handler for EnrichMetadata {
+    fn slots(_: &crate::config::JobsConfig) -> usize {
+        1
+    }
+
     async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<EnrichResult, JobError> {
         let batch = ctx.services.status_batch(None).await?;
         let owners = Owners::new(&batch.services);

@@ -116,6 +116,12 @@ impl From<sqlx::Error> for JobError {
 /// after a crash at any point and must converge to the same end state. Its success is
 /// the kind's typed result, recorded as the job's `result`.
 pub trait Handler: Job + Sized + Clone + Unpin {
+    /// How many jobs of this kind one worker process runs at once:
+    /// `JOB_CONCURRENCY_<KIND>`, else `JOB_DEFAULT_CONCURRENCY`.
+    fn slots(jobs: &crate::config::JobsConfig) -> usize {
+        jobs.concurrency_for(Self::KIND, jobs.default_concurrency)
+    }
+
     fn run(self, ctx: &Ctx, job: &JobMeta) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 

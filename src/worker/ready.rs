@@ -30,6 +30,11 @@ fn backoff(round: i32) -> Duration {
 }
 
 impl Handler for CheckReady {
+    /// A singleton: one round checks every instance being created.
+    fn slots(_: &crate::config::JobsConfig) -> usize {
+        1
+    }
+
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<CheckReadyResult, JobError> {
         let rows = instances::being_created(&ctx.db).await?;
         if rows.is_empty() {

@@ -32,6 +32,12 @@ const CHECK_CONCURRENCY: usize = 16;
 const OBSERVE_CHUNK: usize = 5_000;
 
 impl Handler for Reconcile {
+    /// Reconciles never overlap (SPEC invariant 5): the singleton key holds it across
+    /// processes, one slot within one.
+    fn slots(_: &crate::config::JobsConfig) -> usize {
+        1
+    }
+
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Report, JobError> {
         let mut batch = ctx.services.status_batch(None).await?;
         // The batch may have taken a while (rate limit); nothing is changed yet.

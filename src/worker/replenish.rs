@@ -28,6 +28,11 @@ use crate::{
 const MAX_PER_RUN: i64 = 1000;
 
 impl Handler for Replenish {
+    /// One at a time keeps top-ups from overshooting.
+    fn slots(_: &crate::config::JobsConfig) -> usize {
+        1
+    }
+
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<ReplenishResult, JobError> {
         let already = instances::created_by_job(&ctx.db, &job.id).await?;
         if !already.is_empty() {

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use crate::{
     claim_storm::{assert_no_shared_conversation, conversations_in, provisions_by_instance},
     helpers::{TestDb, fast_sim, spawn_sim},
-    proxy::{latency_proxy, server_of, via_proxy},
     lost_commit::SHORT_LEASE,
+    proxy::{latency_proxy, server_of, via_proxy},
     stack::{Stack, eventually},
 };
 
@@ -39,8 +39,11 @@ async fn wait_running(stack: &Stack, id: &str) {
 /// silence, not the default 12 s).
 async fn wait_taken_back(stack: &Stack, id: &str) {
     let taken = eventually(Duration::from_secs(20), || async {
-        let attempts: i32 =
-            sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = $1").bind(id).fetch_one(&stack.db.pool).await.ok()?;
+        let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&stack.db.pool)
+            .await
+            .ok()?;
         (attempts >= 2).then_some(())
     })
     .await;
@@ -96,7 +99,8 @@ async fn worker_frozen_mid_claim_is_replaced_and_cannot_overwrite() {
 /// run stops at its first safe point and changes nothing (no overlapping reconciles).
 #[tokio::test]
 async fn worker_frozen_mid_reconcile_stops_at_its_next_safe_point() {
-    let mut stack = Stack::start(fast_sim(), 1, &[NO_SCHEDULES[0], NO_SCHEDULES[1], SHORT_LEASE[0], SHORT_LEASE[1]]).await;
+    let mut stack =
+        Stack::start(fast_sim(), 1, &[NO_SCHEDULES[0], NO_SCHEDULES[1], SHORT_LEASE[0], SHORT_LEASE[1]]).await;
     stack.wait_for_workers(1).await;
     stack.sim.sim.set_faults(Faults { latency_ms: Some(3000), ..Faults::default() });
     let reconcile: JobDoc = stack.post("/api/pool/reconcile", json!({}), 0).await.json().await.unwrap();

@@ -18,10 +18,6 @@ use std::{collections::HashMap, sync::Arc};
 
 use apalis::prelude::*;
 use futures::{FutureExt, SinkExt, future::BoxFuture};
-use pool_jobs::{
-    CheckReady, ClaimAndProvision, DismissCrashed, DrainIdle, EnrichMetadata, Job, KillInstance, Noop,
-    ProvisionInstance, Reconcile, Replenish,
-};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -42,8 +38,8 @@ pub struct Kind {
     run: RunFn,
 }
 
-fn kind<J: Handler>(slots: usize) -> Kind {
-    Kind { name: J::KIND, slots: slots.max(1), run: run_as::<J> }
+fn kind<J: Handler>(jobs: &crate::config::JobsConfig) -> Kind {
+    Kind { name: J::KIND, slots: J::slots(jobs).max(1), run: run_as::<J> }
 }
 
 /// Decodes the payload and runs the handler. A payload this release cannot decode
@@ -60,27 +56,14 @@ fn run_as<J: Handler>(ctx: Arc<Ctx>, args: Value, meta: JobMeta) -> BoxFuture<'s
     .boxed()
 }
 
-/// The registry: every job kind with its slots per process.
+/// The registry: every job kind ([`pool_jobs::for_each_kind`]) with its slots per
+/// process ([`Handler::slots`]).
 pub fn kinds(ctx: &Ctx) -> Vec<Kind> {
     let jobs = &ctx.config.jobs;
-    let (claim, other) = (jobs.claim_concurrency, jobs.default_concurrency);
-    let n = |kind: &str, default: usize| jobs.concurrency_for(kind, default);
-    vec![
-        kind::<ClaimAndProvision>(n(ClaimAndProvision::KIND, claim)),
-        kind::<ProvisionInstance>(n(ProvisionInstance::KIND, other)),
-        // One replenish at a time keeps top-ups from overshooting.
-        kind::<Replenish>(1),
-        kind::<DrainIdle>(n(DrainIdle::KIND, other)),
-        kind::<KillInstance>(n(KillInstance::KIND, other)),
-        kind::<DismissCrashed>(n(DismissCrashed::KIND, other)),
-        // Reconciles never overlap (SPEC invariant 5); the singleton key holds it
-        // across processes, one slot within one.
-        kind::<Reconcile>(1),
-        kind::<EnrichMetadata>(1),
-        kind::<Noop>(n(Noop::KIND, other)),
-        // A singleton: one round checks every instance being created.
-        kind::<CheckReady>(1),
-    ]
+    macro_rules! registry {
+        ($($job:path),*) => { vec![$(kind::<$job>(jobs)),*] };
+    }
+    pool_jobs::for_each_kind!(registry)
 }
 
 /// A fetched job on its way to apalis, holding its kind's slot until it ends.
