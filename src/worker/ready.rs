@@ -62,9 +62,12 @@ impl Handler for CheckReady {
             .await;
         let became_idle = applied.iter().filter(|a| matches!(a, Ok(Applied::BecameIdle))).count();
         let pending = rows.len() - became_idle;
-        if pending > 0 && job.fence < MAX_ROUNDS {
+        // Services that appeared during this round: their provisions found this job
+        // running and enqueued no other, so this job follows them too.
+        let appeared = instances::being_created(&ctx.db).await?.iter().filter(|r| !ids.contains(&r.id)).count();
+        if (pending > 0 || appeared > 0) && job.fence < MAX_ROUNDS {
             let after = backoff(job.fence);
-            let note = format!("{pending} instances not ready yet ({building} still deploying)");
+            let note = format!("{pending} instances not ready yet ({building} still deploying), {appeared} new");
             return Err(JobError::Again { note, after });
         }
         Ok(CheckReadyResult { checked: rows.len(), became_idle, building })

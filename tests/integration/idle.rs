@@ -81,3 +81,67 @@ async fn a_claims_top_up_runs_a_moment_later_without_a_poll() {
     assert!(later, "the top-up was scheduled after the claim, not at once");
     stack.wait_for_counts("the pool refilled", Duration::from_secs(20), |c| c["idle"] == 2).await;
 }
+
+/// An instance whose service appears while `check_ready` runs a round (its provision
+/// found that job running, so it enqueued no other) is followed by the same job's
+/// next round, not left `provisioning` until a reconcile (none runs here).
+#[tokio::test]
+async fn a_service_that_appears_during_a_readiness_round_is_followed() {
+    use pool::{domain::InstanceId, sim::Faults, store::jobs};
+    let stack = Stack::start(fast_sim(), 1, &ASLEEP).await;
+    let (db, sim) = (&stack.db.pool, &stack.sim.sim);
+    // The worker's start-up replenish ran, and its matcher found nothing to follow:
+    // both sleep for the 10-minute idle timers.
+    let started = eventually(Duration::from_secs(20), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'replenish' AND state = 'succeeded'")
+            .fetch_one(db)
+            .await
+            .ok()?;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the start-up replenish ran");
+    settled(&stack).await;
+    let (early, late) = (InstanceId::generate().to_string(), InstanceId::generate().to_string());
+    for id in [&early, &late] {
+        sim.add_service(id);
+        sim.set_ready(id, true);
+        sqlx::query("INSERT INTO instances (id, name, status) VALUES ($1, 'convos-agent-' || $1, 'provisioning')")
+            .bind(id)
+            .execute(db)
+            .await
+            .unwrap();
+    }
+    let created = |id: &str| {
+        let service_id = sim.service(id).expect("service").service_id;
+        sqlx::query("UPDATE instances SET service_id = $2, url = $3 || '/i/' || id WHERE id = $1")
+            .bind(id.to_owned())
+            .bind(service_id)
+            .bind(stack.sim.url.clone())
+    };
+    created(&early).execute(db).await.unwrap();
+    // The round's status call takes 2 s; the late service appears meanwhile.
+    sim.set_faults(Faults { latency_ms: Some(2000), ..Faults::default() });
+    assert!(jobs::enqueue_unless_held(db, &pool::queue::check_ready_job()).await.unwrap());
+    let running = eventually(Duration::from_secs(20), || async {
+        let state: String =
+            sqlx::query_scalar("SELECT state FROM jobs WHERE kind = 'check_ready'").fetch_one(db).await.ok()?;
+        (state == "running").then_some(())
+    })
+    .await;
+    assert!(running.is_some(), "check_ready never ran");
+    tokio::time::sleep(Duration::from_millis(500)).await; // the round has read its rows
+    created(&late).execute(db).await.unwrap();
+    let enqueued = jobs::enqueue_unless_held(db, &pool::queue::check_ready_job()).await.unwrap();
+    assert!(!enqueued, "the running round holds the singleton, as it does for a provision");
+    sim.set_faults(Faults::default());
+
+    let idle = eventually(Duration::from_secs(20), || async {
+        let statuses: Vec<String> =
+            sqlx::query_scalar("SELECT status FROM instances ORDER BY id").fetch_all(db).await.ok()?;
+        (statuses.len() == 2 && statuses.iter().all(|s| s == "idle")).then_some(())
+    })
+    .await;
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM instances").fetch_all(db).await.unwrap();
+    assert!(idle.is_some(), "both instances became idle without a reconcile: {rows:?}");
+}
