@@ -1,4 +1,4 @@
-//! `availability` (issue 12): a seeded demand trace — steady arrivals plus bursts
+//! `availability`: a seeded demand trace — steady arrivals plus bursts
 //! larger than the buffer — against a simulator with a real build time, once per
 //! setting on a fresh database and simulator: (a) `POOL_BUFFER=static` at
 //! `POOL_MIN_IDLE=M`, (b) `POOL_BUFFER=adaptive` at the same M under `POOL_MAX_WARM`,

@@ -1,4 +1,4 @@
-//! `availability --demand recurring` (issue 22): demand that recurs with a short period
+//! `availability --demand recurring`: demand that recurs with a short period
 //! (a burst in the middle of every period), against the static minimum, the reactive
 //! buffer (`POOL_DEMAND_PERIOD=off`) and the forecast (`POOL_DEMAND_PERIOD` = the
 //! trace's period), each served from the second period on — the first one is history
@@ -99,7 +99,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Value> {
     }))
 }
 
-/// Issue 22's target on the recurring trace, printed and returned as JSON.
+/// The recurring trace's target, printed and returned as JSON.
 fn verdict(runs: &[RunResult], forecast: &RunResult) -> Value {
     println!("  bound at once from the second period on:");
     for run in runs {

@@ -1,5 +1,5 @@
 //! What `availability` keeps of a run and how it is shown: the claims' endings, the
-//! side-by-side table and the verdict on issue 12's targets.
+//! side-by-side table and the verdict on the availability targets.
 
 use std::time::Duration;
 
@@ -258,7 +258,7 @@ pub fn ratio(run: &RunResult, adaptive: &RunResult) -> f64 {
     if base > 0.0 { run.cost.warm_minutes() / base } else { 0.0 }
 }
 
-/// Issue 12's targets checked on `runs`; printed, and returned as JSON.
+/// The availability targets checked on `runs`; printed, and returned as JSON.
 pub fn verdict(runs: &[RunResult], adaptive: &RunResult) -> Value {
     let no_idle: usize = runs.iter().map(|r| r.no_idle).sum();
     let rival = runs

@@ -1,4 +1,4 @@
-//! `idle`: what idle workers cost the database (issue 21): transactions per second
+//! `idle`: what idle workers cost the database: transactions per second
 //! (`pg_stat_database`; an idle worker's statements are autocommit, one each) and the
 //! CPU of this cluster's Postgres processes, with 1 and then 10 `pool worker`s that
 //! have nothing to do.

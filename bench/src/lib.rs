@@ -45,7 +45,7 @@ pub struct BenchArgs {
     pub availability: AvailabilityArgs,
 }
 
-/// The scenarios of issue 5.
+/// The scenarios.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
     /// K = 1, 8, 32 concurrent clients claiming with `Prefer: wait=30`.
@@ -58,7 +58,7 @@ pub enum Scenario {
     Reconcile,
     /// RSS of web and worker at idle and under the claim load.
     Footprint,
-    /// Issue 12: a demand trace with bursts against a static and an adaptive warm
+    /// A demand trace with bursts against a static and an adaptive warm
     /// buffer (simulated build time; minutes). Only when named: not part of `all`.
     Availability,
     /// Hostile clients: made-up methods, a read flood beside claims, slow clients.
@@ -68,13 +68,13 @@ pub enum Scenario {
     /// in another process (`POOL_BENCH_ORIGINAL`: the original's `pool/` directory;
     /// skipped without it). Only when named: not part of `all`.
     Versus,
-    /// Issue 21: claims and fetch cost with 1 M finished and 100 k future rows, and
+    /// Claims and fetch cost with 1 M finished and 100 k future rows, and
     /// while pruning them. Only when named: not part of `all`.
     Scale,
-    /// Issue 21: statements per second and Postgres CPU of 1 and 10 idle workers.
+    /// Statements per second and Postgres CPU of 1 and 10 idle workers.
     /// Only when named: not part of `all`.
     Idle,
-    /// Issue 21: 1,000 claims waiting at once: web memory, wake-ups per finish.
+    /// 1,000 claims waiting at once: web memory, wake-ups per finish.
     /// Only when named: not part of `all`.
     Waiters,
     /// Every scenario in turn (except those only run when named).

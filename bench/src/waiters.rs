@@ -1,5 +1,5 @@
 //! `waiters`: 1,000 claims waiting at once (`Prefer: wait=60`, no idle instance) on
-//! one `pool web` (issue 21): its resident memory, and how many waiting requests each
+//! one `pool web`: its resident memory, and how many waiting requests each
 //! finished job wakes, for jobs of others and for the claims themselves.
 
 use std::time::{Duration, Instant};

@@ -91,7 +91,7 @@ pub async fn set_gauge(db: impl PgExecutor<'_>, name: &str, value: f64) -> sqlx:
     Ok(())
 }
 
-/// Cost and service over one window (issue 22).
+/// Cost and service over one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Glance {

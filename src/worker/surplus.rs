@@ -1,4 +1,4 @@
-//! Giving back (issue 22): idle instances above the warm target — left behind by
+//! Giving back: idle instances above the warm target — left behind by
 //! claims that gave up, or by demand that has passed — are drained once they have
 //! been idle for `POOL_SURPLUS_COOLDOWN`, up to [`buffer::GIVE_BACK_PER_RUN`] per
 //! replenish, oldest first. Only fresh idle instances above the target and the

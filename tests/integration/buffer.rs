@@ -1,4 +1,4 @@
-//! The warm target (issue 12): it follows demand — bursts, decayed over tens of
+//! The warm target: it follows demand — bursts, decayed over tens of
 //! minutes — over a lead time measured from Pool's own instances, within
 //! `POOL_MAX_WARM`, which waiting claims share and never starve behind.
 

@@ -1,4 +1,4 @@
-//! First in first out for waiting claims (issue 12), at the statements that bind
+//! First in first out for waiting claims, at the statements that bind
 //! them: a binding pass never serves a claim ahead of an older one that another pass
 //! holds, and a new claim never takes an idle instance ahead of claims already
 //! waiting. Found flaky end to end (`waiting::…_first_in_first_out_across_replicas`

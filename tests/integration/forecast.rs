@@ -1,4 +1,4 @@
-//! The forecast (issue 22): the warm target also covers the claims expected over the
+//! The forecast: the warm target also covers the claims expected over the
 //! next lead time from the same phase of earlier periods (`POOL_DEMAND_PERIOD`), so a
 //! recurring burst finds the pool ready, and the buffer stays low between bursts.
 

@@ -1,4 +1,4 @@
-//! Cost and availability at a glance (issue 22): warm instance-hours and the share of
+//! Cost and availability at a glance: warm instance-hours and the share of
 //! claims bound at once, over the last hour and day, in `/api/pool/counts` and
 //! `/metrics`, from the per-minute rows every process writes.
 

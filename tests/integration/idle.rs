@@ -1,4 +1,4 @@
-//! An idle worker sleeps (issue 21): its fetch polls rarely and its matcher does not
+//! An idle worker sleeps: its fetch polls rarely and its matcher does not
 //! pass while no claim waits. What it sleeps on must still wake it: a new job, and a
 //! claim that starts waiting for an instance. The idle timers here are 10 minutes,
 //! so everything below happens only because a notification woke the worker.

@@ -1,4 +1,4 @@
-//! The waiting line's cap (issue 22, `POOL_MAX_WAITING`): beyond it a claim answers
+//! The waiting line's cap (`POOL_MAX_WAITING`): beyond it a claim answers
 //! 503 `too_many_waiting` at once with `Retry-After`, and never more claims wait than
 //! the cap, however many arrive together (the check is serialized in the database, not
 //! in a process).

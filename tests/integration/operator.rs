@@ -1,4 +1,4 @@
-//! What operators read beyond the job list (issue 11): fleet-wide job metrics that
+//! What operators read beyond the job list: fleet-wide job metrics that
 //! no replica multiplies, the charts' per-minute data, the whole fleet, and pausing
 //! a job kind.
 

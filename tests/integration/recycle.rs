@@ -1,7 +1,7 @@
-//! Fresh instances (issue 12): idle instances on an older image, or older than
+//! Fresh instances: idle instances on an older image, or older than
 //! `POOL_IDLE_MAX_AGE`, are replaced make-before-break — the pool never holds fewer
 //! idle instances than its minimum meanwhile — and claimed ones are never touched;
-//! and during a rollout claims take instances on the current image first (issue 22).
+//! and during a rollout claims take instances on the current image first.
 
 use std::{collections::HashSet, time::Duration};
 

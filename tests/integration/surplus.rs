@@ -1,4 +1,4 @@
-//! Giving back (issue 22): idle instances above the warm target — left behind by
+//! Giving back: idle instances above the warm target — left behind by
 //! claims that gave up — are drained after `POOL_SURPLUS_COOLDOWN`, oldest first,
 //! never below the target, never a claimed one.
 

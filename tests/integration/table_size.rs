@@ -1,4 +1,4 @@
-//! Costs that must not grow with the job table (issue 21): a fetch reads a few index
+//! Costs that must not grow with the job table: a fetch reads a few index
 //! pages whatever the finished and future rows, and pruning deletes in bounded
 //! batches, one worker at a time, with the attempts and idempotency keys it owns.
 

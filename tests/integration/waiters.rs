@@ -1,5 +1,5 @@
-//! `Prefer: wait`: a finished job wakes the requests waiting for it and no others
-//! (issue 21: every finish used to wake every waiting request of every web process).
+//! `Prefer: wait`: a finished job wakes the requests waiting for it and no others,
+//! in every web process.
 
 use std::time::Duration;
 

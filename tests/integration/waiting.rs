@@ -1,4 +1,4 @@
-//! An adaptive pool (issue 12): claims wait for capacity first in first out, new
+//! An adaptive pool: claims wait for capacity first in first out, new
 //! instances become claimable within seconds of being ready, the pool fills at start.
 //! The warm target: `buffer.rs`.
 

@@ -1,7 +1,7 @@
 //! Recycling idle instances that are too old or on another image than the current
-//! one (issue 12): which are stale, and moving them to `draining`. And the SQL that
+//! one: which are stale, and moving them to `draining`. And the SQL that
 //! names the current image, which claims prefer, and giving back idle instances
-//! above the warm target (issue 22).
+//! above the warm target.
 
 use std::time::Duration;
 
