@@ -98,8 +98,14 @@ pub fn main() -> ExitCode {
     // and those always win over the file.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
+    block_on_main(run(cli.command))
+}
+
+/// Runs a command's future on a multi-threaded runtime; an error is printed and the
+/// process exits 1. Every binary of the workspace ends this way.
+pub fn block_on_main(command: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
-    let result = runtime.context("Failed to start the async runtime").and_then(|rt| rt.block_on(run(cli.command)));
+    let result = runtime.context("Failed to start the async runtime").and_then(|rt| rt.block_on(command));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

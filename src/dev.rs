@@ -154,7 +154,6 @@ pub struct SimArgs {
 impl SimArgs {
     /// The simulator configuration these flags describe.
     pub fn to_config(&self) -> sim::SimConfig {
-        use std::time::Duration;
         sim::SimConfig {
             build_time: Duration::from_millis(self.build_ms),
             provision_time: Duration::from_millis(self.provision_ms),

@@ -16,13 +16,5 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     pool::telemetry::init(!std::env::var("POOL_LOG_FORMAT").is_ok_and(|f| f == "text"));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
-    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(pool_bench::run(cli.args)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    pool::cli::block_on_main(pool_bench::run(cli.args))
 }

@@ -18,15 +18,14 @@ use super::{
 };
 use pool::store::jobs::lifecycle;
 
-/// `(claims per phase, finished rows, future rows)`.
-const SIZES: (usize, i64, i64) = (300, 1_000_000, 100_000);
-const SIZES_QUICK: (usize, i64, i64) = (30, 20_000, 2_000);
+/// `(claims per phase, paced claims before pruning, finished rows, future rows)`.
+/// The paced claims are the pruning phase's baseline: a claim after a pause costs
+/// more than one right after another.
+const SIZES: (usize, usize, i64, i64) = (300, 600, 1_000_000, 100_000);
+const SIZES_QUICK: (usize, usize, i64, i64) = (30, 30, 20_000, 2_000);
 /// While pruning: one claim this often, for at most this many claims.
 const PRUNE_PACE: Duration = Duration::from_millis(100);
 const PRUNE_CLAIMS_MAX: usize = 3_000;
-/// Paced claims on the big table before pruning: the pruning phase's baseline, since
-/// a claim after a pause costs more than one right after another.
-const PACED_CLAIMS: (usize, usize) = (600, 30);
 /// The default `JOB_RETENTION_HOURS` (72).
 const RETENTION_SECS: u64 = 72 * 3600;
 /// Older than the default retention (72 h): every finished row may be pruned.
@@ -34,20 +33,20 @@ const FINISHED_AGE: &str = "4 days";
 
 pub async fn run(quick: bool) -> anyhow::Result<Value> {
     let sizes = if quick { SIZES_QUICK } else { SIZES };
-    let stack = claim::start("scale", 2 * sizes.0 + PACED_CLAIMS.0 + PRUNE_CLAIMS_MAX + 200).await?;
+    let stack = claim::start("scale", 2 * sizes.0 + sizes.1 + PRUNE_CLAIMS_MAX + 200).await?;
     let measured = measure(&stack, sizes).await;
     let stopped = stack.stop().await;
     let phases = measured?;
     stopped?;
     let headers = ["phase", "claims", "p50 ms", "p95 ms", "p99 ms", "max ms", "fetch buffers (10 kinds / 1 kind)"];
     let rows: Vec<Vec<String>> = phases.iter().map(Phase::cells).collect();
-    let title = format!("scale: K=1 claims; {} finished + {} future rows", sizes.1, sizes.2);
+    let title = format!("scale: K=1 claims; {} finished + {} future rows", sizes.2, sizes.3);
     report::table(&title, &headers, &rows);
     Ok(json!({
         "scenario": "scale",
         "quick": quick,
-        "finished_rows": sizes.1,
-        "future_rows": sizes.2,
+        "finished_rows": sizes.2,
+        "future_rows": sizes.3,
         "phases": phases.iter().map(Phase::json).collect::<Vec<_>>(),
     }))
 }
@@ -83,7 +82,10 @@ impl Phase {
     }
 }
 
-async fn measure(stack: &Stack, (claims, finished, future): (usize, i64, i64)) -> anyhow::Result<Vec<Phase>> {
+async fn measure(
+    stack: &Stack,
+    (claims, paced, finished, future): (usize, usize, i64, i64),
+) -> anyhow::Result<Vec<Phase>> {
     let db = &stack.db.pool;
     claim::warm_up(stack).await?;
     let fetch = Some(fetch_buffers(db).await?);
@@ -94,7 +96,6 @@ async fn measure(stack: &Stack, (claims, finished, future): (usize, i64, i64)) -
     let fetch = Some(fetch_buffers(db).await?);
     let load = claim::load(stack, 1, claims).await?;
     let big = Phase { name: "big table", load, fetch, extra: json!({ "fill_secs": fill_secs }) };
-    let paced = if claims == SIZES_QUICK.0 { PACED_CLAIMS.1 } else { PACED_CLAIMS.0 };
     let load = paced_claims(stack, paced, || false).await?;
     let unpruned = Phase { name: "big table, paced", load, fetch: None, extra: json!({}) };
     let pruning = while_pruning(stack).await?;
