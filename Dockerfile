@@ -6,14 +6,13 @@ WORKDIR /src
 # Dependencies first, in a layer of their own: it is rebuilt only when Cargo.toml or
 # Cargo.lock change, not on every source change. Stub sources stand in for ours.
 COPY Cargo.toml Cargo.lock build.rs ./
-COPY jobs/Cargo.toml jobs/Cargo.toml
 COPY sim/Cargo.toml sim/Cargo.toml
 COPY bench/Cargo.toml bench/Cargo.toml
-RUN mkdir -p src jobs/src sim/src bench/src migrations \
+RUN mkdir -p src sim/src bench/src migrations \
     && echo 'fn main() {}' > src/main.rs && cp src/main.rs bench/src/main.rs \
-    && touch src/lib.rs jobs/src/lib.rs sim/src/lib.rs bench/src/lib.rs \
+    && touch src/lib.rs sim/src/lib.rs bench/src/lib.rs \
     && cargo build --release --locked --no-default-features --bin pool \
-    && rm -rf src jobs/src sim/src bench/src target/release/.fingerprint/pool-* target/release/deps/pool-* \
+    && rm -rf src sim/src bench/src target/release/.fingerprint/pool-* target/release/deps/pool-* \
               target/release/deps/libpool* target/release/deps/pool_*
 
 # The commit this image is built from, for `/version` and the dashboard. Railway

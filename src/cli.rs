@@ -164,7 +164,7 @@ async fn enrich(all: bool, dry_run: bool) -> anyhow::Result<()> {
     let config = load_config()?;
     let pool = db::connect(&config.database_url, 2).await?;
     let mut conn = pool.acquire().await?;
-    let payload = pool_jobs::EnrichMetadata { all, dry_run };
+    let payload = crate::jobs::enrich_metadata::EnrichMetadata { all, dry_run };
     let job_id = crate::queue::enqueue(&mut conn, &payload, &config.jobs).await?.id().to_owned();
     eprintln!("enqueued enrich_metadata job {job_id}; waiting for a worker to run it…");
     // A CLI waiting on one job may poll; the web process uses notifications instead.

@@ -155,7 +155,10 @@ pub async fn enqueue(kind: &str, payload: Option<&str>, database_url: &SecretStr
 }
 
 fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<jobs::NewJob> {
-    use pool_jobs::*;
+    use crate::jobs::{
+        Job, KINDS, check_ready::CheckReady, claim_and_provision::ClaimAndProvision, reconcile::Reconcile,
+        replenish::Replenish,
+    };
     fn check<J: Job>(args: Value, config: &JobsConfig) -> anyhow::Result<jobs::NewJob> {
         let payload: J = serde_json::from_value(args).map_err(|e| anyhow::anyhow!("{} payload: {e}", J::KIND))?;
         Ok(queue::new_job(&payload, config))
@@ -186,6 +189,6 @@ fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<job
             check::<CheckReady>(args, config)?;
             queue::check_ready_job()
         }
-        _ => pool_jobs::for_each_kind!(plain),
+        _ => crate::jobs::for_each_kind!(plain),
     })
 }

@@ -20,7 +20,11 @@
 //!   handlers, the permits of expensive reads.
 //! - [`buffer`]: the warm target (`POOL_MIN_IDLE`, adaptive to demand, `POOL_MAX_WARM`).
 //! - [`queue`]: enqueueing jobs (inside the caller's transaction) and the job document.
-//! - [`worker`]: the worker process: job handlers, schedules, pruning.
+//! - [`jobs`]: every job kind, one file each: its stable name, payload, result,
+//!   slots and handler; the kind list (`for_each_kind!`); what a handler reaches
+//!   and returns.
+//! - [`worker`]: the worker process: the job runtime, the schedules, the binding of
+//!   waiting claims to idle instances, pruning.
 //! - `sim`: the simulated services API and instances (the `pool-sim` crate in `sim/`),
 //!   used by `pool dev`, the benchmarks and the tests; not in a production build.
 //! - [`dev`]: `pool dev`, the whole system as one process tree.
@@ -30,10 +34,11 @@
 //! - [`memo`]: values recomputed at most once per period (job totals), or once at a
 //!   time for concurrent callers (the counts).
 //!
-//! Beside this crate: `jobs/` (the job catalogue), `sim/` (the simulator) and `bench/`
+//! Beside this crate: `sim/` (the simulator) and `bench/`
 //! (`pool-bench`, the end-to-end benchmarks, docs/BENCHMARKS.md).
 //!
-//! `http` and `worker` are the two entry layers and never import each other.
+//! `http` and `worker` are the two entry layers and never import each other; both
+//! use `jobs` (the web enqueues its payloads, the worker runs its handlers).
 
 pub mod buffer;
 pub mod cli;
@@ -44,6 +49,7 @@ pub mod dev;
 pub mod domain;
 pub mod http;
 pub mod instance;
+pub mod jobs;
 pub mod jobs_cli;
 pub mod memo;
 pub mod metrics;

@@ -3,13 +3,15 @@
 //! transaction of the row change the job belongs to.
 
 use chrono::{DateTime, Utc};
-use pool_jobs::{CheckReady, Job, ProvisionInstance, Reconcile, Replenish};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::{
     config::JobsConfig,
+    jobs::{
+        Job, check_ready::CheckReady, provision_instance::ProvisionInstance, reconcile::Reconcile, replenish::Replenish,
+    },
     store::jobs::{self, Enqueued, JobRow, NewJob},
 };
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use pool_jobs::{Job, Noop};
+use pool::jobs::{Job, noop::Noop};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 

@@ -6,7 +6,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pool_jobs::{Job, Noop};
+use pool::{
+    config::{Config, JobsConfig},
+    jobs::{Job, noop::Noop},
+};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -15,7 +18,6 @@ use super::{
     queue_drain,
     report::{self, Latency},
 };
-use pool::config::{Config, JobsConfig};
 
 const PRODUCERS: usize = 8;
 

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pool_jobs::Job;
+use pool::{jobs::Job, store::jobs::lifecycle};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -16,7 +16,6 @@ use super::{
     harness::Stack,
     report::{self, Latency},
 };
-use pool::store::jobs::lifecycle;
 
 /// `(claims per phase, paced claims before pruning, finished rows, future rows)`.
 /// The paced claims are the pruning phase's baseline: a claim after a pause costs
@@ -105,7 +104,7 @@ async fn measure(
 /// `finished` rows past their retention (one in ten failed, with its attempt kept) and
 /// `future` queued rows due tomorrow, spread over every kind; then `VACUUM ANALYZE`.
 async fn fill(db: &PgPool, finished: i64, future: i64) -> anyhow::Result<()> {
-    let kinds: Vec<&str> = pool_jobs::KINDS.to_vec();
+    let kinds: Vec<&str> = pool::jobs::KINDS.to_vec();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, run_at, created_at, started_at,
                            finished_at, result, error)
@@ -147,8 +146,8 @@ async fn fill(db: &PgPool, finished: i64, future: i64) -> anyhow::Result<()> {
 /// Shared buffers (hit + read) one fetch touches, asking 4 of every kind, and 4
 /// claims alone; rolled back, so it takes nothing.
 async fn fetch_buffers(db: &PgPool) -> anyhow::Result<(i64, i64)> {
-    let all: Vec<&str> = pool_jobs::KINDS.to_vec();
-    let one = [pool_jobs::ClaimAndProvision::KIND];
+    let all: Vec<&str> = pool::jobs::KINDS.to_vec();
+    let one = [pool::jobs::claim_and_provision::ClaimAndProvision::KIND];
     Ok((lifecycle::fetch_cost(db, &all).await?, lifecycle::fetch_cost(db, &one).await?))
 }
 

@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pool_jobs::Job;
+use pool::{
+    jobs::Job,
+    store::jobs::{self, NewJob},
+};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -13,7 +16,6 @@ use super::{
     harness::{self, API_KEY, BenchDb, Stack, mb},
     report,
 };
-use pool::store::jobs::{self, NewJob};
 
 const WAITERS: usize = 1_000;
 const WAITERS_QUICK: usize = 100;
@@ -26,7 +28,11 @@ pub async fn run(quick: bool) -> anyhow::Result<Value> {
     let db = BenchDb::create("waiters").await?;
     let sim = harness::instant_sim().await?;
     // Nothing creates instances: the claims wait until the bench adds idle rows.
-    for kind in [pool_jobs::Replenish::KIND, pool_jobs::ProvisionInstance::KIND, pool_jobs::CheckReady::KIND] {
+    for kind in [
+        pool::jobs::replenish::Replenish::KIND,
+        pool::jobs::provision_instance::ProvisionInstance::KIND,
+        pool::jobs::check_ready::CheckReady::KIND,
+    ] {
         jobs::pauses::pause(&db.pool, kind).await?;
     }
     // The line admits them all (POOL_MAX_WAITING caps it at 100 by default).
@@ -65,7 +71,7 @@ async fn measure(stack: &Stack, n: usize) -> anyhow::Result<Value> {
     .context("the claims did not all wait")?;
     let waiting_rss = stack.web.mem().rss_kb;
     let before = wakeups(stack).await?;
-    let others: Vec<NewJob> = (0..OTHERS).map(|_| NewJob::new(pool_jobs::Noop::KIND, json!({}), 1)).collect();
+    let others: Vec<NewJob> = (0..OTHERS).map(|_| NewJob::new(pool::jobs::noop::Noop::KIND, json!({}), 1)).collect();
     jobs::enqueue_many(db, &others).await?;
     wait_for(LIMIT, || async {
         let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'noop' AND state = 'succeeded'")

@@ -163,7 +163,7 @@ pub struct JobsConfig {
     /// notifications wake the fetch; the poll catches a missed one and jobs made due
     /// without one. After a fetch that found jobs, the poll is 1 s.
     pub idle_poll: Duration,
-    /// The matcher's pass while no claim waits (`JOB_MATCH_IDLE_MS`, 10 s); a waiting
+    /// The binding loop's pass while no claim waits (`JOB_MATCH_IDLE_MS`, 10 s); a waiting
     /// claim's insert wakes it at once.
     pub match_idle: Duration,
     /// How often a worker proves it is alive (`JOB_HEARTBEAT_MS`, 3 s).
@@ -314,7 +314,7 @@ impl JobsConfig {
 /// `<prefix><KIND>` overrides, e.g. `JOB_MAX_ATTEMPTS_RECONCILE=3`.
 fn by_kind(env: &Env<'_>, prefix: &str) -> Result<Vec<(&'static str, u32)>, ConfigError> {
     let mut overrides = Vec::new();
-    for kind in pool_jobs::KINDS {
+    for kind in crate::jobs::KINDS {
         // Read once at start-up; the names live as long as the configuration.
         let name: &'static str = Box::leak(format!("{prefix}{}", kind.to_uppercase()).into_boxed_str());
         if env.optional(name).is_some() {

@@ -168,7 +168,7 @@ fn every_variable_read_is_in_env_example_and_help() {
     let missing: std::collections::BTreeSet<String> = read
         .into_inner()
         .into_iter()
-        .map(|name| match pool_jobs::KINDS.iter().find(|k| name.ends_with(&format!("_{}", k.to_uppercase()))) {
+        .map(|name| match crate::jobs::KINDS.iter().find(|k| name.ends_with(&format!("_{}", k.to_uppercase()))) {
             Some(kind) => format!("{}_<KIND>", &name[..name.len() - kind.len() - 1]),
             None => name,
         })

@@ -3,7 +3,6 @@
 //! instance, or 503 `no_idle_instance`.
 
 use axum::{extract::State, http::HeaderMap, response::Response};
-use pool_jobs::ClaimAndProvision;
 
 use super::{
     AppState,
@@ -15,6 +14,7 @@ use super::{
     respond::{PreferWait, new_job_response, requested_wait},
 };
 use crate::{
+    jobs::claim_and_provision::ClaimAndProvision,
     queue,
     queue::JobDoc,
     store::{

@@ -2,11 +2,10 @@
 //! checked into the job payload, SPEC §3.1) and its `Idempotency-Key`.
 
 use axum::http::HeaderMap;
-use pool_jobs::ClaimAndProvision;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::config::JoinHosts;
+use crate::{config::JoinHosts, jobs::claim_and_provision::ClaimAndProvision};
 
 const DEFAULT_AGENT_NAME: &str = "Assistant";
 const DEFAULT_INSTRUCTIONS: &str = "You are a helpful AI assistant.";

@@ -38,7 +38,7 @@ pub async fn respond_when_bound(
         doc = subscription.wait_more(&state.db, id, BOUND_SLACK, true).await?;
     }
     line.id = None;
-    // The matcher ended it in line first (this process was slow to): no run, no instance.
+    // The binding loop ended it in line first (this process was slow to): no run, no instance.
     if doc.as_ref().is_some_and(|d| d.status == JobState::Failed && d.attempts == 0) {
         tracing::info!(job_id = %id, wait_secs = wait.as_secs(), "waiting claim expired");
         return Err(no_idle(wait));

@@ -55,7 +55,7 @@ mod tests {
     #[test]
     fn the_dashboard_names_no_job_kind() {
         for (path, _, contents) in super::ASSETS.iter().filter(|(path, ..)| !path.starts_with("/vendor/")) {
-            for kind in pool_jobs::KINDS {
+            for kind in crate::jobs::KINDS {
                 for quoted in [format!("'{kind}'"), format!("\"{kind}\""), format!("`{kind}`")] {
                     assert!(!contents.contains(&quoted), "{path} names the job kind {kind}");
                 }

@@ -78,8 +78,8 @@ async fn resume(
 }
 
 async fn set_paused(state: &AppState, kind: &str, paused: bool) -> Result<Json<KindState>, ApiError> {
-    let kind = pool_jobs::KINDS.iter().find(|k| **k == kind).copied().ok_or_else(|| {
-        ApiError::NotFound(format!("unknown job kind {kind:?}; known: {}", pool_jobs::KINDS.join(", ")))
+    let kind = crate::jobs::KINDS.iter().find(|k| **k == kind).copied().ok_or_else(|| {
+        ApiError::NotFound(format!("unknown job kind {kind:?}; known: {}", crate::jobs::KINDS.join(", ")))
     })?;
     if paused {
         pauses::pause(&state.db, kind).await?;
@@ -95,7 +95,7 @@ async fn kind_states(state: &AppState, only: Option<&'static str>) -> Result<Vec
     let paused = pauses::paused(&state.db).await?;
     let totals = jobs::totals_by_kind(&state.db).await?;
     let count = |kind: &str, st: &str| totals.iter().find(|(k, s, _)| k == kind && s == st).map_or(0, |t| t.2);
-    Ok(pool_jobs::KINDS
+    Ok(crate::jobs::KINDS
         .into_iter()
         .filter(|kind| only.is_none_or(|o| o == *kind))
         .map(|kind| {

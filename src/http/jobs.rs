@@ -72,9 +72,12 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
         .transpose()?;
     let kind = params.kind;
     if let Some(kind) = &kind
-        && !pool_jobs::KINDS.contains(&kind.as_str())
+        && !crate::jobs::KINDS.contains(&kind.as_str())
     {
-        return Err(ApiError::Validation(format!("unknown job kind {kind:?}; known: {}", pool_jobs::KINDS.join(", "))));
+        return Err(ApiError::Validation(format!(
+            "unknown job kind {kind:?}; known: {}",
+            crate::jobs::KINDS.join(", ")
+        )));
     }
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -172,7 +175,7 @@ async fn show(
 ) -> Result<Response, ApiError> {
     if scope == Scope::Claim
         && let Some(job) = jobs::get(&state.db, &id).await?
-        && job.kind != <pool_jobs::ClaimAndProvision as pool_jobs::Job>::KIND
+        && job.kind != <crate::jobs::claim_and_provision::ClaimAndProvision as crate::jobs::Job>::KIND
     {
         return Err(ApiError::Forbidden("a claim key reads claim jobs only".into()));
     }

@@ -105,9 +105,12 @@ fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiEr
         return Err(ApiError::Validation("give a kind, a status or both".into()));
     }
     if let Some(kind) = &kind
-        && !pool_jobs::KINDS.contains(&kind.as_str())
+        && !crate::jobs::KINDS.contains(&kind.as_str())
     {
-        return Err(ApiError::Validation(format!("unknown job kind {kind:?}; known: {}", pool_jobs::KINDS.join(", "))));
+        return Err(ApiError::Validation(format!(
+            "unknown job kind {kind:?}; known: {}",
+            crate::jobs::KINDS.join(", ")
+        )));
     }
     Ok(Filter { kind, state })
 }

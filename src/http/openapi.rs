@@ -120,7 +120,7 @@ impl Modify for TypedJobs {
         macro_rules! add_each {
             ($($job:path),*) => { $(kinds.add::<$job>();)* };
         }
-        pool_jobs::for_each_kind!(add_each);
+        crate::jobs::for_each_kind!(add_each);
         let components = openapi.components.get_or_insert_with(Default::default);
         components.schemas.extend(kinds.schemas);
         let Some(RefOr::T(Schema::Object(job))) = components.schemas.get_mut("JobDoc") else {
@@ -147,7 +147,7 @@ struct KindSchemas {
 }
 
 impl KindSchemas {
-    fn add<J: pool_jobs::Job>(&mut self) {
+    fn add<J: crate::jobs::Job>(&mut self) {
         use utoipa::openapi::Ref;
         let payload = J::name().into_owned();
         let result = format!("{payload}Result");
@@ -184,7 +184,7 @@ pub fn router(doc: &utoipa::openapi::OpenApi) -> Router<AppState> {
 pub fn kind_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(pool_jobs::KINDS.iter().copied()))
+        .enum_values(Some(crate::jobs::KINDS.iter().copied()))
         .description(Some("A job kind"))
         .build()
 }

@@ -6,7 +6,6 @@ use axum::{
     http::HeaderMap,
     response::Response,
 };
-use pool_jobs::{DismissCrashed, DrainIdle, EnrichMetadata, KillInstance, Replenish};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -22,6 +21,10 @@ use super::{
 };
 use crate::{
     domain::{InstanceId, InstanceStatus},
+    jobs::{
+        dismiss_crashed::DismissCrashed, drain_idle::DrainIdle, enrich_metadata::EnrichMetadata,
+        kill_instance::KillInstance, replenish::Replenish,
+    },
     queue,
     store::{
         instances,

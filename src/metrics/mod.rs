@@ -62,7 +62,8 @@ pub fn runs_recorded(applied: &[Applied]) {
         pending::add("pool_jobs_finished_total", format!("kind=\"{}\",status=\"{}\"", run.kind, run.state), 1.0);
     }
     pending::observe(applied.iter().flat_map(|run| {
-        let claim = (run.kind == <pool_jobs::ClaimAndProvision as pool_jobs::Job>::KIND && run.state == "succeeded")
+        let claim = (run.kind == <crate::jobs::claim_and_provision::ClaimAndProvision as crate::jobs::Job>::KIND
+            && run.state == "succeeded")
             .then(|| ("pool_claim_seconds", String::new(), run.age));
         [("pool_job_run_seconds", format!("kind=\"{}\"", run.kind), run.run_time)].into_iter().chain(claim)
     }));

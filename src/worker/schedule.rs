@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cron::Schedule;
-use pool_jobs::{Job, Reconcile, Replenish};
 use tokio::sync::watch;
 
-use super::Ctx;
 use crate::{
+    jobs::{Ctx, Job, reconcile::Reconcile, replenish::Replenish},
     queue,
     store::jobs::{self, Enqueued},
 };

@@ -1,4 +1,4 @@
-//! An idle worker sleeps: its fetch polls rarely and its matcher does not
+//! An idle worker sleeps: its fetch polls rarely and its binding loop does not
 //! pass while no claim waits. What it sleeps on must still wake it: a new job, and a
 //! claim that starts waiting for an instance. The idle timers here are 10 minutes,
 //! so everything below happens only because a notification woke the worker.
@@ -41,7 +41,7 @@ async fn an_idle_worker_wakes_for_a_new_job_and_for_a_waiting_claim() {
     let job = stack.post("/api/pool/reconcile", json!({}), 20).await;
     assert_eq!(job.status(), StatusCode::OK, "the reconcile ran without a poll");
 
-    // No idle instance: the claim waits, and the asleep matcher must wake for it.
+    // No idle instance: the claim waits, and the asleep binding loop must wake for it.
     let claimed = stack.post("/api/pool/claim", json!({}), 30).await;
     let status = claimed.status();
     let body: Value = claimed.json().await.unwrap();
@@ -90,7 +90,7 @@ async fn a_service_that_appears_during_a_readiness_round_is_followed() {
     use pool::{domain::InstanceId, sim::Faults, store::jobs};
     let stack = Stack::start(fast_sim(), 1, &ASLEEP).await;
     let (db, sim) = (&stack.db.pool, &stack.sim.sim);
-    // The worker's start-up replenish ran, and its matcher found nothing to follow:
+    // The worker's start-up replenish ran, and its binding loop found nothing to follow:
     // both sleep for the 10-minute idle timers.
     let started = eventually(Duration::from_secs(20), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'replenish' AND state = 'succeeded'")

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use pool::{
+    jobs::{drain_idle::DrainIdle, replenish::Replenish},
     queue::{self, JobDoc},
     store::JobState,
 };
-use pool_jobs::{DrainIdle, Replenish};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

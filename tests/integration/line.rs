@@ -89,7 +89,7 @@ async fn a_full_line_answers_503_with_retry_after() {
 
 /// A claim that waited for its place in the line (others joining before it) gets
 /// its whole wait from when it joined: its deadline is not counted from the moment
-/// it started waiting for the place, or the matcher would end it before its client's
+/// it started waiting for the place, or the binding loop would end it before its client's
 /// wait is over (the client then got 200 with a failed job instead of 503).
 #[tokio::test]
 async fn a_claim_delayed_at_the_line_gets_its_whole_wait() {
@@ -118,12 +118,12 @@ async fn a_claim_delayed_at_the_line_gets_its_whole_wait() {
     );
 }
 
-/// The matcher ends claims still waiting past their deadline (their web is gone, or
+/// The binding loop ends claims still waiting past their deadline (their web is gone, or
 /// slow: at a full connection pool its own deadline check waits for a connection).
 /// A client whose claim was ended that way is still answered 503
 /// `no_idle_instance`, not 200 with a failed job.
 #[tokio::test]
-async fn a_claim_the_matcher_ended_in_line_is_answered_503() {
+async fn a_claim_the_binding_loop_ended_in_line_is_answered_503() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(test_config(&db.url, "http://127.0.0.1:1", &[]), db.pool.clone()).await;
     let request = app.http.post(app.url("/api/pool/claim")).bearer_auth(API_KEY).header("prefer", "wait=20");
@@ -133,7 +133,7 @@ async fn a_claim_the_matcher_ended_in_line_is_answered_503() {
     })
     .await
     .expect("the claim waits in line");
-    // What the matcher writes for a claim past its deadline.
+    // What the binding loop writes for a claim past its deadline.
     sqlx::query(
         "UPDATE jobs SET state = 'failed', waiting = false, finished_at = now(),
                          error = 'no_idle_instance: no instance became idle in time'

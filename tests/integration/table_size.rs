@@ -12,7 +12,7 @@ use crate::helpers::TestDb;
 /// Finished rows past a 1 h retention (every other one failed, with its attempt),
 /// and queued rows of every kind due tomorrow.
 async fn fill(db: &PgPool, finished: i64, future: i64) {
-    let kinds: Vec<&str> = pool_jobs::KINDS.to_vec();
+    let kinds: Vec<&str> = pool::jobs::KINDS.to_vec();
     sqlx::query(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, started_at, finished_at)
          SELECT 'done-' || lpad(g::text, 7, '0'), ($2::text[])[1 + g % 10], '{}',
@@ -49,9 +49,9 @@ async fn fill(db: &PgPool, finished: i64, future: i64) {
 async fn a_fetch_reads_a_few_pages_whatever_the_finished_and_future_rows() {
     let db = TestDb::new().await;
     fill(&db.pool, 20_000, 20_000).await;
-    let one_kind = lifecycle::fetch_cost(&db.pool, &[pool_jobs::KINDS[1]]).await.unwrap();
+    let one_kind = lifecycle::fetch_cost(&db.pool, &[pool::jobs::KINDS[1]]).await.unwrap();
     assert!(one_kind <= 10, "a fetch of one kind read {one_kind} buffers");
-    let every_kind = lifecycle::fetch_cost(&db.pool, &pool_jobs::KINDS).await.unwrap();
+    let every_kind = lifecycle::fetch_cost(&db.pool, &pool::jobs::KINDS).await.unwrap();
     assert!(every_kind <= 10 * 4, "a fetch of every kind read {every_kind} buffers");
     // And it still takes what is due, oldest first.
     let mut due = jobs::NewJob::new("noop", serde_json::json!({}), 1);

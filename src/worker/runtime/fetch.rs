@@ -15,13 +15,13 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::{Delivery, Kind};
 use crate::{
+    jobs::{Ctx, lease::LeaseClock},
     store::jobs::lifecycle,
-    worker::{Ctx, lease::LeaseClock},
 };
 
 /// Channel the job table's insert trigger notifies on.
 const CHANNEL: &str = "pool_jobs_queued";
-/// Channel the same trigger notifies when a waiting claim is inserted (the matcher's).
+/// Channel the same trigger notifies when a waiting claim is inserted (the binding loop's).
 const CLAIMS_CHANNEL: &str = "pool_claims_waiting";
 /// Poll interval for delayed jobs (retries) and missed notifications after a fetch
 /// that took jobs; after an empty one, `JOB_IDLE_POLL_MS`.
@@ -232,7 +232,7 @@ fn wake_later(fetcher: &Arc<Fetcher>, delay: Duration) {
 
 /// The worker's one LISTEN connection. Wakes the fetch loop on every notification of
 /// queued jobs, or, when it says they are due in some milliseconds, then; and the
-/// matcher (`claims`) when a waiting claim is inserted. Reconnects after outages,
+/// binding loop (`claims`) when a waiting claim is inserted. Reconnects after outages,
 /// waking both then (a notification may have been missed).
 async fn listen(db: PgPool, fetcher: Arc<Fetcher>, claims: Arc<Notify>, stop: watch::Receiver<bool>) {
     while !*stop.borrow() {

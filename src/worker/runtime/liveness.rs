@@ -14,8 +14,8 @@ use tokio::sync::watch;
 
 use super::fetch::Fetcher;
 use crate::{
+    jobs::{Ctx, lease::LeaseClock},
     store::jobs::{legacy, lifecycle},
-    worker::{Ctx, lease::LeaseClock},
 };
 
 /// The last resort: a run older than this many rescue windows (30 min at 12 s) is

@@ -21,12 +21,10 @@ use futures::{FutureExt, SinkExt, future::BoxFuture};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::{
-    Ctx,
-    handler::{Handler, JobError, JobMeta, outcome},
-    lease::LeaseClock,
+use crate::{
+    jobs::{Ctx, Job, JobError, JobMeta, handler::outcome, lease::LeaseClock},
+    store::jobs::lifecycle::{Fetched, Finished},
 };
-use crate::store::jobs::lifecycle::{Fetched, Finished};
 
 type RunFn = fn(Arc<Ctx>, Value, JobMeta) -> BoxFuture<'static, Result<Value, JobError>>;
 
@@ -38,14 +36,14 @@ pub struct Kind {
     run: RunFn,
 }
 
-fn kind<J: Handler>(jobs: &crate::config::JobsConfig) -> Kind {
+fn kind<J: Job>(jobs: &crate::config::JobsConfig) -> Kind {
     Kind { name: J::KIND, slots: J::slots(jobs).max(1), run: run_as::<J> }
 }
 
 /// Decodes the payload and runs the handler. A payload this release cannot decode
 /// (e.g. written by a newer one) is a retryable failure: it fails after its
 /// attempts, with the reason, while every other job runs on.
-fn run_as<J: Handler>(ctx: Arc<Ctx>, args: Value, meta: JobMeta) -> BoxFuture<'static, Result<Value, JobError>> {
+fn run_as<J: Job>(ctx: Arc<Ctx>, args: Value, meta: JobMeta) -> BoxFuture<'static, Result<Value, JobError>> {
     async move {
         let payload: J = serde_json::from_value(args)
             .map_err(|e| JobError::retry(format!("cannot decode the {} payload: {e}", J::KIND)))?;
@@ -56,14 +54,14 @@ fn run_as<J: Handler>(ctx: Arc<Ctx>, args: Value, meta: JobMeta) -> BoxFuture<'s
     .boxed()
 }
 
-/// The registry: every job kind ([`pool_jobs::for_each_kind`]) with its slots per
-/// process ([`Handler::slots`]).
+/// The registry: every job kind ([`crate::jobs::for_each_kind`]) with its slots per
+/// process ([`Job::slots`]).
 pub fn kinds(ctx: &Ctx) -> Vec<Kind> {
     let jobs = &ctx.config.jobs;
     macro_rules! registry {
         ($($job:path),*) => { vec![$(kind::<$job>(jobs)),*] };
     }
-    pool_jobs::for_each_kind!(registry)
+    crate::jobs::for_each_kind!(registry)
 }
 
 /// A fetched job on its way to apalis, holding its kind's slot until it ends.

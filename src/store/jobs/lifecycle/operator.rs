@@ -2,10 +2,10 @@
 //! (`queued` → `cancelled`, `running` → stop requested), of one job or of every job a
 //! filter selects.
 
-use pool_jobs::{ClaimAndProvision, Job};
 use sqlx::{PgConnection, PgExecutor};
 
 use super::super::{COLUMNS, JobRow, JobState, get};
+use crate::jobs::{Job, claim_and_provision::ClaimAndProvision};
 
 /// What a retry writes, for one job or many: queued with fresh attempts, every trace
 /// of an earlier cancel gone; `runs` stays.

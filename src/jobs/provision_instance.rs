@@ -6,13 +6,10 @@
 //! the id exists and takes it over; it calls again only once no earlier call can
 //! still be running. Readiness is followed by `check_ready` (reconcile is the net).
 
-use pool_jobs::{ProvisionInstance, results::ProvisionResult};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{
-    Ctx,
-    handler::{Handler, JobError, JobMeta},
-    listing,
-};
+use super::{Ctx, Job, JobError, JobMeta, listing};
 use crate::{
     domain::{InstanceId, InstanceStatus},
     services::ServiceStatus,
@@ -20,7 +17,39 @@ use crate::{
     upstream::UpstreamError,
 };
 
-impl Handler for ProvisionInstance {
+/// Creates the provider resources of an instance whose row is already `provisioning`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProvisionInstance {
+    pub instance_id: String,
+}
+
+/// `provision_instance`: the service created at the provider, or why nothing was done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProvisionResult {
+    /// The provider created (or already had) the instance's service.
+    #[serde(rename_all = "camelCase")]
+    Created {
+        instance_id: String,
+        service_id: String,
+        /// Not known yet while the domain is being assigned.
+        #[schema(required = true)]
+        url: Option<String>,
+    },
+    /// The row was gone or no longer `provisioning`.
+    #[serde(rename_all = "camelCase")]
+    Skipped {
+        instance_id: String,
+        /// Why, e.g. `instance is idle`.
+        skipped: String,
+    },
+}
+
+impl Job for ProvisionInstance {
+    const KIND: &'static str = "provision_instance";
+    type Output = ProvisionResult;
+
     async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<ProvisionResult, JobError> {
         let id = InstanceId::parse(&self.instance_id).map_err(|e| JobError::permanent(e.to_string()))?;
         let skipped = |why: String| ProvisionResult::Skipped { instance_id: id.to_string(), skipped: why };
@@ -91,7 +120,7 @@ async fn give_up_half_made(ctx: &Ctx, id: &InstanceId) -> Result<String, JobErro
     use InstanceStatus::{Draining, Provisioning};
     let reason = "create-instance failed part-way; its service has no domain";
     if instances::transition(&ctx.db, id.as_str(), &[Provisioning], Draining, Some(reason)).await? {
-        super::destroy::destroy_and_delete(ctx, id).await?;
+        super::removal::destroy_and_delete(ctx, id).await?;
         let mut conn = ctx.db.acquire().await?;
         crate::queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
     }

@@ -11,12 +11,10 @@
 //! only from the job's run counter, which a lost commit can reset. Every write to
 //! the row is fenced on the run's lease: a stale run changes nothing.
 
-use pool_jobs::{ClaimAndProvision, results::ClaimResult};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{
-    Ctx,
-    handler::{Handler, JobError, JobMeta, checkpoint},
-};
+use super::{Ctx, Job, JobError, JobMeta, checkpoint};
 use crate::{
     domain::InstanceStatus,
     instance::{ProvisionRequest, Provisioned},
@@ -28,12 +26,47 @@ use crate::{
     upstream::UpstreamError,
 };
 
+/// Binds one idle instance to a conversation. The instance row records the job's id,
+/// so a re-run resumes the same instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimAndProvision {
+    pub agent_name: String,
+    pub instructions: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub join_url: Option<String>,
+}
+
+/// `claim_and_provision`: the claimed instance and its conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimResult {
+    pub instance_id: String,
+    #[schema(required = true)]
+    pub invite_url: Option<String>,
+    #[schema(required = true)]
+    pub conversation_id: Option<String>,
+    /// Whether the instance joined an existing conversation (`joinUrl`).
+    pub joined: bool,
+    /// The join awaits the other side's acceptance, so `conversationId` is not
+    /// known yet; reconcile fills it in on the instance once the instance knows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_acceptance: bool,
+    /// The instance's URL.
+    #[schema(required = true)]
+    pub gateway_url: Option<String>,
+}
+
 /// Instances one claim may try when they turn out not ready.
 const MAX_INSTANCES: usize = 3;
 
-impl Handler for ClaimAndProvision {
+impl Job for ClaimAndProvision {
+    const KIND: &'static str = "claim_and_provision";
+    type Output = ClaimResult;
+
     fn slots(jobs: &crate::config::JobsConfig) -> usize {
-        jobs.concurrency_for(<Self as pool_jobs::Job>::KIND, jobs.claim_concurrency)
+        jobs.concurrency_for(<Self as super::Job>::KIND, jobs.claim_concurrency)
     }
 
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<ClaimResult, JobError> {

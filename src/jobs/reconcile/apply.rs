@@ -1,9 +1,10 @@
 //! Reconcile's writes: one decided [`Action`] carried out on one row, and what of it
 //! was applied ([`Applied`]), for the report.
 
-use super::{Ctx, destroy::destroy_and_delete, handler::JobError, reconcile_rules::Action};
+use super::rules::Action;
 use crate::{
     domain::InstanceStatus,
+    jobs::{Ctx, JobError, removal::destroy_and_delete},
     store::instances::{self, InstanceRow},
 };
 
@@ -93,7 +94,7 @@ pub async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<App
 /// (an error confirms nothing). With a recorded service id only that service
 /// counts: a duplicate of the id is an orphan, not the row's service.
 async fn confirmed_absent(ctx: &Ctx, row: &InstanceRow) -> bool {
-    match super::listing::services_of(ctx, &row.id).await {
+    match crate::jobs::listing::services_of(ctx, &row.id).await {
         Ok(listed) => match row.service_id.as_deref() {
             Some(own) => !listed.iter().any(|s| s.service_id.as_deref() == Some(own)),
             None => listed.is_empty(),

@@ -1,15 +1,19 @@
-//! What a job handler returns and which outcome that records: success, a durable
-//! retry with exponential backoff and jitter (later still when the upstream's
-//! `Retry-After` says so), or a permanent failure that fails the job at once.
+//! What a job handler reaches ([`Ctx`]) and returns, and which outcome that records:
+//! success, a durable retry with exponential backoff and jitter (later still when the
+//! upstream's `Retry-After` says so), or a permanent failure that fails the job at once.
 
-use std::{future::Future, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use pool_jobs::Job;
 use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::watch;
 
-use super::{Ctx, lease::LeaseClock};
+use super::lease::LeaseClock;
 use crate::{
+    config::Config,
     domain::text::{storable, storable_json},
+    instance::InstanceClient,
+    services::{ServicesClient, Throttle},
     store::jobs::lifecycle::{self, Lease, Outcome},
     upstream::{Next, UpstreamError},
 };
@@ -18,6 +22,41 @@ use crate::{
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// Timeout of instance calls other than provision.
+const INSTANCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a handler can reach.
+pub struct Ctx {
+    /// The worker's pool: handlers, fetches and outcomes.
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub services: ServicesClient,
+    pub instances: InstanceClient,
+    /// Woken when a waiting claim is inserted (`pool_claims_waiting`, received by the
+    /// runtime's one LISTEN connection): the binding loop sleeps on it while no claim waits.
+    pub claims_waiting: Arc<tokio::sync::Notify>,
+}
+
+impl Ctx {
+    /// Clients paced as configured: services calls by the limit shared across
+    /// replicas, instance calls per process.
+    pub fn new(config: Config, db: PgPool, stopping: watch::Receiver<bool>) -> Self {
+        let jobs = &config.jobs;
+        let max_pause = config.services.max_pause;
+        let (per_sec, burst) = (jobs.services_rate_per_sec, jobs.services_rate_burst);
+        let throttle = Throttle::shared(db.clone(), per_sec, burst, stopping, max_pause);
+        let services = ServicesClient::new(&config.services, throttle);
+        let instance_throttle = Throttle::per_key(jobs.instance_rate_per_sec);
+        let instances = InstanceClient::new(
+            config.keys.instance().clone(),
+            INSTANCE_TIMEOUT,
+            jobs.provision_timeout,
+            instance_throttle,
+        );
+        let claims_waiting = Arc::new(tokio::sync::Notify::new());
+        Self { db, config: Arc::new(config), services, instances, claims_waiting }
+    }
+}
 
 /// Identity of the running job.
 #[derive(Clone, Debug)]
@@ -110,19 +149,6 @@ impl From<sqlx::Error> for JobError {
     fn from(err: sqlx::Error) -> Self {
         Self::retry(format!("database error: {err}"))
     }
-}
-
-/// A job kind's behaviour. Every implementation must be idempotent: it may run again
-/// after a crash at any point and must converge to the same end state. Its success is
-/// the kind's typed result, recorded as the job's `result`.
-pub trait Handler: Job + Sized + Clone + Unpin {
-    /// How many jobs of this kind one worker process runs at once:
-    /// `JOB_CONCURRENCY_<KIND>`, else `JOB_DEFAULT_CONCURRENCY`.
-    fn slots(jobs: &crate::config::JobsConfig) -> usize {
-        jobs.concurrency_for(Self::KIND, jobs.default_concurrency)
-    }
-
-    fn run(self, ctx: &Ctx, job: &JobMeta) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 
 /// A safe point: stops the run if an operator cancelled the job, if this run lost

@@ -1,22 +1,17 @@
-//! `drain_idle`, `kill_instance` and `dismiss_crashed`: move rows to `draining`
+//! Removal, shared by `drain_idle`, `kill_instance`, `dismiss_crashed` and reconcile:
+//! rows move to `draining`
 //! (compare-and-set), destroy at the provider, and delete each row only once
 //! `/status/batch` no longer lists its service. Upstream answers 200 even when its
 //! delete failed (SPEC §5.1): a service still listed then is an orphan, recorded
 //! and shown, since nothing Pool can call will remove it.
 
-use pool_jobs::{
-    DismissCrashed, DrainIdle, KillInstance,
-    results::{DrainResult, RemoveResult},
-};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{
-    Ctx,
-    handler::{Handler, JobError, JobMeta, checkpoint},
-    listing,
-};
+use super::{Ctx, JobError, listing};
 use crate::{
     domain::{InstanceId, InstanceStatus},
-    store::{instances, jobs::drain},
+    store::instances,
     upstream::UpstreamError,
 };
 
@@ -47,40 +42,32 @@ pub async fn destroy_confirmed(ctx: &Ctx, id: &InstanceId) -> Result<bool, JobEr
     Ok(left.is_empty())
 }
 
-impl Handler for DrainIdle {
-    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<DrainResult, JobError> {
-        checkpoint(ctx, job).await?;
-        // Taken now, or by an earlier run of this job (recorded with the take).
-        let taken = drain::take(&ctx.db, &job.id, job.fence, &job.worker, i64::from(self.count))
-            .await?
-            .ok_or(JobError::Lost)?;
-        // Rows still draining, read back typed (the others are already destroyed).
-        for row in instances::drained_by_job(&ctx.db, &job.id).await? {
-            if taken.iter().any(|id| *id == *row.id) {
-                destroy_and_delete(ctx, &row.id).await?;
-            }
-        }
-        Ok(DrainResult { drained: taken.len(), instance_ids: taken })
-    }
+/// `kill_instance` and `dismiss_crashed`: the instance is destroyed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveResult {
+    pub instance_id: String,
+    /// Always `true`.
+    pub destroyed: bool,
+    /// `already removed` when an earlier run had destroyed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub note: Option<String>,
 }
 
-impl Handler for KillInstance {
-    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<RemoveResult, JobError> {
-        let from = [Provisioning, Idle, Claiming, Claimed, Crashed];
-        instances::transition(&ctx.db, &self.instance_id, &from, Draining, Some("killed by operator")).await?;
-        finish_removal(ctx, &self.instance_id).await
-    }
+/// Moves the instance to `draining` if its status is one of `from`, then destroys it
+/// if it is draining (this run's or an earlier attempt's doing); a vanished row
+/// means an earlier attempt finished.
+pub(super) async fn remove(
+    ctx: &Ctx,
+    id: &str,
+    from: &[InstanceStatus],
+    reason: &str,
+) -> Result<RemoveResult, JobError> {
+    instances::transition(&ctx.db, id, from, Draining, Some(reason)).await?;
+    finish_removal(ctx, id).await
 }
 
-impl Handler for DismissCrashed {
-    async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<RemoveResult, JobError> {
-        instances::transition(&ctx.db, &self.instance_id, &[Crashed], Draining, Some("dismissed")).await?;
-        finish_removal(ctx, &self.instance_id).await
-    }
-}
-
-/// After the transition: destroy if the row is draining (this run's or an earlier
-/// attempt's doing); a vanished row means an earlier attempt finished.
 async fn finish_removal(ctx: &Ctx, id: &str) -> Result<RemoveResult, JobError> {
     let removed = |destroyed: bool, note: Option<&str>| RemoveResult {
         instance_id: id.to_owned(),

@@ -6,13 +6,13 @@
 //! nothing more. A top-up also gives back idle instances above the target
 //! ([`surplus`]).
 
-use pool_jobs::{Replenish, results::ReplenishResult};
+mod recycle;
+mod surplus;
 
-use super::{
-    Ctx,
-    handler::{Handler, JobError, JobMeta, checkpoint},
-    recycle, surplus,
-};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Ctx, Job, JobError, JobMeta, checkpoint};
 use crate::{
     buffer,
     domain::InstanceId,
@@ -23,11 +23,39 @@ use crate::{
     },
 };
 
+/// Tops the pool up to `POOL_MIN_IDLE`, or adds exactly `count` instances.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Replenish {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub count: Option<u32>,
+}
+
+/// `replenish`: the instances this job created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplenishResult {
+    pub created: usize,
+    pub instance_ids: Vec<String>,
+    /// Set on a re-run that found the rows an earlier run of the job created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub resumed: Option<bool>,
+    /// Stranded provisions enqueued again (absent on a resumed run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub redriven: Option<Vec<String>>,
+}
+
 /// Most instances one replenish creates (a bound against a runaway, far above any
 /// refill the services rate limit allows in minutes).
 const MAX_PER_RUN: i64 = 1000;
 
-impl Handler for Replenish {
+impl Job for Replenish {
+    const KIND: &'static str = "replenish";
+    type Output = ReplenishResult;
+
     /// One at a time keeps top-ups from overshooting.
     fn slots(_: &crate::config::JobsConfig) -> usize {
         1

@@ -11,8 +11,8 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
-use super::Ctx;
 use crate::{
+    jobs::Ctx,
     queue,
     store::{
         instances,

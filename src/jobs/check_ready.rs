@@ -5,21 +5,41 @@
 //! again after a short backoff, for a bounded number of rounds. Reconcile stays the
 //! safety net, and handles everything else (dead deploys, stuck rows, vanished ones).
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use utoipa::ToSchema;
 
 use futures::{StreamExt, stream};
-use pool_jobs::{CheckReady, results::CheckReadyResult};
 
 use super::{
-    Ctx,
-    handler::{Handler, JobError, JobMeta, checkpoint},
+    Ctx, Job, JobError, JobMeta, checkpoint,
     listing::Owners,
-    reconcile_apply::{Applied, execute},
-    reconcile_rules::{Action, decide},
+    reconcile::{
+        apply::{Applied, execute},
+        rules::{Action, decide},
+    },
 };
 use crate::{domain::InstanceId, store::instances};
 
 use crate::queue::CHECK_READY_ROUNDS as MAX_ROUNDS;
+
+/// Follows instances that are being created: checks their deploys with one status
+/// call per round, health-checks the finished ones into the pool, and repeats with
+/// backoff while any are still building (reconcile remains the safety net).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckReady {}
+
+/// `check_ready`: instances being created that this round found, and made idle.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReadyResult {
+    pub checked: usize,
+    pub became_idle: usize,
+    /// Still deploying when the follow-up ended (reconcile takes over).
+    pub building: usize,
+}
+
 /// Health checks made at once.
 const CHECK_CONCURRENCY: usize = 16;
 
@@ -29,7 +49,10 @@ fn backoff(round: i32) -> Duration {
     Duration::from_millis(500 * 2_u64.pow(exp)).min(Duration::from_secs(3))
 }
 
-impl Handler for CheckReady {
+impl Job for CheckReady {
+    const KIND: &'static str = "check_ready";
+    type Output = CheckReadyResult;
+
     /// A singleton: one round checks every instance being created.
     fn slots(_: &crate::config::JobsConfig) -> usize {
         1

@@ -2,18 +2,23 @@
 //! compare-and-set updates. At most one runs at a time (singleton dedupe key and a
 //! concurrency of one). A failed batch changes nothing.
 
+pub mod apply;
+pub mod rules;
+
 use std::collections::HashSet;
 
 use chrono::Utc;
 use futures::{StreamExt, stream};
-use pool_jobs::{Reconcile, results::ReconcileResult as Report};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use self::{
+    apply::{Applied, execute},
+    rules::decide,
+};
 use super::{
-    Ctx,
-    handler::{Handler, JobError, JobMeta, checkpoint},
+    Ctx, Job, JobError, JobMeta, checkpoint,
     listing::{self, Owners, keep_own_environment},
-    reconcile_apply::{Applied, execute},
-    reconcile_rules::decide,
 };
 use crate::{
     domain::url::from_domain as url_from_domain,
@@ -26,27 +31,68 @@ use crate::{
     },
 };
 
+/// Brings the table in line with the provider's view; at most one runs at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reconcile {}
+
+/// `reconcile`: what one reconcile saw and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileResult {
+    /// Services the provider reported (of this environment).
+    pub services: usize,
+    /// Instance rows checked.
+    pub rows: usize,
+    pub became_idle: usize,
+    pub crashed: usize,
+    pub recovered: usize,
+    pub settled_claims: usize,
+    pub released_claims: usize,
+    pub draining: usize,
+    pub destroyed: usize,
+    pub vanished: usize,
+    pub adopted: usize,
+    /// Claimed rows whose conversation id (a join awaiting acceptance) was filled in.
+    #[serde(default)]
+    pub conversations_filled: usize,
+    /// Services of this environment that no row owns and services cannot destroy.
+    #[serde(default)]
+    pub orphans: usize,
+    /// Services of other Railway environments, left alone.
+    pub other_environments: usize,
+    /// Rows whose check failed; the next reconcile tries them again.
+    pub errors: Vec<String>,
+}
+
 /// Instance calls (health, status) made at once during one reconcile.
 const CHECK_CONCURRENCY: usize = 16;
 /// Rows whose provider view one statement records.
 const OBSERVE_CHUNK: usize = 5_000;
 
-impl Handler for Reconcile {
+impl Job for Reconcile {
+    const KIND: &'static str = "reconcile";
+    type Output = ReconcileResult;
+
     /// Reconciles never overlap (SPEC invariant 5): the singleton key holds it across
     /// processes, one slot within one.
     fn slots(_: &crate::config::JobsConfig) -> usize {
         1
     }
 
-    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<Report, JobError> {
+    async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<ReconcileResult, JobError> {
         let mut batch = ctx.services.status_batch(None).await?;
         // The batch may have taken a while (rate limit); nothing is changed yet.
         checkpoint(ctx, job).await?;
         let other_environments =
             keep_own_environment(&mut batch.services, ctx.config.railway_environment_id.as_deref());
         let rows = instances::all(&ctx.db).await?;
-        let mut report =
-            Report { services: batch.services.len(), rows: rows.len(), other_environments, ..Report::default() };
+        let mut report = ReconcileResult {
+            services: batch.services.len(),
+            rows: rows.len(),
+            other_environments,
+            ..ReconcileResult::default()
+        };
         let owners = Owners::new(&batch.services);
         observe_batch(ctx, &rows, &owners).await?;
         // By index, not by borrowed closure argument (those trip the Send check of
@@ -170,7 +216,7 @@ async fn adopt(ctx: &Ctx, service: &ServiceStatus) -> Result<bool, JobError> {
     Ok(adopted)
 }
 
-fn count(report: &mut Report, applied: Applied) {
+fn count(report: &mut ReconcileResult, applied: Applied) {
     match applied {
         Applied::BecameIdle => report.became_idle += 1,
         Applied::Crashed | Applied::AbandonedClaim => report.crashed += 1,

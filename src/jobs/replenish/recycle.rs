@@ -6,12 +6,11 @@
 //! without it. Claimed instances are never touched (the move to `draining` is
 //! compare-and-set on `idle`).
 
-use pool_jobs::KillInstance;
 use sqlx::PgConnection;
 
-use super::{Ctx, handler::JobError};
 use crate::{
     config::JobsConfig,
+    jobs::{Ctx, JobError, kill_instance::KillInstance},
     queue, store,
     store::instances::recycle::{self, Staleness},
 };

@@ -1,16 +1,39 @@
 //! `enrich_metadata`: backfills provider metadata (service id, url, name) and
 //! `claimed_at` from one status batch, for rows missing them (or all with `all`).
 
-use pool_jobs::{EnrichMetadata, results::EnrichResult};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{
-    Ctx,
-    handler::{Handler, JobError, JobMeta},
-    listing::Owners,
-};
+use super::{Ctx, Job, JobError, JobMeta, listing::Owners};
 use crate::store::instances;
 
-impl Handler for EnrichMetadata {
+/// Backfills instance metadata from the provider.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnrichMetadata {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `enrich_metadata`: rows filled in from the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrichResult {
+    pub enriched: usize,
+    /// Rows with nothing missing (without `all`).
+    pub skipped: usize,
+    /// Rows the provider did not report.
+    pub failed: usize,
+    pub dry_run: bool,
+    pub all: bool,
+}
+
+impl Job for EnrichMetadata {
+    const KIND: &'static str = "enrich_metadata";
+    type Output = EnrichResult;
+
     fn slots(_: &crate::config::JobsConfig) -> usize {
         1
     }

@@ -8,13 +8,10 @@
 //! never touched (the move is compare-and-set on `idle`, passing over held rows).
 //! The drain is the kill path's: `draining`, then `kill_instance` destroys and deletes.
 
-use super::{
-    Ctx,
-    handler::{JobError, JobMeta},
-    recycle,
-};
+use super::recycle;
 use crate::{
     buffer::{self, Target},
+    jobs::{Ctx, JobError, JobMeta},
     store::{self, instances::recycle as rows, jobs::lifecycle},
 };
 
