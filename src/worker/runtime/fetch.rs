@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use apalis::prelude::{Task, TaskBuilder};
+use apalis::prelude::Task;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -202,7 +202,7 @@ impl Fetcher {
             self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.id.clone());
             self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((job.id.clone(), job.attempt));
             let slot = Slot { _permit: permit, fetcher: self.clone(), kind: index };
-            let _ = deliveries.send(TaskBuilder::new(Delivery { job, slot }).build());
+            let _ = deliveries.send(Task::new(Delivery { job, slot }));
         }
         Ok(if again { Fetch::Again } else { took })
     }

@@ -3,8 +3,11 @@
 //! - [`fetch`]: one fetch loop serves every kind. It sleeps on one LISTEN connection
 //!   (plus a poll for delayed retries) and takes at most the free slots of each kind,
 //!   marking the jobs running in the same statement.
-//! - apalis runs what was fetched: one worker over an in-memory backend, with the
-//!   sum of the kinds' slots as its concurrency; per-kind limits are the slots.
+//! - apalis runs what was fetched: one worker over an in-memory backend, and stops
+//!   gracefully (in-flight runs end first). It needs no limit of its own: each
+//!   delivery holds its kind's slot until its outcome is handed over, so the slots
+//!   are the concurrency. Why apalis is the runner and not the backend:
+//!   docs/decisions/apalis.md.
 //! - [`outcomes`]: outcomes are written in batches by one writer (claims write their
 //!   own, together with their last change).
 //! - [`liveness`]: a heartbeat on its own connection, the rescue of dead workers'
@@ -114,8 +117,7 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
     let (beating, beat) = watch::channel(false);
     let liveness = tokio::spawn(liveness::run(ctx.clone(), worker.clone(), fetcher.clone(), lease, beat));
     let fetching = tokio::spawn(fetcher.clone().run(ctx.clone(), deliveries, halt.clone()));
-    let concurrency = kinds.iter().map(|k| k.slots).sum::<usize>();
-    let ran = run_apalis(&worker, inbox, concurrency, shared, halt.clone(), fetching).await;
+    let ran = run_apalis(&worker, inbox, shared, halt.clone(), fetching).await;
     let _ = halt_tx.send(true);
     forward.abort();
     if let Err(err) = &ran {
@@ -136,14 +138,12 @@ pub async fn run(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) -> anyhow::Result<(
 async fn run_apalis(
     name: &str,
     inbox: mpsc::UnboundedReceiver<Task<Delivery>>,
-    concurrency: usize,
     shared: Arc<Shared>,
     mut halt: watch::Receiver<bool>,
     fetching: tokio::task::JoinHandle<()>,
 ) -> Result<(), WorkerError> {
     WorkerBuilder::new(name)
         .backend(in_memory(inbox))
-        .concurrency(concurrency)
         .data(shared)
         .build(handle)
         .run_until(async move {
