@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use axum::{
     Json,
     extract::{Path, State},
-    http::HeaderMap,
     response::Response,
 };
 use serde::{Deserialize, Serialize};
@@ -17,7 +16,7 @@ use super::{
     error::{ApiError, Busy, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
     extract::{ApiJson, ApiQuery, EmptyBody},
     reads::ReadPermit,
-    respond::{PreferWait, job_document},
+    respond::{PreferWait, Wait, job_document},
 };
 use crate::{
     queue::JobDoc,
@@ -119,24 +118,48 @@ async fn list(
     Ok(Json(JobPage { jobs: rows.into_iter().map(JobDoc::from).collect(), next_before, totals }))
 }
 
-/// Cancels a queued job, or asks a running one to stop at its next safe point.
-#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, description = "Cancelled, or running with a stop requested", body = JobDoc),
-        UnexpectedBody,
-        Unauthorized,
-        UnknownId,
-        (status = 409, description = "Already finished", body = ErrorBody),
-    ))]
-async fn cancel(
-    State(state): State<AppState>,
-    _: Operator,
-    Path(id): Path<String>,
-    ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
-) -> Result<Json<JobDoc>, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let done = jobs::cancel(&mut conn, &id).await;
-    answer_action(&id, done, "job cancelled by operator", "only queued or running jobs can be cancelled")
+/// An operator's action on one job: `POST /api/jobs/{id}/<action>` with no body,
+/// answered with the job as it is now, or 409 when its state does not allow it. One
+/// declaration for both actions, so they answer alike.
+macro_rules! job_action {
+    ($action:ident, $path:tt, $doc:tt, $ok:tt, $conflict:tt, $logged:tt) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "jobs", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(("id" = String, Path)),
+            responses((status = 200, description = $ok, body = JobDoc),
+                UnexpectedBody,
+                Unauthorized,
+                UnknownId,
+                (status = 409, description = $conflict, body = ErrorBody),
+            ))]
+        async fn $action(
+            State(state): State<AppState>,
+            _: Operator,
+            Path(id): Path<String>,
+            ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
+        ) -> Result<Json<JobDoc>, ApiError> {
+            let mut conn = state.db.acquire().await?;
+            let done = jobs::$action(&mut conn, &id).await;
+            answer_action(&id, done, $logged, $conflict)
+        }
+    };
 }
+
+job_action!(
+    cancel,
+    "/api/jobs/{id}/cancel",
+    "Cancels a queued job, or asks a running one to stop at its next safe point.",
+    "Cancelled, or running with a stop requested",
+    "only queued or running jobs can be cancelled",
+    "job cancelled by operator"
+);
+job_action!(
+    retry,
+    "/api/jobs/{id}/retry",
+    "A failed or cancelled job back to `queued` with its attempts reset.",
+    "Queued again with attempts reset",
+    "only failed or cancelled jobs can be retried",
+    "job re-queued by operator"
+);
 
 /// An operator's action on job `id`: the job as it is now (logged as `done`), or why
 /// it could not be done (`hint`: which states it applies to).
@@ -170,7 +193,7 @@ fn answer_action(
 async fn show(
     State(state): State<AppState>,
     Claimant(scope): Claimant,
-    headers: HeaderMap,
+    wait: Wait,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if scope == Scope::Claim
@@ -179,24 +202,5 @@ async fn show(
     {
         return Err(ApiError::Forbidden("a claim key reads claim jobs only".into()));
     }
-    job_document(&state, &headers, &id).await
-}
-
-/// A failed or cancelled job back to `queued` with its attempts reset.
-#[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs", request_body(content = Option<EmptyBody>), security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, description = "Queued again with attempts reset", body = JobDoc),
-        UnexpectedBody,
-        Unauthorized,
-        UnknownId,
-        (status = 409, description = "Not failed or cancelled", body = ErrorBody),
-    ))]
-async fn retry(
-    State(state): State<AppState>,
-    _: Operator,
-    Path(id): Path<String>,
-    ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
-) -> Result<Json<JobDoc>, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let done = jobs::retry(&mut conn, &id).await;
-    answer_action(&id, done, "job re-queued by operator", "only failed or cancelled jobs can be retried")
+    job_document(&state, wait, &id).await
 }

@@ -16,6 +16,7 @@ mod jobs;
 mod jobs_bulk;
 pub mod openapi;
 mod pool;
+mod pool_actions;
 mod reads;
 mod respond;
 mod serve;

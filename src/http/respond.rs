@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use axum::{
     Json,
-    http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION},
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION, request::Parts},
     response::{IntoResponse, Response},
 };
 
@@ -38,6 +39,18 @@ pub struct PreferWait {
     prefer: Option<String>,
 }
 
+/// The wait a request asked for (`Prefer: wait=N`), read before the handler runs so
+/// that no headers are held while it waits.
+pub struct Wait(pub Option<Duration>);
+
+impl<S: Sync> FromRequestParts<S> for Wait {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(requested_wait(&parts.headers)))
+    }
+}
+
 /// Parses `Prefer: wait=N` (RFC 7240); N is capped at 60 seconds.
 pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
@@ -57,14 +70,14 @@ pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
 
 /// Answers for job `id`, just enqueued by this request (202 until it finished),
 /// waiting first if the client asked to.
-pub async fn job_response(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
-    respond(read(state, requested_wait(headers), id, None).await?, id)
+pub async fn job_response(state: &AppState, wait: Wait, id: &str) -> Result<Response, ApiError> {
+    respond(read(state, wait.0, id, None).await?, id)
 }
 
 /// `GET /api/jobs/:id`: 200 whatever the job's status (nothing was accepted), with
 /// the history of its runs.
-pub async fn job_document(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
-    let mut doc = read(state, requested_wait(headers), id, None).await?;
+pub async fn job_document(state: &AppState, wait: Wait, id: &str) -> Result<Response, ApiError> {
+    let mut doc = read(state, wait.0, id, None).await?;
     if let Some(doc) = &mut doc {
         doc.history = Some(jobs::history(&state.db, id).await?);
     }
