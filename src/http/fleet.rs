@@ -2,17 +2,16 @@
 //! (`GET /api/stats`). Read-only and without secrets, but with provider ids, URLs
 //! and last errors: operators only.
 
-use axum::{Json, extract::State};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppState,
-    auth::Operator,
     error::{ApiError, Busy, Invalid, Unauthorized},
     extract::{ApiQuery, page},
-    reads::ReadPermit,
+    reads::OperatorRead,
 };
 use crate::{
     buffer,
@@ -96,9 +95,7 @@ pub struct FleetOrphan {
 #[utoipa::path(get, path = "/api/pool/instances", tag = "pool", security(("bearer" = [])), params(FleetParams),
     responses((status = 200, body = Fleet), Invalid, Unauthorized, Busy))]
 async fn fleet(
-    State(state): State<AppState>,
-    _: Operator,
-    _: ReadPermit,
+    OperatorRead { state, .. }: OperatorRead,
     ApiQuery(params): ApiQuery<FleetParams>,
 ) -> Result<Json<Fleet>, ApiError> {
     let (limit, offset) = page(params.limit, params.offset, PAGE, MAX_PAGE)?;
@@ -180,9 +177,7 @@ struct StatsParams {
 #[utoipa::path(get, path = "/api/stats", tag = "pool", security(("bearer" = [])), params(StatsParams),
     responses((status = 200, body = Stats), Invalid, Unauthorized, Busy))]
 async fn charts(
-    State(state): State<AppState>,
-    _: Operator,
-    _: ReadPermit,
+    OperatorRead { state, .. }: OperatorRead,
     ApiQuery(params): ApiQuery<StatsParams>,
 ) -> Result<Json<Stats>, ApiError> {
     let range = params.range.unwrap_or_default();

@@ -15,7 +15,7 @@ use super::{
     auth::{Claimant, Operator, Scope},
     error::{ApiError, Busy, ErrorBody, Invalid, Unauthorized, UnexpectedBody, UnknownId},
     extract::{ApiJson, ApiQuery, EmptyBody},
-    reads::ReadPermit,
+    reads::OperatorRead,
     respond::{PreferWait, Wait, job_document},
 };
 use crate::{
@@ -91,15 +91,9 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
 
 /// Jobs, newest first, with filters, a cursor and totals per status.
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, body = JobPage),
-        Invalid,
-        Unauthorized,
-        Busy,
-    ))]
+    responses((status = 200, body = JobPage), Invalid, Unauthorized, Busy))]
 async fn list(
-    State(state): State<AppState>,
-    _: Operator,
-    _: ReadPermit,
+    OperatorRead { state, .. }: OperatorRead,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<JobPage>, ApiError> {
     let query = parse_list(params)?;

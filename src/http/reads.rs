@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::{extract::FromRequestParts, http::request::Parts};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{AppState, error::ApiError};
+use super::{AppState, auth::Operator, error::ApiError};
 
 /// Permits held for the length of one expensive read.
 pub struct ReadPermit(#[allow(dead_code)] OwnedSemaphorePermit);
@@ -24,5 +24,21 @@ impl FromRequestParts<AppState> for ReadPermit {
 
     async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         state.reads.clone().try_acquire_owned().map(Self).map_err(|_| ApiError::Busy)
+    }
+}
+
+/// An operator's expensive read: the key checked, then a permit held for the read.
+pub struct OperatorRead {
+    pub state: AppState,
+    _permit: ReadPermit,
+}
+
+impl FromRequestParts<AppState> for OperatorRead {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Operator::from_request_parts(parts, state).await?;
+        let permit = ReadPermit::from_request_parts(parts, state).await?;
+        Ok(Self { state: state.clone(), _permit: permit })
     }
 }

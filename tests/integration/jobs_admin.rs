@@ -106,14 +106,8 @@ async fn a_running_job_stops_at_its_next_safe_point() {
     })
     .await;
     assert!(running.is_some(), "reconcile started");
-    let cancel: JobDoc = stack
-        .request(Method::POST, &format!("/api/jobs/{}/cancel", job.id))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cancel = stack.post(&format!("/api/jobs/{}/cancel", job.id), json!({}), 0).await;
+    let cancel: JobDoc = cancel.json().await.unwrap();
     assert_eq!(cancel.status, JobState::Running, "a running job finishes its current step");
     let done = stack.wait_job(&job.id, Duration::from_secs(20)).await;
     assert_eq!(done.status, JobState::Cancelled, "{done:?}");

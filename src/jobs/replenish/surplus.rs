@@ -36,7 +36,7 @@ pub async fn give_back(
             if lifecycle::hold(&mut *tx, &job_id, fence, &worker).await?.is_none() {
                 return Ok(None);
             }
-            let ids = rows::take_surplus(&mut *tx, limit, cooldown, "surplus: above the warm target").await?;
+            let ids = rows::take_surplus(&mut *tx, limit, cooldown).await?;
             recycle::enqueue_kills(tx, &ids, &config).await?;
             Ok(Some(ids))
         })

@@ -99,25 +99,20 @@ pub async fn retire(db: impl PgExecutor<'_>, ids: &[String], reason: &str) -> sq
 /// Gives back up to `limit` idle rows that have been idle for `cooldown` or longer:
 /// moves them to `draining`, oldest first (`SKIP LOCKED` and compare-and-set on
 /// `idle`: a row a claim or a binding pass holds is passed over); returns their ids.
-pub async fn take_surplus(
-    db: impl PgExecutor<'_>,
-    limit: i64,
-    cooldown: Duration,
-    reason: &str,
-) -> sqlx::Result<Vec<String>> {
+pub async fn take_surplus(db: impl PgExecutor<'_>, limit: i64, cooldown: Duration) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "WITH surplus AS (
              SELECT id FROM instances
              WHERE status = 'idle' AND status_changed_at <= now() - make_interval(secs => $2)
              ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
          )
-         UPDATE instances SET status = 'draining', last_error = $3, status_changed_at = now(), updated_at = now()
+         UPDATE instances SET status = 'draining', last_error = 'surplus: above the warm target',
+                              status_changed_at = now(), updated_at = now()
          FROM surplus WHERE instances.id = surplus.id AND instances.status = 'idle'
          RETURNING instances.id",
     )
     .bind(limit)
     .bind(cooldown.as_secs_f64())
-    .bind(reason)
     .fetch_all(db)
     .await
 }

@@ -84,13 +84,19 @@ function agentCell(td, a) {
   setText(td.children[1], a.name || '');
 }
 
-function updateClaimedRow(tr, a) {
-  const c = cells(tr, 6);
+// The cells both agent tables share: the agent, its id, its conversation, and a
+// time (shown short, in full on hover).
+function agentCells(c, a, at) {
   agentCell(c[0], a);
   monoCell(c[1], shortId(a.id), a.id);
   monoCell(c[2], shortId(a.conversationId), a.conversationId);
-  setText(c[3], fmtTime(a.claimedAt));
-  setAttr(c[3], 'title', a.claimedAt);
+  setText(c[3], fmtTime(at));
+  setAttr(c[3], 'title', at);
+}
+
+function updateClaimedRow(tr, a) {
+  const c = cells(tr, 6);
+  agentCells(c, a, a.claimedAt);
   const href = a.inviteUrl ? safeHref(a.inviteUrl) : null;
   setActions(c[4], `invite:${href}`, () => (href
     ? [el('a', { href, target: '_blank', rel: 'noopener noreferrer', class: 'link', text: 'Open invite' })]
@@ -102,11 +108,7 @@ function updateClaimedRow(tr, a) {
 
 function updateCrashedRow(tr, a) {
   const c = cells(tr, 5);
-  agentCell(c[0], a);
-  monoCell(c[1], shortId(a.id), a.id);
-  monoCell(c[2], shortId(a.conversationId), a.conversationId);
-  setText(c[3], fmtTime(a.createdAt));
-  setAttr(c[3], 'title', a.createdAt);
+  agentCells(c, a, a.createdAt);
   setActions(c[4], 'crashed', () => [
     actionButton('Dismiss', 'dismiss', () => agentAction('Dismiss', tr.agent), `Dismiss ${a.name || a.id}`),
     actionButton('Kill', 'btn-danger-outline kill', () => agentAction('Kill', tr.agent), `Kill ${a.name || a.id}`),
