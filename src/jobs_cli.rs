@@ -166,7 +166,7 @@ fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<job
     // Claims, singletons and the default replenish have their own way in (above);
     // every other kind is enqueued as given.
     macro_rules! plain {
-        ($($job:path),*) => {
+        ($($job:path,)*) => {
             match kind {
                 $(k if k == <$job as Job>::KIND => check::<$job>(args, config)?,)*
                 other => anyhow::bail!("unknown job kind {other:?}; known: {}", KINDS.join(", ")),

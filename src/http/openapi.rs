@@ -118,7 +118,7 @@ impl Modify for TypedJobs {
         };
         let mut kinds = KindSchemas::default();
         macro_rules! add_each {
-            ($($job:path),*) => { $(kinds.add::<$job>();)* };
+            ($($job:path,)*) => { $(kinds.add::<$job>();)* };
         }
         crate::jobs::for_each_kind!(add_each);
         let components = openapi.components.get_or_insert_with(Default::default);

@@ -74,14 +74,14 @@ macro_rules! for_each_kind {
             $crate::jobs::reconcile::Reconcile,
             $crate::jobs::enrich_metadata::EnrichMetadata,
             $crate::jobs::noop::Noop,
-            $crate::jobs::check_ready::CheckReady
+            $crate::jobs::check_ready::CheckReady,
         )
     };
 }
 pub(crate) use for_each_kind;
 
 macro_rules! kind_names {
-    ($($job:path),*) => { [$(<$job as $crate::jobs::Job>::KIND),*] };
+    ($($job:path,)*) => { [$(<$job as $crate::jobs::Job>::KIND),*] };
 }
 
 const KIND_COUNT: usize = for_each_kind!(kind_names).len();

@@ -62,7 +62,7 @@ fn run_as<J: Job>(ctx: Arc<Ctx>, args: Value, meta: JobMeta) -> BoxFuture<'stati
 pub fn kinds(ctx: &Ctx) -> Vec<Kind> {
     let jobs = &ctx.config.jobs;
     macro_rules! registry {
-        ($($job:path),*) => { vec![$(kind::<$job>(jobs)),*] };
+        ($($job:path,)*) => { vec![$(kind::<$job>(jobs)),*] };
     }
     crate::jobs::for_each_kind!(registry)
 }
