@@ -75,6 +75,27 @@ impl TestDb {
     }
 }
 
+/// The database goes when the test ends, however it ended: a developer's own server
+/// keeps no test databases (`FORCE` ends the sessions of processes still running).
+/// On a thread of its own, since the test's runtime may be shutting down.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let mut admin = PgConnection::connect(&admin_url()).await?;
+                let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+                admin.execute(sqlx::AssertSqlSafe(drop)).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        });
+        if let Ok(Err(err)) = dropped.join() {
+            eprintln!("could not drop a test database: {err}");
+        }
+    }
+}
+
 /// Migrates a template database once per test process. Its name carries a hash of the
 /// migrations so a reused server never serves a stale schema; an advisory lock keeps
 /// parallel test processes from building it twice.
