@@ -156,23 +156,24 @@ pub async fn enqueue(kind: &str, payload: Option<&str>, database_url: &SecretStr
 
 fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<jobs::NewJob> {
     use crate::jobs::{
-        Job, KINDS, check_ready::CheckReady, claim_and_provision::ClaimAndProvision, reconcile::Reconcile,
+        Job, check_ready::CheckReady, claim_and_provision::ClaimAndProvision, reconcile::Reconcile,
         replenish::Replenish,
     };
     fn check<J: Job>(args: Value, config: &JobsConfig) -> anyhow::Result<jobs::NewJob> {
         let payload: J = serde_json::from_value(args).map_err(|e| anyhow::anyhow!("{} payload: {e}", J::KIND))?;
         Ok(queue::new_job(&payload, config))
     }
-    // Claims, singletons and the default replenish have their own way in (above);
+    // Claims, singletons and the default replenish have their own way in (below);
     // every other kind is enqueued as given.
     macro_rules! plain {
         ($($job:path,)*) => {
             match kind {
                 $(k if k == <$job as Job>::KIND => check::<$job>(args, config)?,)*
-                other => anyhow::bail!("unknown job kind {other:?}; known: {}", KINDS.join(", ")),
+                other => unreachable!("{other} is a kind, and every kind is listed"),
             }
         };
     }
+    let kind = crate::jobs::kind_named(kind).map_err(anyhow::Error::msg)?;
     Ok(match kind {
         ClaimAndProvision::KIND => {
             anyhow::bail!("claims are made through POST /api/pool/claim, which reserves the instance")

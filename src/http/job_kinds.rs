@@ -78,9 +78,7 @@ async fn resume(
 }
 
 async fn set_paused(state: &AppState, kind: &str, paused: bool) -> Result<Json<KindState>, ApiError> {
-    let kind = crate::jobs::KINDS.iter().find(|k| **k == kind).copied().ok_or_else(|| {
-        ApiError::NotFound(format!("unknown job kind {kind:?}; known: {}", crate::jobs::KINDS.join(", ")))
-    })?;
+    let kind = crate::jobs::kind_named(kind).map_err(ApiError::NotFound)?;
     if paused {
         pauses::pause(&state.db, kind).await?;
     } else {

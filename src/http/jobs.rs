@@ -70,13 +70,8 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
         })
         .transpose()?;
     let kind = params.kind;
-    if let Some(kind) = &kind
-        && !crate::jobs::KINDS.contains(&kind.as_str())
-    {
-        return Err(ApiError::Validation(format!(
-            "unknown job kind {kind:?}; known: {}",
-            crate::jobs::KINDS.join(", ")
-        )));
+    if let Some(kind) = &kind {
+        crate::jobs::kind_named(kind).map_err(ApiError::Validation)?;
     }
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {

@@ -104,13 +104,8 @@ fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiEr
     if kind.is_none() && state.is_none() {
         return Err(ApiError::Validation("give a kind, a status or both".into()));
     }
-    if let Some(kind) = &kind
-        && !crate::jobs::KINDS.contains(&kind.as_str())
-    {
-        return Err(ApiError::Validation(format!(
-            "unknown job kind {kind:?}; known: {}",
-            crate::jobs::KINDS.join(", ")
-        )));
+    if let Some(kind) = &kind {
+        crate::jobs::kind_named(kind).map_err(ApiError::Validation)?;
     }
     Ok(Filter { kind, state })
 }

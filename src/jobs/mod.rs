@@ -36,10 +36,9 @@ mod tests;
 
 use std::future::Future;
 
+pub use handler::{Ctx, JobError, JobMeta, checkpoint};
 use serde::{Serialize, de::DeserializeOwned};
 use utoipa::ToSchema;
-
-pub use handler::{Ctx, JobError, JobMeta, checkpoint};
 
 use crate::config::JobsConfig;
 
@@ -88,3 +87,12 @@ const KIND_COUNT: usize = for_each_kind!(kind_names).len();
 
 /// Every kind name, for registries, filters and validation.
 pub const KINDS: [&str; KIND_COUNT] = for_each_kind!(kind_names);
+
+/// The kind named `name`, or why there is none (with the kinds there are), for
+/// whatever reads a kind from outside: API filters, paths, `pool enqueue`.
+pub fn kind_named(name: &str) -> Result<&'static str, String> {
+    KINDS
+        .into_iter()
+        .find(|kind| *kind == name)
+        .ok_or_else(|| format!("unknown job kind {name:?}; known: {}", KINDS.join(", ")))
+}
