@@ -11,7 +11,7 @@ use super::{
     claim_original, claim_wait,
     error::{ApiError, ErrorBody, Invalid, Unauthorized},
     extract::ApiJson,
-    respond::{PreferWait, new_job_response, requested_wait},
+    respond::{PreferWait, Wait, new_job_response},
 };
 use crate::{
     jobs::claim_and_provision::ClaimAndProvision,
@@ -54,6 +54,7 @@ pub enum ClaimContractName {
 pub async fn claim(
     State(state): State<AppState>,
     _: Claimant,
+    asked_wait: Wait,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ClaimBody>,
 ) -> Result<Response, ApiError> {
@@ -62,8 +63,7 @@ pub async fn claim(
     let key = idempotency_key(&headers)?;
     let hash = request_hash(&payload);
     // The original contract answered 503 at once; only this contract's claims wait.
-    let asked_wait = requested_wait(&headers);
-    let wait = asked_wait.filter(|_| !original);
+    let wait = asked_wait.0.filter(|_| !original);
     // Header values share the connection's first read buffer: not kept while waiting.
     drop(headers);
     for _ in 0..2 {

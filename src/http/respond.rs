@@ -41,6 +41,7 @@ pub struct PreferWait {
 
 /// The wait a request asked for (`Prefer: wait=N`), read before the handler runs so
 /// that no headers are held while it waits.
+#[derive(Clone, Copy, Debug)]
 pub struct Wait(pub Option<Duration>);
 
 impl<S: Sync> FromRequestParts<S> for Wait {
@@ -52,7 +53,7 @@ impl<S: Sync> FromRequestParts<S> for Wait {
 }
 
 /// Parses `Prefer: wait=N` (RFC 7240); N is capped at 60 seconds.
-pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
+fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get_all("prefer")
         .iter()
@@ -105,11 +106,11 @@ async fn read(
 /// job is read once, when it finishes.
 pub async fn new_job_response(
     state: &AppState,
-    wait: Option<Duration>,
+    wait: Wait,
     subscription: Subscription,
     id: &str,
 ) -> Result<Response, ApiError> {
-    respond(read(state, wait, id, Some(subscription)).await?, id)
+    respond(read(state, wait.0, id, Some(subscription)).await?, id)
 }
 
 /// 200 with a finished job, 202 with one still queued or running; 404 without one.
