@@ -5,11 +5,11 @@
 //! again after a short backoff, for a bounded number of rounds. Reconcile stays the
 //! safety net, and handles everything else (dead deploys, stuck rows, vanished ones).
 
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use utoipa::ToSchema;
 
 use futures::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{
     Ctx, Job, JobError, JobMeta, checkpoint,
@@ -19,9 +19,7 @@ use super::{
         rules::{Action, decide},
     },
 };
-use crate::{domain::InstanceId, store::instances};
-
-use crate::queue::CHECK_READY_ROUNDS as MAX_ROUNDS;
+use crate::{domain::InstanceId, queue::CHECK_READY_ROUNDS as MAX_ROUNDS, store::instances};
 
 /// Follows instances that are being created: checks their deploys with one status
 /// call per round, health-checks the finished ones into the pool, and repeats with

@@ -70,10 +70,10 @@ pub struct JobMeta {
     /// also records that effect durably (a claim's provision, on its row).
     pub rerun: bool,
     /// The worker process running it.
-    pub worker: std::sync::Arc<str>,
+    pub worker: Arc<str>,
     /// That process's view of its lease: past half the rescue window without a
     /// heartbeat, the run stops at its next safe point.
-    pub liveness: std::sync::Arc<LeaseClock>,
+    pub liveness: Arc<LeaseClock>,
 }
 
 impl JobMeta {
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn outcome_text_is_made_storable() {
-        let liveness = std::sync::Arc::new(LeaseClock::new(Duration::from_secs(12)));
+        let liveness = Arc::new(LeaseClock::new(Duration::from_secs(12)));
         let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into(), liveness };
         let failed = outcome(&meta, "noop", Err(JobError::permanent("bad\0byte")));
         assert!(matches!(failed, Some(Outcome::Permanent(e)) if e == "badbyte"));

@@ -3,8 +3,7 @@
 //! acting well before that, without asking the database (which may be what it
 //! cannot reach). So it counts from its own last successful heartbeat: past half
 //! the window its lease has lapsed, it fetches nothing and its runs stop at their
-//! next safe point ([`crate::jobs::checkpoint`]), until a heartbeat
-//! succeeds again.
+//! next safe point ([`crate::jobs::checkpoint`]), until a heartbeat succeeds again.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},

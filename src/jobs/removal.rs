@@ -1,7 +1,6 @@
 //! Removal, shared by `drain_idle`, `kill_instance`, `dismiss_crashed` and reconcile:
-//! rows move to `draining`
-//! (compare-and-set), destroy at the provider, and delete each row only once
-//! `/status/batch` no longer lists its service. Upstream answers 200 even when its
+//! rows move to `draining` (compare-and-set), are destroyed at the provider, and each
+//! is deleted only once `/status/batch` no longer lists its service. Upstream answers 200 even when its
 //! delete failed (SPEC §5.1): a service still listed then is an orphan, recorded
 //! and shown, since nothing Pool can call will remove it.
 

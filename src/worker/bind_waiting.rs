@@ -1,11 +1,11 @@
 //! Binds instances to claims waiting for capacity: every worker runs this loop, and
 //! each pass binds the oldest waiting claims to the oldest idle instances (on the
-//! current image first) in one
-//! statement (`SKIP LOCKED`: passes of several workers never bind one twice). When
-//! claims still wait and fewer instances are on their way than claims, a replenish
-//! is enqueued at once rather than at the next tick. And while instances are being
-//! created, a readiness follow-up (`check_ready`) exists: a provision that finished
-//! while the last round was ending found it still running and enqueued none.
+//! current image first) in one statement (`SKIP LOCKED`: passes of several workers
+//! never bind one twice). When claims still wait and fewer instances are on their
+//! way than claims, a replenish is enqueued at once rather than at the next tick.
+//! And while instances are being created, a readiness follow-up (`check_ready`)
+//! exists: a provision that finished while the last round was ending found it still
+//! running and enqueued none.
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,11 +1,11 @@
-//! Giving back: idle instances above the warm target — left behind by
-//! claims that gave up, or by demand that has passed — are drained once they have
-//! been idle for `POOL_SURPLUS_COOLDOWN`, up to [`buffer::GIVE_BACK_PER_RUN`] per
-//! replenish, oldest first. Only fresh idle instances above the target and the
-//! waiting claims count as surplus (stale ones are [`super::recycle`]'s), so the pool
-//! never drops below its target for it, and a waiting claim always finds its
-//! instance; claimed and claiming ones are
-//! never touched (the move is compare-and-set on `idle`, passing over held rows).
+//! Giving back: idle instances above the warm target — left behind by claims that
+//! gave up, or by demand that has passed — are drained once they have been idle for
+//! `POOL_SURPLUS_COOLDOWN`, up to [`buffer::GIVE_BACK_PER_RUN`] per replenish, oldest
+//! first. Only fresh idle instances above the target and the waiting claims count as
+//! surplus (stale ones are [`super::recycle`]'s), so the pool never drops below its
+//! target for it, and a waiting claim always finds its instance; claimed and claiming
+//! ones are never touched (the move is compare-and-set on `idle`, passing over held
+//! rows).
 //! The drain is the kill path's: `draining`, then `kill_instance` destroys and deletes.
 
 use super::recycle;
