@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use crate::{
     config::JobsConfig,
-    db, queue,
+    db,
+    domain::{JobId, JobKind},
+    queue,
     queue::JobDoc,
     store::jobs::{self, ActionError, Filter, JobState, ListQuery},
 };
@@ -42,8 +44,8 @@ pub enum JobsCommand {
         #[arg(long, value_enum)]
         status: Option<Status>,
         /// A job kind, e.g. claim_and_provision.
-        #[arg(long)]
-        kind: Option<String>,
+        #[arg(long, value_parser = crate::jobs::kind_named)]
+        kind: Option<JobKind>,
         #[arg(long, default_value_t = 20)]
         limit: i64,
         /// Print JSON lines instead of a table.
@@ -53,14 +55,14 @@ pub enum JobsCommand {
     /// Re-queue a failed or cancelled job with its attempts reset; or, without an id,
     /// every job the filter selects.
     Retry {
-        id: Option<String>,
+        id: Option<JobId>,
         #[command(flatten)]
         filter: BulkFilter,
     },
     /// Cancel a queued job, or ask a running one to stop; or, without an id, every job
     /// the filter selects.
     Cancel {
-        id: Option<String>,
+        id: Option<JobId>,
         #[command(flatten)]
         filter: BulkFilter,
     },
@@ -70,8 +72,8 @@ pub enum JobsCommand {
 #[derive(clap::Args, Clone, Debug)]
 pub struct BulkFilter {
     /// Only jobs of this kind.
-    #[arg(long, conflicts_with = "id")]
-    kind: Option<String>,
+    #[arg(long, conflicts_with = "id", value_parser = crate::jobs::kind_named)]
+    kind: Option<JobKind>,
     /// Only jobs in this state (retry: failed, cancelled; cancel: queued, running).
     #[arg(long, value_enum, conflicts_with = "id")]
     status: Option<Status>,
@@ -127,7 +129,7 @@ pub async fn run(command: JobsCommand, database_url: &SecretString) -> anyhow::R
     }
 }
 
-fn report(result: Result<jobs::JobRow, ActionError>, id: &str) -> anyhow::Result<()> {
+fn report(result: Result<jobs::JobRow, ActionError>, id: &JobId) -> anyhow::Result<()> {
     match result {
         Ok(row) => {
             println!("{}", serde_json::to_string_pretty(&JobDoc::from(row))?);
@@ -145,6 +147,7 @@ fn report(result: Result<jobs::JobRow, ActionError>, id: &str) -> anyhow::Result
 pub async fn enqueue(kind: &str, payload: Option<&str>, database_url: &SecretString) -> anyhow::Result<()> {
     let args: Value = serde_json::from_str(payload.unwrap_or("{}")).map_err(|e| anyhow::anyhow!("payload: {e}"))?;
     let config = JobsConfig::from_process_env()?;
+    let kind = crate::jobs::kind_named(kind).map_err(anyhow::Error::msg)?;
     let job = typed_job(kind, args, &config)?;
     let pool = db::connect(database_url, 2).await?;
     let mut conn = pool.acquire().await?;
@@ -154,7 +157,7 @@ pub async fn enqueue(kind: &str, payload: Option<&str>, database_url: &SecretStr
     Ok(())
 }
 
-fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<jobs::NewJob> {
+fn typed_job(kind: JobKind, args: Value, config: &JobsConfig) -> anyhow::Result<jobs::NewJob> {
     use crate::jobs::{
         Job, check_ready::CheckReady, claim_and_provision::ClaimAndProvision, reconcile::Reconcile,
         replenish::Replenish,
@@ -173,7 +176,6 @@ fn typed_job(kind: &str, args: Value, config: &JobsConfig) -> anyhow::Result<job
             }
         };
     }
-    let kind = crate::jobs::kind_named(kind).map_err(anyhow::Error::msg)?;
     Ok(match kind {
         ClaimAndProvision::KIND => {
             anyhow::bail!("claims are made through POST /api/pool/claim, which reserves the instance")

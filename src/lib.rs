@@ -8,7 +8,8 @@
 //!   keys by scope (operator, claim) and the key sent to instances.
 //! - [`telemetry`]: tracing setup.
 //! - [`db`]: connection pools and migrations (Pool's and the job queue's).
-//! - [`domain`]: instance ids, statuses, deploy statuses, instance URLs — no IO.
+//! - [`domain`]: instance and job ids, job kinds, statuses, deploy statuses, instance
+//!   URLs — no IO.
 //! - [`upstream`]: the error type shared by both upstream clients, classified by
 //!   what the caller does next (retry, give up, treat as gone).
 //! - [`services`]: client for the services API (creates and destroys instances).

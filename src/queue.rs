@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 
 use crate::{
     config::JobsConfig,
+    domain::{InstanceId, JobId},
     jobs::{
         Job, check_ready::CheckReady, provision_instance::ProvisionInstance, reconcile::Reconcile, replenish::Replenish,
     },
@@ -31,8 +32,8 @@ pub async fn enqueue<J: Job>(conn: &mut PgConnection, payload: &J, config: &Jobs
 
 /// The provision of one instance, at most one queued or running per instance (so a
 /// re-drive never doubles it).
-pub fn provision_job(instance_id: &str, config: &JobsConfig) -> NewJob {
-    new_job(&ProvisionInstance { instance_id: instance_id.to_owned() }, config).dedupe(instance_id)
+pub fn provision_job(instance_id: &InstanceId, config: &JobsConfig) -> NewJob {
+    new_job(&ProvisionInstance { instance_id: instance_id.to_string() }, config).dedupe(instance_id.as_str())
 }
 
 /// Rounds of `check_ready` before it leaves the rest to reconcile (~5 minutes).
@@ -74,7 +75,8 @@ pub async fn enqueue_replenish(conn: &mut PgConnection, config: &JobsConfig) -> 
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDoc {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: JobId,
     pub kind: String,
     pub status: jobs::JobState,
     pub attempts: i32,

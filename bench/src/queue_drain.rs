@@ -143,7 +143,7 @@ async fn insert_bulk(db: &PgPool, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pool_jobs_new(kind: &'static str) -> pool::store::jobs::NewJob {
+fn pool_jobs_new(kind: pool::domain::JobKind) -> pool::store::jobs::NewJob {
     pool::store::jobs::NewJob::new(kind, json!({}), 6)
 }
 

@@ -104,7 +104,7 @@ async fn measure(
 /// `finished` rows past their retention (one in ten failed, with its attempt kept) and
 /// `future` queued rows due tomorrow, spread over every kind; then `VACUUM ANALYZE`.
 async fn fill(db: &PgPool, finished: i64, future: i64) -> anyhow::Result<()> {
-    let kinds: Vec<&str> = pool::jobs::KINDS.to_vec();
+    let kinds = pool::jobs::KINDS;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, run_at, created_at, started_at,
                            finished_at, result, error)
@@ -116,7 +116,7 @@ async fn fill(db: &PgPool, finished: i64, future: i64) -> anyhow::Result<()> {
                                                                 + g * interval '1 ms' AS t) ts"
     )))
     .bind(finished)
-    .bind(&kinds)
+    .bind(kinds)
     .execute(db)
     .await
     .context("insert finished rows")?;
@@ -134,7 +134,7 @@ async fn fill(db: &PgPool, finished: i64, future: i64) -> anyhow::Result<()> {
          FROM generate_series(1, $1::bigint) g",
     )
     .bind(future)
-    .bind(&kinds)
+    .bind(kinds)
     .execute(db)
     .await
     .context("insert future rows")?;
@@ -146,9 +146,9 @@ async fn fill(db: &PgPool, finished: i64, future: i64) -> anyhow::Result<()> {
 /// Shared buffers (hit + read) one fetch touches, asking 4 of every kind, and 4
 /// claims alone; rolled back, so it takes nothing.
 async fn fetch_buffers(db: &PgPool) -> anyhow::Result<(i64, i64)> {
-    let all: Vec<&str> = pool::jobs::KINDS.to_vec();
+    let all = pool::jobs::KINDS;
     let one = [pool::jobs::claim_and_provision::ClaimAndProvision::KIND];
-    Ok((lifecycle::fetch_cost(db, &all).await?, lifecycle::fetch_cost(db, &one).await?))
+    Ok((lifecycle::fetch_cost(db, all).await?, lifecycle::fetch_cost(db, &one).await?))
 }
 
 /// Paced claims for as long as the worker's pruning deletes the finished rows.

@@ -6,6 +6,8 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use secrecy::SecretString;
 
+use crate::domain::JobKind;
+
 /// Which deployment this is; decides log format, `joinUrl` rules and dashboard warnings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Environment {
@@ -150,9 +152,9 @@ pub struct JobsConfig {
     /// Attempts of a job before it is `failed`.
     pub max_attempts: u32,
     /// Per-kind overrides of `max_attempts` (`JOB_MAX_ATTEMPTS_<KIND>`).
-    pub max_attempts_by_kind: Vec<(&'static str, u32)>,
+    pub max_attempts_by_kind: Vec<(JobKind, u32)>,
     /// Per-kind overrides of the concurrency (`JOB_CONCURRENCY_<KIND>`).
-    pub concurrency_by_kind: Vec<(&'static str, u32)>,
+    pub concurrency_by_kind: Vec<(JobKind, u32)>,
     /// How long finished jobs are kept.
     pub retention: Duration,
     /// Rows per pruning statement (`JOB_PRUNE_BATCH`, 100).
@@ -301,20 +303,20 @@ impl JobsConfig {
     }
 
     /// Attempts allowed for jobs of `kind`.
-    pub fn max_attempts_for(&self, kind: &str) -> u32 {
+    pub fn max_attempts_for(&self, kind: JobKind) -> u32 {
         self.max_attempts_by_kind.iter().find(|(k, _)| *k == kind).map_or(self.max_attempts, |(_, n)| *n)
     }
 
     /// Concurrency of jobs of `kind` per worker process, given its default.
-    pub fn concurrency_for(&self, kind: &str, default: usize) -> usize {
+    pub fn concurrency_for(&self, kind: JobKind, default: usize) -> usize {
         self.concurrency_by_kind.iter().find(|(k, _)| *k == kind).map_or(default, |(_, n)| *n as usize)
     }
 }
 
 /// `<prefix><KIND>` overrides, e.g. `JOB_MAX_ATTEMPTS_RECONCILE=3`.
-fn by_kind(env: &Env<'_>, prefix: &str) -> Result<Vec<(&'static str, u32)>, ConfigError> {
+fn by_kind(env: &Env<'_>, prefix: &str) -> Result<Vec<(JobKind, u32)>, ConfigError> {
     let mut overrides = Vec::new();
-    for kind in crate::jobs::KINDS {
+    for &kind in crate::jobs::KINDS {
         // Read once at start-up; the names live as long as the configuration.
         let name: &'static str = Box::leak(format!("{prefix}{}", kind.to_uppercase()).into_boxed_str());
         if env.optional(name).is_some() {

@@ -14,6 +14,7 @@ use super::{
     respond::{PreferWait, Wait, new_job_response},
 };
 use crate::{
+    domain::JobId,
     jobs::claim_and_provision::ClaimAndProvision,
     queue,
     queue::JobDoc,
@@ -97,7 +98,7 @@ pub async fn claim(
     })
 }
 
-async fn existing_for_key(state: &AppState, key: &str, hash: &str) -> Result<Option<String>, ApiError> {
+async fn existing_for_key(state: &AppState, key: &str, hash: &str) -> Result<Option<JobId>, ApiError> {
     let mut conn = state.db.acquire().await?;
     jobs::idempotent_job(&mut conn, key, hash).await?.map_err(|()| ApiError::Conflict {
         code: "idempotency_conflict",
@@ -107,8 +108,8 @@ async fn existing_for_key(state: &AppState, key: &str, hash: &str) -> Result<Opt
 
 /// The claim's job: holding an instance, or waiting in line for one.
 enum Claim {
-    Reserved(String),
-    Waiting(String),
+    Reserved(JobId),
+    Waiting(JobId),
 }
 
 /// Reserves an instance and enqueues the claim atomically (one statement); with

@@ -17,7 +17,7 @@ use super::{
     error::ApiError,
     wait::{MAX_WAIT, Subscription},
 };
-use crate::{config::ClaimContract, store::jobs::JobState};
+use crate::{config::ClaimContract, domain::JobId, store::jobs::JobState};
 
 /// The original service's answer to a claim.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -65,7 +65,7 @@ pub fn wanted(headers: &HeaderMap, default: ClaimContract) -> Result<bool, ApiEr
 
 /// Waits for claim job `id` (enqueued after `subscription`) and answers as the
 /// original service did.
-pub async fn respond(state: &AppState, subscription: Subscription, id: &str) -> Result<Response, ApiError> {
+pub async fn respond(state: &AppState, subscription: Subscription, id: &JobId) -> Result<Response, ApiError> {
     let Some(job) = subscription.wait_new(&state.db, id, MAX_WAIT).await? else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };

@@ -9,7 +9,10 @@ use axum::response::Response;
 use sqlx::PgPool;
 
 use super::{AppState, error::ApiError, respond::respond, wait::Subscription};
-use crate::store::{JobState, jobs::lifecycle};
+use crate::{
+    domain::JobId,
+    store::{JobState, jobs::lifecycle},
+};
 
 /// How much longer a claim bound at the last moment may take to finish before the
 /// answer is 202 (the client then follows the job).
@@ -20,10 +23,10 @@ const BOUND_SLACK: Duration = Duration::from_secs(10);
 pub async fn respond_when_bound(
     state: &AppState,
     mut subscription: Subscription,
-    id: &str,
+    id: &JobId,
     wait: Duration,
 ) -> Result<Response, ApiError> {
-    let mut line = InLine { db: state.db.clone(), id: Some(id.to_owned()) };
+    let mut line = InLine { db: state.db.clone(), id: Some(id.clone()) };
     let mut doc = subscription.wait_more(&state.db, id, wait, false).await?;
     if !doc.as_ref().is_some_and(|d| d.status.is_finished()) {
         let expired =
@@ -57,7 +60,7 @@ fn no_idle(wait: Duration) -> ApiError {
 /// away): the claim leaves the line, unless an instance was bound to it already.
 struct InLine {
     db: PgPool,
-    id: Option<String>,
+    id: Option<JobId>,
 }
 
 impl Drop for InLine {

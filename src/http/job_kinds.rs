@@ -15,7 +15,10 @@ use super::{
     error::{ApiError, ErrorBody, Unauthorized, UnexpectedBody},
     extract::{ApiJson, EmptyBody},
 };
-use crate::store::jobs::{self, pauses};
+use crate::{
+    domain::JobKind,
+    store::jobs::{self, pauses},
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list)).routes(routes!(pause)).routes(routes!(resume))
@@ -84,26 +87,27 @@ async fn set_paused(state: &AppState, kind: &str, paused: bool) -> Result<Json<K
     } else {
         pauses::resume(&state.db, kind).await?;
     }
-    tracing::info!(kind, paused, "job kind paused or resumed by operator");
+    tracing::info!(kind = %kind, paused, "job kind paused or resumed by operator");
     let mut states = kind_states(state, Some(kind)).await?;
     states.pop().map(Json).ok_or_else(|| ApiError::NotFound(format!("unknown job kind {kind:?}")))
 }
 
-async fn kind_states(state: &AppState, only: Option<&'static str>) -> Result<Vec<KindState>, ApiError> {
+async fn kind_states(state: &AppState, only: Option<JobKind>) -> Result<Vec<KindState>, ApiError> {
     let paused = pauses::paused(&state.db).await?;
     let totals = jobs::totals_by_kind(&state.db).await?;
     let count = |kind: &str, st: &str| totals.iter().find(|(k, s, _)| k == kind && s == st).map_or(0, |t| t.2);
     Ok(crate::jobs::KINDS
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|kind| only.is_none_or(|o| o == *kind))
         .map(|kind| {
             let pause = paused.iter().find(|p| p.kind == kind);
             KindState {
-                kind,
+                kind: kind.as_str(),
                 paused: pause.is_some(),
                 paused_at: pause.map(|p| p.paused_at),
-                queued: count(kind, "queued"),
-                running: count(kind, "running"),
+                queued: count(&kind, "queued"),
+                running: count(&kind, "running"),
             }
         })
         .collect())

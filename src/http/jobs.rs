@@ -19,6 +19,7 @@ use super::{
     respond::{PreferWait, Wait, job_document},
 };
 use crate::{
+    domain::JobId,
     queue::JobDoc,
     store::jobs::{self, ActionError, JobRow, JobState, ListQuery},
 };
@@ -54,7 +55,8 @@ struct ListParams {
 #[serde(rename_all = "camelCase")]
 pub struct JobPage {
     jobs: Vec<JobDoc>,
-    next_before: Option<String>,
+    #[schema(value_type = Option<String>)]
+    next_before: Option<JobId>,
     totals: BTreeMap<&'static str, i64>,
 }
 
@@ -69,15 +71,12 @@ fn parse_list(params: ListParams) -> Result<ListQuery, ApiError> {
             })
         })
         .transpose()?;
-    let kind = params.kind;
-    if let Some(kind) = &kind {
-        crate::jobs::kind_named(kind).map_err(ApiError::Validation)?;
-    }
+    let kind = params.kind.as_deref().map(crate::jobs::kind_named).transpose().map_err(ApiError::Validation)?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::Validation(format!("limit must be between 1 and {MAX_LIMIT}")));
     }
-    let before = params.before;
+    let before = params.before.map(JobId::from);
     if before.as_deref().is_some_and(|b| ulid::Ulid::from_string(b).is_err()) {
         return Err(ApiError::Validation("before must be a job id".into()));
     }
@@ -99,7 +98,7 @@ async fn list(
             .into_iter()
             .map(|s| (s.as_str(), 0))
             .collect();
-    for (name, n) in jobs::totals(&state.db, query.kind.as_deref()).await? {
+    for (name, n) in jobs::totals(&state.db, query.kind).await? {
         if let Some(slot) = totals.iter_mut().find(|(k, _)| **k == name).map(|(_, v)| v) {
             *slot += n;
         }
@@ -123,7 +122,7 @@ macro_rules! job_action {
         async fn $action(
             State(state): State<AppState>,
             _: Operator,
-            Path(id): Path<String>,
+            Path(id): Path<JobId>,
             ApiJson(EmptyBody {}): ApiJson<EmptyBody>,
         ) -> Result<Json<JobDoc>, ApiError> {
             let mut conn = state.db.acquire().await?;
@@ -153,7 +152,7 @@ job_action!(
 /// An operator's action on job `id`: the job as it is now (logged as `done`), or why
 /// it could not be done (`hint`: which states it applies to).
 fn answer_action(
-    id: &str,
+    id: &JobId,
     outcome: Result<jobs::JobRow, ActionError>,
     done: &'static str,
     hint: &str,
@@ -183,7 +182,7 @@ async fn show(
     State(state): State<AppState>,
     Claimant(scope): Claimant,
     wait: Wait,
-    Path(id): Path<String>,
+    Path(id): Path<JobId>,
 ) -> Result<Response, ApiError> {
     if scope == Scope::Claim
         && let Some(job) = jobs::get(&state.db, &id).await?

@@ -11,7 +11,10 @@ use super::{
     error::{ApiError, ErrorBody, Unauthorized},
     extract::{ApiJson, present},
 };
-use crate::store::jobs::{self, Filter, JobState};
+use crate::{
+    domain::JobId,
+    store::jobs::{self, Filter, JobState},
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(retry_all)).routes(routes!(cancel_all))
@@ -73,12 +76,15 @@ pub enum Cancellable {
 #[serde(rename_all = "camelCase")]
 pub struct Retried {
     retried: usize,
-    ids: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    ids: Vec<JobId>,
     /// Jobs not retried because an active job of their kind holds their dedupe key.
-    skipped: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    skipped: Vec<JobId>,
     /// Claims not retried: they ended waiting in line for an instance, holding none,
     /// and their clients were answered then (`no_idle_instance`, or cancelled).
-    answered_claims: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    answered_claims: Vec<JobId>,
 }
 
 /// What a bulk cancel did.
@@ -104,9 +110,7 @@ fn filter(kind: Option<String>, state: Option<JobState>) -> Result<Filter, ApiEr
     if kind.is_none() && state.is_none() {
         return Err(ApiError::Validation("give a kind, a status or both".into()));
     }
-    if let Some(kind) = &kind {
-        crate::jobs::kind_named(kind).map_err(ApiError::Validation)?;
-    }
+    let kind = kind.as_deref().map(crate::jobs::kind_named).transpose().map_err(ApiError::Validation)?;
     Ok(Filter { kind, state })
 }
 

@@ -151,8 +151,8 @@ impl KindSchemas {
         use utoipa::openapi::Ref;
         let payload = J::name().into_owned();
         let result = format!("{payload}Result");
-        self.schemas.push((payload.clone(), titled(J::schema(), J::KIND)));
-        self.schemas.push((result.clone(), titled(J::Output::schema(), J::KIND)));
+        self.schemas.push((payload.clone(), titled(J::schema(), &J::KIND)));
+        self.schemas.push((result.clone(), titled(J::Output::schema(), &J::KIND)));
         J::schemas(&mut self.schemas);
         J::Output::schemas(&mut self.schemas);
         self.args.push(Ref::from_schema_name(payload).into());
@@ -184,7 +184,7 @@ pub fn router(doc: &utoipa::openapi::OpenApi) -> Router<AppState> {
 pub fn kind_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(crate::jobs::KINDS.iter().copied()))
+        .enum_values(Some(crate::jobs::KINDS.iter().map(|kind| kind.as_str())))
         .description(Some("A job kind"))
         .build()
 }

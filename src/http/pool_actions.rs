@@ -61,8 +61,8 @@ impl Mutation {
     }
 
     async fn existing_row(&self, id: &str) -> Result<instances::InstanceRow, ApiError> {
-        InstanceId::parse(id).map_err(|e| ApiError::Validation(e.to_string()))?;
-        instances::get(&self.state.db, id).await?.ok_or_else(|| ApiError::NotFound(format!("no instance {id}")))
+        let id = InstanceId::parse(id).map_err(|e| ApiError::Validation(e.to_string()))?;
+        instances::get(&self.state.db, &id).await?.ok_or_else(|| ApiError::NotFound(format!("no instance {id}")))
     }
 }
 

@@ -15,7 +15,7 @@ use super::{
     error::ApiError,
     wait::{MAX_WAIT, Subscription},
 };
-use crate::{queue::JobDoc, store::jobs};
+use crate::{domain::JobId, queue::JobDoc, store::jobs};
 
 /// The two answers of every job-creating endpoint, for the OpenAPI document.
 #[derive(utoipa::IntoResponses)]
@@ -71,13 +71,13 @@ fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
 
 /// Answers for job `id`, just enqueued by this request (202 until it finished),
 /// waiting first if the client asked to.
-pub async fn job_response(state: &AppState, wait: Wait, id: &str) -> Result<Response, ApiError> {
+pub async fn job_response(state: &AppState, wait: Wait, id: &JobId) -> Result<Response, ApiError> {
     respond(read(state, wait.0, id, None).await?, id)
 }
 
 /// `GET /api/jobs/:id`: 200 whatever the job's status (nothing was accepted), with
 /// the history of its runs.
-pub async fn job_document(state: &AppState, wait: Wait, id: &str) -> Result<Response, ApiError> {
+pub async fn job_document(state: &AppState, wait: Wait, id: &JobId) -> Result<Response, ApiError> {
     let mut doc = read(state, wait.0, id, None).await?;
     if let Some(doc) = &mut doc {
         doc.history = Some(jobs::history(&state.db, id).await?);
@@ -92,7 +92,7 @@ pub async fn job_document(state: &AppState, wait: Wait, id: &str) -> Result<Resp
 async fn read(
     state: &AppState,
     wait: Option<Duration>,
-    id: &str,
+    id: &JobId,
     subscription: Option<Subscription>,
 ) -> Result<Option<JobDoc>, ApiError> {
     Ok(match (wait, subscription) {
@@ -108,13 +108,13 @@ pub async fn new_job_response(
     state: &AppState,
     wait: Wait,
     subscription: Subscription,
-    id: &str,
+    id: &JobId,
 ) -> Result<Response, ApiError> {
     respond(read(state, wait.0, id, Some(subscription)).await?, id)
 }
 
 /// 200 with a finished job, 202 with one still queued or running; 404 without one.
-pub fn respond(doc: Option<JobDoc>, id: &str) -> Result<Response, ApiError> {
+pub fn respond(doc: Option<JobDoc>, id: &JobId) -> Result<Response, ApiError> {
     let doc = doc.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
     let status = if doc.status.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut response = (status, Json(&doc)).into_response();

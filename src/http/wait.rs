@@ -18,7 +18,7 @@ use std::{
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::{Notify, watch};
 
-use crate::{queue::JobDoc, store::jobs};
+use crate::{domain::JobId, queue::JobDoc, store::jobs};
 
 /// Channel the trigger notifies on.
 const CHANNEL: &str = "pool_job_finished";
@@ -73,7 +73,7 @@ impl JobWaiter {
     }
 
     /// Waits up to `limit` for job `id` to finish; returns its latest document.
-    pub async fn wait(&self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
+    pub async fn wait(&self, db: &PgPool, id: &JobId, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
         self.subscribe().wait_more(db, id, limit, true).await
     }
 
@@ -165,7 +165,7 @@ impl Drop for Registered<'_> {
 impl Subscription {
     /// Waits up to `limit` for job `id`, enqueued after this subscription, to finish:
     /// the job is read once, when its notification arrives (or at a safety re-read).
-    pub async fn wait_new(mut self, db: &PgPool, id: &str, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
+    pub async fn wait_new(mut self, db: &PgPool, id: &JobId, limit: Duration) -> sqlx::Result<Option<JobDoc>> {
         self.wait_more(db, id, limit, false).await
     }
 
@@ -174,7 +174,7 @@ impl Subscription {
     pub async fn wait_more(
         &mut self,
         db: &PgPool,
-        id: &str,
+        id: &JobId,
         limit: Duration,
         read_first: bool,
     ) -> sqlx::Result<Option<JobDoc>> {

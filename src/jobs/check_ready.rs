@@ -48,7 +48,7 @@ fn backoff(round: i32) -> Duration {
 }
 
 impl Job for CheckReady {
-    const KIND: &'static str = "check_ready";
+    const KIND: super::JobKind = super::JobKind::new("check_ready");
     type Output = CheckReadyResult;
 
     /// A singleton: one round checks every instance being created.

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::{Ctx, Job, JobError, JobMeta, checkpoint};
 use crate::{
-    domain::InstanceStatus,
+    domain::{InstanceId, InstanceStatus},
     instance::{ProvisionRequest, Provisioned},
     queue,
     store::{
@@ -62,7 +62,7 @@ pub struct ClaimResult {
 const MAX_INSTANCES: usize = 3;
 
 impl Job for ClaimAndProvision {
-    const KIND: &'static str = "claim_and_provision";
+    const KIND: super::JobKind = super::JobKind::new("claim_and_provision");
     type Output = ClaimResult;
 
     fn slots(jobs: &crate::config::JobsConfig) -> usize {
@@ -100,12 +100,12 @@ async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Cla
         if let Some(done) = provision(args, ctx, job, &row, note).await? {
             return Ok(done);
         }
-        tried.push(row.id.to_string());
+        tried.push(row.id.clone());
     }
     Err(JobError::permanent(format!("no ready instance after trying {MAX_INSTANCES}")))
 }
 
-async fn reserve(ctx: &Ctx, job: &JobMeta, tried: &[String]) -> Result<InstanceRow, JobError> {
+async fn reserve(ctx: &Ctx, job: &JobMeta, tried: &[InstanceId]) -> Result<InstanceRow, JobError> {
     let mut conn = ctx.db.acquire().await?;
     instances::reserve_idle(&mut conn, &job.id, tried, ctx.config.target_image.as_deref())
         .await?

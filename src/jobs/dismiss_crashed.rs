@@ -7,7 +7,7 @@ use super::{
     Ctx, Job, JobError, JobMeta,
     removal::{RemoveResult, remove},
 };
-use crate::domain::InstanceStatus::Crashed;
+use crate::domain::{InstanceId, InstanceStatus::Crashed};
 
 /// Destroys one crashed instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -17,10 +17,10 @@ pub struct DismissCrashed {
 }
 
 impl Job for DismissCrashed {
-    const KIND: &'static str = "dismiss_crashed";
+    const KIND: super::JobKind = super::JobKind::new("dismiss_crashed");
     type Output = RemoveResult;
 
     async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<RemoveResult, JobError> {
-        remove(ctx, &self.instance_id, &[Crashed], "dismissed").await
+        remove(ctx, &InstanceId::parse(&self.instance_id)?, &[Crashed], "dismissed").await
     }
 }

@@ -24,7 +24,7 @@ pub struct DrainResult {
 }
 
 impl Job for DrainIdle {
-    const KIND: &'static str = "drain_idle";
+    const KIND: super::JobKind = super::JobKind::new("drain_idle");
     type Output = DrainResult;
 
     async fn run(self, ctx: &Ctx, job: &JobMeta) -> Result<DrainResult, JobError> {
@@ -35,10 +35,10 @@ impl Job for DrainIdle {
             .ok_or(JobError::Lost)?;
         // Rows still draining, read back typed (the others are already destroyed).
         for row in instances::drained_by_job(&ctx.db, &job.id).await? {
-            if taken.iter().any(|id| *id == *row.id) {
+            if taken.contains(&row.id) {
                 destroy_and_delete(ctx, &row.id).await?;
             }
         }
-        Ok(DrainResult { drained: taken.len(), instance_ids: taken })
+        Ok(DrainResult { drained: taken.len(), instance_ids: taken.iter().map(ToString::to_string).collect() })
     }
 }

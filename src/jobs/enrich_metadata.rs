@@ -31,7 +31,7 @@ pub struct EnrichResult {
 }
 
 impl Job for EnrichMetadata {
-    const KIND: &'static str = "enrich_metadata";
+    const KIND: super::JobKind = super::JobKind::new("enrich_metadata");
     type Output = EnrichResult;
 
     fn slots(_: &crate::config::JobsConfig) -> usize {

@@ -12,6 +12,7 @@ use super::lease::LeaseClock;
 use crate::{
     config::Config,
     domain::text::{storable, storable_json},
+    domain::{InvalidInstanceId, JobId},
     instance::InstanceClient,
     services::{ServicesClient, Throttle},
     store::jobs::lifecycle::{self, Lease, Outcome},
@@ -61,7 +62,7 @@ impl Ctx {
 /// Identity of the running job.
 #[derive(Clone, Debug)]
 pub struct JobMeta {
-    pub id: String,
+    pub id: JobId,
     /// This run's attempt number, which fences its writes ([`checkpoint`]).
     pub fence: i32,
     /// Whether an earlier run of this job ever started (also before an operator
@@ -133,6 +134,13 @@ impl JobError {
 
     pub fn permanent(message: impl Into<String>) -> Self {
         Self::Permanent(message.into())
+    }
+}
+
+/// A payload's instance id: one that cannot be an instance's fails the job for good.
+impl From<InvalidInstanceId> for JobError {
+    fn from(err: InvalidInstanceId) -> Self {
+        Self::permanent(err.to_string())
     }
 }
 

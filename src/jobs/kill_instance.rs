@@ -7,7 +7,7 @@ use super::{
     Ctx, Job, JobError, JobMeta,
     removal::{RemoveResult, remove},
 };
-use crate::domain::InstanceStatus::*;
+use crate::domain::{InstanceId, InstanceStatus::*};
 
 /// Destroys one instance whatever its status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -17,11 +17,11 @@ pub struct KillInstance {
 }
 
 impl Job for KillInstance {
-    const KIND: &'static str = "kill_instance";
+    const KIND: super::JobKind = super::JobKind::new("kill_instance");
     type Output = RemoveResult;
 
     async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<RemoveResult, JobError> {
         let from = [Provisioning, Idle, Claiming, Claimed, Crashed];
-        remove(ctx, &self.instance_id, &from, "killed by operator").await
+        remove(ctx, &InstanceId::parse(&self.instance_id)?, &from, "killed by operator").await
     }
 }

@@ -41,13 +41,14 @@ use serde::{Serialize, de::DeserializeOwned};
 use utoipa::ToSchema;
 
 use crate::config::JobsConfig;
+pub use crate::domain::JobKind;
 
 /// One job kind: a payload with its stable name (the queue name in the job table),
 /// its result, and its handler. Every handler must be idempotent: it may run again
 /// after a crash at any point and must converge to the same end state.
 pub trait Job: Serialize + DeserializeOwned + ToSchema + Clone + Unpin + Send + Sync + 'static {
     /// The stable kind name.
-    const KIND: &'static str;
+    const KIND: JobKind;
     /// What a successful run records as the job's `result`.
     type Output: Serialize + ToSchema + Send + 'static;
 
@@ -83,16 +84,14 @@ macro_rules! kind_names {
     ($($job:path,)*) => { [$(<$job as $crate::jobs::Job>::KIND),*] };
 }
 
-const KIND_COUNT: usize = for_each_kind!(kind_names).len();
-
-/// Every kind name, for registries, filters and validation.
-pub const KINDS: [&str; KIND_COUNT] = for_each_kind!(kind_names);
+/// Every kind, for registries, filters and validation.
+pub const KINDS: &[JobKind] = &for_each_kind!(kind_names);
 
 /// The kind named `name`, or why there is none (with the kinds there are), for
 /// whatever reads a kind from outside: API filters, paths, `pool enqueue`.
-pub fn kind_named(name: &str) -> Result<&'static str, String> {
-    KINDS
-        .into_iter()
-        .find(|kind| *kind == name)
-        .ok_or_else(|| format!("unknown job kind {name:?}; known: {}", KINDS.join(", ")))
+pub fn kind_named(name: &str) -> Result<JobKind, String> {
+    KINDS.iter().copied().find(|kind| *kind == *name).ok_or_else(|| {
+        let known: Vec<&str> = KINDS.iter().map(|kind| kind.as_str()).collect();
+        format!("unknown job kind {name:?}; known: {}", known.join(", "))
+    })
 }

@@ -26,7 +26,7 @@ pub struct NoopResult {
 }
 
 impl Job for Noop {
-    const KIND: &'static str = "noop";
+    const KIND: super::JobKind = super::JobKind::new("noop");
     type Output = NoopResult;
 
     async fn run(self, _ctx: &Ctx, _job: &JobMeta) -> Result<NoopResult, JobError> {

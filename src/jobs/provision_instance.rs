@@ -47,13 +47,13 @@ pub enum ProvisionResult {
 }
 
 impl Job for ProvisionInstance {
-    const KIND: &'static str = "provision_instance";
+    const KIND: super::JobKind = super::JobKind::new("provision_instance");
     type Output = ProvisionResult;
 
     async fn run(self, ctx: &Ctx, _job: &JobMeta) -> Result<ProvisionResult, JobError> {
-        let id = InstanceId::parse(&self.instance_id).map_err(|e| JobError::permanent(e.to_string()))?;
+        let id = InstanceId::parse(&self.instance_id)?;
         let skipped = |why: String| ProvisionResult::Skipped { instance_id: id.to_string(), skipped: why };
-        let Some(row) = instances::get(&ctx.db, id.as_str()).await? else {
+        let Some(row) = instances::get(&ctx.db, &id).await? else {
             return Ok(skipped("instance row no longer exists".into()));
         };
         if row.status() != InstanceStatus::Provisioning {
@@ -83,7 +83,7 @@ struct Earlier {
 /// Pool, or, for a row Pool did not create, by whoever did). Errs (retry later)
 /// while an unanswered earlier call may still be creating one.
 async fn earlier_service(ctx: &Ctx, id: &InstanceId, not_ours: bool) -> Result<Option<Earlier>, JobError> {
-    let Some(calls) = instances::create_calls(&ctx.db, id.as_str()).await? else { return Ok(None) };
+    let Some(calls) = instances::create_calls(&ctx.db, &id).await? else { return Ok(None) };
     let Some(requested_at) = calls.requested_at else {
         if !not_ours {
             return Ok(None);
@@ -119,7 +119,7 @@ async fn earlier_service(ctx: &Ctx, id: &InstanceId, not_ours: bool) -> Result<O
 async fn give_up_half_made(ctx: &Ctx, id: &InstanceId) -> Result<String, JobError> {
     use InstanceStatus::{Draining, Provisioning};
     let reason = "create-instance failed part-way; its service has no domain";
-    if instances::transition(&ctx.db, id.as_str(), &[Provisioning], Draining, Some(reason)).await? {
+    if instances::transition(&ctx.db, id, &[Provisioning], Draining, Some(reason)).await? {
         super::removal::destroy_and_delete(ctx, id).await?;
         let mut conn = ctx.db.acquire().await?;
         crate::queue::enqueue_replenish(&mut conn, &ctx.config.jobs).await?;
@@ -132,18 +132,18 @@ async fn give_up_half_made(ctx: &Ctx, id: &InstanceId) -> Result<String, JobErro
 async fn take_over(ctx: &Ctx, id: &InstanceId, service: &ServiceStatus) -> Result<(String, Option<String>), JobError> {
     let service_id = service.service_id.clone().ok_or_else(|| JobError::retry("listed service has no id"))?;
     let url = service.domain.as_deref().map(crate::domain::url::from_domain);
-    instances::set_service(&ctx.db, id.as_str(), &service_id, url.as_deref()).await?;
+    instances::set_service(&ctx.db, id, &service_id, url.as_deref()).await?;
     tracing::warn!(instance_id = %id, service_id = %service_id, "took over the service an earlier create-instance made");
     Ok((service_id, url))
 }
 
 async fn create(ctx: &Ctx, id: &InstanceId) -> Result<(String, Option<String>), JobError> {
-    if !instances::note_create_requested(&ctx.db, id.as_str()).await? {
+    if !instances::note_create_requested(&ctx.db, &id).await? {
         return Err(JobError::permanent(format!("instance {id} is no longer provisioning")));
     }
     let created = ctx.services.create_instance(id).await;
     if answered(&created) {
-        instances::note_create_answered(&ctx.db, id.as_str()).await?;
+        instances::note_create_answered(&ctx.db, &id).await?;
     }
     let created = created?;
     // A plain-http URL would carry the instance key in clear: reconcile records the
@@ -155,7 +155,7 @@ async fn create(ctx: &Ctx, id: &InstanceId) -> Result<(String, Option<String>), 
         }
         safe
     });
-    instances::set_service(&ctx.db, id.as_str(), &created.service_id, url.as_deref()).await?;
+    instances::set_service(&ctx.db, id, &created.service_id, url.as_deref()).await?;
     tracing::info!(instance_id = %id, service_id = %created.service_id, "instance created at the provider");
     Ok((created.service_id, url))
 }

@@ -59,7 +59,7 @@ pub struct RemoveResult {
 /// means an earlier attempt finished.
 pub(super) async fn remove(
     ctx: &Ctx,
-    id: &str,
+    id: &InstanceId,
     from: &[InstanceStatus],
     reason: &str,
 ) -> Result<RemoveResult, JobError> {
@@ -67,9 +67,9 @@ pub(super) async fn remove(
     finish_removal(ctx, id).await
 }
 
-async fn finish_removal(ctx: &Ctx, id: &str) -> Result<RemoveResult, JobError> {
+async fn finish_removal(ctx: &Ctx, id: &InstanceId) -> Result<RemoveResult, JobError> {
     let removed = |destroyed: bool, note: Option<&str>| RemoveResult {
-        instance_id: id.to_owned(),
+        instance_id: id.to_string(),
         destroyed,
         note: note.map(Into::into),
     };

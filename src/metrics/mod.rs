@@ -19,7 +19,7 @@ use tokio::sync::watch;
 pub use pending::BUCKETS;
 pub use render::render;
 
-use crate::store::{self, jobs::lifecycle::Applied};
+use crate::store::{self, JobState, jobs::lifecycle::Applied};
 
 /// How often a process writes what it recorded.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
@@ -58,12 +58,16 @@ pub fn jobs_started<'a>(started: impl IntoIterator<Item = (&'a str, f64)>) {
 /// Runs whose outcome this worker recorded. A claim job that succeeded also gives
 /// the claim latency a person sees: from the request to the bound instance.
 pub fn runs_recorded(applied: &[Applied]) {
-    for run in applied.iter().filter(|run| run.state != "queued") {
-        pending::add("pool_jobs_finished_total", format!("kind=\"{}\",status=\"{}\"", run.kind, run.state), 1.0);
+    for run in applied.iter().filter(|run| run.state != JobState::Queued) {
+        pending::add(
+            "pool_jobs_finished_total",
+            format!("kind=\"{}\",status=\"{}\"", run.kind, run.state.as_str()),
+            1.0,
+        );
     }
     pending::observe(applied.iter().flat_map(|run| {
         let claim = (run.kind == <crate::jobs::claim_and_provision::ClaimAndProvision as crate::jobs::Job>::KIND
-            && run.state == "succeeded")
+            && run.state == JobState::Succeeded)
             .then(|| ("pool_claim_seconds", String::new(), run.age));
         [("pool_job_run_seconds", format!("kind=\"{}\"", run.kind), run.run_time)].into_iter().chain(claim)
     }));

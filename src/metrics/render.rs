@@ -80,7 +80,7 @@ pub async fn render(db: &PgPool, settings: buffer::Settings, rescue_after: Durat
     out.push_str("# HELP pool_job_kind_paused 1 while a job kind is paused (its jobs stay queued).\n");
     out.push_str("# TYPE pool_job_kind_paused gauge\n");
     for kind in crate::jobs::KINDS {
-        let on = u8::from(paused.iter().any(|p| p.kind == kind));
+        let on = u8::from(paused.iter().any(|p| p.kind == *kind));
         out.push_str(&format!("pool_job_kind_paused{{kind=\"{kind}\"}} {on}\n"));
     }
     fleet_counters(&mut out, store::metrics::counters(db).await?);

@@ -9,7 +9,7 @@ use cron::Schedule;
 use tokio::sync::watch;
 
 use crate::{
-    jobs::{Ctx, Job, reconcile::Reconcile, replenish::Replenish},
+    jobs::{Ctx, Job, JobKind, reconcile::Reconcile, replenish::Replenish},
     queue,
     store::jobs::{self, Enqueued},
 };
@@ -35,20 +35,20 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
         }
         for kind in kinds {
             if let Err(err) = enqueue_tick(&ctx, kind, tick).await {
-                tracing::warn!(kind, %tick, error = %err, "could not enqueue scheduled job");
+                tracing::warn!(kind = %kind, %tick, error = %err, "could not enqueue scheduled job");
             }
         }
     }
 }
 
 /// The earliest upcoming tick and every kind due at it.
-fn next_tick(schedules: &[(&'static str, Schedule)]) -> Option<(DateTime<Utc>, Vec<&'static str>)> {
+fn next_tick(schedules: &[(JobKind, Schedule)]) -> Option<(DateTime<Utc>, Vec<JobKind>)> {
     let ticks: Vec<_> = schedules.iter().filter_map(|(kind, s)| Some((*kind, s.upcoming(Utc).next()?))).collect();
     let first = ticks.iter().map(|(_, t)| *t).min()?;
     Some((first, ticks.iter().filter(|(_, t)| *t == first).map(|(k, _)| *k).collect()))
 }
 
-async fn enqueue_tick(ctx: &Ctx, kind: &'static str, tick: DateTime<Utc>) -> sqlx::Result<()> {
+async fn enqueue_tick(ctx: &Ctx, kind: JobKind, tick: DateTime<Utc>) -> sqlx::Result<()> {
     let mut job = match kind {
         Reconcile::KIND => queue::reconcile_job(&ctx.config.jobs),
         _ => queue::replenish_job(&ctx.config.jobs),
@@ -56,8 +56,8 @@ async fn enqueue_tick(ctx: &Ctx, kind: &'static str, tick: DateTime<Utc>) -> sql
     job.idempotency_key = Some(format!("cron:{}", tick.timestamp()));
     let mut conn = ctx.db.acquire().await?;
     match jobs::enqueue(&mut conn, &job).await? {
-        Enqueued::New(id) => tracing::debug!(kind, job_id = %id, %tick, "scheduled job enqueued"),
-        Enqueued::Existing(id) => tracing::debug!(kind, job_id = %id, %tick, "tick already covered"),
+        Enqueued::New(id) => tracing::debug!(kind = %kind, job_id = %id, %tick, "scheduled job enqueued"),
+        Enqueued::Existing(id) => tracing::debug!(kind = %kind, job_id = %id, %tick, "tick already covered"),
     }
     Ok(())
 }

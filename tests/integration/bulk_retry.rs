@@ -7,8 +7,8 @@ use sqlx::Connection;
 
 use crate::helpers::{API_KEY, TestApp, TestDb, someone_waits_on_a_lock, test_config};
 
-async fn insert_replenish(db: impl sqlx::PgExecutor<'_>, state: &str) -> String {
-    let id = pool::store::jobs::next_job_id();
+async fn insert_replenish(db: impl sqlx::PgExecutor<'_>, state: &str) -> pool::domain::JobId {
+    let id = pool::domain::JobId::generate();
     sqlx::query(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, dedupe_key, finished_at, error)
          VALUES ($1, 'replenish', '{}', $2, 1, 1, 1, 'singleton',
@@ -30,7 +30,7 @@ async fn bulk_retry_skips_a_job_whose_key_an_enqueue_took_meanwhile() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(test_config(&db.url, "http://127.0.0.1:1", &[]), db.pool.clone()).await;
     let failed = insert_replenish(&db.pool, "failed").await;
-    let plain = pool::store::jobs::next_job_id();
+    let plain = pool::domain::JobId::generate();
     sqlx::query(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, finished_at, error)
          VALUES ($1, 'noop', '{}', 'failed', 1, 1, 1, now(), 'boom')",
@@ -56,7 +56,7 @@ async fn bulk_retry_skips_a_job_whose_key_an_enqueue_took_meanwhile() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["ids"], json!([plain]), "{body}");
     assert_eq!(body["skipped"], json!([failed]), "{body}");
-    let states: Vec<(String, String)> =
+    let states: Vec<(pool::domain::JobId, String)> =
         sqlx::query_as("SELECT id, state FROM jobs WHERE kind = 'replenish' ORDER BY id")
             .fetch_all(&db.pool)
             .await

@@ -1,12 +1,15 @@
 //! A claim's completion, one statement fenced on the run's lease, against real
 //! Postgres: all of it lands (row bound, job succeeded, top-up enqueued) or none.
 
-use pool::store::{
-    NewJob,
-    instances::{self, Binding, Completed},
-    jobs::{
-        claim::{self, Ask, Reserved},
-        lifecycle::{self, Lease},
+use pool::{
+    domain::{InstanceId, JobId},
+    store::{
+        NewJob,
+        instances::{self, Binding, Completed},
+        jobs::{
+            claim::{self, Ask, Reserved},
+            lifecycle::{self, Lease},
+        },
     },
 };
 use serde_json::json;
@@ -23,7 +26,7 @@ const BINDING: Binding<'static> = Binding {
 };
 
 /// An idle instance, reserved for a claim job that worker `w` then fetched (run 1).
-async fn running_claim(db: &PgPool) -> (String, String) {
+async fn running_claim(db: &PgPool) -> (InstanceId, JobId) {
     sqlx::query("INSERT INTO instances (id, status, url) VALUES ('inst00000001', 'idle', 'http://127.0.0.1:1/x')")
         .execute(db)
         .await
@@ -31,15 +34,17 @@ async fn running_claim(db: &PgPool) -> (String, String) {
     let job = claim_job("claim00000001");
     assert_eq!(
         claim::reserve_and_enqueue(db, &job, Ask::default()).await.unwrap(),
-        Reserved::Instance("inst00000001".into())
+        Reserved::Instance(InstanceId::parse("inst00000001").unwrap())
     );
-    let fetched = lifecycle::fetch(db, "w", &[("claim_and_provision", 1)]).await.unwrap();
+    let fetched = lifecycle::fetch(db, "w", &[(crate::helpers::kind("claim_and_provision"), 1)]).await.unwrap();
     assert_eq!(fetched.len(), 1);
-    ("inst00000001".into(), job.id)
+    (InstanceId::parse("inst00000001").unwrap(), job.id)
 }
 
 fn top_up() -> NewJob {
-    NewJob::new("replenish", json!({}), 3).dedupe("singleton").after(std::time::Duration::from_millis(500))
+    NewJob::new(crate::helpers::kind("replenish"), json!({}), 3)
+        .dedupe("singleton")
+        .after(std::time::Duration::from_millis(500))
 }
 
 /// `(instance status, job state, queued replenishes)`.
@@ -55,7 +60,7 @@ async fn state(db: &PgPool, instance: &str, job: &str) -> (String, String, i64) 
     .unwrap()
 }
 
-async fn complete(db: &PgPool, instance: &str, lease: Lease<'_>) -> Completed {
+async fn complete(db: &PgPool, instance: &InstanceId, lease: Lease<'_>) -> Completed {
     instances::complete_held_claim(db, instance, lease, &BINDING, &json!({"ok": true}), &top_up()).await.unwrap()
 }
 

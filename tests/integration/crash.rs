@@ -9,6 +9,7 @@ use std::{
 
 use futures::future::join_all;
 use pool::{
+    domain::JobId,
     queue::JobDoc,
     sim::{SimConfig, Simulator},
     store::JobState,
@@ -25,7 +26,7 @@ use crate::{
 const CONVERGE: Duration = Duration::from_secs(45);
 
 /// Fires `n` claims without waiting; each must be accepted (202) with a job.
-async fn fire_claims(stack: &Stack, n: usize) -> Vec<String> {
+async fn fire_claims(stack: &Stack, n: usize) -> Vec<JobId> {
     join_all((0..n).map(|i| async move {
         let response = stack.post("/api/pool/claim", json!({ "agentName": format!("Crash {i}") }), 0).await;
         assert_eq!(response.status(), 202, "claim {i}");
@@ -81,7 +82,7 @@ async fn sessions(stack: &Stack) -> Vec<(i32, Option<String>, Option<String>, Op
 }
 
 /// Waits for every job in `ids`; asserts each succeeded and returns the documents.
-async fn all_succeed(stack: &Stack, ids: &[String]) -> Vec<JobDoc> {
+async fn all_succeed(stack: &Stack, ids: &[JobId]) -> Vec<JobDoc> {
     let docs = join_all(ids.iter().map(|id| stack.wait_job(id, CONVERGE))).await;
     let unfinished: Vec<_> = docs.iter().filter(|d| d.status != JobState::Succeeded).collect();
     if !unfinished.is_empty() {

@@ -209,7 +209,7 @@ async fn exhausted_job_fails_and_operator_retry_succeeds() {
     let response = stack.post(&format!("/api/jobs/{job_id}/retry"), json!({}), 0).await;
     assert_eq!(response.status(), StatusCode::OK);
     let retried: JobDoc = response.json().await.unwrap();
-    assert_eq!(retried.id, job_id);
+    assert_eq!(retried.id.as_str(), job_id);
     assert_eq!(retried.status, JobState::Queued);
     assert_eq!(retried.attempts, 0);
     assert_eq!(retried.error, None);

@@ -123,11 +123,16 @@ async fn create_template() -> String {
     name
 }
 
+/// The kind named `name`, which the test knows exists.
+pub fn kind(name: &str) -> pool::domain::JobKind {
+    pool::jobs::kind_named(name).expect("a kind of this release")
+}
+
 /// A claim job as the claim request writes it, for tests of the claim statements.
 pub fn claim_job(id: &str) -> pool::store::NewJob {
     pool::store::NewJob {
-        id: id.to_owned(),
-        ..pool::store::NewJob::new("claim_and_provision", serde_json::json!({}), 6)
+        id: id.into(),
+        ..pool::store::NewJob::new(kind("claim_and_provision"), serde_json::json!({}), 6)
     }
 }
 

@@ -50,7 +50,7 @@ async fn list_filters_paginates_and_totals() {
     let (status, page) = get(&app, "/api/jobs").await;
     assert_eq!(status, 200);
     let listed: Vec<&str> = page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
-    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(|id| id.as_str()).collect();
     assert_eq!(listed, newest_first);
     assert_eq!(page["totals"], json!({"queued": 3, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0}));
 
@@ -130,11 +130,11 @@ async fn jobs_command_lists_cancels_and_retries() {
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
     let doc: JobDoc = serde_json::from_slice(list.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(doc.id, id);
-    let cancel = run(vec!["jobs".into(), "cancel".into(), id.clone()]).await;
+    let cancel = run(vec!["jobs".into(), "cancel".into(), id.to_string()]).await;
     assert!(cancel.status.success());
-    let again = run(vec!["jobs".into(), "cancel".into(), id.clone()]).await;
+    let again = run(vec!["jobs".into(), "cancel".into(), id.to_string()]).await;
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("cancelled"));
-    let retry = run(vec!["jobs".into(), "retry".into(), id.clone()]).await;
+    let retry = run(vec!["jobs".into(), "retry".into(), id.to_string()]).await;
     assert!(retry.status.success());
     let doc: JobDoc = serde_json::from_slice(&retry.stdout).unwrap();
     assert_eq!(doc.status, JobState::Queued);
@@ -153,7 +153,7 @@ async fn bulk_retry_and_cancel_follow_the_filter() {
     let insert = |kind: &'static str, state: &'static str, dedupe: Option<&'static str>| {
         let pool = db.pool.clone();
         async move {
-            let id = pool::store::jobs::next_job_id();
+            let id = pool::domain::JobId::generate();
             sqlx::query(
                 "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, dedupe_key, finished_at, error)
                  VALUES ($1, $2, '{\"count\": 1}', $3, 1, 1, 1, $4,
@@ -182,7 +182,7 @@ async fn bulk_retry_and_cancel_follow_the_filter() {
 
     let r = post_json(&app, "/api/jobs/retry", json!({"kind": "drain_idle", "status": "failed"})).await;
     assert_eq!(r["retried"], 2, "{r}");
-    let state = |id: String| {
+    let state = |id: pool::domain::JobId| {
         let pool = db.pool.clone();
         async move {
             sqlx::query_scalar::<_, String>("SELECT state FROM jobs WHERE id = $1")

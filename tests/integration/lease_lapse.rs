@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// Posts `n` claims `every` apart; their ids.
-async fn claims(stack: &Stack, n: usize, every: Duration) -> Vec<String> {
+async fn claims(stack: &Stack, n: usize, every: Duration) -> Vec<pool::domain::JobId> {
     let mut ids = Vec::new();
     for i in 0..n {
         let response = stack.post("/api/pool/claim", json!({ "agentName": format!("Lease {i}") }), 0).await;
@@ -28,7 +28,7 @@ async fn claims(stack: &Stack, n: usize, every: Duration) -> Vec<String> {
 }
 
 /// Every claim succeeded, and no instance was provisioned twice.
-async fn each_claim_done_once(stack: &Stack, ids: &[String]) {
+async fn each_claim_done_once(stack: &Stack, ids: &[pool::domain::JobId]) {
     for id in ids {
         let job = stack.wait_job(id, Duration::from_secs(60)).await;
         assert_eq!(job.status, JobState::Succeeded, "{job:?}");

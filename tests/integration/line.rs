@@ -40,7 +40,7 @@ async fn concurrent_claims_never_wait_beyond_the_cap() {
     assert_eq!(jobs, 7, "a claim turned away writes nothing");
 
     // A place freed in the line is taken again.
-    let left: String =
+    let left: pool::domain::JobId =
         sqlx::query_scalar("SELECT id FROM jobs WHERE waiting ORDER BY id LIMIT 1").fetch_one(&db.pool).await.unwrap();
     assert!(
         pool::store::jobs::lifecycle::stop_waiting(&db.pool, &left, pool::store::JobState::Cancelled, "left")

@@ -116,11 +116,11 @@ async fn a_claim_knows_it_is_a_rerun_from_its_instance_row_not_from_a_lost_count
 #[tokio::test]
 async fn only_rows_a_live_worker_holds_no_run_of_are_taken_back_and_the_last_resort_takes_old_runs() {
     let db = TestDb::new().await;
-    let jobs: Vec<_> = (0..4).map(|_| pool::store::NewJob::new("noop", json!({}), 3)).collect();
+    let jobs: Vec<_> = (0..4).map(|_| pool::store::NewJob::new(crate::helpers::kind("noop"), json!({}), 3)).collect();
     pool::store::jobs::enqueue_many(&db.pool, &jobs).await.unwrap();
     lifecycle::heartbeat(&db.pool, "w").await.unwrap();
-    let fetched = lifecycle::fetch(&db.pool, "w", &[("noop", 4)]).await.unwrap();
-    let ids: Vec<String> = fetched.iter().map(|j| j.id.clone()).collect();
+    let fetched = lifecycle::fetch(&db.pool, "w", &[(crate::helpers::kind("noop"), 4)]).await.unwrap();
+    let ids: Vec<pool::domain::JobId> = fetched.iter().map(|j| j.id.clone()).collect();
     // All but the fourth ran a while ago; the third for two hours.
     sqlx::query("UPDATE jobs SET started_at = now() - interval '1 minute' WHERE id = ANY($1)")
         .bind(&ids[..3])
@@ -137,11 +137,12 @@ async fn only_rows_a_live_worker_holds_no_run_of_are_taken_back_and_the_last_res
     assert_eq!(released, 1, "only the row at an attempt the worker holds no run of");
     let rescued = lifecycle::rescue(&db.pool, Duration::from_secs(12), Duration::from_secs(3600)).await.unwrap();
     assert_eq!(rescued, 1, "the two-hour run, under a live worker");
-    let states: Vec<(String, String)> = sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1) ORDER BY id")
-        .bind(&ids)
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let states: Vec<(pool::domain::JobId, String)> =
+        sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1) ORDER BY id")
+            .bind(&ids)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     let state = |i: usize| states.iter().find(|(id, _)| *id == ids[i]).unwrap().1.clone();
     assert_eq!([state(0), state(1), state(2), state(3)], ["running", "queued", "queued", "running"]);
 }

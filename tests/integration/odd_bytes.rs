@@ -94,7 +94,7 @@ async fn nul_in_an_upstream_error_body_fails_jobs_without_wedging_the_worker() {
         assert!(error.contains("badbyte"), "the upstream's message, without NUL: {error}");
     }
 
-    let noop = pool::store::NewJob::new("noop", json!({}), 1);
+    let noop = pool::store::NewJob::new(crate::helpers::kind("noop"), json!({}), 1);
     pool::store::jobs::enqueue_many(&stack.db.pool, &[noop]).await.unwrap();
     let done = eventually(Duration::from_secs(20), || async {
         (states_of(&stack, "noop").await.iter().any(|(s, _)| s == "succeeded")).then_some(())

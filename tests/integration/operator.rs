@@ -30,7 +30,7 @@ async fn json_of(stack: &Stack, method: Method, path: &str) -> (StatusCode, Valu
 #[tokio::test]
 async fn job_metrics_count_each_job_once_whatever_replica_is_scraped() {
     let stack = Stack::start(fast_sim(), 2, &NO_SCHEDULES).await;
-    let jobs: Vec<_> = (0..60).map(|_| pool::store::NewJob::new("noop", json!({}), 3)).collect();
+    let jobs: Vec<_> = (0..60).map(|_| pool::store::NewJob::new(crate::helpers::kind("noop"), json!({}), 3)).collect();
     pool::store::jobs::enqueue_many(&stack.db.pool, &jobs).await.unwrap();
     let done = eventually(Duration::from_secs(30), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'noop' AND state = 'succeeded'")

@@ -112,7 +112,7 @@ async fn openapi_types_job_documents_and_shares_error_answers() {
             None => schema.clone(),
         }
     };
-    let kinds: BTreeSet<&str> = pool::jobs::KINDS.into_iter().collect();
+    let kinds: BTreeSet<&str> = pool::jobs::KINDS.iter().map(|kind| kind.as_str()).collect();
     let job = &schemas["JobDoc"]["properties"];
     let args: Vec<Value> = job["args"]["anyOf"].as_array().expect("args is a union").iter().map(resolve).collect();
     let titles: BTreeSet<&str> = args.iter().map(|s| s["title"].as_str().expect("titled with its kind")).collect();

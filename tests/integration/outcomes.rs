@@ -14,14 +14,14 @@ use crate::helpers::TestDb;
 #[tokio::test]
 async fn of_two_runs_of_one_job_in_one_batch_the_one_holding_the_job_is_written() {
     let db = TestDb::new().await;
-    let job = pool::store::NewJob::new("noop", json!({}), 3);
+    let job = pool::store::NewJob::new(crate::helpers::kind("noop"), json!({}), 3);
     pool::store::jobs::enqueue_many(&db.pool, &[job]).await.unwrap();
-    let first = lifecycle::fetch(&db.pool, "w", &[("noop", 1)]).await.unwrap().remove(0);
+    let first = lifecycle::fetch(&db.pool, "w", &[(crate::helpers::kind("noop"), 1)]).await.unwrap().remove(0);
     // The worker went silent; the job was taken back, and the same worker took it again.
     let rescued = lifecycle::rescue(&db.pool, Duration::ZERO, Duration::from_secs(3600)).await.unwrap();
     assert_eq!(rescued, 1);
     lifecycle::heartbeat(&db.pool, "w").await.unwrap();
-    let second = lifecycle::fetch(&db.pool, "w", &[("noop", 1)]).await.unwrap().remove(0);
+    let second = lifecycle::fetch(&db.pool, "w", &[(crate::helpers::kind("noop"), 1)]).await.unwrap().remove(0);
     assert_eq!((first.attempt, second.attempt), (1, 2));
 
     let done = Finished { id: second.id.clone(), attempt: 2, outcome: Outcome::Succeeded(json!({"ok": true})) };
@@ -43,9 +43,12 @@ async fn of_two_runs_of_one_job_in_one_batch_the_one_holding_the_job_is_written(
 #[tokio::test]
 async fn postgres_refuses_an_outcome_with_nul_as_a_refusal_not_an_outage() {
     let db = TestDb::new().await;
-    let jobs = [pool::store::NewJob::new("noop", json!({}), 3), pool::store::NewJob::new("noop", json!({}), 3)];
+    let jobs = [
+        pool::store::NewJob::new(crate::helpers::kind("noop"), json!({}), 3),
+        pool::store::NewJob::new(crate::helpers::kind("noop"), json!({}), 3),
+    ];
     pool::store::jobs::enqueue_many(&db.pool, &jobs).await.unwrap();
-    let fetched = lifecycle::fetch(&db.pool, "w", &[("noop", 2)]).await.unwrap();
+    let fetched = lifecycle::fetch(&db.pool, "w", &[(crate::helpers::kind("noop"), 2)]).await.unwrap();
     let outcomes = [Outcome::Permanent("bad\0byte".into()), Outcome::Succeeded(json!({"name": "bad\u{0}byte"}))];
     for (job, outcome) in fetched.iter().zip(outcomes) {
         let run = Finished { id: job.id.clone(), attempt: job.attempt, outcome: outcome.clone() };

@@ -138,7 +138,7 @@ fn batch_calls(stack: &Stack) -> usize {
 #[tokio::test]
 async fn undecodable_payload_fails_with_a_clear_error_and_blocks_nothing() {
     let db = TestDb::new().await;
-    let poison = pool::store::jobs::next_job_id();
+    let poison = pool::domain::JobId::generate();
     sqlx::query(
         "INSERT INTO jobs (id, kind, args, max_attempts, dedupe_key)
          VALUES ($1, 'reconcile', '{\"fromANewerRelease\": true}', 2, 'singleton')",
@@ -292,7 +292,7 @@ async fn operator_retry_of_a_claim_keeps_the_409_rule() {
     stack.sim.sim.add_service(instance);
     stack.sim.sim.bind(instance, "conv_earlier");
     tokio::time::sleep(Duration::from_millis(300)).await; // built
-    let job = pool::store::jobs::next_job_id();
+    let job = pool::domain::JobId::generate();
     sqlx::query(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, finished_at, error)
          VALUES ($1, 'claim_and_provision', '{\"agentName\": \"Earlier\", \"instructions\": \"x\"}',
@@ -376,7 +376,7 @@ async fn drain_rerun_finishes_exactly_the_drain_asked_for() {
     let insert_drain = |progress: Option<Value>| {
         let pool = stack.db.pool.clone();
         async move {
-            let id = pool::store::jobs::next_job_id();
+            let id = pool::domain::JobId::generate();
             // An earlier run started (runs = 1) and crashed; the job is queued again.
             sqlx::query(
                 "INSERT INTO jobs (id, kind, args, attempts, max_attempts, runs, progress)

@@ -12,6 +12,7 @@ use crate::{
     stack::Stack,
 };
 use pool::{
+    domain::InstanceId,
     queue::JobDoc,
     sim::SimConfig,
     store::{
@@ -112,9 +113,13 @@ async fn claims_take_the_current_image_first_then_the_oldest() {
     idle_on(&db.pool, "newV2ccccccc", "agent:v2", 50.0).await;
 
     let reserved = claim::reserve_and_enqueue(&db.pool, &claim_job("claimA"), Ask::default()).await.unwrap();
-    assert_eq!(reserved, Reserved::Instance("newV2aaaaaaa".into()), "the oldest on the current image");
+    assert_eq!(
+        reserved,
+        Reserved::Instance(InstanceId::parse("newV2aaaaaaa").unwrap()),
+        "the oldest on the current image"
+    );
     let mut conn = db.pool.acquire().await.unwrap();
-    let other = instances::reserve_idle(&mut conn, "claimB", &[], None).await.unwrap().unwrap();
+    let other = instances::reserve_idle(&mut conn, &"claimB".into(), &[], None).await.unwrap().unwrap();
     assert_eq!(other.id.as_str(), "newV2bbbbbbb");
 
     let line = Line { wait: Duration::from_secs(30), max_waiting: 100 };
@@ -124,7 +129,12 @@ async fn claims_take_the_current_image_first_then_the_oldest() {
         assert_eq!(claim::reserve_and_enqueue(&db.pool, &claim_job(id), ask).await.unwrap(), Reserved::Waiting);
     }
     sqlx::query("UPDATE instances SET status = 'idle' WHERE status = 'provisioning'").execute(&db.pool).await.unwrap();
-    let mut bound = claim::bind_waiting(&db.pool, None).await.unwrap();
+    let mut bound: Vec<(String, String)> = claim::bind_waiting(&db.pool, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(job, instance)| (job.to_string(), instance.to_string()))
+        .collect();
     bound.sort();
     let expected = [("claimC", "newV2ccccccc"), ("claimD", "oldV1aaaaaaa")].map(|(j, i)| (j.to_owned(), i.to_owned()));
     assert_eq!(bound, expected, "the first claim in line gets the current image, then the oldest");
@@ -132,7 +142,7 @@ async fn claims_take_the_current_image_first_then_the_oldest() {
     // POOL_TARGET_IMAGE names the current image, whatever the newest row runs.
     let ask = Ask { target_image: Some("agent:v1"), ..Ask::default() };
     let pinned = claim::reserve_and_enqueue(&db.pool, &claim_job("claimE"), ask).await.unwrap();
-    assert_eq!(pinned, Reserved::Instance("oldV1bbbbbbb".into()));
+    assert_eq!(pinned, Reserved::Instance(InstanceId::parse("oldV1bbbbbbb").unwrap()));
 }
 
 /// End to end: after a new release, a claim gets the instance on the new image though

@@ -12,7 +12,7 @@ use crate::helpers::TestDb;
 /// Finished rows past a 1 h retention (every other one failed, with its attempt),
 /// and queued rows of every kind due tomorrow.
 async fn fill(db: &PgPool, finished: i64, future: i64) {
-    let kinds: Vec<&str> = pool::jobs::KINDS.to_vec();
+    let kinds = pool::jobs::KINDS;
     sqlx::query(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, started_at, finished_at)
          SELECT 'done-' || lpad(g::text, 7, '0'), ($2::text[])[1 + g % 10], '{}',
@@ -54,11 +54,11 @@ async fn a_fetch_reads_a_few_pages_whatever_the_finished_and_future_rows() {
     let every_kind = lifecycle::fetch_cost(&db.pool, &pool::jobs::KINDS).await.unwrap();
     assert!(every_kind <= 10 * 4, "a fetch of every kind read {every_kind} buffers");
     // And it still takes what is due, oldest first.
-    let mut due = jobs::NewJob::new("noop", serde_json::json!({}), 1);
+    let mut due = jobs::NewJob::new(crate::helpers::kind("noop"), serde_json::json!({}), 1);
     due.id = "due-1".into();
     let mut conn = db.pool.acquire().await.unwrap();
     jobs::enqueue(&mut conn, &due).await.unwrap();
-    let taken = lifecycle::fetch(&db.pool, "w", &[("noop", 4)]).await.unwrap();
+    let taken = lifecycle::fetch(&db.pool, "w", &[(crate::helpers::kind("noop"), 4)]).await.unwrap();
     assert_eq!(taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["due-1"]);
 }
 
@@ -100,12 +100,15 @@ async fn a_fetch_planned_on_a_new_table_still_reads_by_index_once_it_grew() {
     let db = TestDb::new().await;
     let url = secrecy::SecretString::from(db.url.clone());
     let worker = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER).await.unwrap();
-    let noop = |id: String| jobs::NewJob { id, ..jobs::NewJob::new("noop", serde_json::json!({}), 1) };
+    let noop = |id: String| jobs::NewJob {
+        id: id.into(),
+        ..jobs::NewJob::new(crate::helpers::kind("noop"), serde_json::json!({}), 1)
+    };
     for i in 0..8 {
         let mut conn = worker.acquire().await.unwrap();
         jobs::enqueue(&mut conn, &noop(format!("early-{i}"))).await.unwrap();
         drop(conn);
-        assert_eq!(lifecycle::fetch(&worker, "w", &[("noop", 1)]).await.unwrap().len(), 1);
+        assert_eq!(lifecycle::fetch(&worker, "w", &[(crate::helpers::kind("noop"), 1)]).await.unwrap().len(), 1);
     }
     sqlx::query(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, started_at, finished_at)
@@ -142,11 +145,13 @@ async fn an_enqueue_without_keys_reads_no_job_rows_under_a_generic_plan() {
     sqlx::query("ANALYZE jobs").execute(&db.pool).await.unwrap();
     let mut tx = db.pool.begin().await.unwrap();
     sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut *tx).await.unwrap();
-    jobs::enqueue(&mut tx, &jobs::NewJob::new("noop", serde_json::json!({}), 1)).await.unwrap();
+    jobs::enqueue(&mut tx, &jobs::NewJob::new(crate::helpers::kind("noop"), serde_json::json!({}), 1)).await.unwrap();
     sqlx::query("DELETE FROM jobs WHERE id LIKE 'done-%'").execute(&db.pool).await.unwrap();
     fill(&db.pool, 20_000, 0).await;
     for _ in 0..10 {
-        jobs::enqueue(&mut tx, &jobs::NewJob::new("noop", serde_json::json!({}), 1)).await.unwrap();
+        jobs::enqueue(&mut tx, &jobs::NewJob::new(crate::helpers::kind("noop"), serde_json::json!({}), 1))
+            .await
+            .unwrap();
     }
     let (fetched, read): (i64, i64) = sqlx::query_as(
         "SELECT COALESCE(idx_tup_fetch, 0), COALESCE(seq_tup_read, 0) FROM pg_stat_xact_user_tables WHERE relname = 'jobs'",
@@ -156,7 +161,7 @@ async fn an_enqueue_without_keys_reads_no_job_rows_under_a_generic_plan() {
     .unwrap();
     assert!(fetched + read < 100, "10 enqueues read {fetched} rows by index and {read} by scan");
     // A key that is set is still looked up, and a taken one is not inserted twice.
-    let keyed = jobs::NewJob::new("replenish", serde_json::json!({}), 1).dedupe("singleton");
+    let keyed = jobs::NewJob::new(crate::helpers::kind("replenish"), serde_json::json!({}), 1).dedupe("singleton");
     assert!(jobs::enqueue_unless_held(&mut *tx, &keyed).await.unwrap());
     assert!(!jobs::enqueue_unless_held(&mut *tx, &keyed).await.unwrap());
 }

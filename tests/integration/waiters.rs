@@ -13,7 +13,7 @@ async fn a_finish_wakes_only_the_requests_waiting_for_that_job() {
     let mut conn = db.pool.acquire().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let job = jobs::NewJob::new("noop", serde_json::json!({}), 1);
+        let job = jobs::NewJob::new(crate::helpers::kind("noop"), serde_json::json!({}), 1);
         ids.push(jobs::enqueue(&mut conn, &job).await.unwrap().id().to_owned());
     }
     let waiter = JobWaiter::start(db.pool.clone());
@@ -56,7 +56,7 @@ async fn a_finished_claims_notification_carries_the_document_a_read_gives() {
     let db = TestDb::new().await;
     let mut conn = db.pool.acquire().await.unwrap();
     let args = serde_json::json!({ "agentName": "Ada \u{e9}\"' ", "instructions": "x".repeat(300) });
-    let job = jobs::NewJob::new("claim_and_provision", args, 6);
+    let job = jobs::NewJob::new(crate::helpers::kind("claim_and_provision"), args, 6);
     let id = jobs::enqueue(&mut conn, &job).await.unwrap().id().to_owned();
     let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool).await.unwrap();
     listener.listen("pool_job_finished").await.unwrap();
@@ -74,7 +74,9 @@ async fn a_finished_claims_notification_carries_the_document_a_read_gives() {
     assert_eq!(carried, read);
 
     // Other kinds keep the short payload.
-    let other = jobs::enqueue(&mut conn, &jobs::NewJob::new("noop", serde_json::json!({}), 1)).await.unwrap();
+    let other = jobs::enqueue(&mut conn, &jobs::NewJob::new(crate::helpers::kind("noop"), serde_json::json!({}), 1))
+        .await
+        .unwrap();
     sqlx::query("UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = $1")
         .bind(other.id())
         .execute(&db.pool)

@@ -116,7 +116,7 @@ async fn a_waiting_claim_expires_cleanly() {
         .fetch_one(&stack.db.pool)
         .await
         .unwrap();
-    let ran = pool::store::jobs::next_job_id();
+    let ran = pool::domain::JobId::generate();
     sqlx::query(
         "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, finished_at, error)
          VALUES ($1, 'claim_and_provision', '{\"agentName\": \"Ran\", \"instructions\": \"x\"}',

@@ -47,7 +47,7 @@ impl Applied {
 /// observed; returns what was applied.
 pub async fn execute(ctx: &Ctx, row: &InstanceRow, action: Action) -> Result<Applied, JobError> {
     use InstanceStatus::*;
-    let id = row.id.as_str();
+    let id = &row.id;
     let url = row.url.as_deref().unwrap_or_default();
     let applied = match action {
         Action::None => true,
@@ -187,7 +187,7 @@ async fn resolve_stuck_claim(ctx: &Ctx, row: &InstanceRow, stuck: bool) -> Resul
     let Ok(status) = ctx.instances.convos_status(url).await else {
         return if stuck { abandon().await } else { Ok(Applied::Nothing) };
     };
-    let holder = row.claim_job_id.as_deref();
+    let holder = row.claim_job_id.as_ref();
     match status.conversation {
         Some(conversation) => {
             let done = instances::settle_stuck_claim(&ctx.db, &row.id, holder, &conversation.id).await?;

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     domain::url::from_domain as url_from_domain,
-    domain::{InstanceStatus, SERVICE_PREFIX},
+    domain::{InstanceStatus, JobId, SERVICE_PREFIX},
     queue,
     services::ServiceStatus,
     store::{
@@ -71,7 +71,7 @@ const CHECK_CONCURRENCY: usize = 16;
 const OBSERVE_CHUNK: usize = 5_000;
 
 impl Job for Reconcile {
-    const KIND: &'static str = "reconcile";
+    const KIND: crate::jobs::JobKind = crate::jobs::JobKind::new("reconcile");
     type Output = ReconcileResult;
 
     /// Reconciles never overlap (SPEC invariant 5): the singleton key holds it across
@@ -190,7 +190,7 @@ async fn observe_chunk(ctx: &Ctx, rows: &[InstanceRow], owners: &Owners<'_>) -> 
     Ok(())
 }
 
-async fn job_is_active(ctx: &Ctx, job_id: &str) -> Result<bool, JobError> {
+async fn job_is_active(ctx: &Ctx, job_id: &JobId) -> Result<bool, JobError> {
     Ok(jobs::get(&ctx.db, job_id).await?.is_some_and(|job| !job.state.is_finished()))
 }
 
@@ -198,18 +198,14 @@ async fn job_is_active(ctx: &Ctx, job_id: &str) -> Result<bool, JobError> {
 /// health-check it into the pool (or remove it if it is dead).
 async fn adopt(ctx: &Ctx, service: &ServiceStatus) -> Result<bool, JobError> {
     let named_ours = service.name.as_deref().is_some_and(|n| n.starts_with(SERVICE_PREFIX));
-    if !named_ours || crate::domain::InstanceId::parse(&service.instance_id).is_err() {
+    let Ok(id) = crate::domain::InstanceId::parse(&service.instance_id) else { return Ok(false) };
+    if !named_ours {
         return Ok(false);
     }
     let url = service.domain.as_deref().map(url_from_domain);
-    let adopted = instances::insert_adopted(
-        &ctx.db,
-        &service.instance_id,
-        service.name.as_deref(),
-        service.service_id.as_deref(),
-        url.as_deref(),
-    )
-    .await?;
+    let adopted =
+        instances::insert_adopted(&ctx.db, &id, service.name.as_deref(), service.service_id.as_deref(), url.as_deref())
+            .await?;
     if adopted {
         tracing::info!(instance_id = %service.instance_id, "adopted an unknown service");
     }

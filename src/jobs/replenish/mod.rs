@@ -53,7 +53,7 @@ pub struct ReplenishResult {
 const MAX_PER_RUN: i64 = 1000;
 
 impl Job for Replenish {
-    const KIND: &'static str = "replenish";
+    const KIND: crate::jobs::JobKind = crate::jobs::JobKind::new("replenish");
     type Output = ReplenishResult;
 
     /// One at a time keeps top-ups from overshooting.
@@ -65,7 +65,8 @@ impl Job for Replenish {
         let already = instances::created_by_job(&ctx.db, &job.id).await?;
         if !already.is_empty() {
             let created = already.len();
-            return Ok(ReplenishResult { created, instance_ids: already, resumed: Some(true), redriven: None });
+            let instance_ids = already.iter().map(ToString::to_string).collect();
+            return Ok(ReplenishResult { created, instance_ids, resumed: Some(true), redriven: None });
         }
         // Rows whose provision gave up (e.g. the services API was down longer than its
         // retries) are on their way again before they are counted.
@@ -76,7 +77,7 @@ impl Job for Replenish {
         };
         checkpoint(ctx, job).await?;
         let ids: Vec<InstanceId> = (0..wanted).map(|_| InstanceId::generate()).collect();
-        let provisions: Vec<_> = ids.iter().map(|id| queue::provision_job(id.as_str(), &ctx.config.jobs)).collect();
+        let provisions: Vec<_> = ids.iter().map(|id| queue::provision_job(id, &ctx.config.jobs)).collect();
         let (job_id, fence, worker, rows) = (job.id.clone(), job.fence, job.worker.clone(), ids.clone());
         // Under the run's lease, in the same transaction: a stale run adds nothing.
         let held = store::transaction(&ctx.db, move |tx| {
@@ -136,7 +137,7 @@ async fn redrive(ctx: &Ctx) -> Result<Vec<String>, JobError> {
     for id in stranded {
         if jobs::enqueue_unless_held(&mut *conn, &queue::provision_job(&id, &ctx.config.jobs)).await? {
             tracing::info!(instance_id = %id, "provision re-driven: its last one gave up");
-            redriven.push(id);
+            redriven.push(id.to_string());
         }
     }
     Ok(redriven)

@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 
 use crate::{
     config::JobsConfig,
+    domain::InstanceId,
     jobs::{Ctx, JobError, kill_instance::KillInstance},
     queue, store,
     store::instances::recycle::{self, Staleness},
@@ -33,7 +34,7 @@ pub fn retirable(s: &Staleness, target: u32) -> usize {
 
 /// Moves the retirable stale instances to `draining` and enqueues their removal, in
 /// one transaction; returns their ids.
-pub async fn retire(ctx: &Ctx, s: &Staleness, target: u32) -> Result<Vec<String>, JobError> {
+pub async fn retire(ctx: &Ctx, s: &Staleness, target: u32) -> Result<Vec<InstanceId>, JobError> {
     let ids = s.oldest[..retirable(s, target)].to_vec();
     if ids.is_empty() {
         return Ok(ids);
@@ -56,9 +57,9 @@ pub async fn retire(ctx: &Ctx, s: &Staleness, target: u32) -> Result<Vec<String>
 /// Enqueues the removal of rows just moved to `draining` (`kill_instance`: destroy,
 /// then delete; a destroy that leaves the service running leaves an orphan, shown),
 /// in the caller's transaction.
-pub async fn enqueue_kills(tx: &mut PgConnection, ids: &[String], config: &JobsConfig) -> sqlx::Result<()> {
+pub async fn enqueue_kills(tx: &mut PgConnection, ids: &[InstanceId], config: &JobsConfig) -> sqlx::Result<()> {
     for id in ids {
-        let kill = queue::new_job(&KillInstance { instance_id: id.clone() }, config);
+        let kill = queue::new_job(&KillInstance { instance_id: id.to_string() }, config);
         store::jobs::enqueue(&mut *tx, &kill).await?;
     }
     Ok(())
@@ -69,7 +70,7 @@ mod tests {
     use super::*;
 
     fn staleness(stale: i64, fresh: i64) -> Staleness {
-        let oldest = (0..stale.min(PER_RUN)).map(|i| format!("s{i}")).collect();
+        let oldest = (0..stale.min(PER_RUN)).map(|_| InstanceId::generate()).collect();
         Staleness { oldest, stale, fresh }
     }
 

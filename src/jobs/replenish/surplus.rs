@@ -11,6 +11,7 @@
 use super::recycle;
 use crate::{
     buffer::{self, Target},
+    domain::InstanceId,
     jobs::{Ctx, JobError, JobMeta},
     store::{self, instances::recycle as rows, jobs::lifecycle},
 };
@@ -24,7 +25,7 @@ pub async fn give_back(
     target: &Target,
     fresh_idle: i64,
     waiting: i64,
-) -> Result<Vec<String>, JobError> {
+) -> Result<Vec<InstanceId>, JobError> {
     let limit = buffer::to_give_back(target, fresh_idle, waiting);
     if limit == 0 {
         return Ok(Vec::new());

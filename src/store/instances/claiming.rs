@@ -8,8 +8,9 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 
 use super::{Binding, COLUMNS, InstanceRow};
+use crate::domain::{InstanceId, JobId};
 use crate::store::jobs::{
-    self, NewJob,
+    self, JobState, NewJob,
     lifecycle::{Applied, LEASE_CTE, LEASE_HOLDS, Lease, succeeded_cte},
 };
 
@@ -78,7 +79,7 @@ pub async fn held_noting_provision(db: impl PgExecutor<'_>, lease: Lease<'_>) ->
 /// is known to be over. `None` when the lease or the row is gone (nothing written).
 pub async fn note_provision_sent(
     db: impl PgExecutor<'_>,
-    id: &str,
+    id: &InstanceId,
     lease: Lease<'_>,
     resend: bool,
 ) -> sqlx::Result<Option<ProvisionNote>> {
@@ -104,7 +105,7 @@ pub async fn note_provision_sent(
 
 /// `claiming` → `idle`: the instance provably did nothing, while the lease holds
 /// and the claim holds the row. False otherwise (nothing changed).
-pub async fn release_held_claim(db: impl PgExecutor<'_>, id: &str, lease: Lease<'_>) -> sqlx::Result<bool> {
+pub async fn release_held_claim(db: impl PgExecutor<'_>, id: &InstanceId, lease: Lease<'_>) -> sqlx::Result<bool> {
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE instances SET status = 'idle', claim_job_id = NULL, status_changed_at = now(), updated_at = now()
          WHERE id = $1 AND status = 'claiming' AND claim_job_id = $2 AND {LEASE_HOLDS}"
@@ -121,7 +122,12 @@ pub async fn release_held_claim(db: impl PgExecutor<'_>, id: &str, lease: Lease<
 /// `claiming` → `crashed` with `error`: a provision that may have acted left no
 /// binding the instance reports, while the lease holds and the claim holds the row.
 /// False otherwise (nothing changed).
-pub async fn crash_held_claim(db: impl PgExecutor<'_>, id: &str, lease: Lease<'_>, error: &str) -> sqlx::Result<bool> {
+pub async fn crash_held_claim(
+    db: impl PgExecutor<'_>,
+    id: &InstanceId,
+    lease: Lease<'_>,
+    error: &str,
+) -> sqlx::Result<bool> {
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE instances SET status = 'crashed', last_error = $5, status_changed_at = now(), updated_at = now()
          WHERE id = $1 AND status = 'claiming' AND claim_job_id = $2 AND {LEASE_HOLDS}"
@@ -153,7 +159,7 @@ pub enum Completed {
 /// order every fenced write of a claim takes them.
 pub async fn complete_held_claim(
     db: impl PgExecutor<'_>,
-    id: &str,
+    id: &InstanceId,
     lease: Lease<'_>,
     binding: &Binding<'_>,
     result: &Value,
@@ -193,10 +199,11 @@ pub async fn complete_held_claim(
     Ok(match (held, id, kind, state, run_time, age) {
         (false, ..) => Completed::Lost,
         (true, Some(id), Some(kind), Some(state), Some(run_time), Some(age)) => {
+            let state = JobState::try_from(state).map_err(|e| sqlx::Error::Decode(e.into()))?;
             Completed::Done(Applied { id, kind, state, run_time, age })
         }
         (true, ..) => Completed::Moved,
     })
 }
 
-type Answer = (bool, Option<String>, Option<String>, Option<String>, Option<f64>, Option<f64>);
+type Answer = (bool, Option<JobId>, Option<String>, Option<String>, Option<f64>, Option<f64>);

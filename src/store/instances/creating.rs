@@ -3,7 +3,7 @@
 use sqlx::{PgExecutor, PgPool};
 
 use super::{COLUMNS, InstanceRow};
-use crate::domain::InstanceStatus;
+use crate::domain::{InstanceId, InstanceStatus};
 
 /// A page of the whole fleet (every status, or one), oldest first, without
 /// `instructions`; and how many rows the filter selects.
@@ -67,7 +67,7 @@ pub struct CreateCalls {
 }
 
 /// Reads [`CreateCalls`] of `id`.
-pub async fn create_calls(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<CreateCalls>> {
+pub async fn create_calls(db: impl PgExecutor<'_>, id: &InstanceId) -> sqlx::Result<Option<CreateCalls>> {
     sqlx::query_as(
         "SELECT create_requested_at AS requested_at,
                 COALESCE(create_answered_at >= create_requested_at, false) AS answered, now() AS now
@@ -80,7 +80,7 @@ pub async fn create_calls(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Opt
 
 /// Notes, durably and before the call, that create-instance is about to be called
 /// for a `provisioning` row; false when the row is no longer `provisioning`.
-pub async fn note_create_requested(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
+pub async fn note_create_requested(db: impl PgExecutor<'_>, id: &InstanceId) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE instances SET create_requested_at = clock_timestamp(), updated_at = now()
          WHERE id = $1 AND status = 'provisioning'",
@@ -92,7 +92,7 @@ pub async fn note_create_requested(db: impl PgExecutor<'_>, id: &str) -> sqlx::R
 }
 
 /// Notes that the last create-instance call for `id` got an answer.
-pub async fn note_create_answered(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<()> {
+pub async fn note_create_answered(db: impl PgExecutor<'_>, id: &InstanceId) -> sqlx::Result<()> {
     sqlx::query("UPDATE instances SET create_answered_at = clock_timestamp() WHERE id = $1")
         .bind(id)
         .execute(db)

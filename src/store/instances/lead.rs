@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use sqlx::PgExecutor;
 
+use crate::domain::InstanceId;
+
 /// An instance that became idle, and its lead time when Pool created it (adopted rows
 /// started elsewhere, so theirs means nothing).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -14,7 +16,7 @@ pub struct Ready {
 
 /// Compare-and-set `provisioning` → `idle`, recording when; `None` when the row was
 /// not `provisioning`.
-pub async fn become_idle(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<Ready>> {
+pub async fn become_idle(db: impl PgExecutor<'_>, id: &InstanceId) -> sqlx::Result<Option<Ready>> {
     let row: Option<(Option<f64>,)> = sqlx::query_as(
         "UPDATE instances SET status = 'idle', ready_at = now(), status_changed_at = now(), updated_at = now()
          WHERE id = $1 AND status = 'provisioning'

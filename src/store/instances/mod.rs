@@ -22,12 +22,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
-use crate::domain::{InstanceId, InstanceStatus};
+use crate::domain::{InstanceId, InstanceStatus, JobId};
 
 /// One row of `instances`.
 #[derive(Clone, Debug, FromRow, Serialize)]
 pub struct InstanceRow {
-    #[sqlx(try_from = "String")]
     pub id: InstanceId,
     pub name: Option<String>,
     pub url: Option<String>,
@@ -40,9 +39,9 @@ pub struct InstanceRow {
     pub invite_url: Option<String>,
     pub instructions: Option<String>,
     pub join_url: Option<String>,
-    pub claim_job_id: Option<String>,
+    pub claim_job_id: Option<JobId>,
     /// The replenish job that created the row; `None` for adopted or legacy rows.
-    pub created_by_job: Option<String>,
+    pub created_by_job: Option<JobId>,
     pub last_error: Option<String>,
     /// The image the provider last reported for the service.
     pub image: Option<String>,
@@ -75,7 +74,7 @@ const COLUMNS: &str = "id, name, url, status, service_id, deploy_status, agent_n
 
 /// Inserts `provisioning` rows before the services calls, so a crash in between
 /// leaves rows reconcile can finish or clean. `job_id` is the replenish creating them.
-pub async fn insert_provisioning_many(db: impl PgExecutor<'_>, ids: &[InstanceId], job_id: &str) -> sqlx::Result<()> {
+pub async fn insert_provisioning_many(db: impl PgExecutor<'_>, ids: &[InstanceId], job_id: &JobId) -> sqlx::Result<()> {
     let names: Vec<String> = ids.iter().map(crate::domain::service_name).collect();
     let ids: Vec<&str> = ids.iter().map(InstanceId::as_str).collect();
     sqlx::query(
@@ -91,11 +90,11 @@ pub async fn insert_provisioning_many(db: impl PgExecutor<'_>, ids: &[InstanceId
 }
 
 /// Ids of rows a replenish job already created (so a re-run does not add more).
-pub async fn created_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Vec<String>> {
+pub async fn created_by_job(db: impl PgExecutor<'_>, job_id: &JobId) -> sqlx::Result<Vec<InstanceId>> {
     sqlx::query_scalar("SELECT id FROM instances WHERE created_by_job = $1").bind(job_id).fetch_all(db).await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<InstanceRow>> {
+pub async fn get(db: impl PgExecutor<'_>, id: &InstanceId) -> sqlx::Result<Option<InstanceRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM instances WHERE id = $1")))
         .bind(id)
         .fetch_optional(db)
@@ -157,8 +156,8 @@ pub async fn counts(db: impl PgExecutor<'_>) -> sqlx::Result<Counts> {
 /// holder. Rows in `exclude` (already tried by this job) are passed over.
 pub async fn reserve_idle(
     db: &mut PgConnection,
-    job_id: &str,
-    exclude: &[String],
+    job_id: &JobId,
+    exclude: &[InstanceId],
     target_image: Option<&str>,
 ) -> sqlx::Result<Option<InstanceRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -187,7 +186,7 @@ pub struct Binding<'a> {
 /// `claiming` → `idle` while `holder` (the claim job, or `None` for a row no job
 /// holds) still holds the row: the claim job letting go of an instance that provably
 /// did nothing, or reconcile freeing an unbound instance of a dead claim.
-pub async fn release_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&str>) -> sqlx::Result<bool> {
+pub async fn release_claim(db: impl PgExecutor<'_>, id: &InstanceId, holder: Option<&JobId>) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE instances SET status = 'idle', claim_job_id = NULL, status_changed_at = now(), updated_at = now()
          WHERE id = $1 AND status = 'claiming' AND claim_job_id IS NOT DISTINCT FROM $2",
@@ -202,7 +201,7 @@ pub async fn release_claim(db: impl PgExecutor<'_>, id: &str, holder: Option<&st
 /// Compare-and-set of the status: moves `id` to `to` only from one of `from`.
 pub async fn transition(
     db: impl PgExecutor<'_>,
-    id: &str,
+    id: &InstanceId,
     from: &[InstanceStatus],
     to: InstanceStatus,
     error: Option<&str>,
@@ -223,7 +222,12 @@ pub async fn transition(
 }
 
 /// Records what the services API said at create time.
-pub async fn set_service(db: impl PgExecutor<'_>, id: &str, service_id: &str, url: Option<&str>) -> sqlx::Result<()> {
+pub async fn set_service(
+    db: impl PgExecutor<'_>,
+    id: &InstanceId,
+    service_id: &str,
+    url: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE instances SET service_id = $2, url = COALESCE($3, url), updated_at = now() WHERE id = $1")
         .bind(id)
         .bind(service_id)
@@ -234,7 +238,7 @@ pub async fn set_service(db: impl PgExecutor<'_>, id: &str, service_id: &str, ur
 }
 
 /// Rows a drain job already took (a re-run finishes those first).
-pub async fn drained_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Result<Vec<InstanceRow>> {
+pub async fn drained_by_job(db: impl PgExecutor<'_>, job_id: &JobId) -> sqlx::Result<Vec<InstanceRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM instances WHERE drain_job_id = $1 AND status = 'draining'"
     )))
@@ -244,7 +248,7 @@ pub async fn drained_by_job(db: impl PgExecutor<'_>, job_id: &str) -> sqlx::Resu
 }
 
 /// Deletes a row once its destroy was confirmed; only a `draining` row may go.
-pub async fn delete_draining(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
+pub async fn delete_draining(db: impl PgExecutor<'_>, id: &InstanceId) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND status = 'draining'").bind(id).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
@@ -254,7 +258,7 @@ pub async fn delete_draining(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<
 /// service confirms and no provision job is queued or running for: their provision
 /// gave up. Rows Pool did not create (adopted, or the original service's `starting`
 /// ones) already have their service: reconcile follows them, nothing re-creates them.
-pub async fn stranded_provisions(db: &PgPool, max_age: std::time::Duration) -> sqlx::Result<Vec<String>> {
+pub async fn stranded_provisions(db: &PgPool, max_age: std::time::Duration) -> sqlx::Result<Vec<InstanceId>> {
     sqlx::query_scalar(
         "SELECT i.id FROM instances i
          WHERE i.status = 'provisioning' AND i.service_id IS NULL AND i.created_by_job IS NOT NULL

@@ -2,10 +2,12 @@
 
 use sqlx::PgExecutor;
 
+use crate::domain::{InstanceId, JobId};
+
 /// Inserts a row for a provider service nobody recorded (adopted by reconcile).
 pub async fn insert_adopted(
     db: impl PgExecutor<'_>,
-    id: &str,
+    id: &InstanceId,
     name: Option<&str>,
     service_id: Option<&str>,
     url: Option<&str>,
@@ -64,7 +66,7 @@ pub async fn observe_all(db: impl PgExecutor<'_>, seen: &[Observation<'_>]) -> s
 }
 
 /// Counts one more batch without the row's service; returns the new count.
-pub async fn mark_missing(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<i32> {
+pub async fn mark_missing(db: impl PgExecutor<'_>, id: &InstanceId) -> sqlx::Result<i32> {
     sqlx::query_scalar(
         "UPDATE instances SET missing_batches = missing_batches + 1 WHERE id = $1 RETURNING missing_batches",
     )
@@ -75,7 +77,7 @@ pub async fn mark_missing(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<i32
 }
 
 /// `crashed` → `claimed` when the deploy recovered with the same conversation.
-pub async fn recover_crashed(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
+pub async fn recover_crashed(db: impl PgExecutor<'_>, id: &InstanceId, conversation_id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE instances SET status = 'claimed', last_error = NULL, status_changed_at = now(), updated_at = now()
          WHERE id = $1 AND status = 'crashed' AND conversation_id = $2",
@@ -91,8 +93,8 @@ pub async fn recover_crashed(db: impl PgExecutor<'_>, id: &str, conversation_id:
 /// report of its conversation (stuck claims of a crashed claimer).
 pub async fn settle_stuck_claim(
     db: impl PgExecutor<'_>,
-    id: &str,
-    holder: Option<&str>,
+    id: &InstanceId,
+    holder: Option<&JobId>,
     conversation_id: &str,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
@@ -110,7 +112,7 @@ pub async fn settle_stuck_claim(
 
 /// `provisioning` → `claimed` for a row Pool did not create whose instance reports a
 /// conversation: it was bound before Pool knew it, and must never be handed out.
-pub async fn adopt_bound(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
+pub async fn adopt_bound(db: impl PgExecutor<'_>, id: &InstanceId, conversation_id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE instances SET status = 'claimed', conversation_id = $2, claimed_at = COALESCE(claimed_at, now()),
                 status_changed_at = now(), updated_at = now()
@@ -125,7 +127,7 @@ pub async fn adopt_bound(db: impl PgExecutor<'_>, id: &str, conversation_id: &st
 
 /// Records the conversation of a `claimed` row that had none (a join that awaited
 /// acceptance); false when the row moved on or already has one.
-pub async fn fill_conversation(db: impl PgExecutor<'_>, id: &str, conversation_id: &str) -> sqlx::Result<bool> {
+pub async fn fill_conversation(db: impl PgExecutor<'_>, id: &InstanceId, conversation_id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE instances SET conversation_id = $2, updated_at = now()
          WHERE id = $1 AND status = 'claimed' AND conversation_id IS NULL",
@@ -138,7 +140,7 @@ pub async fn fill_conversation(db: impl PgExecutor<'_>, id: &str, conversation_i
 }
 
 /// Deletes a row whose service vanished at the provider, if its status is unchanged.
-pub async fn delete_vanished(db: impl PgExecutor<'_>, id: &str, status: &str) -> sqlx::Result<bool> {
+pub async fn delete_vanished(db: impl PgExecutor<'_>, id: &InstanceId, status: &str) -> sqlx::Result<bool> {
     let done =
         sqlx::query("DELETE FROM instances WHERE id = $1 AND status = $2").bind(id).bind(status).execute(db).await?;
     Ok(done.rows_affected() == 1)
@@ -155,7 +157,7 @@ pub struct Enrichment<'a> {
 
 /// Backfills metadata; `claimed_at` of a claimed row without one becomes its
 /// status-change time, the best record of when the claim happened.
-pub async fn enrich(db: impl PgExecutor<'_>, id: &str, e: &Enrichment<'_>) -> sqlx::Result<()> {
+pub async fn enrich(db: impl PgExecutor<'_>, id: &InstanceId, e: &Enrichment<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE instances SET
              service_id = CASE WHEN $5 THEN COALESCE($2, service_id) ELSE COALESCE(service_id, $2) END,

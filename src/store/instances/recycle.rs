@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use sqlx::PgExecutor;
 
+use crate::domain::InstanceId;
+
 /// SQL for the current image: `target` (the placeholder bound to `POOL_TARGET_IMAGE`),
 /// else the image of the newest row that reports one (a new release shows up on the
 /// instances created after it). An uncorrelated subquery: evaluated once per statement.
@@ -44,7 +46,7 @@ pub fn on_other_image_sql(alias: &str, target: &str) -> String {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Staleness {
     /// The oldest stale idle rows, at most the limit asked for.
-    pub oldest: Vec<String>,
+    pub oldest: Vec<InstanceId>,
     /// Every stale idle row.
     pub stale: i64,
     /// Idle rows that are not stale.
@@ -61,7 +63,7 @@ pub async fn stale_idle(
     max_age: Option<Duration>,
     limit: i64,
 ) -> sqlx::Result<Staleness> {
-    let (oldest, stale, fresh): (Vec<String>, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let (oldest, stale, fresh): (Vec<InstanceId>, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH idle AS (
              SELECT i.id, i.created_at,
                     {}
@@ -84,7 +86,7 @@ pub async fn stale_idle(
 
 /// Moves the given rows from `idle` to `draining` (compare-and-set: a row a claim
 /// took meanwhile is left alone); returns the ids moved.
-pub async fn retire(db: impl PgExecutor<'_>, ids: &[String], reason: &str) -> sqlx::Result<Vec<String>> {
+pub async fn retire(db: impl PgExecutor<'_>, ids: &[InstanceId], reason: &str) -> sqlx::Result<Vec<InstanceId>> {
     sqlx::query_scalar(
         "UPDATE instances SET status = 'draining', last_error = $2, status_changed_at = now(), updated_at = now()
          WHERE id = ANY($1) AND status = 'idle'
@@ -99,7 +101,7 @@ pub async fn retire(db: impl PgExecutor<'_>, ids: &[String], reason: &str) -> sq
 /// Gives back up to `limit` idle rows that have been idle for `cooldown` or longer:
 /// moves them to `draining`, oldest first (`SKIP LOCKED` and compare-and-set on
 /// `idle`: a row a claim or a binding pass holds is passed over); returns their ids.
-pub async fn take_surplus(db: impl PgExecutor<'_>, limit: i64, cooldown: Duration) -> sqlx::Result<Vec<String>> {
+pub async fn take_surplus(db: impl PgExecutor<'_>, limit: i64, cooldown: Duration) -> sqlx::Result<Vec<InstanceId>> {
     sqlx::query_scalar(
         "WITH surplus AS (
              SELECT id FROM instances

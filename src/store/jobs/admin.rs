@@ -3,14 +3,15 @@
 use sqlx::PgExecutor;
 
 use super::{COLUMNS, JobRow, JobState};
+use crate::domain::{JobId, JobKind};
 
 /// Filters and cursor of a job listing.
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
     pub state: Option<JobState>,
-    pub kind: Option<String>,
+    pub kind: Option<JobKind>,
     /// Only jobs older than this id (ids are ULIDs, so they sort by creation).
-    pub before: Option<String>,
+    pub before: Option<JobId>,
     pub limit: i64,
 }
 
@@ -22,7 +23,7 @@ pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> sqlx::Result<Vec<Jo
            AND ($3::text IS NULL OR id < $3)
          ORDER BY id DESC LIMIT $4"
     )))
-    .bind(&q.kind)
+    .bind(q.kind)
     .bind(q.state.map(JobState::as_str))
     .bind(&q.before)
     .bind(q.limit)
@@ -31,7 +32,7 @@ pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> sqlx::Result<Vec<Jo
 }
 
 /// Jobs per state (of one kind, if given).
-pub async fn totals(db: impl PgExecutor<'_>, kind: Option<&str>) -> sqlx::Result<Vec<(String, i64)>> {
+pub async fn totals(db: impl PgExecutor<'_>, kind: Option<JobKind>) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as("SELECT state, count(*) FROM jobs WHERE ($1::text IS NULL OR kind = $1) GROUP BY 1")
         .bind(kind)
         .fetch_all(db)
@@ -60,7 +61,7 @@ pub struct Attempt {
 
 /// Every run of job `id`, oldest first: the kept ones that did not succeed, and the
 /// latest one from the job itself while it runs or once it succeeded.
-pub async fn history(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Vec<Attempt>> {
+pub async fn history(db: impl PgExecutor<'_>, id: &JobId) -> sqlx::Result<Vec<Attempt>> {
     sqlx::query_as(
         "SELECT run, outcome, error, worker_id AS worker, started_at, finished_at FROM job_attempts WHERE job_id = $1
          UNION ALL

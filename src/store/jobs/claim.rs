@@ -12,13 +12,14 @@ use std::{
 use sqlx::{PgExecutor, PgPool};
 
 use super::NewJob;
+use crate::domain::{InstanceId, JobId};
 use crate::store::instances::recycle::{on_other_image_sql, pick_idle_sql};
 
 /// What [`reserve_and_enqueue`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reserved {
     /// The instance is reserved for the job, which is queued.
-    Instance(String),
+    Instance(InstanceId),
     /// No idle instance; the job waits for one (it was asked to).
     Waiting,
     /// No idle instance; nothing was written.
@@ -114,7 +115,7 @@ async fn reserve(
     db: impl PgExecutor<'_>,
     job: &NewJob,
     ask: Ask<'_>,
-) -> sqlx::Result<Option<(Option<String>, Option<bool>)>> {
+) -> sqlx::Result<Option<(Option<InstanceId>, Option<bool>)>> {
     sqlx::query_as(sqlx::AssertSqlSafe(Arc::clone(&RESERVE)))
         .bind(&job.id)
         .bind(job.kind)
@@ -130,7 +131,10 @@ async fn reserve(
 }
 
 /// What the statement's answer means; `in_line`: it was allowed to join the line.
-fn interpret(answer: sqlx::Result<Option<(Option<String>, Option<bool>)>>, in_line: bool) -> sqlx::Result<Reserved> {
+fn interpret(
+    answer: sqlx::Result<Option<(Option<InstanceId>, Option<bool>)>>,
+    in_line: bool,
+) -> sqlx::Result<Reserved> {
     match answer {
         Ok(Some((Some(instance), _))) => Ok(Reserved::Instance(instance)),
         Ok(Some((None, Some(true)))) => Ok(Reserved::Waiting),
@@ -152,7 +156,10 @@ pub const BIND_GATE: i64 = 0x706f_6f6c_6269_6e64;
 /// makes those claims due;
 /// fails waiting claims past their deadline (their web process is gone). Returns the
 /// bound `(job id, instance id)` pairs. Safe to run from every worker at once.
-pub async fn bind_waiting(db: impl PgExecutor<'_>, target_image: Option<&str>) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn bind_waiting(
+    db: impl PgExecutor<'_>,
+    target_image: Option<&str>,
+) -> sqlx::Result<Vec<(JobId, InstanceId)>> {
     sqlx::query_as(sqlx::AssertSqlSafe(Arc::clone(&BIND))).bind(BIND_GATE).bind(target_image).fetch_all(db).await
 }
 

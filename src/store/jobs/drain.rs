@@ -6,16 +6,18 @@
 use serde_json::Value;
 use sqlx::PgExecutor;
 
+use crate::domain::{InstanceId, JobId};
+
 /// The rows drain job `job_id` took: taken now (up to `count`, idle oldest first,
 /// then provisioning, `SKIP LOCKED`) or by an earlier run. `None`: this run (attempt
 /// `attempt` on `worker`, its lease) no longer holds the job.
 pub async fn take(
     db: impl PgExecutor<'_>,
-    job_id: &str,
+    job_id: &JobId,
     attempt: i32,
     worker: &str,
     count: i64,
-) -> sqlx::Result<Option<Vec<String>>> {
+) -> sqlx::Result<Option<Vec<InstanceId>>> {
     let (held, earlier, now): (bool, Option<Value>, Option<Value>) = sqlx::query_as(
         "WITH job AS (
              SELECT id, progress FROM jobs
@@ -45,6 +47,10 @@ pub async fn take(
         return Ok(None);
     }
     let record = now.or(earlier).unwrap_or(Value::Null);
-    let ids = record["taken"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned));
+    let ids = record["taken"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().and_then(|id| InstanceId::parse(id).ok()));
     Ok(Some(ids.collect()))
 }

@@ -2,18 +2,20 @@
 
 use sqlx::PgConnection;
 
+use crate::domain::JobId;
+
 /// The job an idempotency key already names, if the key is younger than 24 h and
 /// was used with the same request; `Err(())` when it was used with another body.
 pub async fn idempotent_job(
     conn: &mut PgConnection,
     key: &str,
     request_hash: &str,
-) -> sqlx::Result<Result<Option<String>, ()>> {
+) -> sqlx::Result<Result<Option<JobId>, ()>> {
     sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND created_at < now() - interval '24 hours'")
         .bind(key)
         .execute(&mut *conn)
         .await?;
-    let found: Option<(String, String)> =
+    let found: Option<(String, JobId)> =
         sqlx::query_as("SELECT request_hash, job_id FROM idempotency_keys WHERE key = $1")
             .bind(key)
             .fetch_optional(&mut *conn)
@@ -30,7 +32,7 @@ pub async fn remember_idempotency_key(
     conn: &mut PgConnection,
     key: &str,
     request_hash: &str,
-    job_id: &str,
+    job_id: &JobId,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "INSERT INTO idempotency_keys (key, request_hash, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",

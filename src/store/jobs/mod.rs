@@ -22,12 +22,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
+use crate::domain::{JobId, JobKind};
+
 /// A job to insert.
 #[derive(Clone, Debug)]
 pub struct NewJob {
-    /// A ULID, so ids sort by creation.
-    pub id: String,
-    pub kind: &'static str,
+    pub id: JobId,
+    pub kind: JobKind,
     pub args: Value,
     pub max_attempts: i32,
     /// Earliest start; `None` is now (plus `delay`).
@@ -43,9 +44,9 @@ pub struct NewJob {
 
 impl NewJob {
     /// A job of `kind` with a fresh id.
-    pub fn new(kind: &'static str, args: Value, max_attempts: u32) -> Self {
+    pub fn new(kind: JobKind, args: Value, max_attempts: u32) -> Self {
         Self {
-            id: next_job_id(),
+            id: JobId::generate(),
             kind,
             args,
             max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX).max(1),
@@ -67,14 +68,6 @@ impl NewJob {
         self.dedupe = Some(key.into());
         self
     }
-}
-
-/// A fresh job id. Ids from one process increase strictly, even within the same
-/// millisecond, so "newest first" (ordering by id) is exact for one producer.
-pub fn next_job_id() -> String {
-    static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
-    let mut generator = GENERATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    generator.generate().unwrap_or_else(|_| ulid::Ulid::generate()).to_string()
 }
 
 /// The states of a job (SPEC §3.2). A job waiting for a retry is `Queued` with
@@ -119,7 +112,8 @@ impl TryFrom<String> for JobState {
 /// notification carries it).
 #[derive(Clone, Debug, FromRow, serde::Deserialize)]
 pub struct JobRow {
-    pub id: String,
+    pub id: JobId,
+    /// As stored: a newer release may already write kinds this one does not declare.
     pub kind: String,
     pub args: Value,
     #[sqlx(try_from = "String")]
@@ -142,12 +136,12 @@ pub(super) const COLUMNS: &str = "id, kind, args, state, attempts, max_attempts,
 /// Whether [`enqueue`] inserted the job or found the one that already holds its key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Enqueued {
-    New(String),
-    Existing(String),
+    New(JobId),
+    Existing(JobId),
 }
 
 impl Enqueued {
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &JobId {
         match self {
             Self::New(id) | Self::Existing(id) => id,
         }
@@ -175,8 +169,8 @@ pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Enqu
 /// and `delay` are not read). Dedupe keys are recorded, not checked: a taken one
 /// fails the whole statement.
 pub async fn enqueue_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Result<u64> {
-    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-    let kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
+    let ids: Vec<&JobId> = jobs.iter().map(|j| &j.id).collect();
+    let kinds: Vec<JobKind> = jobs.iter().map(|j| j.kind).collect();
     let args: Vec<&Value> = jobs.iter().map(|j| &j.args).collect();
     let attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
     let dedupe: Vec<Option<&str>> = jobs.iter().map(|j| j.dedupe.as_deref()).collect();
@@ -201,9 +195,9 @@ pub async fn enqueue_unless_held(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx:
 }
 
 /// The job's id if it was inserted; `None` when one of its keys is taken.
-async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Option<String>> {
+async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Option<JobId>> {
     static INSERT: LazyLock<Arc<str>> = LazyLock::new(|| insert_sql(1, "true").into());
-    let query = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(Arc::clone(&INSERT)));
+    let query = sqlx::query_as::<_, (JobId,)>(sqlx::AssertSqlSafe(Arc::clone(&INSERT)));
     Ok(bind_new_job(query, job).fetch_optional(db).await?.map(|(id,)| id))
 }
 
@@ -253,7 +247,7 @@ pub(crate) fn insert_sql(n: usize, guard: &str) -> String {
     )
 }
 
-async fn holder(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<String>> {
+async fn holder(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<JobId>> {
     sqlx::query_scalar(
         "SELECT id FROM jobs WHERE kind = $1 AND (
              ($2::text IS NOT NULL AND dedupe_key = $2 AND state IN ('queued', 'running'))
@@ -269,7 +263,7 @@ async fn holder(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<St
     .await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<JobRow>> {
+pub async fn get(db: impl PgExecutor<'_>, id: &JobId) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM jobs WHERE id = $1")))
         .bind(id)
         .fetch_optional(db)

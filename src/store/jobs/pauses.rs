@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
+use crate::domain::JobKind;
+
 /// A paused kind.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Pause {
@@ -17,7 +19,7 @@ pub async fn paused(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Pause>> {
 }
 
 /// Pauses `kind` (a no-op when it is paused already); returns the pause.
-pub async fn pause(db: impl PgExecutor<'_>, kind: &str) -> sqlx::Result<Pause> {
+pub async fn pause(db: impl PgExecutor<'_>, kind: JobKind) -> sqlx::Result<Pause> {
     sqlx::query_as(
         "INSERT INTO job_kind_pauses (kind) VALUES ($1)
          ON CONFLICT ON CONSTRAINT job_kind_pauses_pkey DO UPDATE SET kind = EXCLUDED.kind
@@ -29,7 +31,7 @@ pub async fn pause(db: impl PgExecutor<'_>, kind: &str) -> sqlx::Result<Pause> {
 }
 
 /// Resumes `kind` and wakes the workers, whose fetch then takes its queued jobs.
-pub async fn resume(db: impl PgExecutor<'_>, kind: &str) -> sqlx::Result<()> {
+pub async fn resume(db: impl PgExecutor<'_>, kind: JobKind) -> sqlx::Result<()> {
     sqlx::query(
         "WITH gone AS (DELETE FROM job_kind_pauses WHERE kind = $1 RETURNING kind)
          SELECT pg_notify('pool_jobs_queued', '') FROM gone",

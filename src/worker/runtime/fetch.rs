@@ -15,6 +15,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::{Delivery, Kind};
 use crate::{
+    domain::{JobId, JobKind},
     jobs::{Ctx, lease::LeaseClock},
     store::jobs::lifecycle,
 };
@@ -50,7 +51,7 @@ pub struct Slot {
 
 impl Slot {
     /// apalis started the job: it is no longer handed back at shutdown.
-    pub fn started(&self, id: &str) {
+    pub fn started(&self, id: &JobId) {
         self.fetcher.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
     }
 }
@@ -64,7 +65,7 @@ impl Drop for Slot {
 }
 
 struct KindSlots {
-    name: &'static str,
+    name: JobKind,
     size: usize,
     free: Arc<Semaphore>,
     /// The last fetch filled every free slot: more jobs may be waiting.
@@ -76,11 +77,11 @@ pub struct Fetcher {
     kinds: Vec<KindSlots>,
     wake: Notify,
     /// Fetched but not yet started by apalis (given back at shutdown).
-    unstarted: Mutex<HashSet<String>>,
+    unstarted: Mutex<HashSet<JobId>>,
     /// Every run this process holds, `(job id, attempt)`: fetched, and not yet let go
     /// (its outcome written, or nothing to write). A running row of this worker not
     /// in here is one a lost commit left behind.
-    held: Mutex<HashSet<(String, i32)>>,
+    held: Mutex<HashSet<(JobId, i32)>>,
     /// While it has lapsed, nothing is fetched: others may take the jobs any moment.
     lease: Arc<LeaseClock>,
 }
@@ -107,13 +108,13 @@ impl Fetcher {
     }
 
     /// The runs this process holds, `(job id, attempt)`.
-    pub fn held(&self) -> Vec<(String, i32)> {
+    pub fn held(&self) -> Vec<(JobId, i32)> {
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
     }
 
     /// The run `attempt` of job `id` ended and its outcome (if any) is written.
-    pub fn let_go(&self, id: &str, attempt: i32) {
-        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(id.to_owned(), attempt));
+    pub fn let_go(&self, id: &JobId, attempt: i32) {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(id.clone(), attempt));
     }
 
     /// Wakes the loop: new jobs may be due (a notification, or a retry of ours).
@@ -171,7 +172,7 @@ impl Fetcher {
         db: &PgPool,
         deliveries: &mpsc::UnboundedSender<Task<Delivery>>,
     ) -> sqlx::Result<Fetch> {
-        let wanted: Vec<(&str, i32)> =
+        let wanted: Vec<(JobKind, i32)> =
             self.kinds.iter().map(|k| (k.name, i32::try_from(k.free.available_permits()).unwrap_or(0))).collect();
         if wanted.iter().all(|(_, n)| *n == 0) {
             return Ok(Fetch::Took);
@@ -209,7 +210,7 @@ impl Fetcher {
 
     /// Gives back jobs fetched but never started (at shutdown).
     pub async fn release_unstarted(&self, db: &PgPool) {
-        let ids: Vec<String> =
+        let ids: Vec<JobId> =
             self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
         if ids.is_empty() {
             return;

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    jobs::{Ctx, Job, JobError, JobMeta, handler::outcome, lease::LeaseClock},
+    jobs::{Ctx, Job, JobError, JobKind, JobMeta, handler::outcome, lease::LeaseClock},
     store::jobs::lifecycle::{Fetched, Finished},
 };
 
@@ -34,7 +34,7 @@ type RunFn = fn(Arc<Ctx>, Value, JobMeta) -> BoxFuture<'static, Result<Value, Jo
 /// One job kind as the runtime runs it.
 #[derive(Clone, Copy)]
 pub struct Kind {
-    pub name: &'static str,
+    pub name: JobKind,
     pub slots: usize,
     run: RunFn,
 }
@@ -77,7 +77,7 @@ struct Delivery {
 struct Shared {
     ctx: Arc<Ctx>,
     worker: Arc<str>,
-    runs: HashMap<&'static str, RunFn>,
+    runs: HashMap<JobKind, RunFn>,
     outcomes: outcomes::Writer,
     fetcher: Arc<fetch::Fetcher>,
     lease: Arc<LeaseClock>,
@@ -177,7 +177,7 @@ async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), Box
     let result = match (kind, job.cancel_requested) {
         (_, true) => Err(JobError::Cancelled),
         (Some((name, run)), false) => {
-            let span = tracing::info_span!("job", job_id = %meta.id, kind = name, attempt = job.attempt);
+            let span = tracing::info_span!("job", job_id = %meta.id, kind = %name, attempt = job.attempt);
             let running = tracing::Instrument::instrument(run(shared.ctx.clone(), job.args, meta.clone()), span);
             // A panic must not leave the row `running` under this live worker.
             std::panic::AssertUnwindSafe(running)

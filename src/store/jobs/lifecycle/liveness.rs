@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use sqlx::PgExecutor;
 
+use crate::domain::JobId;
+
 /// Registers (or re-registers, after it was declared dead) a worker process, or
 /// proves it alive.
 pub async fn heartbeat(db: impl PgExecutor<'_>, worker: &str) -> sqlx::Result<()> {
@@ -95,7 +97,7 @@ pub async fn rescue(db: impl PgExecutor<'_>, timeout: Duration, last_resort: Dur
 pub async fn release_orphans(
     db: impl PgExecutor<'_>,
     worker: &str,
-    held: &[(String, i32)],
+    held: &[(JobId, i32)],
     grace: Duration,
 ) -> sqlx::Result<i64> {
     orphans(db, worker, held, grace, "").await
@@ -106,7 +108,7 @@ pub async fn release_orphans(
 pub async fn heartbeat_releasing_orphans(
     db: impl PgExecutor<'_>,
     worker: &str,
-    held: &[(String, i32)],
+    held: &[(JobId, i32)],
     grace: Duration,
 ) -> sqlx::Result<i64> {
     let beat = "beat AS (
@@ -118,11 +120,11 @@ pub async fn heartbeat_releasing_orphans(
 async fn orphans(
     db: impl PgExecutor<'_>,
     worker: &str,
-    held: &[(String, i32)],
+    held: &[(JobId, i32)],
     grace: Duration,
     before: &str,
 ) -> sqlx::Result<i64> {
-    let (ids, attempts): (Vec<&str>, Vec<i32>) = held.iter().map(|(id, attempt)| (id.as_str(), *attempt)).unzip();
+    let (ids, attempts): (Vec<&JobId>, Vec<i32>) = held.iter().map(|(id, attempt)| (id, *attempt)).unzip();
     let lost = format!(
         "{before}lost AS (
              SELECT id, worker_id,
@@ -146,7 +148,7 @@ async fn orphans(
 
 /// Gives the jobs `worker` took but never started back to the queue, as if never
 /// fetched (at shutdown).
-pub async fn release_unstarted(db: impl PgExecutor<'_>, worker: &str, ids: &[String]) -> sqlx::Result<u64> {
+pub async fn release_unstarted(db: impl PgExecutor<'_>, worker: &str, ids: &[JobId]) -> sqlx::Result<u64> {
     let done = sqlx::query(
         "UPDATE jobs SET state = 'queued', attempts = attempts - 1, runs = runs - 1, started_at = NULL,
                          worker_id = NULL, run_at = now()

@@ -27,10 +27,13 @@ pub use operator::{ActionError, Filter, Retried, cancel, cancel_all, retry, retr
 use serde_json::Value;
 use sqlx::PgExecutor;
 
+use super::JobState;
+use crate::domain::{JobId, JobKind};
+
 /// A job taken by a worker: what its handler needs to run it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Fetched {
-    pub id: String,
+    pub id: JobId,
     pub kind: String,
     pub args: Value,
     /// This run's number (1 for the first run; fences its outcome).
@@ -65,8 +68,8 @@ const FETCH: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1,
 /// Takes up to `n` due jobs of each `(kind, n)` for `worker`, marking them running in
 /// the same statement. Claims never wait behind other kinds: each kind has its own
 /// limit, the caller's free slots for it. Paused kinds are skipped.
-pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(&str, i32)]) -> sqlx::Result<Vec<Fetched>> {
-    let (kinds, limits): (Vec<&str>, Vec<i32>) = wanted.iter().filter(|(_, n)| *n > 0).copied().unzip();
+pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(JobKind, i32)]) -> sqlx::Result<Vec<Fetched>> {
+    let (kinds, limits): (Vec<JobKind>, Vec<i32>) = wanted.iter().filter(|(_, n)| *n > 0).copied().unzip();
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
@@ -76,7 +79,7 @@ pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(&str, i32)]
 /// Shared buffers (hit + read) one fetch of 4 jobs of each of `kinds` touches, read
 /// with `EXPLAIN (ANALYZE, BUFFERS)` and rolled back, so it takes nothing (the
 /// `scale` benchmark and the tests of its cost).
-pub async fn fetch_cost(db: &sqlx::PgPool, kinds: &[&str]) -> sqlx::Result<i64> {
+pub async fn fetch_cost(db: &sqlx::PgPool, kinds: &[JobKind]) -> sqlx::Result<i64> {
     let limits = vec![4i32; kinds.len()];
     let mut tx = db.begin().await?;
     let sql = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {FETCH}");
@@ -124,7 +127,7 @@ impl Outcome {
 /// The outcome of one run, as [`finish`] writes it.
 #[derive(Clone, Debug)]
 pub struct Finished {
-    pub id: String,
+    pub id: JobId,
     pub attempt: i32,
     pub outcome: Outcome,
 }
@@ -132,10 +135,11 @@ pub struct Finished {
 /// A run whose outcome [`finish`] applied.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Applied {
-    pub id: String,
+    pub id: JobId,
     pub kind: String,
     /// The job's state now (`queued`: it will run again).
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
     /// Seconds the run took.
     pub run_time: f64,
     /// Seconds since the job was created (for a claim: the request).
@@ -148,7 +152,7 @@ pub struct Applied {
 /// retryable failure becomes `failed` when it used the last attempt, and `cancelled`
 /// when an operator asked the run to stop.
 pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) -> sqlx::Result<Vec<Applied>> {
-    let ids: Vec<&str> = runs.iter().map(|run| run.id.as_str()).collect();
+    let ids: Vec<&JobId> = runs.iter().map(|run| &run.id).collect();
     let outcomes: serde_json::Map<String, Value> = newest_runs(runs)
         .map(|run| {
             let (outcome, result, error, delay_ms, keep) = run.outcome.parts();
@@ -156,7 +160,7 @@ pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) ->
                 "attempt": run.attempt, "outcome": outcome, "result": result, "error": error, "delayMs": delay_ms,
                 "keep": keep,
             });
-            (run.id.clone(), entry)
+            (run.id.to_string(), entry)
         })
         .collect();
     sqlx::query_as(
@@ -204,12 +208,12 @@ pub async fn finish(db: impl PgExecutor<'_>, worker: &str, runs: &[Finished]) ->
 /// finishing together), the newest: only it can hold the job, and one outcome per
 /// job fits the statement. Order is otherwise kept.
 fn newest_runs(runs: &[Finished]) -> impl Iterator<Item = &Finished> {
-    let mut newest: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+    let mut newest: std::collections::HashMap<&JobId, i32> = std::collections::HashMap::new();
     for run in runs {
-        let attempt = newest.entry(run.id.as_str()).or_insert(run.attempt);
+        let attempt = newest.entry(&run.id).or_insert(run.attempt);
         *attempt = (*attempt).max(run.attempt);
     }
-    runs.iter().filter(move |run| newest.get(run.id.as_str()) == Some(&run.attempt))
+    runs.iter().filter(move |run| newest.get(&run.id) == Some(&run.attempt))
 }
 
 /// Whether the run `attempt` of job `id` by `worker` still holds the job (its lease),
@@ -218,7 +222,7 @@ fn newest_runs(runs: &[Finished]) -> impl Iterator<Item = &Finished> {
 /// is part of the lease: a crash that lost a fetch can hand the same attempt number
 /// to another worker. Taken `FOR SHARE` inside a transaction, it also keeps a rescue
 /// from taking the job until that transaction ends (a fence).
-pub async fn hold(db: impl PgExecutor<'_>, id: &str, attempt: i32, worker: &str) -> sqlx::Result<Option<bool>> {
+pub async fn hold(db: impl PgExecutor<'_>, id: &JobId, attempt: i32, worker: &str) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar(
         "SELECT cancel_requested FROM jobs
          WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker_id = $3 FOR SHARE",
@@ -248,12 +252,7 @@ pub(crate) fn expired_waiting_cte(gate: &str) -> String {
 /// Ends a claim waiting in line that no instance was bound to, `Failed` at its
 /// deadline or `Cancelled` when its client left, with `error`; `false` when it is no
 /// longer waiting (an instance was bound meanwhile: the claim goes on).
-pub async fn stop_waiting(
-    db: impl PgExecutor<'_>,
-    id: &str,
-    ended: super::JobState,
-    error: &str,
-) -> sqlx::Result<bool> {
+pub async fn stop_waiting(db: impl PgExecutor<'_>, id: &JobId, ended: JobState, error: &str) -> sqlx::Result<bool> {
     debug_assert!(ended.is_finished(), "a waiting claim ends finished");
     let done = sqlx::query(
         "UPDATE jobs SET state = $2, error = $3, waiting = false, finished_at = now()
@@ -271,7 +270,7 @@ pub async fn stop_waiting(
 /// change anything only while its job is `running` with exactly these.
 #[derive(Clone, Copy, Debug)]
 pub struct Lease<'a> {
-    pub job_id: &'a str,
+    pub job_id: &'a JobId,
     pub attempt: i32,
     pub worker: &'a str,
 }

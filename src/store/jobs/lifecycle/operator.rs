@@ -5,6 +5,7 @@
 use sqlx::{PgConnection, PgExecutor};
 
 use super::super::{COLUMNS, JobRow, JobState, get};
+use crate::domain::{JobId, JobKind};
 use crate::jobs::{Job, claim_and_provision::ClaimAndProvision};
 
 /// What a retry writes, for one job or many: queued with fresh attempts, every trace
@@ -43,7 +44,7 @@ pub enum ActionError {
 /// A failed or cancelled job back to queued with fresh attempts. Every trace of an
 /// earlier cancel goes; `runs` stays, so a re-run still recognises its own earlier
 /// side effects.
-pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
+pub async fn retry(conn: &mut PgConnection, id: &JobId) -> Result<JobRow, ActionError> {
     // The answer is the row as this statement left it: a worker may take the job
     // the moment it is queued.
     let updated: sqlx::Result<Option<JobRow>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -72,7 +73,7 @@ pub async fn retry(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionEr
 }
 
 /// Cancels a queued job at once; asks a running one to stop at its next safe point.
-pub async fn cancel(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionError> {
+pub async fn cancel(conn: &mut PgConnection, id: &JobId) -> Result<JobRow, ActionError> {
     let changed: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET
              {CANCEL}
@@ -94,7 +95,7 @@ pub async fn cancel(conn: &mut PgConnection, id: &str) -> Result<JobRow, ActionE
 /// The jobs a bulk action applies to.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
-    pub kind: Option<String>,
+    pub kind: Option<JobKind>,
     pub state: Option<JobState>,
 }
 
@@ -102,11 +103,11 @@ pub struct Filter {
 #[derive(Debug, Default)]
 pub struct Retried {
     /// The jobs queued again.
-    pub ids: Vec<String>,
+    pub ids: Vec<JobId>,
     /// Jobs left as they were because an active job holds their dedupe key.
-    pub skipped: Vec<String>,
+    pub skipped: Vec<JobId>,
     /// Claims left as they were: they ended in the line, answered (see [`ANSWERED_CLAIM`]).
-    pub answered_claims: Vec<String>,
+    pub answered_claims: Vec<JobId>,
 }
 
 /// Every failed or cancelled job that `filter` selects back to queued, as [`retry`]
@@ -132,7 +133,7 @@ pub async fn retry_all(conn: &mut PgConnection, filter: &Filter) -> sqlx::Result
 }
 
 /// Retries the selected jobs without a dedupe key: they can conflict with nothing.
-async fn retry_unkeyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<String>> {
+async fn retry_unkeyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<JobId>> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "WITH retried AS (
              UPDATE jobs SET {RETRY}
@@ -142,7 +143,7 @@ async fn retry_unkeyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result
          )
          SELECT id FROM retried, LATERAL (SELECT pg_notify('pool_jobs_queued', '')) n"
     )))
-    .bind(&filter.kind)
+    .bind(filter.kind)
     .bind(filter.state.map(JobState::as_str))
     .bind(ClaimAndProvision::KIND)
     .fetch_all(db)
@@ -150,14 +151,14 @@ async fn retry_unkeyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result
 }
 
 /// The selected claims a bulk retry leaves because they were answered in the line.
-async fn answered_claims(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<String>> {
+async fn answered_claims(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<JobId>> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT id FROM jobs
          WHERE state IN ('failed', 'cancelled') AND ($1::text IS NULL OR kind = $1)
            AND ($2::text IS NULL OR state = $2) AND {ANSWERED_CLAIM}
          ORDER BY id"
     )))
-    .bind(&filter.kind)
+    .bind(filter.kind)
     .bind(filter.state.map(JobState::as_str))
     .bind(ClaimAndProvision::KIND)
     .fetch_all(db)
@@ -165,14 +166,14 @@ async fn answered_claims(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Resu
 }
 
 /// Of the selected jobs with a dedupe key, the newest of each key.
-async fn newest_keyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<String>> {
+async fn newest_keyed(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Result<Vec<JobId>> {
     sqlx::query_scalar(
         "SELECT DISTINCT ON (kind, dedupe_key) id FROM jobs
          WHERE state IN ('failed', 'cancelled') AND dedupe_key IS NOT NULL
            AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR state = $2)
          ORDER BY kind, dedupe_key, id DESC",
     )
-    .bind(&filter.kind)
+    .bind(filter.kind)
     .bind(filter.state.map(JobState::as_str))
     .fetch_all(db)
     .await
@@ -191,7 +192,7 @@ pub async fn cancel_all(db: impl PgExecutor<'_>, filter: &Filter) -> sqlx::Resul
          )
          SELECT count(*) FILTER (WHERE state = 'cancelled'), count(*) FILTER (WHERE state = 'running') FROM changed"
     )))
-    .bind(&filter.kind)
+    .bind(filter.kind)
     .bind(filter.state.map(JobState::as_str))
     .fetch_one(db)
     .await

@@ -24,7 +24,7 @@ fn refused() -> Failed {
 impl Store for Fake {
     fn finish<'a>(&'a self, runs: &'a [Finished]) -> BoxFuture<'a, Result<Vec<Applied>, Failed>> {
         async move {
-            self.statements.lock().unwrap().push(runs.iter().map(|r| r.id.clone()).collect());
+            self.statements.lock().unwrap().push(runs.iter().map(|r| r.id.to_string()).collect());
             let mut away = self.away.lock().unwrap();
             if *away > 0 {
                 *away -= 1;
@@ -46,7 +46,13 @@ impl Store for Fake {
 }
 
 fn applied(run: &Finished) -> Applied {
-    Applied { id: run.id.clone(), kind: "noop".into(), state: "succeeded".into(), run_time: 0.0, age: 0.0 }
+    Applied {
+        id: run.id.clone(),
+        kind: "noop".into(),
+        state: crate::store::JobState::Succeeded,
+        run_time: 0.0,
+        age: 0.0,
+    }
 }
 
 fn ok(id: &str) -> Finished {
@@ -54,7 +60,7 @@ fn ok(id: &str) -> Finished {
 }
 
 fn outcome_of(fake: &Fake, id: &str) -> Vec<Outcome> {
-    fake.applied.lock().unwrap().iter().filter(|f| f.id == id).map(|f| f.outcome.clone()).collect()
+    fake.applied.lock().unwrap().iter().filter(|f| f.id.as_str() == id).map(|f| f.outcome.clone()).collect()
 }
 
 #[tokio::test]
