@@ -16,43 +16,45 @@ struct Cli {
     command: Command,
 }
 
-/// What `pool web` reads (every variable: .env.example).
-pub(crate) const WEB_ENV: &str = "Environment (also read from .env):
+/// What `pool web` reads (every variable: .env.example). A default is shown as
+/// `NAME=value`; a test loads each one and compares it with the configuration's.
+pub(crate) const WEB_ENV: &str = "Environment (also read from .env; a default follows its name and =):
   POOL_API_KEY            required; operator keys (comma-separated); POOL_CLAIM_KEYS
   DATABASE_URL            required; Postgres URL (sslmode=require works)
   SERVICES_URL            required; the services API
-  PORT, HOST              listen address (3001, 0.0.0.0); HTTP_HEADER_TIMEOUT_MS (10000)
-  POOL_ENVIRONMENT        staging | production (join-link rules, dashboard confirmations)
+  PORT=3001, HOST=0.0.0.0 listen address; HTTP_HEADER_TIMEOUT_MS=10000
+  POOL_ENVIRONMENT=staging   staging | production (join-link rules, dashboard confirmations)
   POOL_JOIN_HOSTS         hosts a joinUrl may point at (default: the environment's Convos hosts)
-  POOL_CLAIM_CONTRACT     jobs | original (the original service's claim answer)
-  POOL_MIN_IDLE, POOL_BUFFER, POOL_MAX_WARM, POOL_DEMAND_PERIOD, REPLENISH_SCHEDULE
-                          the warm target counts and /metrics show
-  POOL_MAX_WAITING        most claims waiting at once (100); then 503 too_many_waiting
-  DATABASE_MAX_CONNECTIONS, JOB_MAX_ATTEMPTS[_<KIND>], RAILWAY_PROJECT_ID,
-  JOB_RESCUE_AFTER_MS     a worker silent this long is not counted alive in /metrics
-  RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (text), RUST_LOG";
+  POOL_CLAIM_CONTRACT=jobs   jobs | original (the original service's claim answer)
+  POOL_MIN_IDLE=1, POOL_BUFFER=adaptive, POOL_MAX_WARM, POOL_DEMAND_PERIOD,
+  REPLENISH_SCHEDULE=\"*/30 * * * * *\"   the warm target counts and /metrics show
+  POOL_MAX_WAITING=100    most claims waiting at once; then 503 too_many_waiting
+  DATABASE_MAX_CONNECTIONS=10, JOB_MAX_ATTEMPTS=6 (JOB_MAX_ATTEMPTS_<KIND> per kind)
+  JOB_RESCUE_AFTER_MS=12000  a worker silent this long is not counted alive in /metrics
+  RAILWAY_PROJECT_ID, RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (JSON lines unless text), RUST_LOG";
 
-/// What `pool worker` reads (every variable: .env.example).
-pub(crate) const WORKER_ENV: &str = "Environment (also read from .env):
+/// What `pool worker` reads (every variable: .env.example), defaults as in [`WEB_ENV`].
+pub(crate) const WORKER_ENV: &str = "Environment (also read from .env; a default follows its name and =):
   POOL_API_KEY            required; POOL_INSTANCE_KEY (sent to instances)
   DATABASE_URL            required; Postgres URL (sslmode=require works)
-  SERVICES_URL            required; SERVICES_API_KEY, SERVICES_TIMEOUT_MS,
-                          SERVICES_CREATE_TIMEOUT_MS, SERVICES_RATE_LIMIT_PAUSE_MS,
-                          UPSTREAM_MAX_PAUSE_MS
-  POOL_MIN_IDLE, POOL_STUCK_TIMEOUT_MS, RAILWAY_ENVIRONMENT_ID
-  POOL_BUFFER             adaptive | static (warm target follows demand or not)
-  POOL_MAX_WARM           ceiling on idle + provisioning (max(10, 4 x POOL_MIN_IDLE))
-  POOL_DEMAND_PERIOD      forecast claims from earlier periods of this length (1d; off)
-  POOL_SURPLUS_COOLDOWN   idle instances above the warm target go after idle this long (5m)
+  SERVICES_URL            required; SERVICES_API_KEY, SERVICES_TIMEOUT_MS=15000,
+                          SERVICES_CREATE_TIMEOUT_MS=120000, SERVICES_RATE_LIMIT_PAUSE_MS=60000,
+                          UPSTREAM_MAX_PAUSE_MS=300000
+  POOL_MIN_IDLE=1, POOL_STUCK_TIMEOUT_MS=900000, RAILWAY_ENVIRONMENT_ID
+  POOL_BUFFER=adaptive    adaptive | static (warm target follows demand or not)
+  POOL_MAX_WARM           ceiling on idle + provisioning (default max(10, 4 x POOL_MIN_IDLE))
+  POOL_DEMAND_PERIOD      forecast claims from earlier periods of this length (off; e.g. 1d)
+  POOL_SURPLUS_COOLDOWN=5m   idle instances above the warm target go after idle this long
   POOL_IDLE_MAX_AGE, POOL_TARGET_IMAGE     replace idle instances too old / on another image
-  RECONCILE_SCHEDULE, REPLENISH_SCHEDULE   cron with seconds (*/30 * * * * *)
-  JOB_CLAIM_CONCURRENCY, JOB_DEFAULT_CONCURRENCY, JOB_CONCURRENCY_<KIND>
-  JOB_MAX_ATTEMPTS[_<KIND>], JOB_RETENTION_HOURS, PROVISION_TIMEOUT_MS
-  JOB_PRUNE_BATCH, JOB_PRUNE_PAUSE_MS       pruning in batches (100, 10)
-  JOB_IDLE_POLL_MS, JOB_MATCH_IDLE_MS       an idle worker's polls (5000, 10000)
-  JOB_HEARTBEAT_MS, JOB_RESCUE_AFTER_MS     worker liveness (3000, 12000)
-  SERVICES_RATE_PER_SEC, SERVICES_RATE_BURST, INSTANCE_RATE_PER_SEC
-  DATABASE_MAX_CONNECTIONS, POOL_LOG_FORMAT (text), RUST_LOG";
+  RECONCILE_SCHEDULE=\"*/30 * * * * *\", REPLENISH_SCHEDULE=\"*/30 * * * * *\"   cron with seconds
+  JOB_CLAIM_CONCURRENCY=16, JOB_DEFAULT_CONCURRENCY=4 (JOB_CONCURRENCY_<KIND> per kind)
+  JOB_MAX_ATTEMPTS=6 (JOB_MAX_ATTEMPTS_<KIND> per kind), JOB_RETENTION_HOURS=72
+  PROVISION_TIMEOUT_MS=360000
+  JOB_PRUNE_BATCH=100, JOB_PRUNE_PAUSE_MS=10        pruning in batches
+  JOB_IDLE_POLL_MS=5000, JOB_MATCH_IDLE_MS=10000    an idle worker's polls
+  JOB_HEARTBEAT_MS=3000, JOB_RESCUE_AFTER_MS=12000  worker liveness
+  SERVICES_RATE_PER_SEC=2, SERVICES_RATE_BURST=5, INSTANCE_RATE_PER_SEC=10
+  DATABASE_MAX_CONNECTIONS=10, POOL_LOG_FORMAT (JSON lines unless text), RUST_LOG";
 
 #[derive(Subcommand)]
 enum Command {

@@ -177,35 +177,37 @@ fn every_variable_read_is_in_env_example_and_help() {
     assert!(missing.is_empty(), "read by the configuration but not in .env.example or --help: {missing:?}");
 }
 
+/// The settings a default changes, for comparing a configuration with the defaults.
+fn settings(c: &Config) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        c.port,
+        c.host,
+        c.header_read_timeout,
+        c.environment,
+        c.join_hosts,
+        c.claim_contract,
+        c.min_idle,
+        c.max_waiting,
+        c.buffer,
+        c.max_warm,
+        c.surplus_cooldown,
+        c.demand_period,
+        c.idle_max_age,
+        c.target_image,
+        c.stuck_timeout,
+        c.database_max_connections,
+        c.services,
+        (&c.railway_project_id, &c.railway_environment_id),
+        c.jobs,
+    )
+}
+
 /// Every value `.env.example` sets is the default: copying the file changes nothing,
 /// and a default changed in the code without the file (or the reverse) fails here.
 /// Variables the file leaves empty, and the required ones, are not compared.
 #[test]
 fn every_value_in_env_example_is_the_default() {
-    let settings = |c: &Config| {
-        format!(
-            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
-            c.port,
-            c.host,
-            c.header_read_timeout,
-            c.environment,
-            c.join_hosts,
-            c.claim_contract,
-            c.min_idle,
-            c.max_waiting,
-            c.buffer,
-            c.max_warm,
-            c.surplus_cooldown,
-            c.demand_period,
-            c.idle_max_age,
-            c.target_image,
-            c.stuck_timeout,
-            c.database_max_connections,
-            c.services,
-            (&c.railway_project_id, &c.railway_environment_id),
-            c.jobs,
-        )
-    };
     let defaults = settings(&load(&BASE).unwrap());
     let example = include_str!("../../.env.example");
     let mut compared = 0;
@@ -221,4 +223,48 @@ fn every_value_in_env_example_is_the_default() {
         compared += 1;
     }
     assert!(compared > 20, "only {compared} variables compared");
+}
+
+/// Every `NAME=value` in the `--help` of `pool web` and `pool worker` is the default:
+/// loaded, it changes no setting, so the help cannot drift from the code either.
+#[test]
+fn every_default_in_help_is_the_default() {
+    let defaults = settings(&load(&BASE).unwrap());
+    let help = format!("{}\n{}", crate::cli::WEB_ENV, crate::cli::WORKER_ENV);
+    let shown = defaults_in(&help);
+    for (name, value) in &shown {
+        let mut vars = BASE.to_vec();
+        vars.push((name, value));
+        let read = std::cell::Cell::new(false);
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        let Ok(config) = Config::from_lookup(|k| {
+            read.set(read.get() || k == *name);
+            map.get(k).map(|v| (*v).to_owned())
+        }) else {
+            panic!("--help's {name}={value} does not load")
+        };
+        assert!(read.get(), "--help shows a default for {name}, which the configuration does not read");
+        assert_eq!(settings(&config), defaults, "--help's {name}={value} is not the default");
+    }
+    assert!(shown.len() > 25, "only {} defaults shown", shown.len());
+}
+
+/// `NAME=value` and `NAME="value with spaces"` in `text`.
+fn defaults_in(text: &str) -> Vec<(&str, &str)> {
+    let is_name = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('=') {
+        let name_start = rest[..at].rfind(|c: char| !is_name(c)).map_or(0, |i| i + 1);
+        let (name, after) = (&rest[name_start..at], &rest[at + 1..]);
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => quoted.split_once('"').expect("a closed quote"),
+            None => after.split_at(after.find(|c: char| c.is_whitespace() || c == ',').unwrap_or(after.len())),
+        };
+        if !name.is_empty() && name.starts_with(|c: char| c.is_ascii_uppercase()) {
+            found.push((name, value));
+        }
+        rest = next;
+    }
+    found
 }
