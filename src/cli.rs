@@ -29,7 +29,8 @@ pub(crate) const WEB_ENV: &str = "Environment (also read from .env; a default fo
   POOL_MIN_IDLE=1, POOL_BUFFER=adaptive, POOL_MAX_WARM, POOL_DEMAND_PERIOD,
   REPLENISH_SCHEDULE=\"*/30 * * * * *\"   the warm target counts and /metrics show
   POOL_MAX_WAITING=100    most claims waiting at once; then 503 too_many_waiting
-  DATABASE_MAX_CONNECTIONS=10, JOB_MAX_ATTEMPTS=6 (JOB_MAX_ATTEMPTS_<KIND> per kind)
+  DATABASE_MAX_CONNECTIONS=10, DATABASE_ACQUIRE_TIMEOUT_MS=10000 (wait for a connection)
+  JOB_MAX_ATTEMPTS=6 (JOB_MAX_ATTEMPTS_<KIND> per kind)
   JOB_RESCUE_AFTER_MS=12000  a worker silent this long is not counted alive in /metrics
   RAILWAY_PROJECT_ID, RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (JSON lines unless text), RUST_LOG";
 
@@ -54,7 +55,8 @@ pub(crate) const WORKER_ENV: &str = "Environment (also read from .env; a default
   JOB_IDLE_POLL_MS=5000, JOB_MATCH_IDLE_MS=10000    an idle worker's polls
   JOB_HEARTBEAT_MS=3000, JOB_RESCUE_AFTER_MS=12000  worker liveness
   SERVICES_RATE_PER_SEC=2, SERVICES_RATE_BURST=5, INSTANCE_RATE_PER_SEC=10
-  DATABASE_MAX_CONNECTIONS=10, POOL_LOG_FORMAT (JSON lines unless text), RUST_LOG";
+  DATABASE_MAX_CONNECTIONS=10, DATABASE_ACQUIRE_TIMEOUT_MS=10000 (wait for a connection)
+  POOL_LOG_FORMAT (JSON lines unless text), RUST_LOG";
 
 #[derive(Subcommand)]
 enum Command {
@@ -184,7 +186,8 @@ async fn enrich(all: bool, dry_run: bool) -> anyhow::Result<()> {
 
 async fn web() -> anyhow::Result<()> {
     let config = load_config()?;
-    let pool = db::connect_lazy(&config.database_url, config.database_max_connections)?;
+    let pool =
+        db::connect_lazy(&config.database_url, config.database_max_connections, config.database_acquire_timeout)?;
     let app = http::Application::build(config, pool).await?;
     app.run_until_stopped(telemetry::shutdown_signal()).await
 }

@@ -35,20 +35,29 @@ impl PoolKind {
     pub const WORKER: Self = Self { async_commit: true };
 }
 
+/// How long a statement waits for a free connection (or a new one) before it fails,
+/// unless the configuration says otherwise (`DATABASE_ACQUIRE_TIMEOUT_MS`).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens a durable pool; the first connection is made eagerly so a bad URL fails at
 /// start.
 pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
-    connect_as(url, max_connections, PoolKind::WEB).await
+    connect_as(url, max_connections, PoolKind::WEB, ACQUIRE_TIMEOUT).await
 }
 
 /// Like [`connect_as`], but a database that is down (or not accepting connections
 /// yet) is waited for, so a worker started during an outage does not exit; a
 /// malformed URL still fails at once.
-pub async fn connect_patiently(url: &SecretString, max_connections: u32, kind: PoolKind) -> anyhow::Result<PgPool> {
+pub async fn connect_patiently(
+    url: &SecretString,
+    max_connections: u32,
+    kind: PoolKind,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     let _: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
     let mut delay = Duration::from_millis(500);
     loop {
-        match connect_as(url, max_connections, kind).await {
+        match connect_as(url, max_connections, kind, acquire_timeout).await {
             Ok(pool) => return Ok(pool),
             Err(err) => {
                 tracing::warn!(
@@ -68,13 +77,13 @@ pub async fn connect_patiently(url: &SecretString, max_connections: u32, kind: P
 /// never waits long on the database: no statement runs longer than 10 s and no
 /// lock is waited for longer than 2 s (the web's statements are short; a slow one
 /// is a flood or a stuck lock, and its client gets an error instead of a hang).
-pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+pub fn connect_lazy(url: &SecretString, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
     let options =
         base_options(options, PoolKind::WEB).options([("statement_timeout", "10000"), ("lock_timeout", "2000")]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options))
 }
 
@@ -93,11 +102,16 @@ fn base_options(options: PgConnectOptions, kind: PoolKind) -> PgConnectOptions {
 }
 
 /// Opens a pool of `kind`, connecting eagerly.
-pub async fn connect_as(url: &SecretString, max_connections: u32, kind: PoolKind) -> anyhow::Result<PgPool> {
+pub async fn connect_as(
+    url: &SecretString,
+    max_connections: u32,
+    kind: PoolKind,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(base_options(options, kind))
         .await
         .context("Failed to connect to the database (DATABASE_URL)")

@@ -182,7 +182,7 @@ async fn paced_claims(stack: &Stack, max: usize, done: impl Fn() -> bool) -> any
 async fn prune(url: &str) -> anyhow::Result<u64> {
     let jobs = pool::config::JobsConfig::from_process_env()?;
     let url = secrecy::SecretString::from(url.to_owned());
-    let db = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER).await?;
+    let db = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER, pool::db::ACQUIRE_TIMEOUT).await?;
     let settings = pool::store::jobs::PruneSettings {
         retention: Duration::from_secs(RETENTION_SECS),
         batch: jobs.prune_batch,

@@ -107,6 +107,9 @@ pub struct Config {
     pub database_url: SecretString,
     /// Largest number of database connections per process.
     pub database_max_connections: u32,
+    /// How long a statement waits for a connection before it fails (an outage is
+    /// noticed after this long).
+    pub database_acquire_timeout: Duration,
     pub services: ServicesConfig,
     pub railway_project_id: Option<String>,
     pub railway_environment_id: Option<String>,
@@ -231,6 +234,9 @@ impl Config {
             stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,
             database_url: env.secret("DATABASE_URL")?,
             database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10)?,
+            database_acquire_timeout: Duration::from_millis(
+                env.positive("DATABASE_ACQUIRE_TIMEOUT_MS", crate::db::ACQUIRE_TIMEOUT.as_millis() as u64)?,
+            ),
             services: ServicesConfig {
                 url: env.url("SERVICES_URL")?,
                 api_key: env.optional("SERVICES_API_KEY").map(SecretString::from),

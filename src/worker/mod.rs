@@ -25,7 +25,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         );
     }
     let connections = config.database_max_connections.max(8) + config.jobs.claim_concurrency as u32 + 3;
-    let pool = db::connect_patiently(&config.database_url, connections, db::PoolKind::WORKER).await?;
+    let pool =
+        db::connect_patiently(&config.database_url, connections, db::PoolKind::WORKER, config.database_acquire_timeout)
+            .await?;
     let (stop_tx, stop) = watch::channel(false);
     let ctx = Arc::new(Ctx::new(config, pool, stop.clone()));
     let mut tasks = JoinSet::new();

@@ -123,6 +123,14 @@ async fn create_template() -> String {
     name
 }
 
+/// Worker liveness for tests that stop or freeze workers: a worker silent 3 s is
+/// presumed gone.
+pub const SHORT_LEASE: [(&str, &str); 2] = [("JOB_HEARTBEAT_MS", "500"), ("JOB_RESCUE_AFTER_MS", "3000")];
+
+/// Schedules that never fire, for tests that enqueue every job themselves.
+pub const NO_SCHEDULES: [(&str, &str); 2] =
+    [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
+
 /// The kind named `name`, which the test knows exists.
 pub fn kind(name: &str) -> pool::domain::JobKind {
     pool::jobs::kind_named(name).expect("a kind of this release")

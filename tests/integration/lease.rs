@@ -8,13 +8,10 @@ use serde_json::json;
 
 use crate::{
     claim_storm::provisions_by_instance,
-    helpers::fast_sim,
+    helpers::{SHORT_LEASE, fast_sim},
     proxy::{FreezableProxy, server_of, via_proxy},
     stack::{Stack, eventually},
 };
-
-/// A rescue window much shorter than a provision.
-const SHORT_LEASE: [(&str, &str); 2] = [("JOB_HEARTBEAT_MS", "500"), ("JOB_RESCUE_AFTER_MS", "3000")];
 
 /// `(worker, attempt)` of every `lost` attempt: runs another worker took back.
 async fn lost_attempts(stack: &Stack) -> Vec<(Option<String>, String)> {

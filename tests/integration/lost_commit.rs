@@ -16,13 +16,9 @@ use serde_json::json;
 
 use crate::{
     claim_storm::provisions_by_instance,
-    helpers::{TestDb, fast_sim},
+    helpers::{NO_SCHEDULES, SHORT_LEASE, TestDb, fast_sim},
     stack::{Stack, eventually},
 };
-
-/// Liveness in seconds, not the production windows.
-pub const SHORT_LEASE: [(&str, &str); 2] = [("JOB_HEARTBEAT_MS", "500"), ("JOB_RESCUE_AFTER_MS", "3000")];
-const NO_SCHEDULES: [(&str, &str); 2] = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
 
 async fn the_worker(stack: &Stack) -> String {
     sqlx::query_scalar("SELECT id FROM job_workers").fetch_one(&stack.db.pool).await.unwrap()

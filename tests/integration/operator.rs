@@ -4,16 +4,14 @@
 
 use std::time::Duration;
 
+use pool::{queue::JobDoc, store::JobState};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::fast_sim,
+    helpers::{NO_SCHEDULES, fast_sim},
     stack::{Stack, eventually},
 };
-use pool::{queue::JobDoc, store::JobState};
-
-const NO_SCHEDULES: [(&str, &str); 2] = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
 
 async fn text(stack: &Stack, url: &str) -> String {
     stack.http.get(url).send().await.unwrap().text().await.unwrap()

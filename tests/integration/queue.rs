@@ -14,14 +14,10 @@ use serde_json::{Value, json};
 
 use crate::{
     claim_storm::{assert_no_shared_conversation, conversations_in, provisions_by_instance},
-    helpers::{TestDb, fast_sim, spawn_sim},
-    lost_commit::SHORT_LEASE,
+    helpers::{NO_SCHEDULES, SHORT_LEASE, TestDb, fast_sim, spawn_sim},
     proxy::{latency_proxy, server_of, via_proxy},
     stack::{Stack, eventually},
 };
-
-/// Schedules that never fire during a test.
-const NO_SCHEDULES: [(&str, &str); 2] = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
 
 /// Waits until job `id` is `running`.
 async fn wait_running(stack: &Stack, id: &str) {

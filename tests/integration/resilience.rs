@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::{
-    helpers::{TestDb, admin_url, fast_sim, pool_command},
+    helpers::{SHORT_LEASE, TestDb, admin_url, fast_sim, pool_command},
     stack::Stack,
 };
 
@@ -26,21 +26,23 @@ pub async fn set_connections_allowed(db: &str, allowed: bool) {
     }
 }
 
-/// An outage longer than the pool's acquire timeout (10 s): fetches, outcomes and
-/// heartbeats fail meanwhile; the worker must carry on afterwards, not die or hang.
+/// An outage longer than the pools' acquire timeout (1 s here, 10 s by default) and
+/// the rescue window: fetches, outcomes and heartbeats fail meanwhile; the worker must
+/// carry on afterwards, not die or hang.
 ///
 /// The replenish is posted until the web answers it, and exactly once: an answer of
-/// 200 (the worker finished the job before the web read it back) is an answer too.
-/// This test used to post again on anything but 202, so a fast worker made it
-/// enqueue a second `{"count": 2}`: 4 idle, not 2 (the clean-clone failure).
+/// 200 (the worker finished the job before the web read it back) is an answer too,
+/// and posting again would enqueue a second `{"count": 2}`.
 #[tokio::test]
 async fn worker_keeps_working_after_a_database_outage() {
-    let stack = Stack::start(fast_sim(), 1, &[]).await;
+    let acquire = Duration::from_secs(1);
+    let env = [("DATABASE_ACQUIRE_TIMEOUT_MS", "1000"), SHORT_LEASE[0], SHORT_LEASE[1]];
+    let stack = Stack::start(fast_sim(), 1, &env).await;
     stack.wait_for_workers(1).await;
     stack.db.pool.close().await;
     set_connections_allowed(&stack.db.name, false).await;
     let during = stack.http.get(stack.url("/readyz")).send().await.unwrap().status();
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::time::sleep(acquire * 4).await;
     set_connections_allowed(&stack.db.name, true).await;
     assert_eq!(during, 503, "readyz reports the outage");
 

@@ -99,7 +99,7 @@ async fn pruning_deletes_in_batches_with_attempts_and_old_keys_one_worker_at_a_t
 async fn a_fetch_planned_on_a_new_table_still_reads_by_index_once_it_grew() {
     let db = TestDb::new().await;
     let url = secrecy::SecretString::from(db.url.clone());
-    let worker = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER).await.unwrap();
+    let worker = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER, pool::db::ACQUIRE_TIMEOUT).await.unwrap();
     let noop = |id: String| jobs::NewJob {
         id: id.into(),
         ..jobs::NewJob::new(crate::helpers::kind("noop"), serde_json::json!({}), 1)

@@ -15,12 +15,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::fast_sim,
+    helpers::{NO_SCHEDULES, fast_sim},
     stack::{Stack, eventually},
 };
-
-/// Schedules that never fire in a test's lifetime: the test drives reconciles.
-const NO_SCHEDULES: [(&str, &str); 2] = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
 
 async fn finished(stack: &Stack, path: &str, body: Value) -> JobDoc {
     let response = stack.post(path, body, 60).await;

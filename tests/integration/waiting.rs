@@ -5,16 +5,14 @@
 use std::{collections::HashSet, time::Duration};
 
 use futures::future::join_all;
+use pool::{queue::JobDoc, sim::SimConfig, store::JobState};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{API_KEY, fast_sim},
+    helpers::{API_KEY, NO_SCHEDULES, fast_sim},
     stack::Stack,
 };
-use pool::{queue::JobDoc, sim::SimConfig, store::JobState};
-
-const NO_SCHEDULES: [(&str, &str); 2] = [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];
 
 async fn claim_at(stack: &Stack, base: &str, wait: u64) -> reqwest::Response {
     let req = stack.http.post(format!("{base}/api/pool/claim")).bearer_auth(API_KEY).json(&json!({}));
