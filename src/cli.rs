@@ -32,6 +32,7 @@ pub(crate) const WEB_ENV: &str = "Environment (also read from .env; a default fo
   DATABASE_MAX_CONNECTIONS=10, DATABASE_ACQUIRE_TIMEOUT_MS=10000 (wait for a connection)
   JOB_MAX_ATTEMPTS=6 (JOB_MAX_ATTEMPTS_<KIND> per kind)
   JOB_RESCUE_AFTER_MS=12000  a worker silent this long is not counted alive in /metrics
+  METRICS_FLUSH_MS=5000   how often this process writes its metrics to Postgres
   RAILWAY_PROJECT_ID, RAILWAY_ENVIRONMENT_ID, POOL_LOG_FORMAT (JSON lines unless text), RUST_LOG";
 
 /// What `pool worker` reads (every variable: .env.example), defaults as in [`WEB_ENV`].
@@ -56,6 +57,7 @@ pub(crate) const WORKER_ENV: &str = "Environment (also read from .env; a default
   JOB_HEARTBEAT_MS=3000, JOB_RESCUE_AFTER_MS=12000  worker liveness
   SERVICES_RATE_PER_SEC=2, SERVICES_RATE_BURST=5, INSTANCE_RATE_PER_SEC=10
   DATABASE_MAX_CONNECTIONS=10, DATABASE_ACQUIRE_TIMEOUT_MS=10000 (wait for a connection)
+  METRICS_FLUSH_MS=5000   how often this process writes its metrics to Postgres
   POOL_LOG_FORMAT (JSON lines unless text), RUST_LOG";
 
 #[derive(Subcommand)]

@@ -110,6 +110,8 @@ pub struct Config {
     /// How long a statement waits for a connection before it fails (an outage is
     /// noticed after this long).
     pub database_acquire_timeout: Duration,
+    /// How often a process writes the metrics it recorded to Postgres.
+    pub metrics_flush: Duration,
     pub services: ServicesConfig,
     pub railway_project_id: Option<String>,
     pub railway_environment_id: Option<String>,
@@ -237,6 +239,7 @@ impl Config {
             database_acquire_timeout: Duration::from_millis(
                 env.positive("DATABASE_ACQUIRE_TIMEOUT_MS", crate::db::ACQUIRE_TIMEOUT.as_millis() as u64)?,
             ),
+            metrics_flush: Duration::from_millis(env.positive("METRICS_FLUSH_MS", 5_000)?),
             services: ServicesConfig {
                 url: env.url("SERVICES_URL")?,
                 api_key: env.optional("SERVICES_API_KEY").map(SecretString::from),

@@ -154,6 +154,7 @@ pub struct Application {
     router: Router,
     db: PgPool,
     header_timeout: Duration,
+    metrics_flush: Duration,
 }
 
 impl Application {
@@ -164,10 +165,10 @@ impl Application {
         // Install the recorder before the first notification is recorded.
         let _ = crate::metrics::handle();
         let waiter = wait::JobWaiter::start(db.clone());
-        let header_timeout = config.header_read_timeout;
+        let (header_timeout, metrics_flush) = (config.header_read_timeout, config.metrics_flush);
         let reads = reads::permits(config.database_max_connections);
         let state = AppState { db: db.clone(), config: Arc::new(config), waiter, reads };
-        Ok(Self { listener, router: router(state), db, header_timeout })
+        Ok(Self { listener, router: router(state), db, header_timeout, metrics_flush })
     }
 
     /// The port actually bound.
@@ -180,7 +181,7 @@ impl Application {
         tracing::info!(port = self.port(), "web listening");
         // Claims answered are written to the charts' rows like the workers' metrics.
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let flush = tokio::spawn(crate::metrics::flush_loop(self.db, None, stop));
+        let flush = tokio::spawn(crate::metrics::flush_loop(self.db, self.metrics_flush, None, stop));
         serve::serve(self.listener, self.router, self.header_timeout, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = flush.await;

@@ -89,10 +89,13 @@ impl JobMeta {
     pub fn lease_holds(&self) -> Result<(), JobError> {
         match self.liveness.lapsed() {
             None => Ok(()),
-            Some(silent) => Err(JobError::retry(format!(
-                "this worker's lease lapsed (no heartbeat for {} ms); the run stopped at a safe point",
-                silent.as_millis()
-            ))),
+            Some(silent) => {
+                crate::metrics::run_stopped("lease_lapsed");
+                Err(JobError::retry(format!(
+                    "this worker's lease lapsed (no heartbeat for {} ms); the run stopped at a safe point",
+                    silent.as_millis()
+                )))
+            }
         }
     }
 
@@ -205,6 +208,7 @@ pub fn outcome(meta: &JobMeta, kind: &str, result: Result<Value, JobError>) -> O
             return None;
         }
         Err(JobError::Lost) => {
+            crate::metrics::run_stopped("lost");
             tracing::warn!(job_id = %meta.id, kind, "run lost its job to a newer run; it stopped");
             return None;
         }

@@ -21,16 +21,14 @@ pub use render::render;
 
 use crate::store::{self, JobState, jobs::lifecycle::Applied};
 
-/// How often a process writes what it recorded.
-const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// How long per-minute rows are kept: the charts show up to a day, and the forecast
 /// reads the oldest row to know how far back Pool was running (a week, and a day).
 const MINUTES_RETENTION: Duration = Duration::from_secs(8 * 24 * 3600);
-/// Per-minute rows are pruned every this many flushes (about ten minutes).
-const PRUNE_EVERY: u32 = 120;
-/// The pool's gauges for the charts are sampled at the first flush and every this many (30 s): a
-/// per-minute row, where the last sample wins.
-const SAMPLE_EVERY: u32 = 6;
+/// How often per-minute rows are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// The pool's gauges for the charts are sampled at the first flush and then about this
+/// often: a per-minute row, where the last sample wins.
+const SAMPLE_EVERY: Duration = Duration::from_secs(30);
 
 /// Metrics recorded as histograms (the rest are counters).
 pub const HISTOGRAMS: [&str; 4] =
@@ -89,28 +87,50 @@ pub fn claim_answered(status: u16) {
     pending::add("pool_claims_total", format!("outcome=\"{outcome}\""), 1.0);
 }
 
+/// A run that stopped short: `lost` (a newer run holds its job: it writes nothing
+/// more), `lease_lapsed` (its worker went unheard for half the rescue window: it
+/// stopped at a safe point, to run again), or `dropped` (its job was taken from it
+/// before its outcome was written).
+pub fn run_stopped(reason: &'static str) {
+    pending::add("pool_job_runs_stopped_total", format!("reason=\"{reason}\""), 1.0);
+}
+
+/// Running jobs a worker took back: of workers that stopped responding
+/// (`silent_worker`), or its own that a lost commit left running (`lost_commit`).
+pub fn taken_back(from: &'static str, jobs: i64) {
+    pending::add("pool_jobs_taken_back_total", format!("from=\"{from}\""), jobs as f64);
+}
+
+/// A worker's lease lapsed: it fetched nothing until its heartbeat landed again.
+pub fn lease_lapsed() {
+    pending::add("pool_worker_lease_lapses_total", String::new(), 1.0);
+}
+
 /// A claim request met the pool: bound to an instance at once, or not (it waits in
 /// line, or was turned away). The share bound at once is the service level.
 pub fn claim_met(at_once: bool) {
     pending::add("pool_claim_binds_total", format!("at_once=\"{at_once}\""), 1.0);
 }
 
-/// Writes what this process recorded every few seconds until `stop`, and once more at
-/// the end. With `min_idle`, also samples the pool's gauges for the charts.
-pub async fn flush_loop(db: PgPool, min_idle: Option<u32>, mut stop: watch::Receiver<bool>) {
+/// Writes what this process recorded `every` (`METRICS_FLUSH_MS`) until `stop`, and
+/// once more at the end. With `min_idle`, also samples the pool's gauges for the charts.
+pub async fn flush_loop(db: PgPool, every: Duration, min_idle: Option<u32>, mut stop: watch::Receiver<bool>) {
+    let rounds =
+        |period: Duration| u32::try_from(period.as_millis() / every.as_millis().max(1)).unwrap_or(u32::MAX).max(1);
+    let (sample_every, prune_every) = (rounds(SAMPLE_EVERY), rounds(PRUNE_EVERY));
     for round in 1u32.. {
         let stopping = tokio::select! {
-            _ = tokio::time::sleep(FLUSH_EVERY) => false,
+            _ = tokio::time::sleep(every) => false,
             _ = stop.wait_for(|s| *s) => true,
         };
         flush(&db).await;
         if let Some(min_idle) = min_idle
-            && (stopping || round % SAMPLE_EVERY == 1)
+            && (stopping || (round - 1) % sample_every == 0)
             && let Err(err) = store::metrics::sample_pool(&db, min_idle).await
         {
             tracing::warn!(error = %err, "could not sample the pool for the charts");
         }
-        if round % PRUNE_EVERY == 0
+        if round % prune_every == 0
             && let Err(err) = store::metrics::prune_minutes(&db, MINUTES_RETENTION.as_secs_f64()).await
         {
             tracing::warn!(error = %err, "could not prune per-minute metrics");

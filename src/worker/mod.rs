@@ -34,7 +34,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     tasks.spawn(schedule::run(ctx.clone(), stop.clone()));
     tasks.spawn(prune::run(ctx.clone(), stop.clone()));
     tasks.spawn(bind_waiting::run(ctx.clone(), stop.clone()));
-    tasks.spawn(crate::metrics::flush_loop(ctx.db.clone(), Some(ctx.config.min_idle), stop.clone()));
+    tasks.spawn(crate::metrics::flush_loop(
+        ctx.db.clone(),
+        ctx.config.metrics_flush,
+        Some(ctx.config.min_idle),
+        stop.clone(),
+    ));
     let mut jobs = tokio::spawn(runtime::run(ctx.clone(), stop.clone()));
     tracing::info!(environment = ctx.config.environment.as_str(), "worker started");
     // Top up once at start: a fresh deploy fills the pool without waiting for a tick.

@@ -127,6 +127,9 @@ async fn create_template() -> String {
 /// presumed gone.
 pub const SHORT_LEASE: [(&str, &str); 2] = [("JOB_HEARTBEAT_MS", "500"), ("JOB_RESCUE_AFTER_MS", "3000")];
 
+/// Metrics written to Postgres every 200 ms, for tests that read counters.
+pub const FAST_METRICS: (&str, &str) = ("METRICS_FLUSH_MS", "200");
+
 /// Schedules that never fire, for tests that enqueue every job themselves.
 pub const NO_SCHEDULES: [(&str, &str); 2] =
     [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("REPLENISH_SCHEDULE", "0 0 0 1 1 *")];

@@ -120,6 +120,27 @@ impl Stack {
         assert!(found.is_some(), "{n} workers did not start");
     }
 
+    /// A fleet-wide counter as the processes last wrote it (`METRICS_FLUSH_MS`), summed
+    /// over the series whose labels contain `labels` (`""`: every series).
+    pub async fn counter(&self, name: &str, labels: &str) -> f64 {
+        sqlx::query_scalar("SELECT COALESCE(sum(value), 0)::float8 FROM pool_counters WHERE name = $1 AND ($2 = '' OR strpos(labels, $2) > 0)")
+            .bind(name)
+            .bind(labels)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until counter `name` (as in [`Self::counter`]) reaches `at_least`; its value.
+    pub async fn wait_for_counter(&self, name: &str, labels: &str, at_least: f64) -> f64 {
+        let reached = eventually(Duration::from_secs(20), || async {
+            let value = self.counter(name, labels).await;
+            (value >= at_least).then_some(value)
+        })
+        .await;
+        reached.unwrap_or_else(|| panic!("{name}{{{labels}}} did not reach {at_least}"))
+    }
+
     /// The log file of a process of this stack (`web`, `worker-1`, …).
     pub fn log_path(&self, role: &str) -> PathBuf {
         log_dir().join(format!("{}-{role}.log", self.db.name))

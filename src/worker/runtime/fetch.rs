@@ -138,7 +138,10 @@ impl Fetcher {
             if lapsed != self.lease.lapsed().is_some() {
                 lapsed = !lapsed;
                 match lapsed {
-                    true => tracing::warn!(worker = %self.worker, "this worker's lease lapsed; fetching nothing"),
+                    true => {
+                        crate::metrics::lease_lapsed();
+                        tracing::warn!(worker = %self.worker, "this worker's lease lapsed; fetching nothing")
+                    }
                     false => tracing::info!(worker = %self.worker, "this worker's lease holds again; fetching"),
                 }
             }

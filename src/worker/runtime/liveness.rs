@@ -161,12 +161,14 @@ impl Beat<'_> {
         let orphans = lifecycle::heartbeat_releasing_orphans(&mut *conn, worker, &held, rescue_after / 2).await?;
         self.lease.renewed(sent);
         if orphans > 0 {
+            crate::metrics::taken_back("lost_commit", orphans);
             tracing::warn!(worker, released = orphans, "took back running jobs this worker holds no run of");
             fetcher.wake();
         }
         if may_rescue {
             let rescued = lifecycle::rescue(&mut *conn, rescue_after, rescue_after * LAST_RESORT_WINDOWS).await?;
             if rescued > 0 {
+                crate::metrics::taken_back("silent_worker", rescued);
                 tracing::warn!(worker, rescued, "took back running jobs of workers that stopped responding");
                 fetcher.wake();
             }

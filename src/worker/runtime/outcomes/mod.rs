@@ -235,6 +235,7 @@ fn unstorable(run: &Finished, err: &sqlx::Error) -> Finished {
 fn report(runs: &[Finished], applied: &[Applied]) {
     crate::metrics::runs_recorded(applied);
     for lost in runs.iter().filter(|f| !applied.iter().any(|a| a.id == f.id)) {
+        crate::metrics::run_stopped("dropped");
         tracing::warn!(job_id = %lost.id, "job was taken from this run meanwhile; outcome dropped");
     }
 }
