@@ -30,12 +30,8 @@ impl Api {
     /// Idle rows as a worker would leave them.
     async fn add_idle(&self, n: usize) {
         for i in 0..n {
-            sqlx::query("INSERT INTO instances (id, status, url, created_at) VALUES ($1, 'idle', 'http://127.0.0.1:1/x', now() - make_interval(secs => $2))")
-                .bind(format!("idle{i:08}"))
-                .bind(f64::from(100 - i as u32))
-                .execute(&self.db.pool)
-                .await
-                .unwrap();
+            let age = std::time::Duration::from_secs(100 - i as u64);
+            crate::fixtures::idle(&format!("idle{i:08}")).aged(age).insert(&self.db.pool).await;
         }
     }
 

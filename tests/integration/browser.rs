@@ -17,20 +17,8 @@ use crate::{
 
 /// Inserts a job that failed for good after `attempts` runs; returns its id.
 async fn failed_job(db: &PgPool, kind: &str, args: &str, attempts: i32, error: &str) -> String {
-    let id = ulid::Ulid::generate().to_string();
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, started_at, finished_at, error)
-         VALUES ($1, $2, $3::jsonb, 'failed', $4, $4, $4, now(), now(), $5)",
-    )
-    .bind(&id)
-    .bind(kind)
-    .bind(args)
-    .bind(attempts)
-    .bind(error)
-    .execute(db)
-    .await
-    .expect("insert a failed job");
-    id
+    let args = serde_json::from_str(args).expect("JSON args");
+    crate::fixtures::failed(kind).args(args).runs(attempts).error(error).insert(db).await.to_string()
 }
 
 /// Records one earlier run of `job` in `job_attempts`, `ago` seconds back.

@@ -8,18 +8,7 @@ use sqlx::Connection;
 use crate::helpers::{API_KEY, TestApp, TestDb, someone_waits_on_a_lock, test_config};
 
 async fn insert_replenish(db: impl sqlx::PgExecutor<'_>, state: &str) -> pool::domain::JobId {
-    let id = pool::domain::JobId::generate();
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, dedupe_key, finished_at, error)
-         VALUES ($1, 'replenish', '{}', $2, 1, 1, 1, 'singleton',
-                 CASE WHEN $2 = 'failed' THEN now() END, CASE WHEN $2 = 'failed' THEN 'boom' END)",
-    )
-    .bind(&id)
-    .bind(state)
-    .execute(db)
-    .await
-    .unwrap();
-    id
+    crate::fixtures::failed("replenish").state(state).dedupe("singleton").insert(db).await
 }
 
 /// A singleton enqueued while a bulk retry of failed ones runs (the retry's snapshot
@@ -30,15 +19,7 @@ async fn bulk_retry_skips_a_job_whose_key_an_enqueue_took_meanwhile() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(test_config(&db.url, "http://127.0.0.1:1", &[]), db.pool.clone()).await;
     let failed = insert_replenish(&db.pool, "failed").await;
-    let plain = pool::domain::JobId::generate();
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, finished_at, error)
-         VALUES ($1, 'noop', '{}', 'failed', 1, 1, 1, now(), 'boom')",
-    )
-    .bind(&plain)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    let plain = crate::fixtures::failed("noop").insert(&db.pool).await;
 
     // An enqueue of the same singleton, not yet committed when the retry starts.
     let mut enqueue = sqlx::PgConnection::connect(&db.url).await.unwrap();

@@ -27,10 +27,7 @@ const BINDING: Binding<'static> = Binding {
 
 /// An idle instance, reserved for a claim job that worker `w` then fetched (run 1).
 async fn running_claim(db: &PgPool) -> (InstanceId, JobId) {
-    sqlx::query("INSERT INTO instances (id, status, url) VALUES ('inst00000001', 'idle', 'http://127.0.0.1:1/x')")
-        .execute(db)
-        .await
-        .unwrap();
+    crate::fixtures::idle("inst00000001").insert(db).await;
     let job = claim_job("claim00000001");
     assert_eq!(
         claim::reserve_and_enqueue(db, &job, Ask::default()).await.unwrap(),

@@ -29,14 +29,6 @@ async fn waiting_claim(db: &PgPool, id: &str, ago_secs: f64) {
     .unwrap();
 }
 
-async fn idle_instance(db: &PgPool, id: &str) {
-    sqlx::query("INSERT INTO instances (id, status, url) VALUES ($1, 'idle', 'http://127.0.0.1:1/x')")
-        .bind(id)
-        .execute(db)
-        .await
-        .unwrap();
-}
-
 async fn holder(db: &PgPool, instance: &str) -> Option<String> {
     sqlx::query_scalar("SELECT claim_job_id FROM instances WHERE id = $1").bind(instance).fetch_one(db).await.unwrap()
 }
@@ -48,7 +40,7 @@ async fn a_pass_beside_another_never_serves_a_later_claim() {
     let db = TestDb::new().await;
     waiting_claim(&db.pool, "claimA", 2.0).await;
     waiting_claim(&db.pool, "claimB", 1.0).await;
-    idle_instance(&db.pool, "instanceX000").await;
+    crate::fixtures::idle("instanceX000").insert(&db.pool).await;
 
     // What a concurrent pass holds mid-statement: the gate and the oldest claim.
     let mut other = db.pool.begin().await.unwrap();
@@ -70,7 +62,7 @@ async fn a_pass_beside_another_never_serves_a_later_claim() {
 async fn a_new_claim_does_not_jump_the_line() {
     let db = TestDb::new().await;
     waiting_claim(&db.pool, "claimA", 1.0).await;
-    idle_instance(&db.pool, "instanceX000").await;
+    crate::fixtures::idle("instanceX000").insert(&db.pool).await;
     let job = claim_job;
 
     let at_once = claim::reserve_and_enqueue(&db.pool, &job("claimC"), Ask::default()).await.unwrap();

@@ -153,20 +153,13 @@ async fn bulk_retry_and_cancel_follow_the_filter() {
     let insert = |kind: &'static str, state: &'static str, dedupe: Option<&'static str>| {
         let pool = db.pool.clone();
         async move {
-            let id = pool::domain::JobId::generate();
-            sqlx::query(
-                "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, dedupe_key, finished_at, error)
-                 VALUES ($1, $2, '{\"count\": 1}', $3, 1, 1, 1, $4,
-                         CASE WHEN $3 IN ('failed', 'cancelled') THEN now() END, 'boom')",
-            )
-            .bind(&id)
-            .bind(kind)
-            .bind(state)
-            .bind(dedupe)
-            .execute(&pool)
+            let job = crate::fixtures::failed(kind).state(state).args(json!({"count": 1}));
+            match dedupe {
+                Some(key) => job.dedupe(key),
+                None => job,
+            }
+            .insert(&pool)
             .await
-            .unwrap();
-            id
         }
     };
     let failed_drains = [insert("drain_idle", "failed", None).await, insert("drain_idle", "failed", None).await];

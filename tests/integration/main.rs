@@ -2,6 +2,7 @@
 //! cloned from a migrated template), the simulator as the upstream, the app on port 0,
 //! and real `pool` processes where the process boundary matters.
 
+mod fixtures;
 mod helpers;
 mod stack;
 

@@ -298,16 +298,12 @@ async fn operator_retry_of_a_claim_keeps_the_409_rule() {
     stack.sim.sim.add_service(instance);
     stack.sim.sim.bind(instance, "conv_earlier");
     tokio::time::sleep(Duration::from_millis(300)).await; // built
-    let job = pool::domain::JobId::generate();
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, finished_at, error)
-         VALUES ($1, 'claim_and_provision', '{\"agentName\": \"Earlier\", \"instructions\": \"x\"}',
-                 'failed', 3, 3, 3, now(), 'services API: timeout')",
-    )
-    .bind(&job)
-    .execute(&stack.db.pool)
-    .await
-    .unwrap();
+    let job = crate::fixtures::failed("claim_and_provision")
+        .args(json!({"agentName": "Earlier", "instructions": "x"}))
+        .runs(3)
+        .error("services API: timeout")
+        .insert(&stack.db.pool)
+        .await;
     sqlx::query(
         "INSERT INTO instances (id, name, status, url, service_id, claim_job_id)
          VALUES ($1, 'convos-agent-' || $1, 'claiming', $2, 'svc-retried', $3)",

@@ -86,31 +86,17 @@ async fn idle_instances_past_their_max_age_are_replaced() {
     assert!(retired >= 2, "the old instances were removed by recycling ({retired} kills)");
 }
 
-/// An idle row created `ago_secs` seconds ago, reporting `image`.
-async fn idle_on(db: &sqlx::PgPool, id: &str, image: &str, ago_secs: f64) {
-    sqlx::query(
-        "INSERT INTO instances (id, status, url, image, created_at)
-         VALUES ($1, 'idle', 'http://127.0.0.1:1/x', $2, now() - make_interval(secs => $3))",
-    )
-    .bind(id)
-    .bind(image)
-    .bind(ago_secs)
-    .execute(db)
-    .await
-    .unwrap();
-}
-
 /// During a rollout a claim takes an idle instance on the current image (the newest
 /// row's, or `POOL_TARGET_IMAGE`) before older ones on the old image: the claim
 /// request, a binding of waiting claims, and a claim job taking another instance.
 #[tokio::test]
 async fn claims_take_the_current_image_first_then_the_oldest() {
     let db = TestDb::new().await;
-    idle_on(&db.pool, "oldV1aaaaaaa", "agent:v1", 300.0).await;
-    idle_on(&db.pool, "oldV1bbbbbbb", "agent:v1", 250.0).await;
-    idle_on(&db.pool, "newV2aaaaaaa", "agent:v2", 200.0).await;
-    idle_on(&db.pool, "newV2bbbbbbb", "agent:v2", 100.0).await;
-    idle_on(&db.pool, "newV2ccccccc", "agent:v2", 50.0).await;
+    crate::fixtures::idle("oldV1aaaaaaa").on_image("agent:v1").aged(Duration::from_secs(300)).insert(&db.pool).await;
+    crate::fixtures::idle("oldV1bbbbbbb").on_image("agent:v1").aged(Duration::from_secs(250)).insert(&db.pool).await;
+    crate::fixtures::idle("newV2aaaaaaa").on_image("agent:v2").aged(Duration::from_secs(200)).insert(&db.pool).await;
+    crate::fixtures::idle("newV2bbbbbbb").on_image("agent:v2").aged(Duration::from_secs(100)).insert(&db.pool).await;
+    crate::fixtures::idle("newV2ccccccc").on_image("agent:v2").aged(Duration::from_secs(50)).insert(&db.pool).await;
 
     let reserved = claim::reserve_and_enqueue(&db.pool, &claim_job("claimA"), Ask::default()).await.unwrap();
     assert_eq!(

@@ -114,16 +114,12 @@ async fn a_waiting_claim_expires_cleanly() {
         .fetch_one(&stack.db.pool)
         .await
         .unwrap();
-    let ran = pool::domain::JobId::generate();
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, args, state, attempts, max_attempts, runs, finished_at, error)
-         VALUES ($1, 'claim_and_provision', '{\"agentName\": \"Ran\", \"instructions\": \"x\"}',
-                 'failed', 3, 3, 3, now(), 'services API: timeout')",
-    )
-    .bind(&ran)
-    .execute(&stack.db.pool)
-    .await
-    .unwrap();
+    let ran = crate::fixtures::failed("claim_and_provision")
+        .args(json!({"agentName": "Ran", "instructions": "x"}))
+        .runs(3)
+        .error("services API: timeout")
+        .insert(&stack.db.pool)
+        .await;
     let retried = stack.post("/api/jobs/retry", json!({"kind": "claim_and_provision", "status": "failed"}), 0).await;
     assert_eq!(retried.status(), StatusCode::OK);
     let retried: Value = retried.json().await.unwrap();
