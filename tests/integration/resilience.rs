@@ -169,13 +169,14 @@ async fn rate_limited_upstream_is_retried_after_its_hint_without_a_hot_loop() {
     assert_eq!(calls, ["/create-instance", "/status/batch", "/status/batch"], "one call per attempt");
 }
 
-/// Postgres unreachable for 10 s (every connection cut, new ones refused) while
-/// claims and provisions run: web and workers carry on by themselves afterwards,
-/// every job that got an id ends, nothing stays claiming, and the pool refills.
+/// Postgres unreachable for 4 s (every connection cut, new ones refused; past the
+/// 1 s acquire timeout, within the rescue window) while claims and provisions run:
+/// web and workers carry on by themselves afterwards, every job that got an id
+/// ends, nothing stays claiming, and the pool refills.
 #[tokio::test]
 async fn claims_and_provisions_survive_a_database_outage() {
     let sim = pool::sim::SimConfig { provision_time: Duration::from_millis(1500), ..fast_sim() };
-    let stack = Stack::start(sim, 2, &[("POOL_MIN_IDLE", "4")]).await;
+    let stack = Stack::start(sim, 2, &[("POOL_MIN_IDLE", "4"), ("DATABASE_ACQUIRE_TIMEOUT_MS", "1000")]).await;
     stack.wait_for_counts("4 idle", Duration::from_secs(30), |c| c["idle"] == 4).await;
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -187,7 +188,7 @@ async fn claims_and_provisions_survive_a_database_outage() {
     ids.push(r.json::<pool::queue::JobDoc>().await.unwrap().id);
 
     set_connections_allowed(&stack.db.name, false).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     set_connections_allowed(&stack.db.name, true).await;
 
     let db = sqlx::PgPool::connect(&stack.db.url).await.unwrap();

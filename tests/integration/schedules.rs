@@ -73,13 +73,13 @@ async fn two_workers_enqueue_one_reconcile_per_tick() {
     assert!(replenish_keys.len() as i64 <= now - start + 1, "{replenish_keys:?}");
 }
 
-/// Three workers, a reconcile every second for 20 s (SPEC invariant 5): the runs,
+/// Three workers, a reconcile every second for 10 s (SPEC invariant 5): the runs,
 /// from their jobs' start and finish times, never overlap, and each tick made one job.
 #[tokio::test]
 async fn three_workers_never_overlap_reconciles() {
     let stack = Stack::start(fast_sim(), 3, &[("POOL_MIN_IDLE", "3")]).await;
     stack.wait_for_workers(3).await;
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let runs: Vec<(chrono::DateTime<Utc>, chrono::DateTime<Utc>, Option<String>)> = sqlx::query_as(
         "SELECT started_at, finished_at, idempotency_key FROM jobs
          WHERE kind = 'reconcile' AND state = 'succeeded' ORDER BY started_at",
@@ -87,7 +87,7 @@ async fn three_workers_never_overlap_reconciles() {
     .fetch_all(&stack.db.pool)
     .await
     .unwrap();
-    assert!(runs.len() >= 10, "about one reconcile a second: {}", runs.len());
+    assert!(runs.len() >= 5, "about one reconcile a second: {}", runs.len());
     for pair in runs.windows(2) {
         let ((_, end, _), (next_start, _, _)) = (&pair[0], &pair[1]);
         assert!(end <= next_start, "overlapping reconciles: {pair:?}");
