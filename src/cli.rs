@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "dev-tools")]
 use crate::dev;
-use crate::{config::Config, db, http, telemetry};
+use crate::{
+    config::{Config, DatabaseConfig},
+    db, http, telemetry,
+};
 
 #[derive(Parser)]
 #[command(name = "pool", version, about = "Keeps a pool of pre-warmed agent instances")]
@@ -139,10 +142,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         #[cfg(feature = "dev-tools")]
         Command::Dev(args) => dev::run(args).await,
         Command::Enrich { all, dry_run } => enrich(all, dry_run).await,
-        Command::Jobs(command) => crate::jobs_cli::run(command, &database_url()?).await,
-        Command::Enqueue { kind, payload } => {
-            crate::jobs_cli::enqueue(&kind, payload.as_deref(), &database_url()?).await
-        }
+        Command::Jobs(command) => crate::jobs_cli::run(command, &database()?).await,
+        Command::Enqueue { kind, payload } => crate::jobs_cli::enqueue(&kind, payload.as_deref(), &database()?).await,
     }
 }
 
@@ -151,16 +152,12 @@ fn load_config() -> anyhow::Result<Config> {
 }
 
 /// `DATABASE_URL` alone, for commands that need nothing else.
-fn database_url() -> anyhow::Result<secrecy::SecretString> {
-    let url = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .context("missing required environment variable DATABASE_URL")?;
-    Ok(url.into())
+fn database() -> anyhow::Result<DatabaseConfig> {
+    Ok(DatabaseConfig::from_process_env()?)
 }
 
 async fn migrate() -> anyhow::Result<()> {
-    let pool = db::connect(&database_url()?, 2).await?;
+    let pool = db::connect(&database()?, 2).await?;
     db::migrate(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())
@@ -168,7 +165,7 @@ async fn migrate() -> anyhow::Result<()> {
 
 async fn enrich(all: bool, dry_run: bool) -> anyhow::Result<()> {
     let config = load_config()?;
-    let pool = db::connect(&config.database_url, 2).await?;
+    let pool = db::connect(&config.database, 2).await?;
     let mut conn = pool.acquire().await?;
     let payload = crate::jobs::enrich_metadata::EnrichMetadata { all, dry_run };
     let job_id = crate::queue::enqueue(&mut conn, &payload, &config.jobs).await?.id().to_owned();
@@ -188,8 +185,7 @@ async fn enrich(all: bool, dry_run: bool) -> anyhow::Result<()> {
 
 async fn web() -> anyhow::Result<()> {
     let config = load_config()?;
-    let pool =
-        db::connect_lazy(&config.database_url, config.database_max_connections, config.database_acquire_timeout)?;
+    let pool = db::connect_lazy(&config.database)?;
     let app = http::Application::build(config, pool).await?;
     app.run_until_stopped(telemetry::shutdown_signal()).await
 }

@@ -17,6 +17,8 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
+use crate::config::DatabaseConfig;
+
 /// Pool's own migrations, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -39,21 +41,21 @@ impl PoolKind {
 /// unless the configuration says otherwise (`DATABASE_ACQUIRE_TIMEOUT_MS`).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens a durable pool; the first connection is made eagerly so a bad URL fails at
-/// start.
-pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
-    connect_as(url, max_connections, PoolKind::WEB, ACQUIRE_TIMEOUT).await
+/// Opens a durable pool of `max_connections` (a command's few, not the configured
+/// number); the first connection is made eagerly so a bad URL fails at start.
+pub async fn connect(config: &DatabaseConfig, max_connections: u32) -> anyhow::Result<PgPool> {
+    connect_as(&config.url, max_connections, PoolKind::WEB, config.acquire_timeout).await
 }
 
 /// Like [`connect_as`], but a database that is down (or not accepting connections
 /// yet) is waited for, so a worker started during an outage does not exit; a
 /// malformed URL still fails at once.
 pub async fn connect_patiently(
-    url: &SecretString,
+    config: &DatabaseConfig,
     max_connections: u32,
     kind: PoolKind,
-    acquire_timeout: Duration,
 ) -> anyhow::Result<PgPool> {
+    let (url, acquire_timeout) = (&config.url, config.acquire_timeout);
     let _: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
     let mut delay = Duration::from_millis(500);
     loop {
@@ -77,13 +79,14 @@ pub async fn connect_patiently(
 /// never waits long on the database: no statement runs longer than 10 s and no
 /// lock is waited for longer than 2 s (the web's statements are short; a slow one
 /// is a flood or a stuck lock, and its client gets an error instead of a hang).
-pub fn connect_lazy(url: &SecretString, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
+pub fn connect_lazy(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions =
+        config.url.expose_secret().parse().context("DATABASE_URL is not a valid Postgres URL")?;
     let options =
         base_options(options, PoolKind::WEB).options([("statement_timeout", "10000"), ("lock_timeout", "2000")]);
     Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(acquire_timeout)
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
         .connect_lazy_with(options))
 }
 

@@ -2,11 +2,10 @@
 //! API, for operators with database access (`DATABASE_URL` alone; no web process).
 
 use clap::{Subcommand, ValueEnum};
-use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::{
-    config::JobsConfig,
+    config::{DatabaseConfig, JobsConfig},
     db,
     domain::{JobId, JobKind},
     queue,
@@ -86,8 +85,8 @@ impl BulkFilter {
     }
 }
 
-pub async fn run(command: JobsCommand, database_url: &SecretString) -> anyhow::Result<()> {
-    let pool = db::connect(database_url, 2).await?;
+pub async fn run(command: JobsCommand, database: &DatabaseConfig) -> anyhow::Result<()> {
+    let pool = db::connect(database, 2).await?;
     let mut conn = pool.acquire().await?;
     match command {
         JobsCommand::List { status, kind, limit, json } => {
@@ -144,12 +143,12 @@ fn report(result: Result<jobs::JobRow, ActionError>, id: &JobId) -> anyhow::Resu
 /// `pool enqueue <kind> [json]`: enqueues one job (the payload checked against the
 /// kind's) and prints its document. Reconcile and a top-up replenish are singletons:
 /// the one already queued or running comes back instead.
-pub async fn enqueue(kind: &str, payload: Option<&str>, database_url: &SecretString) -> anyhow::Result<()> {
+pub async fn enqueue(kind: &str, payload: Option<&str>, database: &DatabaseConfig) -> anyhow::Result<()> {
     let args: Value = serde_json::from_str(payload.unwrap_or("{}")).map_err(|e| anyhow::anyhow!("payload: {e}"))?;
     let config = JobsConfig::from_process_env()?;
     let kind = crate::jobs::kind_named(kind).map_err(anyhow::Error::msg)?;
     let job = typed_job(kind, args, &config)?;
-    let pool = db::connect(database_url, 2).await?;
+    let pool = db::connect(database, 2).await?;
     let mut conn = pool.acquire().await?;
     let enqueued = jobs::enqueue(&mut conn, &job).await?;
     let doc = jobs::get(&mut *conn, enqueued.id()).await?.map(JobDoc::from);

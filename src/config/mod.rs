@@ -104,18 +104,42 @@ pub struct Config {
     pub target_image: Option<String>,
     /// A provisioning instance not ready after this long is drained.
     pub stuck_timeout: Duration,
-    pub database_url: SecretString,
-    /// Largest number of database connections per process.
-    pub database_max_connections: u32,
-    /// How long a statement waits for a connection before it fails (an outage is
-    /// noticed after this long).
-    pub database_acquire_timeout: Duration,
+    pub database: DatabaseConfig,
     /// How often a process writes the metrics it recorded to Postgres.
     pub metrics_flush: Duration,
     pub services: ServicesConfig,
     pub railway_project_id: Option<String>,
     pub railway_environment_id: Option<String>,
     pub jobs: JobsConfig,
+}
+
+/// How to reach Postgres.
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub url: SecretString,
+    /// Largest number of database connections per process.
+    pub max_connections: u32,
+    /// How long a statement waits for a connection before it fails (an outage is
+    /// noticed after this long).
+    pub acquire_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    /// The database settings alone, for commands that need no other configuration.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::from_env(&Env(&lookup))
+    }
+
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: env.secret("DATABASE_URL")?,
+            max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10)?,
+            acquire_timeout: Duration::from_millis(
+                env.positive("DATABASE_ACQUIRE_TIMEOUT_MS", crate::db::ACQUIRE_TIMEOUT.as_millis() as u64)?,
+            ),
+        })
+    }
 }
 
 /// How to reach the services API.
@@ -234,11 +258,7 @@ impl Config {
             idle_max_age: env.age("POOL_IDLE_MAX_AGE")?,
             target_image: env.optional("POOL_TARGET_IMAGE"),
             stuck_timeout: env.millis("POOL_STUCK_TIMEOUT_MS", 900_000)?,
-            database_url: env.secret("DATABASE_URL")?,
-            database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10)?,
-            database_acquire_timeout: Duration::from_millis(
-                env.positive("DATABASE_ACQUIRE_TIMEOUT_MS", crate::db::ACQUIRE_TIMEOUT.as_millis() as u64)?,
-            ),
+            database: DatabaseConfig::from_env(&env)?,
             metrics_flush: Duration::from_millis(env.positive("METRICS_FLUSH_MS", 5_000)?),
             services: ServicesConfig {
                 url: env.url("SERVICES_URL")?,

@@ -180,7 +180,7 @@ fn every_variable_read_is_in_env_example_and_help() {
 /// The settings a default changes, for comparing a configuration with the defaults.
 fn settings(c: &Config) -> String {
     format!(
-        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
         c.port,
         c.host,
         c.header_read_timeout,
@@ -196,8 +196,7 @@ fn settings(c: &Config) -> String {
         c.idle_max_age,
         c.target_image,
         c.stuck_timeout,
-        c.database_max_connections,
-        c.database_acquire_timeout,
+        (c.database.max_connections, c.database.acquire_timeout),
         c.metrics_flush,
         c.services,
         (&c.railway_project_id, &c.railway_environment_id),

@@ -166,7 +166,7 @@ impl Application {
         let _ = crate::metrics::handle();
         let waiter = wait::JobWaiter::start(db.clone());
         let (header_timeout, metrics_flush) = (config.header_read_timeout, config.metrics_flush);
-        let reads = reads::permits(config.database_max_connections);
+        let reads = reads::permits(config.database.max_connections);
         let state = AppState { db: db.clone(), config: Arc::new(config), waiter, reads };
         Ok(Self { listener, router: router(state), db, header_timeout, metrics_flush })
     }

@@ -24,10 +24,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
              give them a key of their own"
         );
     }
-    let connections = config.database_max_connections.max(8) + config.jobs.claim_concurrency as u32 + 3;
-    let pool =
-        db::connect_patiently(&config.database_url, connections, db::PoolKind::WORKER, config.database_acquire_timeout)
-            .await?;
+    let connections = config.database.max_connections.max(8) + config.jobs.claim_concurrency as u32 + 3;
+    let pool = db::connect_patiently(&config.database, connections, db::PoolKind::WORKER).await?;
     let (stop_tx, stop) = watch::channel(false);
     let ctx = Arc::new(Ctx::new(config, pool, stop.clone()));
     let mut tasks = JoinSet::new();

@@ -28,7 +28,9 @@ async fn malformed_port_stops_web_with_its_name() {
 async fn secrets_do_not_appear_in_startup_errors() {
     let mut env = base_env("postgres://user:hunter2secret@127.0.0.1:1/x", "http://127.0.0.1:1");
     env.insert("SERVICES_API_KEY".into(), "svc-topsecret".into());
-    // A database that refuses connections: migrate fails and says why.
+    env.insert("DATABASE_ACQUIRE_TIMEOUT_MS".into(), "500".into());
+    // A database that refuses connections: migrate fails (after the acquire timeout)
+    // and says why.
     let output = pool_command(&["migrate"], &env).output().await.expect("run pool migrate");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -188,7 +188,6 @@ async fn unknown_agent_service_is_adopted_and_becomes_idle() {
 /// never as `idle`. Today it becomes idle; the next claim gets 409 "already bound",
 /// crashes the instance and fails the user's claim.
 #[tokio::test]
-
 async fn adopted_service_already_bound_is_never_idle() {
     let stack = start(&[]).await;
     let stranger = "Bound_agent1";
@@ -204,8 +203,9 @@ async fn adopted_service_already_bound_is_never_idle() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_ne!(rows[0].1, "idle", "a bound instance must not be claimable: {rows:?}");
 
-    // What an operator sees: the user's claim must not land on it.
-    let claim = stack.post("/api/pool/claim", json!({ "agentName": "Bob" }), 30).await;
+    // What an operator sees: the user's claim must not land on it (an idle instance
+    // is bound at once; this one waits its 3 s in line and is turned away).
+    let claim = stack.post("/api/pool/claim", json!({ "agentName": "Bob" }), 3).await;
     let body: Value = claim.json().await.unwrap();
     assert_ne!(body["status"], "failed", "a claim was handed the bound instance: {body}");
     assert_eq!(stack.sim.sim.conversation_of(stranger).as_deref(), Some("conv_lost_row"));
