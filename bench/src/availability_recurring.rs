@@ -2,7 +2,7 @@
 //! (a burst in the middle of every period), against the static minimum, the reactive
 //! buffer (`POOL_DEMAND_PERIOD=off`) and the forecast (`POOL_DEMAND_PERIOD` = the
 //! trace's period), each served from the second period on — the first one is history
-//! the forecast has not seen. The issue's target: the forecast binds ≥ 95 % at once at
+//! the forecast has not seen. The target: the forecast binds ≥ 95 % at once at
 //! ≤ 0.8 × the warm instance-minutes of the cheapest static floor that does as well.
 //! So the last run is the largest static floor costing less than 1 / 0.8 × the
 //! forecast's warm instance-minutes: the target is met when the forecast reaches 95 %
@@ -19,7 +19,7 @@ use super::{
     availability_trace::Shape,
 };
 
-/// The share of claims bound at once the issue asks for, in percent.
+/// The share of claims to bind at once, in percent.
 const SERVICE_PCT: f64 = 95.0;
 /// The forecast's cost against the cheapest static floor that does as well, at most.
 const COST_SHARE: f64 = 0.8;

@@ -14,7 +14,7 @@ use super::{
 /// A claim answered 200 with a `succeeded` job within this long was bound "at once"
 /// (the simulator's provision call is immediate, so this is Pool's own path).
 pub const AT_ONCE: Duration = Duration::from_secs(1);
-/// The comparison: a static minimum that costs this much more.
+/// The comparison: a static minimum that costs this much more.
 pub const COST_FACTOR: f64 = 1.25;
 
 /// One configuration of Pool that the trace runs against.

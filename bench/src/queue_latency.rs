@@ -22,7 +22,7 @@ use super::{
 const PRODUCERS: usize = 8;
 
 /// `(label, jobs, total enqueue rate per second, worker settings)`. The first run is
-/// the issue's; the second, at a rate the default worker keeps up with, shows the
+/// the target load; the second, at a rate the default worker keeps up with, shows the
 /// latency of the path itself rather than of a backlog. A producer that falls behind
 /// its schedule catches up at once, so the average rate holds when it can.
 type Phase = (&'static str, usize, f64, &'static [(&'static str, &'static str)]);

@@ -40,8 +40,8 @@ async fn each_claim_done_once(stack: &Stack, ids: &[pool::domain::JobId]) {
 /// Worker A's heartbeat is blackholed (its connection, and every connection A
 /// opens, hang; the pool connections A has open still work) while claims arrive for
 /// longer than the rescue window. A's lease lapses after half the window: it
-/// fetches nothing more, so nothing it starts can be taken from it by B. It used to
-/// go on fetching claims with its pool while B took each one back.
+/// fetches nothing more, so nothing it starts can be taken from it by B (rather than
+/// fetching claims with its pool while B takes each one back).
 #[tokio::test]
 async fn a_worker_whose_heartbeat_is_blackholed_fetches_nothing_after_half_the_rescue_window() {
     let sim = SimConfig { provision_time: Duration::from_millis(1500), ..fast_sim() };
@@ -98,7 +98,7 @@ async fn a_worker_whose_heartbeat_is_blackholed_fetches_nothing_after_half_the_r
 /// Postgres is away for longer than the rescue window while three workers run
 /// claims. Each worker, back, takes nothing back from the others for one window,
 /// in which they prove themselves alive: no run is taken from a live worker (the
-/// first one back used to take every other worker's jobs), and no instance is
+/// first one back does not take every other worker's jobs), and no instance is
 /// provisioned twice.
 #[tokio::test]
 async fn after_an_outage_longer_than_the_rescue_window_no_worker_takes_another_live_workers_jobs() {

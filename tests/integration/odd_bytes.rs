@@ -64,8 +64,8 @@ async fn states_of(stack: &Stack, kind: &str) -> Vec<(String, Option<String>)> {
 }
 
 /// Provisions whose upstream error body holds NUL end `failed` with a readable
-/// message, and the worker goes on recording outcomes (it used to retry the same
-/// batch for ever, leaving every job in it `running`).
+/// message, and the worker goes on recording outcomes (retrying the same batch for
+/// ever would leave every job in it `running`).
 #[tokio::test]
 async fn nul_in_an_upstream_error_body_fails_jobs_without_wedging_the_worker() {
     let upstream = upstream_answering_nul().await;

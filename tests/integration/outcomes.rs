@@ -9,8 +9,8 @@ use crate::helpers::TestDb;
 
 /// A run rescued from this worker and the run that replaced it (also on this
 /// worker) finish in one batch: the replacement holds the job, so its outcome is
-/// written whatever the order (the stale one used to win when it came last, and
-/// the job stayed `running` under a live worker).
+/// written whatever the order (were the stale one to win when it came last, the
+/// job would stay `running` under a live worker).
 #[tokio::test]
 async fn of_two_runs_of_one_job_in_one_batch_the_one_holding_the_job_is_written() {
     let db = TestDb::new().await;

@@ -1,6 +1,6 @@
-//! The job runtime (issue "one job lifecycle"): a stalled worker that comes back,
-//! poison payloads, claims on the worker with free slots, a slow database, and the
-//! operator actions, each with real `pool web` and `pool worker` processes.
+//! The job runtime: a stalled worker that comes back, poison payloads, claims on the
+//! worker with free slots, a slow database, and the operator actions, each with real
+//! `pool web` and `pool worker` processes.
 
 use std::{collections::HashMap, time::Duration};
 

@@ -20,9 +20,9 @@ async fn state_of(stack: &Stack, id: &str) -> Option<String> {
 /// answers 500 after a while) and whose `/convos/status` is broken, so it settles
 /// the claim as `crashed`. But its worker froze first: the claim was taken back and
 /// resumed by run 2 on another worker, which holds the row `claiming`. When run 1
-/// wakes up, its crash write must not land (it used to: the resumed claim then
-/// failed, "instance became crashed during the claim"); the claim completes once
-/// the instance reports its conversation again.
+/// wakes up, its crash write must not land (the resumed claim would fail, "instance
+/// became crashed during the claim"); the claim completes once the instance
+/// reports its conversation again.
 #[tokio::test]
 async fn a_stale_run_cannot_mark_a_resumed_claims_instance_crashed() {
     let sim = SimConfig { rebind_time: Duration::from_secs(6), ..fast_sim() };
