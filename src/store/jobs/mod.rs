@@ -1,6 +1,8 @@
 //! Pool's job table `jobs`: its states and rows ([`JobState`], [`JobRow`]), inserting
 //! jobs inside the caller's transaction, and reading them. Every change of a job's
-//! state is a compare-and-set in [`lifecycle`]; nothing else writes job rows.
+//! state is a compare-and-set in [`lifecycle`]; the other writes are a claim's place
+//! in the line ([`claim`]), a drain's record of what it took ([`drain`]) and the
+//! prune of finished rows.
 
 mod admin;
 pub mod claim;
