@@ -10,25 +10,22 @@ use std::{
 };
 
 use apalis::prelude::Task;
-use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use sqlx::PgPool;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use super::{Delivery, Kind};
+use super::{
+    Delivery, Kind,
+    wake::{self, MAX_KINDS, Wake},
+};
 use crate::{
     domain::{JobId, JobKind},
     jobs::{Ctx, lease::LeaseClock},
     store::jobs::lifecycle,
 };
 
-/// Channel the job table's insert trigger notifies on.
-const CHANNEL: &str = "pool_jobs_queued";
-/// Channel the same trigger notifies when a waiting claim is inserted (the binding loop's).
-const CLAIMS_CHANNEL: &str = "pool_claims_waiting";
 /// Poll interval for delayed jobs (retries) and missed notifications after a fetch
 /// that took jobs; after an empty one, `JOB_IDLE_POLL_MS`.
 const POLL: Duration = Duration::from_millis(1000);
-/// Longest wait a notification of jobs due later arms; polls cover later ones.
-const MAX_WAKE_LATER: Duration = Duration::from_secs(60);
 /// Pause after a failed fetch (database down).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -59,7 +56,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.fetcher.kinds[self.kind].backlog.load(std::sync::atomic::Ordering::Relaxed) {
-            self.fetcher.wake.notify_one();
+            self.fetcher.wake.kind(self.kind);
         }
     }
 }
@@ -75,7 +72,7 @@ struct KindSlots {
 pub struct Fetcher {
     worker: String,
     kinds: Vec<KindSlots>,
-    wake: Notify,
+    wake: Wake,
     /// Fetched but not yet started by apalis (given back at shutdown).
     unstarted: Mutex<HashSet<JobId>>,
     /// Every run this process holds, `(job id, attempt)`: fetched, and not yet let go
@@ -88,6 +85,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(worker: String, kinds: &[Kind], lease: Arc<LeaseClock>) -> Self {
+        assert!(kinds.len() <= MAX_KINDS, "a wake names kinds by bit");
         let kinds = kinds
             .iter()
             .map(|k| KindSlots {
@@ -100,7 +98,7 @@ impl Fetcher {
         Self {
             worker,
             kinds,
-            wake: Notify::new(),
+            wake: Wake::default(),
             unstarted: Mutex::new(HashSet::new()),
             held: Mutex::new(HashSet::new()),
             lease,
@@ -117,9 +115,20 @@ impl Fetcher {
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(id.clone(), attempt));
     }
 
-    /// Wakes the loop: new jobs may be due (a notification, or a retry of ours).
+    /// Wakes the loop: new jobs of any kind may be due (a notification naming none,
+    /// or a retry of ours).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.any();
+    }
+
+    /// Wakes the loop for the kinds a notification named (`a,b`); names this worker
+    /// does not run are not its business.
+    pub(super) fn wake_named(&self, names: &str) {
+        for name in names.split(',') {
+            if let Some(index) = self.kinds.iter().position(|k| k.name == *name) {
+                self.wake.kind(index);
+            }
+        }
     }
 
     /// Fetches until `stop`, then returns.
@@ -129,7 +138,8 @@ impl Fetcher {
         deliveries: mpsc::UnboundedSender<Task<Delivery>>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let listener = tokio::spawn(listen(ctx.db.clone(), self.clone(), ctx.claims_waiting.clone(), stop.clone()));
+        let listener =
+            tokio::spawn(wake::listen(ctx.db.clone(), self.clone(), ctx.claims_waiting.clone(), stop.clone()));
         let mut lapsed = false;
         loop {
             if *stop.borrow() {
@@ -175,8 +185,16 @@ impl Fetcher {
         db: &PgPool,
         deliveries: &mpsc::UnboundedSender<Task<Delivery>>,
     ) -> sqlx::Result<Fetch> {
-        let wanted: Vec<(JobKind, i32)> =
-            self.kinds.iter().map(|k| (k.name, i32::try_from(k.free.available_permits()).unwrap_or(0))).collect();
+        let named = self.wake.take();
+        let is_named = |i: usize| named.is_none_or(|bits| bits & (1 << i) != 0);
+        let wanted: Vec<(JobKind, i32)> = self
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (k.name, if is_named(i) { i32::try_from(k.free.available_permits()).unwrap_or(0) } else { 0 })
+            })
+            .collect();
         if wanted.iter().all(|(_, n)| *n == 0) {
             return Ok(Fetch::Took);
         }
@@ -187,7 +205,11 @@ impl Fetcher {
         for (i, k) in self.kinds.iter().enumerate() {
             let asked = wanted[i].1 as usize;
             if asked == 0 {
-                // Not asked this time (no free slot): what we knew still holds.
+                // Not asked this time. Named with no free slot: its jobs wait, and a
+                // freed slot fetches again. Otherwise what we knew still holds.
+                if named.is_some() && is_named(i) {
+                    k.backlog.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 continue;
             }
             let taken = jobs.iter().filter(|j| j.kind == k.name).count();
@@ -221,58 +243,6 @@ impl Fetcher {
         match lifecycle::release_unstarted(db, &self.worker, &ids).await {
             Ok(n) => tracing::info!(released = n, "gave back jobs fetched but not started"),
             Err(err) => tracing::warn!(error = %err, "could not give back unstarted jobs; rescue will"),
-        }
-    }
-}
-
-/// Wakes `fetcher` after `delay` (capped: the polls cover anything later).
-fn wake_later(fetcher: &Arc<Fetcher>, delay: Duration) {
-    let fetcher = fetcher.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(delay.min(MAX_WAKE_LATER)).await;
-        fetcher.wake();
-    });
-}
-
-/// The worker's one LISTEN connection. Wakes the fetch loop on every notification of
-/// queued jobs, or, when it says they are due in some milliseconds, then; and the
-/// binding loop (`claims`) when a waiting claim is inserted. Reconnects after outages,
-/// waking both then (a notification may have been missed).
-async fn listen(db: PgPool, fetcher: Arc<Fetcher>, claims: Arc<Notify>, stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        let mut listener = match PgListener::connect_with(&db).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(error = %err, "queue listener cannot connect; retrying");
-                tokio::time::sleep(ERROR_PAUSE * 2).await;
-                continue;
-            }
-        };
-        if let Err(err) = listener.listen_all([CHANNEL, CLAIMS_CHANNEL]).await {
-            tracing::warn!(error = %err, "queue listener cannot LISTEN; retrying");
-            tokio::time::sleep(ERROR_PAUSE * 2).await;
-            continue;
-        }
-        // Jobs queued and claims waiting while we were not listening.
-        fetcher.wake();
-        claims.notify_one();
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(note)) if note.channel() == CLAIMS_CHANNEL => claims.notify_one(),
-                Ok(Some(note)) => match note.payload().parse::<u64>() {
-                    Ok(ms) => wake_later(&fetcher, Duration::from_millis(ms)),
-                    Err(_) => fetcher.wake(),
-                },
-                Ok(None) => {
-                    tracing::warn!("queue listener lost its connection; reconnecting");
-                    fetcher.wake();
-                    claims.notify_one();
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "queue listener failed; reconnecting");
-                    break;
-                }
-            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`fetch`]: one fetch loop serves every kind. It sleeps on one LISTEN connection
 //!   (plus a poll for delayed retries) and takes at most the free slots of each kind,
-//!   marking the jobs running in the same statement.
+//!   marking the jobs running in the same statement; woken by a notification naming
+//!   kinds ([`wake`]), it asks for those alone.
 //! - apalis runs what was fetched: one worker over an in-memory backend, and stops
 //!   gracefully (in-flight runs end first). It needs no limit of its own: each
 //!   delivery holds its kind's slot until its outcome is handed over, so the slots
@@ -16,6 +17,7 @@
 mod fetch;
 mod liveness;
 mod outcomes;
+mod wake;
 
 use std::{collections::HashMap, sync::Arc};
 
