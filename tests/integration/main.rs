@@ -49,5 +49,5 @@ mod table_size;
 mod upgrade;
 mod upstream;
 mod waiters;
-mod wakeups;
 mod waiting;
+mod wakeups;

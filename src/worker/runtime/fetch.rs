@@ -41,7 +41,7 @@ enum Fetch {
 
 /// A taken slot of one kind; freeing it may let the fetch loop take more jobs.
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     fetcher: Arc<Fetcher>,
     kind: usize,
 }
@@ -55,8 +55,13 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // Free before the wake: the fetch it starts must see the slot free.
+        drop(self.permit.take());
+        // Every kind, not this one alone: a fetch for one kind is quicker, so the loop
+        // is back waiting sooner and each freed slot fetches a smaller batch (the
+        // default drain measured 25 % slower).
         if self.fetcher.kinds[self.kind].backlog.load(std::sync::atomic::Ordering::Relaxed) {
-            self.fetcher.wake.kind(self.kind);
+            self.fetcher.wake.any();
         }
     }
 }
@@ -227,7 +232,7 @@ impl Fetcher {
             };
             self.unstarted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.id.clone());
             self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((job.id.clone(), job.attempt));
-            let slot = Slot { _permit: permit, fetcher: self.clone(), kind: index };
+            let slot = Slot { permit: Some(permit), fetcher: self.clone(), kind: index };
             let _ = deliveries.send(Task::new(Delivery { job, slot }));
         }
         Ok(if again { Fetch::Again } else { took })
