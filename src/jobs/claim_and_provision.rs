@@ -83,7 +83,14 @@ impl Job for ClaimAndProvision {
 async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<ClaimResult, JobError> {
     let mut tried = Vec::new();
     job.lease_holds()?;
-    let mut held = instances::held_noting_provision(&ctx.db, job.lease()).await?;
+    // Read and noted by the fetch that took the job, as a run's first step would.
+    let mut held = match &job.prefetched {
+        Some(held) => Some(
+            serde_json::from_value::<instances::HeldClaim>(held.clone())
+                .map_err(|e| JobError::retry(format!("cannot decode the held row: {e}")))?,
+        ),
+        None => instances::held_noting_provision(&ctx.db, job.lease()).await?,
+    };
     while tried.len() < MAX_INSTANCES {
         let (row, note) = match held.take() {
             Some(held) => {

@@ -75,6 +75,9 @@ pub struct JobMeta {
     /// That process's view of its lease: past half the rescue window without a
     /// heartbeat, the run stops at its next safe point.
     pub liveness: Arc<LeaseClock>,
+    /// What the fetch read and wrote for this run: a claim's row and its provision
+    /// note (`store::instances::HeldClaim` as JSON).
+    pub prefetched: Option<Value>,
 }
 
 impl JobMeta {
@@ -245,7 +248,7 @@ mod tests {
     #[test]
     fn outcome_text_is_made_storable() {
         let liveness = Arc::new(LeaseClock::new(Duration::from_secs(12)));
-        let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into(), liveness };
+        let meta = JobMeta { id: "j".into(), fence: 1, rerun: false, worker: "w".into(), liveness, prefetched: None };
         let failed = outcome(&meta, "noop", Err(JobError::permanent("bad\0byte")));
         assert!(matches!(failed, Some(Outcome::Permanent(e)) if e == "badbyte"));
         let ok = outcome(&meta, "noop", Ok(serde_json::json!({"name": "a\0b"})));

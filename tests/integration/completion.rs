@@ -1,5 +1,7 @@
-//! A claim's completion, one statement fenced on the run's lease, against real
-//! Postgres: all of it lands (row bound, job succeeded, top-up enqueued) or none.
+//! A claim's first step and its completion against real Postgres: the fetch that
+//! takes the claim reads its row and notes the provision; the completion, one
+//! statement fenced on the run's lease, lands all of it (row bound, job succeeded,
+//! top-up enqueued) or none.
 
 use pool::{
     domain::{InstanceId, JobId},
@@ -114,4 +116,47 @@ async fn a_row_moved_meanwhile_is_neither_bound_nor_its_job_ended() {
     let lease = Lease { job_id: &job, attempt: 1, worker: "w" };
     assert!(matches!(complete(&db.pool, &instance, lease).await, Completed::Moved));
     assert_eq!(state(&db.pool, &instance, &job).await, ("crashed".into(), "running".into(), 0));
+}
+
+/// The claim's provision note: the job that wrote it.
+async fn note_of(db: &PgPool) -> Option<String> {
+    sqlx::query_scalar("SELECT provision_sent_by FROM instances WHERE id = 'inst00000001'").fetch_one(db).await.unwrap()
+}
+
+async fn fetch_claim(db: &PgPool) -> lifecycle::Fetched {
+    let mut fetched = lifecycle::fetch(db, "w", &[(crate::helpers::kind("claim_and_provision"), 1)]).await.unwrap();
+    assert_eq!(fetched.len(), 1);
+    fetched.remove(0)
+}
+
+/// The fetch of a claim returns its row with the provision note written (durably,
+/// before any call to the instance). Given back unstarted at a stop, the job leaves
+/// no note of its own behind; a note of an earlier run stays (that run may have sent
+/// a provision).
+#[tokio::test]
+async fn a_claims_fetch_notes_its_provision_and_a_release_takes_back_only_its_own_note() {
+    let db = TestDb::new().await;
+    crate::fixtures::idle("inst00000001").insert(&db.pool).await;
+    let job = claim_job("claim00000001");
+    claim::reserve_and_enqueue(&db.pool, &job, Ask::default()).await.unwrap();
+
+    let held = fetch_claim(&db.pool).await.held.expect("the held row");
+    assert_eq!((&held["id"], &held["status"]), (&json!("inst00000001"), &json!("claiming")), "{held}");
+    assert_eq!((&held["noted"], &held["sent_before"]), (&json!(true), &json!(false)), "{held}");
+    assert_eq!(note_of(&db.pool).await.as_deref(), Some("claim00000001"));
+    lifecycle::release_unstarted(&db.pool, "w", std::slice::from_ref(&job.id)).await.unwrap();
+    assert_eq!(note_of(&db.pool).await, None, "the note no provision followed is taken back");
+
+    // Fetched and started, then taken back from a silent worker: the next fetch
+    // finds the earlier run's note, which its own release leaves.
+    fetch_claim(&db.pool).await;
+    assert_eq!(
+        lifecycle::rescue(&db.pool, std::time::Duration::ZERO, std::time::Duration::from_secs(3600)).await.unwrap(),
+        1
+    );
+    lifecycle::heartbeat(&db.pool, "w").await.unwrap();
+    let held = fetch_claim(&db.pool).await.held.expect("the held row");
+    assert_eq!((&held["noted"], &held["sent_before"]), (&json!(true), &json!(true)), "{held}");
+    lifecycle::release_unstarted(&db.pool, "w", std::slice::from_ref(&job.id)).await.unwrap();
+    assert_eq!(note_of(&db.pool).await.as_deref(), Some("claim00000001"), "an earlier run's note stays");
 }

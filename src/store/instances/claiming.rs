@@ -24,10 +24,12 @@ pub struct ProvisionNote {
     pub since_first_secs: Option<f64>,
 }
 
-/// The row a claim job holds (or held), read by its run's first step.
-#[derive(Debug, sqlx::FromRow)]
+/// The row a claim job holds (or held), read by its run's first step: with its fetch
+/// ([`noted_on_fetch_ctes`], as JSON) or by [`held_noting_provision`].
+#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct HeldClaim {
     #[sqlx(flatten)]
+    #[serde(flatten)]
     pub row: InstanceRow,
     noted: bool,
     sent_before: bool,
@@ -69,6 +71,38 @@ pub async fn held_noting_provision(db: impl PgExecutor<'_>, lease: Lease<'_>) ->
     .bind(lease.worker)
     .fetch_optional(db)
     .await
+}
+
+/// CTEs for the fetch statement, after its CTE `taken` (the jobs it took, `id` and
+/// `kind`): `held_claims` (`job_id`, `held`: a [`HeldClaim`] as JSON) for every claim
+/// job (kind bound as `kind`) taken that holds a row, its provision note written as
+/// [`held_noting_provision`] writes it. The fetch is the lease, so nothing else is
+/// checked; the commit is synchronous only when a note is written.
+pub(crate) fn noted_on_fetch_ctes(kind: &str) -> String {
+    format!(
+        "held_rows AS (
+             SELECT {COLUMNS}, provision_sent_by, provision_sent_at FROM instances
+             WHERE claim_job_id IN (SELECT id FROM taken WHERE kind = {kind}) FOR UPDATE
+         ), noted AS (
+             -- set_config names a column so that it runs per noted row, never for a
+             -- fetch that notes nothing (a constant would run once, for every fetch).
+             UPDATE instances SET provision_sent_by = h.claim_job_id, updated_at = now(),
+                    provision_sent_at = CASE WHEN h.provision_sent_by IS NOT DISTINCT FROM h.claim_job_id
+                                             THEN h.provision_sent_at ELSE clock_timestamp() END
+             FROM held_rows h
+             WHERE instances.id = h.id AND h.status = 'claiming' AND h.url IS NOT NULL
+               AND set_config('synchronous_commit', 'on' || left(h.id, 0), true) IS NOT NULL
+             RETURNING instances.id
+         ), held_claims AS (
+             SELECT h.claim_job_id AS job_id,
+                    to_jsonb(h) - 'provision_sent_by' - 'provision_sent_at' || jsonb_build_object(
+                        'noted', EXISTS (SELECT 1 FROM noted WHERE noted.id = h.id),
+                        'sent_before', h.provision_sent_by IS NOT DISTINCT FROM h.claim_job_id,
+                        'since_first_secs', CASE WHEN h.provision_sent_by IS NOT DISTINCT FROM h.claim_job_id
+                            THEN EXTRACT(EPOCH FROM clock_timestamp() - h.provision_sent_at)::float8 END) AS held
+             FROM held_rows h
+         )"
+    )
 }
 
 /// Notes on the `claiming` row `id` that the claim is about to send it

@@ -6,6 +6,7 @@ pub mod lead;
 mod reconcile;
 pub mod recycle;
 
+pub(crate) use claiming::noted_on_fetch_ctes;
 pub use claiming::{
     Completed, HeldClaim, ProvisionNote, complete_held_claim, crash_held_claim, held_noting_provision,
     note_provision_sent, release_held_claim,
@@ -25,7 +26,7 @@ use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use crate::domain::{InstanceId, InstanceStatus, JobId};
 
 /// One row of `instances`.
-#[derive(Clone, Debug, FromRow, Serialize)]
+#[derive(Clone, Debug, FromRow, Serialize, serde::Deserialize)]
 pub struct InstanceRow {
     pub id: InstanceId,
     pub name: Option<String>,

@@ -166,7 +166,7 @@ fn in_memory(inbox: mpsc::UnboundedReceiver<Task<Delivery>>) -> apalis::prelude:
 
 /// apalis's handler: runs the job and hands its outcome to the writer.
 async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
-    let Delivery { job, slot } = delivery;
+    let Delivery { mut job, slot } = delivery;
     slot.started(&job.id);
     let meta = JobMeta {
         id: job.id.clone(),
@@ -174,6 +174,7 @@ async fn handle(delivery: Delivery, shared: Data<Arc<Shared>>) -> Result<(), Box
         rerun: job.runs > 1,
         worker: shared.worker.clone(),
         liveness: shared.lease.clone(),
+        prefetched: job.held.take(),
     };
     let kind = shared.runs.get_key_value(job.kind.as_str()).map(|(k, run)| (*k, *run));
     let result = match (kind, job.cancel_requested) {

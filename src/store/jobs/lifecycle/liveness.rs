@@ -147,12 +147,21 @@ async fn orphans(
 }
 
 /// Gives the jobs `worker` took but never started back to the queue, as if never
-/// fetched (at shutdown).
+/// fetched (at shutdown), and takes back the provision notes their fetch wrote (a
+/// note written before it, by an earlier run, stays: that run may have sent one).
 pub async fn release_unstarted(db: impl PgExecutor<'_>, worker: &str, ids: &[JobId]) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "UPDATE jobs SET state = 'queued', attempts = attempts - 1, runs = runs - 1, started_at = NULL,
+        "WITH mine AS (
+             SELECT id, started_at FROM jobs WHERE id = ANY($1) AND state = 'running' AND worker_id = $2 FOR UPDATE
+         ), unnoted AS (
+             UPDATE instances SET provision_sent_by = NULL, provision_sent_at = NULL, updated_at = now()
+             FROM mine
+             WHERE instances.claim_job_id = mine.id AND instances.provision_sent_by = mine.id
+               AND instances.provision_sent_at >= mine.started_at
+         )
+         UPDATE jobs SET state = 'queued', attempts = attempts - 1, runs = runs - 1, started_at = NULL,
                          worker_id = NULL, run_at = now()
-         WHERE id = ANY($1) AND state = 'running' AND worker_id = $2",
+         FROM mine WHERE jobs.id = mine.id",
     )
     .bind(ids)
     .bind(worker)

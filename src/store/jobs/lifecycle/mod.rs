@@ -15,7 +15,7 @@
 //! it. A rescue counts as an attempt. A running job that an operator cancels is asked to
 //! stop (`cancel_requested`); whatever ends that run, the job ends `cancelled`.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 mod liveness;
 mod operator;
@@ -28,7 +28,10 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 
 use super::JobState;
-use crate::domain::{JobId, JobKind};
+use crate::{
+    domain::{JobId, JobKind},
+    jobs::{Job, claim_and_provision::ClaimAndProvision},
+};
 
 /// A job taken by a worker: what its handler needs to run it.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -43,27 +46,41 @@ pub struct Fetched {
     pub cancel_requested: bool,
     /// Seconds from due to started (this run's queue wait).
     pub queue_wait: f64,
+    /// A claim's row and its provision note, written by the fetch
+    /// (`store::instances::HeldClaim` as JSON); `None` for other kinds, or a claim
+    /// that holds no row.
+    pub held: Option<Value>,
 }
 
-/// The fetch statement: `$1` kinds, `$2` how many of each, `$3` the worker.
+/// The fetch statement: `$1` kinds, `$2` how many of each, `$3` the worker, `$4` the
+/// claim kind, whose jobs come with their row and its provision note (a claim's
+/// first step is part of its fetch).
 // `= ANY(ARRAY(...))`: the taken rows are looked up by primary key; a join would be
 // planned as a scan of the whole table. Each kind's rows are read from
 // `jobs_fetch_due_idx` (kind, run_at, id), which ends at the first row not yet due, so
 // rows scheduled later and finished rows cost nothing (`priority` is never set). The
 // paused kinds are read once per statement, not once per kind.
-const FETCH: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
-                 finished_at = NULL, worker_id = $3
- WHERE id = ANY(ARRAY(
-     SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
-     CROSS JOIN LATERAL (
-         SELECT id FROM jobs
-         WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now() AND NOT waiting
-         ORDER BY run_at, id
-         LIMIT k.n
-         FOR UPDATE SKIP LOCKED) j
-     WHERE k.kind <> ALL(ARRAY(SELECT kind FROM job_kind_pauses))))
- RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested,
-           EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait";
+static FETCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH taken AS (
+             UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
+                             finished_at = NULL, worker_id = $3
+             WHERE id = ANY(ARRAY(
+                 SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
+                 CROSS JOIN LATERAL (
+                     SELECT id FROM jobs
+                     WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= now() AND NOT waiting
+                     ORDER BY run_at, id
+                     LIMIT k.n
+                     FOR UPDATE SKIP LOCKED) j
+                 WHERE k.kind <> ALL(ARRAY(SELECT kind FROM job_kind_pauses))))
+             RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested,
+                       EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait
+         ), {}
+         SELECT taken.*, held_claims.held FROM taken LEFT JOIN held_claims ON held_claims.job_id = taken.id",
+        crate::store::instances::noted_on_fetch_ctes("$4")
+    )
+});
 
 /// Takes up to `n` due jobs of each `(kind, n)` for `worker`, marking them running in
 /// the same statement. Claims never wait behind other kinds: each kind has its own
@@ -73,7 +90,13 @@ pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(JobKind, i3
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(FETCH).bind(&kinds).bind(&limits).bind(worker).fetch_all(db).await
+    sqlx::query_as(sqlx::AssertSqlSafe(FETCH.as_str()))
+        .bind(&kinds)
+        .bind(&limits)
+        .bind(worker)
+        .bind(ClaimAndProvision::KIND)
+        .fetch_all(db)
+        .await
 }
 
 /// Shared buffers (hit + read) one fetch of 4 jobs of each of `kinds` touches, read
@@ -82,9 +105,14 @@ pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(JobKind, i3
 pub async fn fetch_cost(db: &sqlx::PgPool, kinds: &[JobKind]) -> sqlx::Result<i64> {
     let limits = vec![4i32; kinds.len()];
     let mut tx = db.begin().await?;
-    let sql = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {FETCH}");
-    let plan: Value =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(kinds).bind(&limits).bind("").fetch_one(&mut *tx).await?;
+    let sql = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", *FETCH);
+    let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(kinds)
+        .bind(&limits)
+        .bind("")
+        .bind(ClaimAndProvision::KIND)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.rollback().await?;
     let blocks = |name: &str| plan[0]["Plan"][name].as_i64().unwrap_or_default();
     Ok(blocks("Shared Hit Blocks") + blocks("Shared Read Blocks"))
