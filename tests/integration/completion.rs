@@ -160,3 +160,28 @@ async fn a_claims_fetch_notes_its_provision_and_a_release_takes_back_only_its_ow
     lifecycle::release_unstarted(&db.pool, "w", std::slice::from_ref(&job.id)).await.unwrap();
     assert_eq!(note_of(&db.pool).await.as_deref(), Some("claim00000001"), "an earlier run's note stays");
 }
+
+/// Taken by a fetch of several kinds, a claim comes without its row; its run's first
+/// statement reads it and writes the same note.
+#[tokio::test]
+async fn a_claim_fetched_with_other_kinds_reads_and_notes_its_row_itself() {
+    let db = TestDb::new().await;
+    crate::fixtures::idle("inst00000001").insert(&db.pool).await;
+    let job = claim_job("claim00000001");
+    claim::reserve_and_enqueue(&db.pool, &job, Ask::default()).await.unwrap();
+    let kinds = [(crate::helpers::kind("claim_and_provision"), 1), (crate::helpers::kind("noop"), 1)];
+    let fetched = lifecycle::fetch(&db.pool, "w", &kinds).await.unwrap();
+    assert_eq!((fetched.len(), fetched[0].held.is_some()), (1, false));
+    assert_eq!(note_of(&db.pool).await, None);
+
+    let lease = Lease { job_id: &job.id, attempt: fetched[0].attempt, worker: "w" };
+    let held = instances::held_noting_provision(&db.pool, lease).await.unwrap().expect("the held row");
+    assert_eq!(held.row.id.as_str(), "inst00000001");
+    let note = held.note().expect("noted");
+    assert!(!note.sent_before);
+    assert_eq!(note_of(&db.pool).await.as_deref(), Some("claim00000001"));
+
+    let stale = Lease { job_id: &job.id, attempt: fetched[0].attempt + 1, worker: "w" };
+    let held = instances::held_noting_provision(&db.pool, stale).await.unwrap().expect("the held row");
+    assert!(held.note().is_none(), "a run without the lease writes no note");
+}

@@ -24,11 +24,10 @@ pub struct ProvisionNote {
     pub since_first_secs: Option<f64>,
 }
 
-/// The row a claim job holds (or held), read by its run's first step: with its fetch
-/// ([`noted_on_fetch_ctes`], as JSON) or by [`held_noting_provision`].
-#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
+/// The row a claim job holds (or held), read by its run's first step
+/// ([`held_claim_ctes`]): with its fetch or by [`held_noting_provision`].
+#[derive(Debug, serde::Deserialize)]
 pub struct HeldClaim {
-    #[sqlx(flatten)]
     #[serde(flatten)]
     pub row: InstanceRow,
     noted: bool,
@@ -48,49 +47,37 @@ impl HeldClaim {
 /// [`note_provision_sent`] written in the same statement when the row is `claiming`
 /// with a url and the lease holds: a claim's first step is one round trip, not two.
 pub async fn held_noting_provision(db: impl PgExecutor<'_>, lease: Lease<'_>) -> sqlx::Result<Option<HeldClaim>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH held AS (SELECT {COLUMNS}, provision_sent_by, provision_sent_at
-                       FROM instances WHERE claim_job_id = $1 FOR UPDATE),
-              noted AS (
-                UPDATE instances SET provision_sent_by = $2, updated_at = now(),
-                       provision_sent_at = CASE WHEN held.provision_sent_by IS NOT DISTINCT FROM $2
-                                                THEN held.provision_sent_at ELSE clock_timestamp() END
-                FROM held, (SELECT set_config('synchronous_commit', 'on', true)) AS durable
-                WHERE instances.id = held.id AND held.status = 'claiming' AND held.url IS NOT NULL
-                  AND {LEASE_HOLDS}
-                RETURNING instances.id)
-         SELECT held.*, EXISTS (SELECT 1 FROM noted) AS noted,
-                held.provision_sent_by IS NOT DISTINCT FROM $2 AS sent_before,
-                CASE WHEN held.provision_sent_by IS NOT DISTINCT FROM $2
-                     THEN EXTRACT(EPOCH FROM clock_timestamp() - held.provision_sent_at)::float8 END AS since_first_secs
-         FROM held"
-    )))
-    .bind(lease.job_id)
-    .bind(lease.job_id)
-    .bind(lease.attempt)
-    .bind(lease.worker)
-    .fetch_optional(db)
-    .await
+    static HELD: LazyLock<Arc<str>> = LazyLock::new(|| {
+        format!("WITH {} SELECT held FROM held_claims", held_claim_ctes("SELECT $1::text", LEASE_HOLDS)).into()
+    });
+    let held: Option<sqlx::types::Json<HeldClaim>> = sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&HELD)))
+        .bind(lease.job_id)
+        .bind(lease.job_id)
+        .bind(lease.attempt)
+        .bind(lease.worker)
+        .fetch_optional(db)
+        .await?;
+    Ok(held.map(|held| held.0))
 }
 
-/// CTEs for the fetch statement, after its CTE `taken` (the jobs it took, `id` and
-/// `kind`): `held_claims` (`job_id`, `held`: a [`HeldClaim`] as JSON) for every claim
-/// job (kind bound as `kind`) taken that holds a row, its provision note written as
-/// [`held_noting_provision`] writes it. The fetch is the lease, so nothing else is
-/// checked; the commit is synchronous only when a note is written.
-pub(crate) fn noted_on_fetch_ctes(kind: &str) -> String {
+/// CTEs reading the rows held by the claim jobs `job_ids` (SQL yielding their ids)
+/// and writing each one's provision note where the row is `claiming` with a url and
+/// `guard` (SQL) holds, as [`note_provision_sent`] writes it: `held_claims`
+/// (`job_id`, `held`: a [`HeldClaim`] as JSON). The commit is synchronous only when a
+/// note is written. For a run's first step, alone or in the fetch that takes claims.
+pub(crate) fn held_claim_ctes(job_ids: &str, guard: &str) -> String {
     format!(
         "held_rows AS (
              SELECT {COLUMNS}, provision_sent_by, provision_sent_at FROM instances
-             WHERE claim_job_id IN (SELECT id FROM taken WHERE kind = {kind}) FOR UPDATE
+             WHERE claim_job_id IN ({job_ids}) FOR UPDATE
          ), noted AS (
              -- set_config names a column so that it runs per noted row, never for a
-             -- fetch that notes nothing (a constant would run once, for every fetch).
+             -- statement that notes nothing (a constant would run once, always).
              UPDATE instances SET provision_sent_by = h.claim_job_id, updated_at = now(),
                     provision_sent_at = CASE WHEN h.provision_sent_by IS NOT DISTINCT FROM h.claim_job_id
                                              THEN h.provision_sent_at ELSE clock_timestamp() END
              FROM held_rows h
-             WHERE instances.id = h.id AND h.status = 'claiming' AND h.url IS NOT NULL
+             WHERE instances.id = h.id AND h.status = 'claiming' AND h.url IS NOT NULL AND {guard}
                AND set_config('synchronous_commit', 'on' || left(h.id, 0), true) IS NOT NULL
              RETURNING instances.id
          ), held_claims AS (

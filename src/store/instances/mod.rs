@@ -6,7 +6,7 @@ pub mod lead;
 mod reconcile;
 pub mod recycle;
 
-pub(crate) use claiming::noted_on_fetch_ctes;
+pub(crate) use claiming::held_claim_ctes;
 pub use claiming::{
     Completed, HeldClaim, ProvisionNote, complete_held_claim, crash_held_claim, held_noting_provision,
     note_provision_sent, release_held_claim,

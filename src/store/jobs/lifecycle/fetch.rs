@@ -35,7 +35,9 @@ pub struct Fetched {
 // `jobs_fetch_due_idx` (kind, run_at, id), which ends at the first row not yet due, so
 // rows scheduled later and finished rows cost nothing (`priority` is never set). The
 // paused kinds are read once per statement, not once per kind.
-const FETCH: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
+macro_rules! take {
+    () => {
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, runs = runs + 1, started_at = now(),
                  finished_at = NULL, worker_id = $3
  WHERE id = ANY(ARRAY(
      SELECT j.id FROM unnest($1::text[], $2::int[]) AS k(kind, n)
@@ -47,17 +49,20 @@ const FETCH: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1,
          FOR UPDATE SKIP LOCKED) j
      WHERE k.kind <> ALL(ARRAY(SELECT kind FROM job_kind_pauses))))
  RETURNING id, kind, args, attempts AS attempt, runs, cancel_requested,
-           EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait, NULL::jsonb AS held";
+           EXTRACT(EPOCH FROM started_at - run_at)::float8 AS queue_wait"
+    };
+}
+const FETCH: &str = concat!(take!(), ", NULL::jsonb AS held");
 
-/// [`FETCH`] for claims alone (`$1` holds only the claim kind, also bound as `$4`):
-/// with each claim's row and its provision note, a claim run's first step. Not part
-/// of every fetch: the extra reads would cost every other kind's fetch too.
+/// [`FETCH`] for claims alone: with each claim's row and its provision note, a claim
+/// run's first step. Not part of every fetch: the extra reads would cost every other
+/// kind's fetch too.
 static FETCH_CLAIMS: LazyLock<String> = LazyLock::new(|| {
-    let taken = FETCH.replace(", NULL::jsonb AS held", "");
     format!(
-        "WITH taken AS ({taken}), {}
+        "WITH taken AS ({}), {}
          SELECT taken.*, held_claims.held FROM taken LEFT JOIN held_claims ON held_claims.job_id = taken.id",
-        crate::store::instances::noted_on_fetch_ctes("$4")
+        take!(),
+        crate::store::instances::held_claim_ctes("SELECT id FROM taken", "true")
     )
 });
 
@@ -72,8 +77,7 @@ pub async fn fetch(db: impl PgExecutor<'_>, worker: &str, wanted: &[(JobKind, i3
     }
     let claims_alone = kinds.iter().all(|kind| *kind == ClaimAndProvision::KIND);
     let sql = if claims_alone { FETCH_CLAIMS.as_str() } else { FETCH };
-    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&kinds).bind(&limits).bind(worker);
-    if claims_alone { query.bind(ClaimAndProvision::KIND) } else { query }.fetch_all(db).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&kinds).bind(&limits).bind(worker).fetch_all(db).await
 }
 
 /// Shared buffers (hit + read) one fetch of 4 jobs of each of `kinds` touches, read
