@@ -165,3 +165,22 @@ async fn an_enqueue_without_keys_reads_no_job_rows_under_a_generic_plan() {
     assert!(jobs::enqueue_unless_held(&mut *tx, &keyed).await.unwrap());
     assert!(!jobs::enqueue_unless_held(&mut *tx, &keyed).await.unwrap());
 }
+
+/// Whatever deletes jobs (this release's pruning, or an earlier release's, which
+/// deletes with a plain `DELETE`) takes their attempts along, and only theirs.
+#[tokio::test]
+async fn a_plain_delete_of_jobs_takes_their_attempts_and_no_others() {
+    let db = TestDb::new().await;
+    fill(&db.pool, 6, 0).await;
+    let deleted = sqlx::query("DELETE FROM jobs WHERE id IN ('done-0000002', 'done-0000003')")
+        .execute(&db.pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, 2);
+    let left: Vec<String> = sqlx::query_scalar("SELECT job_id FROM job_attempts ORDER BY job_id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["done-0000004", "done-0000006"], "the failed jobs kept have their attempts");
+}
