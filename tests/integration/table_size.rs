@@ -1,10 +1,12 @@
-//! Costs that must not grow with the job table: a fetch reads a few index
-//! pages whatever the finished and future rows, and pruning deletes in bounded
-//! batches, one worker at a time, with the attempts and idempotency keys it owns.
+//! Costs that must not grow with the tables: a fetch reads a few index pages
+//! whatever the finished and future rows, a claim's steps read its own instance
+//! whatever the claims served before, and pruning deletes in bounded batches, one
+//! worker at a time, with the attempts and idempotency keys it owns.
 
 use std::time::Duration;
 
 use pool::store::jobs::{self, lifecycle};
+use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::TestDb;
@@ -183,4 +185,60 @@ async fn a_plain_delete_of_jobs_takes_their_attempts_and_no_others() {
         .await
         .unwrap();
     assert_eq!(left, ["done-0000004", "done-0000006"], "the failed jobs kept have their attempts");
+}
+
+/// A claim's fetch and completion look its instance up by id, whatever the claims
+/// served before: neither the bound rows nor the index entries their earlier statuses
+/// left behind are read (each was once walked, growing with every claim served).
+#[tokio::test]
+async fn a_claims_steps_read_its_own_instance_whatever_the_claims_served() {
+    let db = TestDb::new().await;
+    for status in ["idle", "claiming", "claimed"] {
+        sqlx::query(
+            "INSERT INTO instances (id, status, url, claim_job_id)
+             SELECT 'served' || lpad(g::text, 6, '0'), $1, 'http://127.0.0.1:1/x',
+                    CASE WHEN $1 <> 'idle' THEN 'a-claim-' || g END
+             FROM generate_series(1, 2000) g
+             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, claim_job_id = EXCLUDED.claim_job_id",
+        )
+        .bind(status)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("ANALYZE instances").execute(&db.pool).await.unwrap();
+    crate::fixtures::idle("inst00000001").insert(&db.pool).await;
+    let job = crate::helpers::claim_job("claim00000001");
+    jobs::claim::reserve_and_enqueue(&db.pool, &job, jobs::claim::Ask::default()).await.unwrap();
+
+    // A connection of its own: a backend's counts include its earlier statements'.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    // The plan a worker's connection keeps after a few runs (as the table grows).
+    sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut conn).await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    let fetched = lifecycle::fetch(&mut *tx, "w", &[(crate::helpers::kind("claim_and_provision"), 1)]).await.unwrap();
+    assert!(fetched[0].held.is_some(), "the fetch read the claim's row");
+    let instance = pool::domain::InstanceId::parse("inst00000001").unwrap();
+    let lease = lifecycle::Lease { job_id: &job.id, attempt: 1, worker: "w" };
+    let binding = pool::store::instances::Binding {
+        conversation_id: None,
+        invite_url: None,
+        agent_name: "Ada",
+        instructions: "hi",
+        join_url: None,
+    };
+    let top_up = jobs::NewJob::new(crate::helpers::kind("replenish"), serde_json::json!({}), 3).dedupe("singleton");
+    let result = json!({});
+    let done = pool::store::instances::complete_held_claim(&mut *tx, &instance, lease, &binding, &result, &top_up);
+    let done = done.await.unwrap();
+    assert!(matches!(done, pool::store::instances::Completed::Done(_)), "the completion bound the row: {done:?}");
+    let read: i64 = sqlx::query_scalar(
+        "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid))::int8
+                + (SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_xact_user_tables WHERE relname = 'instances')
+         FROM pg_index WHERE indrelid = 'instances'::regclass",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert!(read < 40, "a claim's fetch and completion read {read} instance entries");
 }

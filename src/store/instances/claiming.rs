@@ -65,11 +65,14 @@ pub async fn held_noting_provision(db: impl PgExecutor<'_>, lease: Lease<'_>) ->
 /// `guard` (SQL) holds, as [`note_provision_sent`] writes it: `held_claims`
 /// (`job_id`, `held`: a [`HeldClaim`] as JSON). The commit is synchronous only when a
 /// note is written. For a run's first step, alone or in the fetch that takes claims.
+// `= ANY(ARRAY(...))`: each row is looked up by its claim's id, then by its own; as
+// joins they were planned as walks of the `claim_job_id` and primary key indexes,
+// through every bound row.
 pub(crate) fn held_claim_ctes(job_ids: &str, guard: &str) -> String {
     format!(
         "held_rows AS (
              SELECT {COLUMNS}, provision_sent_by, provision_sent_at FROM instances
-             WHERE claim_job_id IN ({job_ids}) FOR UPDATE
+             WHERE claim_job_id = ANY(ARRAY({job_ids})) FOR UPDATE
          ), noted AS (
              -- set_config names a column so that it runs per noted row, never for a
              -- statement that notes nothing (a constant would run once, always).
@@ -77,7 +80,8 @@ pub(crate) fn held_claim_ctes(job_ids: &str, guard: &str) -> String {
                     provision_sent_at = CASE WHEN h.provision_sent_by IS NOT DISTINCT FROM h.claim_job_id
                                              THEN h.provision_sent_at ELSE clock_timestamp() END
              FROM held_rows h
-             WHERE instances.id = h.id AND h.status = 'claiming' AND h.url IS NOT NULL AND {guard}
+             WHERE instances.id = ANY(ARRAY(SELECT id FROM held_rows)) AND instances.id = h.id
+               AND h.status = 'claiming' AND h.url IS NOT NULL AND {guard}
                AND set_config('synchronous_commit', 'on' || left(h.id, 0), true) IS NOT NULL
              RETURNING instances.id
          ), held_claims AS (
