@@ -120,6 +120,17 @@ pub async fn connect_as(
         .context("Failed to connect to the database (DATABASE_URL)")
 }
 
+/// A pool of one connection set up as `pool`'s, connecting on first use, whose
+/// statements always run the plan made for any values (`plan_cache_mode =
+/// force_generic_plan`). For a statement whose plan for any values is the one wanted
+/// and whose estimated cost grows with a table: by default a connection compares the
+/// kept plan's cost with the plans it made for values earlier, on a smaller table,
+/// and plans anew on every run long after the table grew.
+pub fn keeping_plans(pool: &PgPool, acquire_timeout: Duration) -> PgPool {
+    let options = pool.connect_options().as_ref().clone().options([("plan_cache_mode", "force_generic_plan")]);
+    PgPoolOptions::new().max_connections(1).acquire_timeout(acquire_timeout).connect_lazy_with(options)
+}
+
 /// Applies every migration.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     legacy_queue_stub(pool).await.context("Failed to prepare the legacy job queue schema")?;

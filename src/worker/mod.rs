@@ -16,15 +16,16 @@ use crate::{config::Config, db, jobs::Ctx, store};
 /// Runs every job kind, the schedules and pruning until `shutdown` resolves; then
 /// stops taking jobs and waits for in-flight ones.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    // Handlers up to the claim concurrency plus the other kinds at once, the fetch,
-    // the outcome writer and the listener.
+    // Handlers up to the claim concurrency plus the other kinds at once, the outcome
+    // writer and the listener (the fetch and the heartbeat have connections of their
+    // own).
     if config.keys.instance_is_operator() {
         tracing::warn!(
             "POOL_INSTANCE_KEY is not set: instances are sent the operator key, which can do everything; \
              give them a key of their own"
         );
     }
-    let connections = config.database.max_connections.max(8) + config.jobs.claim_concurrency as u32 + 3;
+    let connections = config.database.max_connections.max(8) + config.jobs.claim_concurrency as u32 + 2;
     let pool = db::connect_patiently(&config.database, connections, db::PoolKind::WORKER).await?;
     let (stop_tx, stop) = watch::channel(false);
     let ctx = Arc::new(Ctx::new(config, pool, stop.clone()));

@@ -134,6 +134,37 @@ async fn a_fetch_planned_on_a_new_table_still_reads_by_index_once_it_grew() {
     assert!(buffers <= 60, "the fetch read {buffers} buffers: {plan}");
 }
 
+/// The worker's fetch connection keeps its plan when the table grows under it. A
+/// connection otherwise weighs its kept plan against the plans it made for values
+/// while the table was small, and plans anew on each fetch long after it grew.
+#[tokio::test]
+async fn the_fetch_connection_keeps_its_plan_when_the_table_grows_under_it() {
+    let db = TestDb::new().await;
+    let url = secrecy::SecretString::from(db.url.clone());
+    let worker = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER, pool::db::ACQUIRE_TIMEOUT).await.unwrap();
+    let fetching = pool::db::keeping_plans(&worker, pool::db::ACQUIRE_TIMEOUT);
+    let claims = [(crate::helpers::kind("claim_and_provision"), 1)];
+    for _ in 0..6 {
+        lifecycle::fetch(&fetching, "w", &claims).await.unwrap();
+        lifecycle::fetch(&worker, "w", &claims).await.unwrap();
+    }
+    fill(&db.pool, 20_000, 20_000).await;
+    for _ in 0..10 {
+        assert!(lifecycle::fetch(&fetching, "w", &claims).await.unwrap().is_empty());
+        lifecycle::fetch(&worker, "w", &claims).await.unwrap();
+    }
+    let plans = |pool: PgPool| async move {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+             WHERE statement LIKE '%UPDATE jobs SET state = ''running''%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(plans(fetching.clone()).await, (16, 0), "(generic, custom) plans of the fetch");
+}
+
 /// An enqueue without keys (most jobs) reads no job rows, whatever the table holds and
 /// whichever plan the connection keeps: the key checks are guarded by their keys being
 /// set (unguarded, a kept generic plan read every row of the kind on each insert, and

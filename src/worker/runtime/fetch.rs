@@ -145,6 +145,10 @@ impl Fetcher {
     ) {
         let listener =
             tokio::spawn(wake::listen(ctx.db.clone(), self.clone(), ctx.claims_waiting.clone(), stop.clone()));
+        // The fetch keeps its plan for any values (it reads by index whatever they
+        // are): planned anew on each run, as a connection otherwise does once the
+        // table has grown under it, it cost a tenth of a claim's time.
+        let fetching = crate::db::keeping_plans(&ctx.db, ctx.config.database.acquire_timeout);
         let mut lapsed = false;
         loop {
             if *stop.borrow() {
@@ -161,7 +165,7 @@ impl Fetcher {
                 }
             }
             // A lapsed lease is looked at again every second, as a busy worker polls.
-            let fetched = if lapsed { Ok(Fetch::Took) } else { self.fetch_once(&ctx.db, &deliveries).await };
+            let fetched = if lapsed { Ok(Fetch::Took) } else { self.fetch_once(&fetching, &deliveries).await };
             let poll = match fetched {
                 Ok(Fetch::Again) => continue,
                 Ok(Fetch::Took) => POLL,
@@ -182,6 +186,7 @@ impl Fetcher {
             }
         }
         listener.abort();
+        fetching.close().await;
     }
 
     /// One fetch for every kind with free slots.
