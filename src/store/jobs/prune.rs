@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// The advisory lock a pruning round holds ("poolprne").
@@ -62,10 +63,15 @@ enum Table {
 /// back short: `(rows, statements)`.
 async fn in_batches(conn: &mut PgConnection, settings: &PruneSettings, table: Table) -> sqlx::Result<(u64, u32)> {
     let (mut rows, mut statements) = (0, 0);
+    let mut from = None;
     loop {
         let started = Instant::now();
         let n = match table {
-            Table::Jobs => jobs_batch(&mut *conn, settings.retention.as_secs_f64(), settings.batch).await?,
+            Table::Jobs => {
+                let (n, last) = jobs_batch(&mut *conn, settings.retention.as_secs_f64(), settings.batch, from).await?;
+                from = last.or(from);
+                n
+            }
             Table::Keys => keys_batch(&mut *conn, settings.batch).await?,
         };
         rows += n;
@@ -77,22 +83,35 @@ async fn in_batches(conn: &mut PgConnection, settings: &PruneSettings, table: Ta
     }
 }
 
-/// Deletes up to `batch` of the oldest finished jobs past `retention_secs`.
+/// Deletes up to `batch` of the oldest finished jobs past `retention_secs`, finished
+/// at `from` or later: `(rows, the last one's finish)`.
 // `= ANY(ARRAY(...))`: the rows are deleted by primary key, never by a join the
-// planner could turn into a scan of the table.
-async fn jobs_batch(conn: &mut PgConnection, retention_secs: f64, batch: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM jobs WHERE id = ANY(ARRAY(
-             SELECT id FROM jobs
-             WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'failed', 'cancelled')
-             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))
-           AND state IN ('succeeded', 'failed', 'cancelled')",
+// planner could turn into a scan of the table. `from`, where the batch before ended:
+// the index entries of the rows it deleted stay until vacuum, and each batch would
+// walk them all again (a thousand pages a batch, more with every batch).
+async fn jobs_batch(
+    conn: &mut PgConnection,
+    retention_secs: f64,
+    batch: i64,
+    from: Option<DateTime<Utc>>,
+) -> sqlx::Result<(u64, Option<DateTime<Utc>>)> {
+    let (rows, last): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "WITH gone AS (
+             DELETE FROM jobs WHERE id = ANY(ARRAY(
+                 SELECT id FROM jobs
+                 WHERE finished_at < now() - make_interval(secs => $1) AND finished_at >= COALESCE($3, '-infinity')
+                   AND state IN ('succeeded', 'failed', 'cancelled')
+                 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+               AND state IN ('succeeded', 'failed', 'cancelled')
+             RETURNING finished_at)
+         SELECT count(*), max(finished_at) FROM gone",
     )
     .bind(retention_secs)
     .bind(batch)
-    .execute(conn)
+    .bind(from)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected())
+    Ok((rows as u64, last))
 }
 
 /// Deletes up to `batch` of the oldest idempotency keys past 24 h (by their
