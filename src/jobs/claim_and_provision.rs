@@ -86,7 +86,7 @@ async fn claim(args: &ClaimAndProvision, ctx: &Ctx, job: &JobMeta) -> Result<Cla
     // Read and noted by the fetch that took the job, as a run's first step would.
     let mut held = match &job.prefetched {
         Some(held) => Some(
-            serde_json::from_value::<instances::HeldClaim>(held.clone())
+            <instances::HeldClaim as serde::Deserialize>::deserialize(held)
                 .map_err(|e| JobError::retry(format!("cannot decode the held row: {e}")))?,
         ),
         None => instances::held_noting_provision(&ctx.db, job.lease()).await?,

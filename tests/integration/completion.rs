@@ -6,44 +6,21 @@
 use pool::{
     domain::{InstanceId, JobId},
     store::{
-        NewJob,
-        instances::{self, Binding, Completed},
-        jobs::{
-            claim::{self, Ask, Reserved},
-            lifecycle::{self, Lease},
-        },
+        instances::{self, Completed},
+        jobs::lifecycle::{self, Lease},
     },
 };
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{TestDb, claim_job};
-
-const BINDING: Binding<'static> = Binding {
-    conversation_id: Some("conv-1"),
-    invite_url: None,
-    agent_name: "Ada",
-    instructions: "hi",
-    join_url: None,
-};
+use crate::helpers::TestDb;
 
 /// An idle instance, reserved for a claim job that worker `w` then fetched (run 1).
 async fn running_claim(db: &PgPool) -> (InstanceId, JobId) {
-    crate::fixtures::idle("inst00000001").insert(db).await;
-    let job = claim_job("claim00000001");
-    assert_eq!(
-        claim::reserve_and_enqueue(db, &job, Ask::default()).await.unwrap(),
-        Reserved::Instance(InstanceId::parse("inst00000001").unwrap())
-    );
+    let claim = crate::fixtures::reserved_claim(db, "inst00000001", "claim00000001").await;
     let fetched = lifecycle::fetch(db, "w", &[(crate::helpers::kind("claim_and_provision"), 1)]).await.unwrap();
     assert_eq!(fetched.len(), 1);
-    (InstanceId::parse("inst00000001").unwrap(), job.id)
-}
-
-fn top_up() -> NewJob {
-    NewJob::new(crate::helpers::kind("replenish"), json!({}), 3)
-        .dedupe("singleton")
-        .after(std::time::Duration::from_millis(500))
+    claim
 }
 
 /// `(instance status, job state, queued replenishes)`.
@@ -60,7 +37,7 @@ async fn state(db: &PgPool, instance: &str, job: &str) -> (String, String, i64) 
 }
 
 async fn complete(db: &PgPool, instance: &InstanceId, lease: Lease<'_>) -> Completed {
-    instances::complete_held_claim(db, instance, lease, &BINDING, &json!({"ok": true}), &top_up()).await.unwrap()
+    crate::fixtures::complete_claim(db, instance, lease).await
 }
 
 /// Many completions of one run at once (a retried write racing the first): one
@@ -136,15 +113,13 @@ async fn fetch_claim(db: &PgPool) -> lifecycle::Fetched {
 #[tokio::test]
 async fn a_claims_fetch_notes_its_provision_and_a_release_takes_back_only_its_own_note() {
     let db = TestDb::new().await;
-    crate::fixtures::idle("inst00000001").insert(&db.pool).await;
-    let job = claim_job("claim00000001");
-    claim::reserve_and_enqueue(&db.pool, &job, Ask::default()).await.unwrap();
+    let (_, job) = crate::fixtures::reserved_claim(&db.pool, "inst00000001", "claim00000001").await;
 
     let held = fetch_claim(&db.pool).await.held.expect("the held row");
     assert_eq!((&held["id"], &held["status"]), (&json!("inst00000001"), &json!("claiming")), "{held}");
     assert_eq!((&held["noted"], &held["sent_before"]), (&json!(true), &json!(false)), "{held}");
     assert_eq!(note_of(&db.pool).await.as_deref(), Some("claim00000001"));
-    lifecycle::release_unstarted(&db.pool, "w", std::slice::from_ref(&job.id)).await.unwrap();
+    lifecycle::release_unstarted(&db.pool, "w", std::slice::from_ref(&job)).await.unwrap();
     assert_eq!(note_of(&db.pool).await, None, "the note no provision followed is taken back");
 
     // Fetched and started, then taken back from a silent worker: the next fetch
@@ -157,7 +132,7 @@ async fn a_claims_fetch_notes_its_provision_and_a_release_takes_back_only_its_ow
     lifecycle::heartbeat(&db.pool, "w").await.unwrap();
     let held = fetch_claim(&db.pool).await.held.expect("the held row");
     assert_eq!((&held["noted"], &held["sent_before"]), (&json!(true), &json!(true)), "{held}");
-    lifecycle::release_unstarted(&db.pool, "w", std::slice::from_ref(&job.id)).await.unwrap();
+    lifecycle::release_unstarted(&db.pool, "w", std::slice::from_ref(&job)).await.unwrap();
     assert_eq!(note_of(&db.pool).await.as_deref(), Some("claim00000001"), "an earlier run's note stays");
 }
 
@@ -166,22 +141,20 @@ async fn a_claims_fetch_notes_its_provision_and_a_release_takes_back_only_its_ow
 #[tokio::test]
 async fn a_claim_fetched_with_other_kinds_reads_and_notes_its_row_itself() {
     let db = TestDb::new().await;
-    crate::fixtures::idle("inst00000001").insert(&db.pool).await;
-    let job = claim_job("claim00000001");
-    claim::reserve_and_enqueue(&db.pool, &job, Ask::default()).await.unwrap();
+    let (_, job) = crate::fixtures::reserved_claim(&db.pool, "inst00000001", "claim00000001").await;
     let kinds = [(crate::helpers::kind("claim_and_provision"), 1), (crate::helpers::kind("noop"), 1)];
     let fetched = lifecycle::fetch(&db.pool, "w", &kinds).await.unwrap();
     assert_eq!((fetched.len(), fetched[0].held.is_some()), (1, false));
     assert_eq!(note_of(&db.pool).await, None);
 
-    let lease = Lease { job_id: &job.id, attempt: fetched[0].attempt, worker: "w" };
+    let lease = Lease { job_id: &job, attempt: fetched[0].attempt, worker: "w" };
     let held = instances::held_noting_provision(&db.pool, lease).await.unwrap().expect("the held row");
     assert_eq!(held.row.id.as_str(), "inst00000001");
     let note = held.note().expect("noted");
     assert!(!note.sent_before);
     assert_eq!(note_of(&db.pool).await.as_deref(), Some("claim00000001"));
 
-    let stale = Lease { job_id: &job.id, attempt: fetched[0].attempt + 1, worker: "w" };
+    let stale = Lease { job_id: &job, attempt: fetched[0].attempt + 1, worker: "w" };
     let held = instances::held_noting_provision(&db.pool, stale).await.unwrap().expect("the held row");
     assert!(held.note().is_none(), "a run without the lease writes no note");
 }

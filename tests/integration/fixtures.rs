@@ -1,9 +1,16 @@
 //! Rows as Pool's processes leave them, written straight into a test's database:
-//! idle instances and jobs that already ran. Each test states only what it is about.
+//! idle instances, claims reserved and completed, and jobs that already ran. Each test states only what it is about.
 
 use std::time::Duration;
 
-use pool::domain::JobId;
+use pool::{
+    domain::{InstanceId, JobId},
+    store::{
+        NewJob,
+        instances::{self, Binding, Completed},
+        jobs::{claim, lifecycle::Lease},
+    },
+};
 use serde_json::{Value, json};
 use sqlx::PgExecutor;
 
@@ -104,4 +111,31 @@ impl<'a> EndedJob<'a> {
         .expect("insert a job that ran");
         id
     }
+}
+
+/// The idle instance `instance`, reserved by the claim job `job` (queued, due now), as
+/// the web's claim leaves them.
+pub async fn reserved_claim(db: &sqlx::PgPool, instance: &str, job: &str) -> (InstanceId, JobId) {
+    idle(instance).insert(db).await;
+    let job = crate::helpers::claim_job(job);
+    let instance = InstanceId::parse(instance).unwrap();
+    let reserved = claim::reserve_and_enqueue(db, &job, claim::Ask::default()).await.unwrap();
+    assert_eq!(reserved, claim::Reserved::Instance(instance.clone()));
+    (instance, job.id)
+}
+
+/// Completes the claim `lease` runs on `instance`, as its handler does after a
+/// provision that answered.
+pub async fn complete_claim(db: impl PgExecutor<'_>, instance: &InstanceId, lease: Lease<'_>) -> Completed {
+    const BINDING: Binding<'static> = Binding {
+        conversation_id: Some("conv-1"),
+        invite_url: None,
+        agent_name: "Ada",
+        instructions: "hi",
+        join_url: None,
+    };
+    let top_up = NewJob::new(crate::helpers::kind("replenish"), json!({}), 3)
+        .dedupe("singleton")
+        .after(Duration::from_millis(500));
+    instances::complete_held_claim(db, instance, lease, &BINDING, &json!({"ok": true}), &top_up).await.unwrap()
 }

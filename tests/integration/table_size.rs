@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use pool::store::jobs::{self, lifecycle};
-use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::TestDb;
@@ -211,10 +210,8 @@ async fn a_plain_delete_of_jobs_takes_their_attempts_and_no_others() {
         .unwrap()
         .rows_affected();
     assert_eq!(deleted, 2);
-    let left: Vec<String> = sqlx::query_scalar("SELECT job_id FROM job_attempts ORDER BY job_id")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT job_id FROM job_attempts ORDER BY job_id").fetch_all(&db.pool).await.unwrap();
     assert_eq!(left, ["done-0000004", "done-0000006"], "the failed jobs kept have their attempts");
 }
 
@@ -238,9 +235,7 @@ async fn a_claims_steps_read_its_own_instance_whatever_the_claims_served() {
         .unwrap();
     }
     sqlx::query("ANALYZE instances").execute(&db.pool).await.unwrap();
-    crate::fixtures::idle("inst00000001").insert(&db.pool).await;
-    let job = crate::helpers::claim_job("claim00000001");
-    jobs::claim::reserve_and_enqueue(&db.pool, &job, jobs::claim::Ask::default()).await.unwrap();
+    let (instance, job) = crate::fixtures::reserved_claim(&db.pool, "inst00000001", "claim00000001").await;
 
     // A connection of its own: a backend's counts include its earlier statements'.
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
@@ -249,19 +244,8 @@ async fn a_claims_steps_read_its_own_instance_whatever_the_claims_served() {
     let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
     let fetched = lifecycle::fetch(&mut *tx, "w", &[(crate::helpers::kind("claim_and_provision"), 1)]).await.unwrap();
     assert!(fetched[0].held.is_some(), "the fetch read the claim's row");
-    let instance = pool::domain::InstanceId::parse("inst00000001").unwrap();
-    let lease = lifecycle::Lease { job_id: &job.id, attempt: 1, worker: "w" };
-    let binding = pool::store::instances::Binding {
-        conversation_id: None,
-        invite_url: None,
-        agent_name: "Ada",
-        instructions: "hi",
-        join_url: None,
-    };
-    let top_up = jobs::NewJob::new(crate::helpers::kind("replenish"), serde_json::json!({}), 3).dedupe("singleton");
-    let result = json!({});
-    let done = pool::store::instances::complete_held_claim(&mut *tx, &instance, lease, &binding, &result, &top_up);
-    let done = done.await.unwrap();
+    let lease = lifecycle::Lease { job_id: &job, attempt: 1, worker: "w" };
+    let done = crate::fixtures::complete_claim(&mut *tx, &instance, lease).await;
     assert!(matches!(done, pool::store::instances::Completed::Done(_)), "the completion bound the row: {done:?}");
     let read: i64 = sqlx::query_scalar(
         "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid))::int8
