@@ -83,7 +83,7 @@ struct Earlier {
 /// Pool, or, for a row Pool did not create, by whoever did). Errs (retry later)
 /// while an unanswered earlier call may still be creating one.
 async fn earlier_service(ctx: &Ctx, id: &InstanceId, not_ours: bool) -> Result<Option<Earlier>, JobError> {
-    let Some(calls) = instances::create_calls(&ctx.db, &id).await? else { return Ok(None) };
+    let Some(calls) = instances::create_calls(&ctx.db, id).await? else { return Ok(None) };
     let Some(requested_at) = calls.requested_at else {
         if !not_ours {
             return Ok(None);
@@ -138,12 +138,12 @@ async fn take_over(ctx: &Ctx, id: &InstanceId, service: &ServiceStatus) -> Resul
 }
 
 async fn create(ctx: &Ctx, id: &InstanceId) -> Result<(String, Option<String>), JobError> {
-    if !instances::note_create_requested(&ctx.db, &id).await? {
+    if !instances::note_create_requested(&ctx.db, id).await? {
         return Err(JobError::permanent(format!("instance {id} is no longer provisioning")));
     }
     let created = ctx.services.create_instance(id).await;
     if answered(&created) {
-        instances::note_create_answered(&ctx.db, &id).await?;
+        instances::note_create_answered(&ctx.db, id).await?;
     }
     let created = created?;
     // A plain-http URL would carry the instance key in clear: reconcile records the

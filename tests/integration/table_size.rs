@@ -22,7 +22,7 @@ async fn fill(db: &PgPool, finished: i64, future: i64) {
          FROM generate_series(1, $1::bigint) g",
     )
     .bind(finished)
-    .bind(&kinds)
+    .bind(kinds)
     .execute(db)
     .await
     .unwrap();
@@ -39,7 +39,7 @@ async fn fill(db: &PgPool, finished: i64, future: i64) {
          FROM generate_series(1, $1::bigint) g",
     )
     .bind(future)
-    .bind(&kinds)
+    .bind(kinds)
     .execute(db)
     .await
     .unwrap();
@@ -52,7 +52,7 @@ async fn a_fetch_reads_a_few_pages_whatever_the_finished_and_future_rows() {
     fill(&db.pool, 20_000, 20_000).await;
     let one_kind = lifecycle::fetch_cost(&db.pool, &[pool::jobs::KINDS[1]]).await.unwrap();
     assert!(one_kind <= 10, "a fetch of one kind read {one_kind} buffers");
-    let every_kind = lifecycle::fetch_cost(&db.pool, &pool::jobs::KINDS).await.unwrap();
+    let every_kind = lifecycle::fetch_cost(&db.pool, pool::jobs::KINDS).await.unwrap();
     assert!(every_kind <= 10 * 4, "a fetch of every kind read {every_kind} buffers");
     // And it still takes what is due, oldest first.
     let mut due = jobs::NewJob::new(crate::helpers::kind("noop"), serde_json::json!({}), 1);
