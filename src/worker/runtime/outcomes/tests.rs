@@ -101,3 +101,12 @@ async fn an_outcome_is_not_failed_for_a_refusal_that_was_not_about_it() {
     write_isolating(&fake, &[ok("j0")], false).await;
     assert!(matches!(outcome_of(&fake, "j0")[..], [Outcome::Succeeded(_)]), "{:?}", outcome_of(&fake, "j0"));
 }
+
+#[test]
+fn the_runs_not_applied_are_those_the_store_did_not_return() {
+    let runs = [ok("a"), ok("b"), ok("c"), ok("d")];
+    let some = [applied(&runs[2]), applied(&runs[0])];
+    let lost: Vec<String> = not_applied(&runs, &some).iter().map(|f| f.id.to_string()).collect();
+    assert_eq!(lost, ["b", "d"]);
+    assert!(not_applied(&runs, &runs.iter().map(applied).collect::<Vec<_>>()).is_empty());
+}
