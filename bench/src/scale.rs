@@ -1,7 +1,7 @@
 //! `scale`: what a claim and a fetch cost once the job table is large: claims on an
 //! empty table, then with 1 M finished rows (past their retention) and 100 k queued
-//! rows scheduled in the future, then paced claims on that table, first alone, then
-//! while the worker's pruning deletes the finished rows. The fetch's cost is read with
+//! rows scheduled in the future, then paced claims on that table: alone, while the
+//! worker's pruning deletes the finished rows, and alone again after it. The fetch's cost is read with
 //! `EXPLAIN (ANALYZE, BUFFERS)` of the fetch statement itself, rolled back.
 
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ const FINISHED_AGE: &str = "4 days";
 
 pub async fn run(quick: bool) -> anyhow::Result<Value> {
     let sizes = if quick { SIZES_QUICK } else { SIZES };
-    let stack = claim::start("scale", 2 * sizes.0 + sizes.1 + PRUNE_CLAIMS_MAX + 200).await?;
+    let stack = claim::start("scale", 2 * sizes.0 + 2 * sizes.1 + PRUNE_CLAIMS_MAX + 200).await?;
     let measured = measure(&stack, sizes).await;
     let stopped = stack.stop().await;
     let phases = measured?;
@@ -101,7 +101,11 @@ async fn measure(
     let load = paced_claims(stack, paced, || false).await?;
     let unpruned = Phase { name: "big table, paced", load, fetch: None, extra: json!({}) };
     let pruning = while_pruning(stack).await?;
-    Ok(vec![empty, big, unpruned, pruning])
+    // The same again once the prune is done: what moves between the two paced
+    // phases is time (the claims served so far), not the prune.
+    let load = paced_claims(stack, paced, || false).await?;
+    let after = Phase { name: "paced, after pruning", load, fetch: None, extra: json!({}) };
+    Ok(vec![empty, big, unpruned, pruning, after])
 }
 
 /// `finished` rows past their retention (one in ten failed, with its attempt kept) and
@@ -168,8 +172,10 @@ async fn while_pruning(stack: &Stack) -> anyhow::Result<Phase> {
     Ok(Phase { name: "while pruning", load, fetch: None, extra })
 }
 
-/// One claim every [`PRUNE_PACE`], up to `max` of them or until `done`.
+/// One claim every [`PRUNE_PACE`], up to `max` of them or until `done`: its rate over
+/// the whole phase, its CPU that of the claims alone (not the pauses).
 async fn paced_claims(stack: &Stack, max: usize, done: impl Fn() -> bool) -> anyhow::Result<Load> {
+    let started = Instant::now();
     let mut load = claim::load(stack, 1, 1).await?;
     while !done() && load.latencies_ms.len() < max {
         tokio::time::sleep(PRUNE_PACE).await;
@@ -177,7 +183,11 @@ async fn paced_claims(stack: &Stack, max: usize, done: impl Fn() -> bool) -> any
         load.latencies_ms.extend(one.latencies_ms);
         load.errors += one.errors;
         load.first_error = load.first_error.or(one.first_error);
+        for (sum, more) in load.cpu.iter_mut().zip(one.cpu) {
+            *sum += more;
+        }
     }
+    load.wall = started.elapsed();
     Ok(load)
 }
 
