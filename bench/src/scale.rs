@@ -1,8 +1,9 @@
 //! `scale`: what a claim and a fetch cost once the job table is large: claims on an
 //! empty table, then with 1 M finished rows (past their retention) and 100 k queued
 //! rows scheduled in the future, then paced claims on that table: alone, while the
-//! worker's pruning deletes the finished rows, and alone again after it. The fetch's cost is read with
-//! `EXPLAIN (ANALYZE, BUFFERS)` of the fetch statement itself, rolled back.
+//! worker's pruning deletes the finished rows, and alone again after it. The fetch's
+//! cost is read with `EXPLAIN (ANALYZE, BUFFERS)` of the fetch statement itself,
+//! rolled back.
 
 use std::time::{Duration, Instant};
 
