@@ -82,9 +82,24 @@ pub struct Settings {
 /// Minutes of history the rate and the lead time are read from: the burst measure's.
 const HISTORY_MINUTES: usize = (demand::HISTORY.as_secs() / 60) as usize;
 
+/// How recent [`current`]'s burst measure must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Burst {
+    /// Read now: what the counts show, right after the claims that moved it.
+    Now,
+    /// Read at most once per [`BURST_REUSE`] per process: the measure reads every
+    /// claim arrival of the hour (30 ms at 36,000), and a top-up follows every claim,
+    /// so read each time its cost would grow with the square of the claim rate.
+    Recent,
+}
+
+/// How long a replenish acts on a burst measure already read: a burst raises the
+/// target this much later at most, against provision lead times of tens of seconds.
+pub const BURST_REUSE: Duration = Duration::from_secs(5);
+
 /// The current target: from the per-minute claim counts every process writes, the
 /// lead times of Pool's instances and the last hour's claim arrivals.
-pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx::Result<Target> {
+pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings, burst: Burst) -> sqlx::Result<Target> {
     if settings.mode == Mode::Static {
         return Ok(target(settings, &[], None, 0.0, None));
     }
@@ -104,7 +119,12 @@ pub async fn current(db: impl PgExecutor<'_> + Copy, settings: Settings) -> sqlx
     let lead_p90 = LEAD_P90.get_or_try(|| instances::lead::p90(db, demand::HISTORY)).await?;
     let lead = policy::lead_time(lead_p90);
     let window = Duration::from_secs_f64(lead);
-    let burst = demand::peak(db, window, Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0)).await?;
+    let decay = Duration::from_secs_f64(policy::DECAY_MINUTES * 60.0);
+    static RECENT_PEAK: Memo<f64> = Memo::new(BURST_REUSE);
+    let burst = match burst {
+        Burst::Now => demand::peak(db, window, decay).await?,
+        Burst::Recent => RECENT_PEAK.get_or_try(|| demand::peak(db, window, decay)).await?,
+    };
     let forecast = match settings.demand_period {
         Some(period) => {
             let horizon = policy::horizon(lead, settings.replenish_gap);
@@ -137,7 +157,7 @@ pub async fn view(db: &sqlx::PgPool, settings: Settings) -> sqlx::Result<View> {
     Ok(View {
         counts: instances::counts(db).await?,
         waiting: claim::waiting_count(db).await?,
-        target: current(db, settings).await?,
+        target: current(db, settings, Burst::Now).await?,
         images: instances::recycle::by_image(db).await?,
         orphans: crate::store::orphans::count(db).await?,
         glance: metrics::at_a_glance(db).await?,

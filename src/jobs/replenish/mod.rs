@@ -108,7 +108,7 @@ impl Job for Replenish {
 /// replaced are retired here, and idle instances above the target are given back
 /// ([`surplus`]).
 async fn top_up(ctx: &Ctx, job: &JobMeta) -> Result<i64, JobError> {
-    let target = buffer::current(&ctx.db, ctx.config.buffer_settings()).await?;
+    let target = buffer::current(&ctx.db, ctx.config.buffer_settings(), buffer::Burst::Recent).await?;
     let stale = recycle::survey(ctx).await?;
     recycle::retire(ctx, &stale, target.target).await?;
     // Both sides of the line at once; what is given back is idle, so no longer warm.
