@@ -88,8 +88,8 @@ pub enum Burst {
     /// Read now: what the counts show, right after the claims that moved it.
     Now,
     /// Read at most once per [`BURST_REUSE`] per process: the measure reads every
-    /// claim arrival of the hour (30 ms at 36,000), and a top-up follows every claim,
-    /// so read each time its cost would grow with the square of the claim rate.
+    /// claim arrival of the hour (30 ms at 36,000), and a top-up follows every claim:
+    /// read on every top-up, its cost would grow with the square of the claim rate.
     Recent,
 }
 
