@@ -55,3 +55,21 @@ async fn sslmode_require_connects_over_tls() {
     let output = pool_command(&["migrate"], &env).output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// Every column of the job tables carries the small statistics target of
+/// `jobs_statistics_sample`: one column left at the default would make every
+/// analyze of its table read ten times the rows again.
+#[tokio::test]
+async fn the_job_tables_analyze_a_small_sample() {
+    let db = TestDb::new().await;
+    let defaults: Vec<String> = sqlx::query_scalar(
+        "SELECT attrelid::regclass::text || '.' || attname FROM pg_attribute
+         WHERE attrelid IN ('jobs'::regclass, 'job_attempts'::regclass) AND attnum > 0 AND NOT attisdropped
+           AND COALESCE(attstattarget, -1) <> 10
+         ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(defaults.is_empty(), "columns at another statistics target: {defaults:?}");
+}
