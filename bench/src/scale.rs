@@ -69,7 +69,17 @@ impl Phase {
             load["fetch_buffers_one_kind"] = json!(one);
         }
         load["extra"] = self.extra.clone();
+        load["tail_ms"] = json!(self.tail());
         load
+    }
+
+    /// The slowest 5 % of the phase's claims, slowest first, so runs can be pooled:
+    /// one run's p99 is its 6th or 11th slowest claim, and one stall moves it.
+    fn tail(&self) -> Vec<f64> {
+        let mut samples = self.load.latencies_ms.clone();
+        samples.sort_by(|a, b| b.total_cmp(a));
+        samples.truncate(samples.len().div_ceil(20));
+        samples.into_iter().map(report::round2).collect()
     }
 
     fn cells(&self) -> Vec<String> {
