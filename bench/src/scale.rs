@@ -8,7 +8,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pool::{jobs::Job, store::jobs::lifecycle};
+use pool::{
+    jobs::{Job, claim_and_provision::ClaimAndProvision},
+    store::jobs::lifecycle,
+};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -167,7 +170,7 @@ async fn fill(db: &PgPool, finished: i64, future: i64) -> anyhow::Result<()> {
 /// claims alone; rolled back, so it takes nothing.
 async fn fetch_buffers(db: &PgPool) -> anyhow::Result<(i64, i64)> {
     let all = pool::jobs::KINDS;
-    let one = [pool::jobs::claim_and_provision::ClaimAndProvision::KIND];
+    let one = [ClaimAndProvision::KIND];
     Ok((lifecycle::fetch_cost(db, all).await?, lifecycle::fetch_cost(db, &one).await?))
 }
 
@@ -177,9 +180,10 @@ async fn while_pruning(stack: &Stack) -> anyhow::Result<Phase> {
     let started = Instant::now();
     let pruning = tokio::spawn(async move { prune(&url).await });
     let load = paced_claims(stack, PRUNE_CLAIMS_MAX, || pruning.is_finished()).await?;
-    let deleted = pruning.await??;
+    let pruned = pruning.await??;
     let prune_secs = report::round2(started.elapsed().as_secs_f64());
-    let extra = json!({ "deleted": deleted, "prune_secs": prune_secs });
+    let gave_way_secs = report::round2(pruned.gave_way.as_secs_f64());
+    let extra = json!({ "deleted": pruned.jobs, "prune_secs": prune_secs, "gave_way_secs": gave_way_secs });
     Ok(Phase { name: "while pruning", load, fetch: None, extra })
 }
 
@@ -205,7 +209,7 @@ async fn paced_claims(stack: &Stack, max: usize, done: impl Fn() -> bool) -> any
 /// What the worker's prune loop does in one round, with the worker's settings
 /// (`JOB_PRUNE_BATCH`, `JOB_PRUNE_PAUSE_MS`), on a connection set up as the worker's
 /// are (asynchronous commit).
-async fn prune(url: &str) -> anyhow::Result<u64> {
+async fn prune(url: &str) -> anyhow::Result<pool::store::jobs::Pruned> {
     let jobs = pool::config::JobsConfig::from_process_env()?;
     let url = secrecy::SecretString::from(url.to_owned());
     let db = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER, pool::db::ACQUIRE_TIMEOUT).await?;
@@ -213,8 +217,9 @@ async fn prune(url: &str) -> anyhow::Result<u64> {
         retention: Duration::from_secs(RETENTION_SECS),
         batch: jobs.prune_batch,
         pause: jobs.prune_pause,
+        give_way_to: &[ClaimAndProvision::KIND],
     };
     let pruned = pool::store::jobs::prune_all(&db, &settings).await?.unwrap_or_default();
     db.close().await;
-    Ok(pruned.jobs)
+    Ok(pruned)
 }

@@ -6,21 +6,29 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
-use crate::{jobs::Ctx, store};
+use crate::{
+    jobs::{Ctx, Job, claim_and_provision::ClaimAndProvision},
+    store,
+};
 
 /// How often finished jobs past their retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let jobs = &ctx.config.jobs;
-    let settings =
-        store::jobs::PruneSettings { retention: jobs.retention, batch: jobs.prune_batch, pause: jobs.prune_pause };
+    let settings = store::jobs::PruneSettings {
+        retention: jobs.retention,
+        batch: jobs.prune_batch,
+        pause: jobs.prune_pause,
+        give_way_to: &[ClaimAndProvision::KIND],
+    };
     loop {
         let round = store::jobs::prune_all(&ctx.db, &settings);
         tokio::select! {
             pruned = round => match pruned {
                 Ok(Some(p)) if p.jobs + p.keys > 0 => {
-                    tracing::info!(jobs = p.jobs, keys = p.keys, batches = p.batches, "pruned finished jobs and keys");
+                    let gave_way_ms = p.gave_way.as_millis() as u64;
+                    tracing::info!(jobs = p.jobs, keys = p.keys, batches = p.batches, gave_way_ms, "pruned finished jobs and keys");
                 }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "could not prune finished jobs"),

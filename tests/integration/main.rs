@@ -38,6 +38,7 @@ mod operator;
 mod ops;
 mod outcomes;
 mod proxy;
+mod prune_gives_way;
 mod queue;
 mod reconcile;
 mod recycle;

@@ -106,7 +106,7 @@ async fn enrich_command_backfills_and_reports_counts() {
 
 fn prune_settings() -> pool::store::jobs::PruneSettings {
     let retention = Duration::from_secs(72 * 3600);
-    pool::store::jobs::PruneSettings { retention, batch: 100, pause: Duration::ZERO }
+    pool::store::jobs::PruneSettings { retention, batch: 100, pause: Duration::ZERO, give_way_to: &[] }
 }
 
 #[tokio::test]

@@ -76,7 +76,7 @@ async fn pruning_deletes_in_batches_with_attempts_and_old_keys_one_worker_at_a_t
     .await
     .unwrap();
     let retention = Duration::from_secs(3600);
-    let settings = jobs::PruneSettings { retention, batch: 1000, pause: Duration::ZERO };
+    let settings = jobs::PruneSettings { retention, batch: 1000, pause: Duration::ZERO, give_way_to: &[] };
     // Another worker prunes: this one leaves it to them.
     let mut other = db.pool.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock($1)").bind(jobs::PRUNE_LOCK).execute(&mut *other).await.unwrap();

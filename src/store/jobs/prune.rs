@@ -2,11 +2,14 @@
 //! cascade) and idempotency keys past their 24 h, in batches of bounded size with a
 //! pause between them, so no statement holds many rows or holds back vacuum for long,
 //! and by one worker at a time (a session advisory lock; the others skip the round).
+//! Each statement waits while a claim is in flight (see [`give_way`]).
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::domain::JobKind;
 
 /// The advisory lock a pruning round holds ("poolprne").
 pub const PRUNE_LOCK: i64 = 0x706f_6f6c_7072_6e65;
@@ -21,7 +24,14 @@ pub struct PruneSettings {
     /// Between two statements, at least; and at least as long as the last one took,
     /// so pruning keeps at most half of one backend busy, whatever the machine.
     pub pause: Duration,
+    /// Kinds a person waits on: while one is due or running, the next statement
+    /// waits, for at most one more `pause`.
+    pub give_way_to: &'static [JobKind],
 }
+
+/// How often a round that gives way looks again: a claim is in flight for a few
+/// milliseconds.
+const GIVE_WAY_STEP: Duration = Duration::from_millis(2);
 
 /// What a round deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +40,8 @@ pub struct Pruned {
     pub keys: u64,
     /// Statements that deleted.
     pub batches: u32,
+    /// How long its statements waited for claims in flight, in all.
+    pub gave_way: Duration,
 }
 
 /// One pruning round, unless another worker's round runs (`None`). The lock is held
@@ -47,9 +59,10 @@ pub async fn prune_all(db: &PgPool, settings: &PruneSettings) -> sqlx::Result<Op
 }
 
 async fn rounds(conn: &mut PgConnection, settings: &PruneSettings) -> sqlx::Result<Pruned> {
-    let (jobs, job_batches) = in_batches(conn, settings, Table::Jobs).await?;
-    let (keys, key_batches) = in_batches(conn, settings, Table::Keys).await?;
-    Ok(Pruned { jobs, keys, batches: job_batches + key_batches })
+    let mut pruned = Pruned::default();
+    pruned.jobs = in_batches(conn, settings, Table::Jobs, &mut pruned).await?;
+    pruned.keys = in_batches(conn, settings, Table::Keys, &mut pruned).await?;
+    Ok(pruned)
 }
 
 /// What a pruning statement deletes from.
@@ -60,11 +73,17 @@ enum Table {
 }
 
 /// Deletes from `table` batch after batch, pausing between them, until a batch comes
-/// back short: `(rows, statements)`.
-async fn in_batches(conn: &mut PgConnection, settings: &PruneSettings, table: Table) -> sqlx::Result<(u64, u32)> {
-    let (mut rows, mut statements) = (0, 0);
+/// back short: the rows deleted. Counts statements and waits into `round`.
+async fn in_batches(
+    conn: &mut PgConnection,
+    settings: &PruneSettings,
+    table: Table,
+    round: &mut Pruned,
+) -> sqlx::Result<u64> {
+    let mut rows = 0;
     let mut from = None;
     loop {
+        round.gave_way += give_way(conn, settings).await?;
         let started = Instant::now();
         let n = match table {
             Table::Jobs => {
@@ -75,12 +94,44 @@ async fn in_batches(conn: &mut PgConnection, settings: &PruneSettings, table: Ta
             Table::Keys => keys_batch(&mut *conn, settings.batch).await?,
         };
         rows += n;
-        statements += 1;
+        round.batches += 1;
         if n < settings.batch as u64 {
-            return Ok((rows, statements));
+            return Ok(rows);
         }
         tokio::time::sleep(settings.pause.max(started.elapsed())).await;
     }
+}
+
+/// Waits while a job of `settings.give_way_to` is due or running, for at most one
+/// `pause`. A claim's hops (web, Postgres, worker, instance) share the cores and the
+/// WAL with the prune's statements, and its caller waits; the prune has ten minutes.
+/// Bounded, so a steady stream of claims slows a round (to half its pace at most)
+/// and never stops it, and a claim whose worker hangs holds nothing up for long.
+/// Returns how long it waited.
+async fn give_way(conn: &mut PgConnection, settings: &PruneSettings) -> sqlx::Result<Duration> {
+    let mut waited = Duration::ZERO;
+    if settings.give_way_to.is_empty() {
+        return Ok(waited);
+    }
+    while waited < settings.pause && in_flight(&mut *conn, settings.give_way_to).await? {
+        let slept = Instant::now();
+        tokio::time::sleep(GIVE_WAY_STEP).await;
+        waited += slept.elapsed();
+    }
+    Ok(waited)
+}
+
+/// Whether a job of `kinds` runs or is due: two index probes (a claim waiting in line
+/// for an instance is neither).
+async fn in_flight(conn: &mut PgConnection, kinds: &[JobKind]) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = ANY($1) AND state = 'running')
+             OR EXISTS (SELECT 1 FROM jobs WHERE kind = ANY($1) AND state = 'queued' AND NOT waiting
+                                             AND run_at <= now())",
+    )
+    .bind(kinds)
+    .fetch_one(conn)
+    .await
 }
 
 /// Deletes up to `batch` of the oldest finished jobs past `retention_secs`, finished
