@@ -207,17 +207,15 @@ async fn paced_claims(stack: &Stack, max: usize, done: impl Fn() -> bool) -> any
 }
 
 /// What the worker's prune loop does in one round, with the worker's settings
-/// (`JOB_PRUNE_BATCH`, `JOB_PRUNE_PAUSE_MS`), on a connection set up as the worker's
-/// are (asynchronous commit).
+/// (`JOB_PRUNE_BATCH`, `JOB_PRUNE_PAUSE_MS`, giving way to claims) but the default
+/// retention, on a connection set up as the worker's are (asynchronous commit).
 async fn prune(url: &str) -> anyhow::Result<pool::store::jobs::Pruned> {
     let jobs = pool::config::JobsConfig::from_process_env()?;
     let url = secrecy::SecretString::from(url.to_owned());
     let db = pool::db::connect_as(&url, 1, pool::db::PoolKind::WORKER, pool::db::ACQUIRE_TIMEOUT).await?;
     let settings = pool::store::jobs::PruneSettings {
         retention: Duration::from_secs(RETENTION_SECS),
-        batch: jobs.prune_batch,
-        pause: jobs.prune_pause,
-        give_way_to: &[ClaimAndProvision::KIND],
+        ..pool::worker::prune_settings(&jobs)
     };
     let pruned = pool::store::jobs::prune_all(&db, &settings).await?.unwrap_or_default();
     db.close().await;

@@ -13,6 +13,8 @@ use tokio::{sync::watch, task::JoinSet};
 
 use crate::{config::Config, db, jobs::Ctx, store};
 
+pub use prune::settings as prune_settings;
+
 /// Runs every job kind, the schedules and pruning until `shutdown` resolves; then
 /// stops taking jobs and waits for in-flight ones.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 
 use crate::{
+    config::JobsConfig,
     jobs::{Ctx, Job, claim_and_provision::ClaimAndProvision},
     store,
 };
@@ -14,14 +15,19 @@ use crate::{
 /// How often finished jobs past their retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    let jobs = &ctx.config.jobs;
-    let settings = store::jobs::PruneSettings {
+/// How a worker prunes: `JOB_RETENTION_HOURS`, `JOB_PRUNE_BATCH`, `JOB_PRUNE_PAUSE_MS`,
+/// giving way to claims.
+pub fn settings(jobs: &JobsConfig) -> store::jobs::PruneSettings {
+    store::jobs::PruneSettings {
         retention: jobs.retention,
         batch: jobs.prune_batch,
         pause: jobs.prune_pause,
         give_way_to: &[ClaimAndProvision::KIND],
-    };
+    }
+}
+
+pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let settings = settings(&ctx.config.jobs);
     loop {
         let round = store::jobs::prune_all(&ctx.db, &settings);
         tokio::select! {
